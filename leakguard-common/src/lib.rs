@@ -1,0 +1,204 @@
+//! Layouts, limits and name rules shared by leakguard's kernel programs and user space.
+//!
+//! Every type here crosses the kernel/user boundary through a BPF map or the event ring,
+//! so each is `#[repr(C)]`, has explicit padding and a size assertion, and uses integers
+//! (never `bool` or Rust enums) for anything the other side writes.
+#![no_std]
+
+pub mod limits;
+pub mod name;
+
+pub use limits::*;
+
+/// What a rule does with a request that carries its header. Stored as `u8` in [`Rule`].
+pub mod action {
+    /// Pass the packet; count the match.
+    pub const COUNT: u8 = 0;
+    /// Overwrite the value in place with [`crate::REDACT_FILLER`]; count.
+    pub const REDACT: u8 = 1;
+    /// Drop the packet; count.
+    pub const DROP: u8 = 2;
+    /// Not configurable: the outcome when the destination is on the rule's allowlist.
+    pub const ALLOW: u8 = 3;
+    /// Number of outcomes, the width of [`crate::RuleCounters`].
+    pub const OUTCOMES: usize = 4;
+
+    /// Name used in metrics and logs.
+    #[must_use]
+    pub const fn name(a: u8) -> &'static str {
+        match a {
+            COUNT => "count",
+            REDACT => "redact",
+            DROP => "drop",
+            ALLOW => "allow",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Where a program runs. Stored in [`Event::hook`].
+pub mod hook {
+    pub const TC_EGRESS: u8 = 0;
+    pub const TC_INGRESS: u8 = 1;
+    pub const XDP: u8 = 2;
+
+    #[must_use]
+    pub const fn name(h: u8) -> &'static str {
+        match h {
+            TC_EGRESS => "tc-egress",
+            TC_INGRESS => "tc-ingress",
+            XDP => "xdp",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Key of the `RULES` hash map: a header name folded by [`name::fold`], zero padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NameKey {
+    pub name: [u8; MAX_NAME_LEN],
+}
+const _: () = assert!(core::mem::size_of::<NameKey>() == MAX_NAME_LEN);
+
+/// Value of the `RULES` hash map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Index into `RULE_COUNTERS`; `< MAX_RULES`.
+    pub id: u32,
+    /// One of [`action`]'s configurable values.
+    pub action: u8,
+    /// Bit in the allowlist masks that stands for this rule's allowlist, or [`NO_ALLOW_GROUP`].
+    pub allow_group: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<Rule>() == 8);
+
+/// `Rule::allow_group` of a rule without an allowlist.
+pub const NO_ALLOW_GROUP: u8 = 0xff;
+
+/// Per-CPU counters of one rule, indexed by [`action`] outcome.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleCounters {
+    pub outcomes: [u64; action::OUTCOMES],
+}
+const _: () = assert!(core::mem::size_of::<RuleCounters>() == 32);
+
+/// Global per-CPU counters, one `Stats` value per CPU (one map lookup per packet).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Every packet the program ran on.
+    pub packets: u64,
+    /// IPv4/IPv6 TCP segments to a configured HTTP port.
+    pub tcp_http: u64,
+    /// Request lines recognised (heads started).
+    pub heads: u64,
+    /// Header lines scanned.
+    pub lines: u64,
+    /// Payload bytes run through the scanner.
+    pub bytes: u64,
+    /// Heads cut by `max_payload_bytes` before their blank line.
+    pub truncated: u64,
+    /// Header lines that violate RFC 9112 (whitespace before the colon, no colon, obs-fold).
+    pub malformed: u64,
+    /// Non-first IP fragments, passed untouched (they carry no TCP header).
+    pub fragments: u64,
+    /// Packets whose payload was rewritten by `redact`.
+    pub redacted_packets: u64,
+    /// Packets dropped by `drop`.
+    pub dropped_packets: u64,
+    /// Match events that did not fit the ring buffer (the counters still moved).
+    pub events_lost: u64,
+    /// Helper failures (load/store/checksum); the packet passes unmodified or is dropped
+    /// when a redaction could not be completed.
+    pub errors: u64,
+}
+const _: () = assert!(core::mem::size_of::<Stats>() == 12 * 8);
+
+/// Scan settings filled by the daemon (single-entry array `CONFIG`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanConfig {
+    /// Scan at most this many payload bytes of a segment (`1..=MAX_SCAN_BYTES`).
+    pub max_payload_bytes: u32,
+    /// 1 once the daemon has filled every map; until then the programs only count.
+    pub ready: u32,
+}
+const _: () = assert!(core::mem::size_of::<ScanConfig>() == 8);
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            ready: 0,
+        }
+    }
+}
+
+/// Set of HTTP destination ports (single-entry array `PORTS`): bit `p` set = scan port `p`.
+/// One array lookup and a bit test per TCP segment, whatever the number of ports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortSet {
+    pub bits: [u64; 1024],
+}
+const _: () = assert!(core::mem::size_of::<PortSet>() == 65536 / 8);
+
+impl PortSet {
+    pub const EMPTY: Self = Self { bits: [0; 1024] };
+
+    pub fn insert(&mut self, port: u16) {
+        self.bits[usize::from(port >> 6)] |= 1 << (port & 63);
+    }
+
+    #[must_use]
+    #[inline(always)]
+    pub fn contains(&self, port: u16) -> bool {
+        self.bits[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+    }
+}
+
+/// Address family in [`Event::family`].
+pub const FAMILY_IPV4: u8 = 4;
+pub const FAMILY_IPV6: u8 = 6;
+
+/// One match, sent through the `EVENTS` ring buffer. Carries where and what matched,
+/// never a byte of the header value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    pub ifindex: u32,
+    pub rule_id: u32,
+    /// [`hook`] value.
+    pub hook: u8,
+    /// [`action`] outcome (`ALLOW` when the destination is trusted).
+    pub action: u8,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    pub _pad: u8,
+    /// Ports in host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    /// IPv4 addresses use the first 4 bytes; network byte order.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<Event>() == 56);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are `#[repr(C)]`, made only of integers and integer arrays, with
+    // explicit padding fields, so every bit pattern is valid.
+    unsafe impl aya::Pod for super::NameKey {}
+    unsafe impl aya::Pod for super::Rule {}
+    unsafe impl aya::Pod for super::RuleCounters {}
+    unsafe impl aya::Pod for super::Stats {}
+    unsafe impl aya::Pod for super::ScanConfig {}
+    unsafe impl aya::Pod for super::PortSet {}
+    unsafe impl aya::Pod for super::Event {}
+}

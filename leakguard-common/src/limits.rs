@@ -1,0 +1,53 @@
+//! Every limit of the data path, used by both the kernel programs and the daemon.
+
+/// Longest header name that can match a rule. RFC 9110 sets no limit; real identity
+/// headers are under 40 bytes. A longer name is simply not an identity header.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Rules (identity header names) the kernel can hold: size of `RULES` and `RULE_COUNTERS`.
+pub const MAX_RULES: u32 = 4096;
+
+/// Distinct allowlists: each is one bit of the `u64` mask stored in the allowlist tries.
+pub const MAX_ALLOW_GROUPS: usize = 64;
+
+/// Prefixes per address family in the allowlist tries.
+pub const MAX_ALLOW_PREFIXES: u32 = 16384;
+
+/// Default and upper bound of `scan.max_payload_bytes`. The upper bound covers a GSO
+/// super-packet on TC egress (64 KiB less headers).
+pub const DEFAULT_MAX_PAYLOAD_BYTES: u32 = 4096;
+pub const MAX_SCAN_BYTES: u32 = 65536;
+/// Below this a request line and one header do not fit; the policy refuses smaller limits.
+pub const MIN_SCAN_BYTES: u32 = 64;
+
+/// The payload is copied into a per-CPU scratch window of this size and scanned there
+/// with masked indexes (the verifier then needs no per-byte packet bounds proof).
+/// A power of two. 16 KiB: the verifier re-checks the scan callback once per window
+/// iteration, so few large windows verify much faster than many small ones; per-CPU
+/// map values are capped at 32 KiB.
+pub const SCAN_WINDOW: usize = 16384;
+/// Windows per packet: `MAX_SCAN_BYTES / SCAN_WINDOW`, the bound of the window loop.
+pub const MAX_WINDOWS: u32 = MAX_SCAN_BYTES / SCAN_WINDOW as u32;
+/// Bytes per `bpf_loop` callback: the inner loop is verified once per callback
+/// (64 simulated iterations), and the per-callback overhead is spread over 64 bytes.
+pub const SCAN_CHUNK: u32 = 64;
+
+/// Longest HTTP method token accepted on a request line (`MKCALENDAR` is 10; generous).
+pub const MAX_METHOD_LEN: u32 = 24;
+
+/// 802.1Q / 802.1ad tags parsed before giving up (QinQ = 2).
+pub const MAX_VLAN_TAGS: usize = 2;
+
+/// IPv6 extension headers walked before giving up on a packet (it then passes).
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+/// Size of the match-event ring buffer (bytes, a power of two and page multiple).
+pub const EVENT_RING_BYTES: u32 = 256 * 1024;
+
+/// Byte written over every byte of a redacted value. `*` is a valid field-vchar and a
+/// token char, so the request stays well formed.
+pub const REDACT_FILLER: u8 = b'*';
+
+const _: () = assert!(SCAN_WINDOW.is_power_of_two());
+const _: () = assert!(SCAN_WINDOW as u32 % SCAN_CHUNK == 0);
+const _: () = assert!(MAX_SCAN_BYTES % SCAN_WINDOW as u32 == 0);

@@ -1,0 +1,135 @@
+//! Header-name rules, identical in kernel and user space.
+//!
+//! Names compare case-insensitively (RFC 9110 §5.1) *and* with `_` equal to `-`: CGI, PHP
+//! and most frameworks expose both `X-MSISDN` and `X_MSISDN` as `HTTP_X_MSISDN`, so a guard
+//! that told them apart would protect nothing. Both sides fold a name the same way and
+//! compare folded bytes.
+
+use crate::{NameKey, MAX_NAME_LEN};
+
+/// Byte classes of the request scanner, as bits (see [`CLASS`]).
+pub const C_TCHAR: u8 = 1; // RFC 9110 token character
+pub const C_WS: u8 = 2; // SP or HTAB
+pub const C_CTL: u8 = 4; // control or DEL (not allowed in a request target)
+
+/// Class bits of every byte value: one table load per byte in the kernel.
+pub static CLASS: [u8; 256] = build_class();
+
+const fn build_class() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut bits = 0;
+        if is_tchar(c) {
+            bits |= C_TCHAR;
+        }
+        if c == b' ' || c == b'\t' {
+            bits |= C_WS;
+        }
+        if c < 0x20 || c == 0x7f {
+            bits |= C_CTL;
+        }
+        t[b] = bits;
+        b += 1;
+    }
+    t
+}
+
+/// [`fold`] of every byte value: lets the kernel fold without a branch.
+pub static FOLD: [u8; 256] = build_fold();
+
+const fn build_fold() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = fold(b as u8);
+        b += 1;
+    }
+    t
+}
+
+/// RFC 9110 `tchar`: `!#$%&'*+-.^_`|~`, digits and letters.
+#[must_use]
+pub const fn is_tchar(c: u8) -> bool {
+    matches!(c,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+/// Folds one name byte: ASCII lowercase, and `_` to `-`.
+#[must_use]
+#[inline(always)]
+pub const fn fold(c: u8) -> u8 {
+    if c.is_ascii_uppercase() {
+        c | 0x20
+    } else if c == b'_' {
+        b'-'
+    } else {
+        c
+    }
+}
+
+/// Why a configured header name cannot be a rule key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameError {
+    Empty,
+    TooLong,
+    /// Byte at this index is not an RFC 9110 token character.
+    NotToken(usize),
+}
+
+/// The map key for a configured header name, or why it cannot be one.
+pub fn key(name: &[u8]) -> Result<NameKey, NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    let mut key = NameKey {
+        name: [0; MAX_NAME_LEN],
+    };
+    for (i, &c) in name.iter().enumerate() {
+        if !is_tchar(c) {
+            return Err(NameError::NotToken(i));
+        }
+        key.name[i] = fold(c);
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_case_and_underscore() {
+        assert_eq!(key(b"X_MsIsDn").unwrap(), key(b"x-msisdn").unwrap());
+        assert_ne!(key(b"X-MSISDN").unwrap(), key(b"X-MSISDN2").unwrap());
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert_eq!(key(b""), Err(NameError::Empty));
+        assert_eq!(key(&[b'a'; 65]), Err(NameError::TooLong));
+        assert!(key(&[b'a'; 64]).is_ok());
+        assert_eq!(key(b"X MSISDN"), Err(NameError::NotToken(1)));
+        assert_eq!(key(b"X-MSISDN:"), Err(NameError::NotToken(8)));
+        // A dot is a token char: X-Jinny.CID is real.
+        assert!(key(b"X-Jinny.CID").is_ok());
+    }
+
+    #[test]
+    fn class_table_matches_predicates() {
+        for b in 0..=255u8 {
+            assert_eq!(CLASS[b as usize] & C_TCHAR != 0, is_tchar(b), "byte {b}");
+        }
+        assert_eq!(CLASS[b' ' as usize], C_WS);
+        assert_eq!(CLASS[b'\t' as usize], C_WS | C_CTL);
+        assert_eq!(CLASS[b'\r' as usize], C_CTL);
+        for b in 0..=255u8 {
+            assert_eq!(FOLD[b as usize], fold(b));
+        }
+    }
+}

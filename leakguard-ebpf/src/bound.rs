@@ -1,0 +1,21 @@
+//! Verifier-facing helpers: LLVM may prove a bound the verifier cannot follow (through
+//! register copies, 32-bit sub-registers, merged compares) and then delete the very check
+//! or mask the verifier needs. `opaque` hides a value from LLVM so the check stays.
+
+/// Returns `v` unchanged, through an asm move (one instruction) LLVM cannot see into.
+#[inline(always)]
+pub fn opaque(v: u32) -> u32 {
+    opaque64(u64::from(v)) as u32
+}
+
+/// [`opaque`] for a 64-bit value. Bounds checks on a helper's length argument must be
+/// made on the 64-bit register that is passed: a check on a zero-extended 32-bit copy
+/// does not carry over to the original in the verifier's eyes.
+#[inline(always)]
+pub fn opaque64(mut v: u64) -> u64 {
+    // SAFETY: a register-to-itself move that only "changes" the register.
+    unsafe {
+        core::arch::asm!("{0} = {0}", inout(reg) v, options(nomem, nostack, preserves_flags))
+    };
+    v
+}

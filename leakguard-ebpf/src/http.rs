@@ -1,0 +1,445 @@
+//! The request-head scanner: a byte-at-a-time state machine over the TCP payload.
+//!
+//! The payload is copied, a window of `SCAN_WINDOW` bytes at a time, into a per-CPU scratch
+//! buffer and scanned there with masked indexes, so the verifier needs no per-byte packet
+//! bounds proof. `bpf_loop` drives the scan `SCAN_CHUNK` bytes per callback: the callback
+//! is verified once, whatever the payload length, and the state carried in `ScanState`
+//! lets a header line run across chunk and window boundaries (and, later, segments).
+//!
+//! Grammar (RFC 9112 §2–5), as far as a guard needs it:
+//!   request-line = method SP target SP "HTTP/1." DIGIT [CR] LF
+//!   field-line   = name ":" OWS value [CR] LF      (name = 1*tchar, no space before ":")
+//!   head end     = [CR] LF on its own
+//! After a head the next bytes are tried as another request line (pipelining); anything
+//! else is a body and ends the scan.
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::bpf_loop;
+use leakguard_common::{
+    action,
+    name::{fold, CLASS, C_CTL, C_TCHAR, C_WS, FOLD},
+    NameKey, MAX_METHOD_LEN, MAX_NAME_LEN, REDACT_FILLER, SCAN_CHUNK, SCAN_WINDOW,
+};
+
+use crate::{bound::opaque, maps::SCRATCH, policy};
+
+// Parser states.
+const S_METHOD: u32 = 0;
+const S_TARGET: u32 = 1;
+const S_VERSION: u32 = 2;
+const S_LINE_START: u32 = 3;
+const S_NAME: u32 = 4;
+const S_SKIP: u32 = 5;
+const S_VALUE: u32 = 6;
+const S_BLANK_CR: u32 = 7;
+/// Optional whitespace before a redacted value.
+const S_OWS: u32 = 8;
+
+// `ScanState::flags`.
+/// The value being read belongs to a `redact` rule (also covers obs-fold continuations).
+const F_REDACT: u32 = 1;
+
+const VERSION_PREFIX: &[u8; 7] = b"HTTP/1.";
+/// `tok` value once the version digit was read: only [CR] LF may follow.
+const VERSION_DONE: u32 = 8;
+
+const WINDOW_MASK: usize = SCAN_WINDOW - 1;
+
+/// Scanner state, one per CPU (inside [`Scratch`]), reset for every segment.
+#[repr(C)]
+pub struct ScanState {
+    /// Valid bytes in the window.
+    pub n: u32,
+    /// Next byte of the window to scan.
+    pub pos: u32,
+    /// Payload offset of the window's first byte.
+    pub win_off: u32,
+    /// Set when the scan must end: not a request, a body, or a drop verdict.
+    pub stop: u32,
+    /// Bytes consumed in the window when the scan stopped early.
+    pub stopped_at: u32,
+    pub state: u32,
+    /// Length of the current request-line token, or position in the version.
+    pub tok: u32,
+    pub name_len: u32,
+    pub flags: u32,
+    /// The window holds redacted bytes and must be written back.
+    pub dirty: u32,
+    /// 1 when a `drop` rule matched.
+    pub drop: u32,
+    // Per-segment counts, flushed to STATS once.
+    pub heads: u32,
+    pub lines: u32,
+    pub malformed: u32,
+    pub events_lost: u32,
+    pub redacted: u32,
+    /// One's-complement sums of the redacted bytes before and after, at their position
+    /// parity in the segment: the TCP checksum update (RFC 1624).
+    pub sum_old: u64,
+    pub sum_new: u64,
+    pub pkt: policy::PacketMeta,
+    /// The folded name of the current header line, zero padded: the `RULES` key.
+    pub name: NameKey,
+}
+
+#[repr(C)]
+pub struct Scratch {
+    pub buf: [u8; SCAN_WINDOW],
+    pub st: ScanState,
+}
+
+impl ScanState {
+    /// Resets for a new segment.
+    #[inline(always)]
+    pub fn reset(&mut self) {
+        self.stop = 0;
+        self.stopped_at = 0;
+        self.state = S_METHOD;
+        self.tok = 0;
+        self.name_len = 0;
+        self.flags = 0;
+        self.dirty = 0;
+        self.drop = 0;
+        self.heads = 0;
+        self.lines = 0;
+        self.malformed = 0;
+        self.events_lost = 0;
+        self.redacted = 0;
+        self.sum_old = 0;
+        self.sum_new = 0;
+    }
+
+    /// True while a head is open: a request line was started and its blank line not seen.
+    #[inline(always)]
+    pub fn in_head(&self) -> bool {
+        self.stop == 0 && !(self.state == S_METHOD && self.tok == 0)
+    }
+}
+
+/// Scans the `st.n` bytes of the window, from `st.pos`.
+#[inline(always)]
+pub fn scan_window(s: &mut Scratch) {
+    s.st.pos = 0;
+    // Every callback consumes at least one byte, so `n` callbacks always suffice; the
+    // loop normally ends far sooner (the callback returns 1 at the window's end).
+    // SAFETY: `advance` has the callback signature bpf_loop expects; it finds its state
+    // through the per-CPU map, so no context pointer is passed.
+    unsafe {
+        bpf_loop(
+            s.st.n,
+            advance as *const () as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
+    }
+}
+
+/// `bpf_loop` callback: consumes bytes from `st.pos` and returns 1 when the window is
+/// done or the scan must stop, 0 to be called again.
+///
+/// Verifier cost is kept linear by giving each call one job: a tight run of up to
+/// `SCAN_CHUNK` bytes in the states where most bytes are (skipping a line, reading a
+/// name, redacting a value) — one path per iteration — or a single byte of the full
+/// state machine, which then has no loop around it.
+#[inline(never)]
+extern "C" fn advance(_idx: u32, _ctx: *mut c_void) -> i64 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: the per-CPU value is ours for the duration of the program run (XDP and TC
+    // run with bottom halves disabled, so nothing else on this CPU touches it).
+    let s = unsafe { &mut *s };
+    let pos = s.st.pos;
+    let n = s.st.n;
+    if pos >= n {
+        return 1;
+    }
+    let next = match s.st.state {
+        S_SKIP => skip_run(s, pos, n),
+        S_NAME => name_run(s, pos, n),
+        S_OWS => {
+            let p = ows_run(s, pos, n);
+            if p == pos {
+                // The value starts here.
+                s.st.state = S_VALUE;
+                value_run(s, pos, n)
+            } else {
+                p
+            }
+        }
+        S_VALUE => value_run(s, pos, n),
+        _ => pos,
+    };
+    if next != pos {
+        s.st.pos = next;
+        return i64::from(next >= n);
+    }
+    // A byte the runs do not take: a line or token boundary, or a request-line byte.
+    if !step(s, pos as usize & WINDOW_MASK) {
+        s.st.stop = 1;
+        s.st.stopped_at = pos + 1;
+        return 1;
+    }
+    s.st.pos = pos + 1;
+    i64::from(pos + 1 >= n)
+}
+
+/// Skips the rest of a line: stops at its LF (left for `step`), returns the new position.
+#[inline(always)]
+fn skip_run(s: &Scratch, pos: u32, n: u32) -> u32 {
+    let mut k = 0;
+    while k < SCAN_CHUNK {
+        let i = pos + k;
+        if i >= n || s.buf[i as usize & WINDOW_MASK] == b'\n' {
+            break;
+        }
+        k += 1;
+    }
+    pos + k
+}
+
+/// Reads name bytes (tchars), folded into `st.name`; stops at the first other byte.
+///
+/// Like every run, the loop body has no branch but its exit tests: the verifier cannot
+/// prune states inside a loop it is still exploring, so each extra branch would double
+/// its work per iteration.
+#[inline(always)]
+fn name_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+    let len = s.st.name_len;
+    let mut k = 0;
+    while k < SCAN_CHUNK {
+        let i = pos + k;
+        if i >= n {
+            break;
+        }
+        let b = s.buf[i as usize & WINDOW_MASK];
+        if CLASS[usize::from(b)] & C_TCHAR == 0 {
+            break;
+        }
+        // Past MAX_NAME_LEN the index wraps and garbles the key, harmlessly: such a name
+        // is never looked up (`name_len` keeps counting).
+        s.st.name.name[opaque(len + k) as usize & (MAX_NAME_LEN - 1)] = FOLD[usize::from(b)];
+        k += 1;
+    }
+    s.st.name_len = len + k;
+    pos + k
+}
+
+/// Skips the optional whitespace before a value; stops at its first other byte.
+#[inline(always)]
+fn ows_run(s: &Scratch, pos: u32, n: u32) -> u32 {
+    let mut k = 0;
+    while k < SCAN_CHUNK {
+        let i = pos + k;
+        if i >= n || CLASS[usize::from(s.buf[i as usize & WINDOW_MASK])] & C_WS == 0 {
+            break;
+        }
+        k += 1;
+    }
+    pos + k
+}
+
+/// Redacts value bytes up to the LF (left for `step`), leaving CR bytes as they are.
+/// Branch-free: the CR test and the checksum parity are arithmetic, not jumps.
+#[inline(always)]
+fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+    let mut sum_old = 0u64;
+    let mut sum_new = 0u64;
+    let mut k = 0;
+    while k < SCAN_CHUNK {
+        let i = pos + k;
+        if i >= n {
+            break;
+        }
+        let idx = i as usize & WINDOW_MASK;
+        let old = s.buf[idx];
+        if old == b'\n' {
+            break;
+        }
+        // keep = 1 for CR, else 0.
+        let keep = u64::from(old ^ b'\r').wrapping_sub(1) >> 63;
+        let new = (u64::from(old) * keep + u64::from(REDACT_FILLER) * (1 - keep)) as u8;
+        s.buf[idx] = new;
+        // The window starts at an even payload offset and the TCP payload at an even
+        // offset of the segment: even window index = high byte of a checksummed word.
+        let shift = ((idx as u64 & 1) ^ 1) << 3;
+        sum_old += u64::from(old) << shift;
+        sum_new += u64::from(new) << shift;
+        k += 1;
+    }
+    if k != 0 {
+        s.st.sum_old += sum_old;
+        s.st.sum_new += sum_new;
+        s.st.dirty = 1;
+        s.st.redacted = 1;
+    }
+    pos + k
+}
+
+/// One byte of the state machine. Returns false to stop the scan.
+#[inline(always)]
+fn step(s: &mut Scratch, i: usize) -> bool {
+    let b = s.buf[i];
+    let class = CLASS[usize::from(b)];
+    let st = &mut s.st;
+    match st.state {
+        // Hot states first: most bytes of a head are inside values that need no work.
+        S_SKIP => {
+            if b == b'\n' {
+                st.state = S_LINE_START;
+            }
+        }
+        S_VALUE | S_OWS => {
+            // `value_run` stops only at the LF; anything else here is still value and is
+            // redacted (CR excepted), never let through.
+            if b == b'\n' {
+                st.state = S_LINE_START;
+            } else if b != b'\r' {
+                redact_byte(s, i, b);
+            }
+        }
+        S_NAME => {
+            if class & C_TCHAR != 0 {
+                let len = st.name_len as usize;
+                if len < MAX_NAME_LEN {
+                    st.name.name[opaque(len as u32) as usize & (MAX_NAME_LEN - 1)] = fold(b);
+                }
+                // Counts past MAX_NAME_LEN so a longer name never matches a prefix.
+                st.name_len += 1;
+            } else if b == b':' {
+                if st.name_len as usize <= MAX_NAME_LEN {
+                    return on_header(s);
+                }
+                st.state = S_SKIP;
+            } else {
+                // Whitespace before the colon (RFC 9112 §5.1), a line without a colon,
+                // or a non-token byte: invalid, never matched.
+                st.malformed += 1;
+                st.state = if b == b'\n' { S_LINE_START } else { S_SKIP };
+            }
+        }
+        S_LINE_START => {
+            if class & C_TCHAR != 0 {
+                st.lines += 1;
+                st.name = NameKey {
+                    name: [0; MAX_NAME_LEN],
+                };
+                st.name.name[0] = fold(b);
+                st.name_len = 1;
+                st.state = S_NAME;
+            } else if b == b'\r' {
+                st.state = S_BLANK_CR;
+            } else if b == b'\n' {
+                end_head(st);
+            } else {
+                st.lines += 1;
+                st.malformed += 1;
+                if class & C_WS != 0 && st.flags & F_REDACT != 0 {
+                    // obs-fold (RFC 9112 §5.2): the line continues the previous value,
+                    // which was being redacted; redact this part too.
+                    st.state = S_OWS;
+                } else {
+                    st.state = S_SKIP;
+                }
+                return true;
+            }
+            st.flags = 0;
+        }
+        S_BLANK_CR => {
+            if b == b'\n' {
+                end_head(st);
+            } else {
+                st.malformed += 1;
+                st.state = S_SKIP;
+            }
+        }
+        S_METHOD => {
+            if class & C_TCHAR != 0 && st.tok < MAX_METHOD_LEN {
+                st.tok += 1;
+            } else if b == b' ' && st.tok > 0 {
+                st.state = S_TARGET;
+                st.tok = 0;
+            } else {
+                // Not a request line: not HTTP, or a body after a head.
+                return false;
+            }
+        }
+        S_TARGET => {
+            if b == b' ' && st.tok > 0 {
+                st.state = S_VERSION;
+                st.tok = 0;
+            } else if b != b' ' && class & C_CTL == 0 {
+                st.tok += 1;
+            } else {
+                return false;
+            }
+        }
+        _ => {
+            // S_VERSION
+            let t = st.tok;
+            if (t as usize) < VERSION_PREFIX.len() {
+                if b != VERSION_PREFIX[t as usize & 7] {
+                    return false;
+                }
+                st.tok += 1;
+            } else if t == VERSION_PREFIX.len() as u32 {
+                if !b.is_ascii_digit() {
+                    return false;
+                }
+                st.tok = VERSION_DONE;
+            } else if b == b'\n' {
+                st.heads += 1;
+                st.state = S_LINE_START;
+                st.flags = 0;
+            } else if b != b'\r' {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+#[inline(always)]
+fn end_head(st: &mut ScanState) {
+    // Pipelining: the next bytes may start another request.
+    st.state = S_METHOD;
+    st.tok = 0;
+}
+
+/// The name of a header line is complete: look it up and act.
+#[inline(always)]
+fn on_header(s: &mut Scratch) -> bool {
+    let st = &mut s.st;
+    st.state = S_SKIP;
+    let Some(outcome) = policy::match_header(st) else {
+        return true;
+    };
+    match outcome {
+        action::REDACT => {
+            // Redact every byte of the value (after OWS, up to CR/LF) in place, keeping
+            // its length so TCP sequence space is untouched.
+            st.flags = F_REDACT;
+            st.state = S_OWS;
+            true
+        }
+        action::DROP => {
+            st.drop = 1;
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Overwrites one value byte in the window and accounts for it in the checksum sums.
+#[inline(always)]
+fn redact_byte(s: &mut Scratch, i: usize, old: u8) {
+    s.buf[i] = REDACT_FILLER;
+    // The window starts at an even payload offset and the TCP payload at an even offset
+    // of the segment, so byte parity in the window is parity in the checksummed words.
+    let shift = if i & 1 == 0 { 8 } else { 0 };
+    s.st.sum_old += u64::from(old) << shift;
+    s.st.sum_new += u64::from(REDACT_FILLER) << shift;
+    s.st.dirty = 1;
+    s.st.redacted = 1;
+}

@@ -1,0 +1,52 @@
+//! Every map of the programs. The daemon fills the policy maps; the counters and the event
+//! ring are read by user space. Layouts live in `leakguard-common`.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray, RingBuf},
+};
+use leakguard_common::{
+    NameKey, PortSet, Rule, RuleCounters, ScanConfig, Stats, EVENT_RING_BYTES, MAX_ALLOW_PREFIXES,
+    MAX_RULES,
+};
+
+use crate::http::Scratch;
+
+/// Scan settings (one entry).
+#[map]
+pub static CONFIG: Array<ScanConfig> = Array::with_max_entries(1, 0);
+
+/// HTTP destination ports (one entry, a bitmap).
+#[map]
+pub static PORTS: Array<PortSet> = Array::with_max_entries(1, 0);
+
+/// Identity headers: folded name → rule.
+#[map]
+pub static RULES: HashMap<NameKey, Rule> = HashMap::with_max_entries(MAX_RULES, 0);
+
+/// Allowlists: destination prefix → mask of allow groups that trust it. User space stores,
+/// for each prefix, the union with every shorter prefix that contains it, so the single
+/// longest match carries every group that trusts the address.
+#[map]
+pub static ALLOW_V4: LpmTrie<[u8; 4], u64> =
+    LpmTrie::with_max_entries(MAX_ALLOW_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+#[map]
+pub static ALLOW_V6: LpmTrie<[u8; 16], u64> =
+    LpmTrie::with_max_entries(MAX_ALLOW_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Per-CPU counters per rule (index = `Rule::id`) and outcome.
+#[map]
+pub static RULE_COUNTERS: PerCpuArray<RuleCounters> = PerCpuArray::with_max_entries(MAX_RULES, 0);
+
+/// Global per-CPU counters.
+#[map]
+pub static STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
+
+/// Match events.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
+
+/// Per-CPU scratch: the payload window being scanned and the scanner state. Too big for
+/// the 512-byte stack; per-CPU because XDP/TC programs do not migrate mid-run.
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

@@ -1,0 +1,229 @@
+//! Layer parsers: Ethernet (+ up to two VLAN tags) → IPv4/IPv6 (+ extension headers) →
+//! TCP. Each takes the offset where its header starts, checks bounds once through
+//! `ptr_at`, and returns the next offset. Offsets stay below `MAX_HEADER_DEPTH`, which
+//! keeps every packet pointer the verifier sees within a known range.
+
+use leakguard_common::{FAMILY_IPV4, FAMILY_IPV6, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS};
+
+use crate::pkt::{ptr_at, Packet};
+
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+/// Deepest TCP payload start accepted; deeper header stacks pass unscanned.
+pub const MAX_HEADER_DEPTH: usize = 512;
+
+/// What the scanner needs to know about a TCP segment.
+pub struct Flow {
+    pub family: u8,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    /// Offset of the TCP checksum field.
+    pub csum_off: u32,
+    pub payload_off: u32,
+    /// End of the IP datagram by its length field (`u32::MAX` when that field defers to
+    /// the packet length: BIG TCP, jumbograms).
+    pub ip_end: u32,
+}
+
+impl Flow {
+    /// TCP payload length. The datagram may be shorter than the frame (Ethernet padding)
+    /// or, for GSO, longer than the linear part: take the smaller of the IP length and
+    /// the packet length. Called only for HTTP-port segments (on XDP it costs a helper).
+    #[inline(always)]
+    pub fn payload_len<P: Packet>(&self, p: &P) -> u32 {
+        let pkt_end = p.len();
+        let end = if self.ip_end < pkt_end {
+            self.ip_end
+        } else {
+            pkt_end
+        };
+        end.saturating_sub(self.payload_off)
+    }
+}
+
+pub enum Parsed {
+    /// A TCP segment (not yet checked against the HTTP ports).
+    Tcp(Flow),
+    /// A non-first IP fragment: no TCP header to look at.
+    Fragment,
+    /// Anything else: not IP, not TCP, or headers we do not follow.
+    Other,
+}
+
+#[inline(always)]
+fn be16(p: *const [u8; 2]) -> u16 {
+    // SAFETY: `p` came from `ptr_at`, which checked the two bytes are in the packet.
+    u16::from_be_bytes(unsafe { *p })
+}
+
+/// Ethernet II and 802.1Q/802.1ad tags: returns (ethertype, L3 offset).
+#[inline(always)]
+fn parse_eth<P: Packet>(p: &P) -> Option<(u16, usize)> {
+    let mut off = 12;
+    let mut proto = be16(ptr_at(p, off)?);
+    off += 2;
+    let mut tags = 0;
+    while tags < MAX_VLAN_TAGS {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        // TCI (2 bytes), then the inner ethertype.
+        proto = be16(ptr_at(p, off + 2)?);
+        off += 4;
+        tags += 1;
+    }
+    Some((proto, off))
+}
+
+/// IPv4: returns the flow addresses, the TCP offset and the end of the IP datagram.
+#[inline(always)]
+fn parse_ipv4<P: Packet>(p: &P, off: usize, flow: &mut Flow) -> Option<Result<(usize, u32), ()>> {
+    let h: *const [u8; 20] = ptr_at(p, off)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    let h = unsafe { &*h };
+    if h[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    if ihl < 20 {
+        return None;
+    }
+    // A non-first fragment has no TCP header (RFC 791): pass it, but say so.
+    let frag_off = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    if frag_off != 0 {
+        return Some(Err(()));
+    }
+    if h[9] != IPPROTO_TCP {
+        return None;
+    }
+    flow.family = FAMILY_IPV4;
+    flow.saddr[..4].copy_from_slice(&h[12..16]);
+    flow.daddr[..4].copy_from_slice(&h[16..20]);
+    // tot_len 0 is BIG TCP (a GSO packet over 64 KiB): the skb length rules then.
+    let tot_len = u32::from(u16::from_be_bytes([h[2], h[3]]));
+    let end = if tot_len == 0 {
+        u32::MAX
+    } else {
+        off as u32 + tot_len
+    };
+    Some(Ok((off + ihl, end)))
+}
+
+/// IPv6 and its extension-header chain (bounded): returns the TCP offset and datagram end.
+#[inline(always)]
+fn parse_ipv6<P: Packet>(p: &P, off: usize, flow: &mut Flow) -> Option<Result<(usize, u32), ()>> {
+    let h: *const [u8; 40] = ptr_at(p, off)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    let h = unsafe { &*h };
+    if h[0] >> 4 != 6 {
+        return None;
+    }
+    flow.family = FAMILY_IPV6;
+    flow.saddr.copy_from_slice(&h[8..24]);
+    flow.daddr.copy_from_slice(&h[24..40]);
+    // payload_len 0 is a jumbogram (RFC 2675): the packet length rules then.
+    let plen = u32::from(u16::from_be_bytes([h[4], h[5]]));
+    let end = if plen == 0 {
+        u32::MAX
+    } else {
+        off as u32 + 40 + plen
+    };
+    let mut next = h[6];
+    let mut off = off + 40;
+    let mut i = 0;
+    while i < MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPPROTO_TCP => return Some(Ok((off, end))),
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
+                let e: *const [u8; 2] = ptr_at(p, off)?;
+                // SAFETY: bounds checked by `ptr_at`.
+                let e = unsafe { *e };
+                // RFC 8200 §4: length in 8-octet units not counting the first 8;
+                // AH (RFC 4302) counts 4-octet units minus 2.
+                off += if next == IPPROTO_AH {
+                    (usize::from(e[1]) + 2) * 4
+                } else {
+                    (usize::from(e[1]) + 1) * 8
+                };
+                next = e[0];
+            }
+            IPPROTO_FRAGMENT => {
+                let e: *const [u8; 4] = ptr_at(p, off)?;
+                // SAFETY: bounds checked by `ptr_at`.
+                let e = unsafe { *e };
+                if u16::from_be_bytes([e[2], e[3]]) >> 3 != 0 {
+                    return Some(Err(()));
+                }
+                next = e[0];
+                off += 8;
+            }
+            _ => return None,
+        }
+        if off > MAX_HEADER_DEPTH {
+            return None;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Parses a frame down to TCP. Cheap for what is not TCP: one or two loads and compares.
+#[inline(always)]
+pub fn parse<P: Packet>(p: &P) -> Parsed {
+    match parse_inner(p) {
+        Some(Ok(flow)) => Parsed::Tcp(flow),
+        Some(Err(())) => Parsed::Fragment,
+        None => Parsed::Other,
+    }
+}
+
+#[inline(always)]
+fn parse_inner<P: Packet>(p: &P) -> Option<Result<Flow, ()>> {
+    let (proto, l3) = parse_eth(p)?;
+    let mut flow = Flow {
+        family: 0,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        sport: 0,
+        dport: 0,
+        csum_off: 0,
+        payload_off: 0,
+        ip_end: 0,
+    };
+    let l4 = match proto {
+        ETH_P_IPV4 => parse_ipv4(p, l3, &mut flow)?,
+        ETH_P_IPV6 => parse_ipv6(p, l3, &mut flow)?,
+        _ => return None,
+    };
+    let (l4, ip_end) = match l4 {
+        Ok(v) => v,
+        Err(()) => return Some(Err(())),
+    };
+    if l4 > MAX_HEADER_DEPTH {
+        return None;
+    }
+    let t: *const [u8; 20] = ptr_at(p, l4)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    let t = unsafe { &*t };
+    let doff = usize::from(t[12] >> 4) * 4;
+    if doff < 20 {
+        return None;
+    }
+    flow.sport = u16::from_be_bytes([t[0], t[1]]);
+    flow.dport = u16::from_be_bytes([t[2], t[3]]);
+    flow.csum_off = (l4 + 16) as u32;
+    flow.payload_off = (l4 + doff) as u32;
+    flow.ip_end = ip_end;
+    Some(Ok(flow))
+}

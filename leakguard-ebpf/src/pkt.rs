@@ -1,0 +1,162 @@
+//! One packet interface for both hooks. Headers are read by direct packet access (a bounds
+//! check and a load, the cheapest path); the payload is copied and written back by the
+//! load/store helpers, which also reach the paged part of a GSO skb or multi-buffer XDP frame.
+
+use aya_ebpf::{
+    bindings::{__sk_buff, BPF_F_RECOMPUTE_CSUM},
+    helpers::generated::{
+        bpf_l4_csum_replace, bpf_skb_load_bytes, bpf_skb_pull_data, bpf_skb_store_bytes,
+        bpf_xdp_get_buff_len, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+    },
+    programs::{TcContext, XdpContext},
+};
+
+/// Bytes a TC program pulls into the linear area when the headers are not there already
+/// (rare: a locally built skb keeps its headers linear). Covers Ethernet, two VLAN tags,
+/// IPv6 with a few extension headers and TCP with options.
+pub const HEADER_PULL: u32 = 256;
+
+pub trait Packet {
+    /// Start and end of the linear (directly accessible) part.
+    fn data(&self) -> usize;
+    fn data_end(&self) -> usize;
+    /// Length of the whole packet, paged part included.
+    fn len(&self) -> u32;
+    /// Copies `len` bytes at `off` into `dst`. `len` must be verifier-bounded by the caller.
+    fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64;
+    /// Writes `len` bytes from `src` at `off`.
+    fn store(&self, off: u32, src: *const u8, len: u32) -> i64;
+    /// Applies a one's-complement `diff` of the payload to the TCP checksum at `csum_off`.
+    /// `diff` is a folded 16-bit one's-complement sum in big-endian arithmetic.
+    fn update_l4_csum(&self, csum_off: u32, diff: u32) -> i64;
+    fn ifindex(&self) -> u32;
+}
+
+/// Returns a pointer to a `T` at `off` in the linear part, or `None` past its end.
+/// The one place where packet pointers are formed.
+#[inline(always)]
+pub fn ptr_at<T, P: Packet>(p: &P, off: usize) -> Option<*const T> {
+    let start = p.data();
+    if start + off + core::mem::size_of::<T>() > p.data_end() {
+        return None;
+    }
+    Some((start + off) as *const T)
+}
+
+pub struct Tc<'a>(pub &'a TcContext);
+
+impl Tc<'_> {
+    #[inline(always)]
+    fn skb(&self) -> *mut __sk_buff {
+        self.0.skb.skb
+    }
+
+    /// Makes sure the headers are linear: a GSO skb built elsewhere may start paged.
+    #[inline(always)]
+    pub fn pull_headers(&self) {
+        let len = self.len();
+        let linear = (self.data_end() - self.data()) as u32;
+        let want = if len < HEADER_PULL { len } else { HEADER_PULL };
+        if linear < want {
+            // SAFETY: valid skb context; failure leaves the skb as it was and the parser
+            // then passes the packet.
+            unsafe { bpf_skb_pull_data(self.skb(), want) };
+        }
+    }
+}
+
+impl Packet for Tc<'_> {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        self.0.data()
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        self.0.data_end()
+    }
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        self.0.len()
+    }
+    #[inline(always)]
+    fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64 {
+        // SAFETY: `dst` points at `len` writable bytes (the caller's scratch window).
+        unsafe { bpf_skb_load_bytes(self.skb().cast(), off, dst.cast(), len) }
+    }
+    #[inline(always)]
+    fn store(&self, off: u32, src: *const u8, len: u32) -> i64 {
+        // RECOMPUTE_CSUM keeps skb->csum right for CHECKSUM_COMPLETE (tc ingress).
+        // SAFETY: `src` points at `len` readable bytes.
+        unsafe {
+            bpf_skb_store_bytes(
+                self.skb(),
+                off,
+                src.cast(),
+                len,
+                u64::from(BPF_F_RECOMPUTE_CSUM),
+            )
+        }
+    }
+    #[inline(always)]
+    fn update_l4_csum(&self, csum_off: u32, diff: u32) -> i64 {
+        // from = 0 and size 0 in flags: `to` is a checksum diff. The kernel applies it to a
+        // full checksum and leaves a CHECKSUM_PARTIAL one alone (that field then holds only
+        // the pseudo-header sum; the device or GSO sums the rewritten payload later).
+        // `diff` is big-endian arithmetic; a kernel `__wsum` sums the bytes as they lie
+        // in memory, read natively. `to_be` converts (a byte swap on bpfel).
+        let wsum = u64::from((diff as u16).to_be());
+        // SAFETY: valid skb context.
+        unsafe { bpf_l4_csum_replace(self.skb(), csum_off, 0, wsum, 0) }
+    }
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        // SAFETY: reading a field of the context.
+        unsafe { (*self.skb()).ifindex }
+    }
+}
+
+pub struct Xdp<'a>(pub &'a XdpContext);
+
+impl Packet for Xdp<'_> {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        self.0.data()
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        self.0.data_end()
+    }
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        // SAFETY: valid xdp context. Counts fragments of a multi-buffer frame too.
+        unsafe { bpf_xdp_get_buff_len(self.0.ctx) as u32 }
+    }
+    #[inline(always)]
+    fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64 {
+        // SAFETY: `dst` points at `len` writable bytes.
+        unsafe { bpf_xdp_load_bytes(self.0.ctx, off, dst.cast(), len) }
+    }
+    #[inline(always)]
+    fn store(&self, off: u32, src: *const u8, len: u32) -> i64 {
+        // SAFETY: `src` points at `len` readable bytes.
+        unsafe { bpf_xdp_store_bytes(self.0.ctx, off, src.cast_mut().cast(), len) }
+    }
+    #[inline(always)]
+    fn update_l4_csum(&self, csum_off: u32, diff: u32) -> i64 {
+        // XDP sees frames as they came off the wire, with a full checksum: update it
+        // in place (RFC 1624: HC' = ~(~HC + ~m + m'), `diff` = m' - m).
+        let mut field = [0u8; 2];
+        let r = self.load(csum_off, field.as_mut_ptr(), 2);
+        if r != 0 {
+            return r;
+        }
+        let old = u16::from_be_bytes(field);
+        let new = crate::act::csum_apply(old, diff);
+        let bytes = new.to_be_bytes();
+        self.store(csum_off, bytes.as_ptr(), 2)
+    }
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        self.0.ingress_ifindex() as u32
+    }
+}

@@ -1,0 +1,90 @@
+//! Policy lookups for a complete header name: rule, allowlist, then counting and the
+//! match event. Runs once per header line whose name is complete, never per byte.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
+use leakguard_common::{action, Event, FAMILY_IPV4, NO_ALLOW_GROUP};
+
+use crate::{
+    http::ScanState,
+    maps::{ALLOW_V4, ALLOW_V6, EVENTS, RULES, RULE_COUNTERS},
+};
+
+/// What the policy needs to know about the segment being scanned.
+#[repr(C)]
+pub struct PacketMeta {
+    pub ifindex: u32,
+    pub hook: u8,
+    pub family: u8,
+    /// 1 once `allow_mask` holds the allowlist lookup for `daddr`.
+    pub allow_known: u8,
+    pub _pad: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad2: u32,
+    pub allow_mask: u64,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// Looks the current header name up. On a match: counts it, emits an event and returns
+/// the outcome (`ALLOW` when the destination is trusted by the rule).
+#[inline(always)]
+pub fn match_header(st: &mut ScanState) -> Option<u8> {
+    // SAFETY: the value is copied out at once; rules are replaced, not mutated, by the daemon.
+    let rule = unsafe { *RULES.get_ptr(&st.name)? };
+    let mut outcome = rule.action;
+    if rule.allow_group != NO_ALLOW_GROUP && allowed(&mut st.pkt, rule.allow_group) {
+        outcome = action::ALLOW;
+    }
+    if let Some(c) = RULE_COUNTERS.get_ptr_mut(rule.id) {
+        // SAFETY: per-CPU value; index masked to the array length.
+        unsafe { (*c).outcomes[usize::from(outcome) & (action::OUTCOMES - 1)] += 1 };
+    }
+    if !emit(&st.pkt, rule.id, outcome) {
+        st.events_lost += 1;
+    }
+    Some(outcome)
+}
+
+/// True when the destination is on the allowlist `group`. One trie lookup per segment,
+/// done only when a rule with an allowlist matched.
+#[inline(always)]
+fn allowed(pkt: &mut PacketMeta, group: u8) -> bool {
+    if pkt.allow_known == 0 {
+        pkt.allow_mask = if pkt.family == FAMILY_IPV4 {
+            let key = Key::new(32, [pkt.daddr[0], pkt.daddr[1], pkt.daddr[2], pkt.daddr[3]]);
+            ALLOW_V4.get(&key).copied().unwrap_or(0)
+        } else {
+            ALLOW_V6
+                .get(&Key::new(128, pkt.daddr))
+                .copied()
+                .unwrap_or(0)
+        };
+        pkt.allow_known = 1;
+    }
+    pkt.allow_mask & (1u64 << (group & 63)) != 0
+}
+
+/// Sends the match event. Never carries a byte of the header value.
+#[inline(always)]
+fn emit(pkt: &PacketMeta, rule_id: u32, outcome: u8) -> bool {
+    let Some(mut e) = EVENTS.reserve::<Event>(0) else {
+        return false;
+    };
+    e.write(Event {
+        // SAFETY: helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        ifindex: pkt.ifindex,
+        rule_id,
+        hook: pkt.hook,
+        action: outcome,
+        family: pkt.family,
+        _pad: 0,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        saddr: pkt.saddr,
+        daddr: pkt.daddr,
+    });
+    e.submit(0);
+    true
+}

@@ -1,0 +1,8 @@
+//! leakguard: stops mobile subscriber identity headers leaking to websites.
+//!
+//! The kernel programs (`leakguard-ebpf`) scan plaintext HTTP requests for identity
+//! headers and count, redact or drop them; this crate loads them and fills their maps.
+
+pub mod maps;
+pub mod object;
+pub mod policy;

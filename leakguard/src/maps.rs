@@ -1,0 +1,352 @@
+//! Policy → kernel maps, and counters ← kernel maps.
+
+use std::{
+    collections::{BTreeMap, HashMap as StdHashMap},
+    net::IpAddr,
+};
+
+use aya::{
+    maps::{
+        lpm_trie::{Key, LpmTrie},
+        Array, HashMap, MapData, MapError, PerCpuArray,
+    },
+    Ebpf,
+};
+use ipnet::IpNet;
+use leakguard_common::{
+    name, NameKey, PortSet, Rule as KRule, RuleCounters, ScanConfig, Stats, MAX_ALLOW_GROUPS,
+    MAX_RULES, MAX_SCAN_BYTES, MIN_SCAN_BYTES, NO_ALLOW_GROUP,
+};
+
+use crate::policy::KernelPolicy;
+
+/// Map names, as declared in `leakguard-ebpf/src/maps.rs`.
+pub const MAP_CONFIG: &str = "CONFIG";
+pub const MAP_PORTS: &str = "PORTS";
+pub const MAP_RULES: &str = "RULES";
+pub const MAP_ALLOW_V4: &str = "ALLOW_V4";
+pub const MAP_ALLOW_V6: &str = "ALLOW_V6";
+pub const MAP_RULE_COUNTERS: &str = "RULE_COUNTERS";
+pub const MAP_STATS: &str = "STATS";
+pub const MAP_EVENTS: &str = "EVENTS";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("map {0} is missing from the eBPF object")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("header name {name:?} cannot be matched: {why}")]
+    BadName { name: String, why: &'static str },
+    #[error("header {0:?} has more than one rule (names compare case-insensitively, `_` = `-`)")]
+    DuplicateRule(String),
+    #[error("{0} rules, the kernel holds at most {MAX_RULES}")]
+    TooManyRules(usize),
+    #[error("{0} distinct allowlists, the kernel holds at most {MAX_ALLOW_GROUPS}")]
+    TooManyAllowlists(usize),
+    #[error("max_payload_bytes = {0}: must be {MIN_SCAN_BYTES}..={MAX_SCAN_BYTES}")]
+    ScanLimit(u32),
+    #[error("port 0 is not a destination port")]
+    PortZero,
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> ApplyError {
+    move |source| ApplyError::Map { name, source }
+}
+
+/// The rule ids the kernel counts under, in the policy's rule order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleIds {
+    pub by_rule: Vec<u32>,
+}
+
+/// The kernel form of a policy, computed without touching any map (so a bad policy is
+/// refused before anything changes).
+pub struct Compiled {
+    pub config: ScanConfig,
+    pub ports: Box<PortSet>,
+    pub rules: Vec<(NameKey, KRule)>,
+    pub allow_v4: Vec<(Key<[u8; 4]>, u64)>,
+    pub allow_v6: Vec<(Key<[u8; 16]>, u64)>,
+}
+
+/// Validates a policy and computes its map contents.
+pub fn compile(policy: &KernelPolicy) -> Result<Compiled, ApplyError> {
+    let lim = policy.max_payload_bytes;
+    if !(MIN_SCAN_BYTES..=MAX_SCAN_BYTES).contains(&lim) {
+        return Err(ApplyError::ScanLimit(lim));
+    }
+    let mut ports = Box::new(PortSet::EMPTY);
+    for &p in &policy.ports {
+        if p == 0 {
+            return Err(ApplyError::PortZero);
+        }
+        ports.insert(p);
+    }
+    if policy.rules.len() > MAX_RULES as usize {
+        return Err(ApplyError::TooManyRules(policy.rules.len()));
+    }
+
+    // One allow group per distinct allowlist.
+    let mut groups: BTreeMap<Vec<IpNet>, u8> = BTreeMap::new();
+    let mut rules = Vec::with_capacity(policy.rules.len());
+    let mut seen = StdHashMap::new();
+    for (id, r) in policy.rules.iter().enumerate() {
+        let key = name::key(r.header.as_bytes()).map_err(|e| ApplyError::BadName {
+            name: r.header.clone(),
+            why: match e {
+                name::NameError::Empty => "empty",
+                name::NameError::TooLong => "longer than 64 bytes",
+                name::NameError::NotToken(_) => {
+                    "not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)"
+                }
+            },
+        })?;
+        if seen.insert(key, ()).is_some() {
+            return Err(ApplyError::DuplicateRule(r.header.clone()));
+        }
+        let allow_group = if r.allow.is_empty() {
+            NO_ALLOW_GROUP
+        } else {
+            let mut list: Vec<IpNet> = r.allow.iter().map(IpNet::trunc).collect();
+            list.sort();
+            list.dedup();
+            let next = groups.len();
+            let g = *groups.entry(list).or_insert(next as u8);
+            if groups.len() > MAX_ALLOW_GROUPS {
+                return Err(ApplyError::TooManyAllowlists(groups.len()));
+            }
+            g
+        };
+        rules.push((
+            key,
+            KRule {
+                id: id as u32,
+                action: r.action.kernel(),
+                allow_group,
+                _pad: [0; 2],
+            },
+        ));
+    }
+
+    // The trie answers with the longest matching prefix only, so each stored prefix
+    // carries the groups of every prefix that contains it.
+    let mut prefixes: Vec<(IpNet, u64)> = Vec::new();
+    for (list, &g) in &groups {
+        for net in list {
+            prefixes.push((*net, 1u64 << g));
+        }
+    }
+    let mut masks: BTreeMap<IpNet, u64> = BTreeMap::new();
+    for (net, _) in &prefixes {
+        let mask = prefixes
+            .iter()
+            .filter(|(outer, _)| outer.contains(net))
+            .fold(0, |m, (_, bit)| m | bit);
+        masks.insert(*net, mask);
+    }
+    let mut allow_v4 = Vec::new();
+    let mut allow_v6 = Vec::new();
+    for (net, mask) in masks {
+        match net.addr() {
+            IpAddr::V4(a) => {
+                allow_v4.push((Key::new(u32::from(net.prefix_len()), a.octets()), mask))
+            }
+            IpAddr::V6(a) => {
+                allow_v6.push((Key::new(u32::from(net.prefix_len()), a.octets()), mask))
+            }
+        }
+    }
+
+    Ok(Compiled {
+        config: ScanConfig {
+            max_payload_bytes: lim,
+            ready: 1,
+        },
+        ports,
+        rules,
+        allow_v4,
+        allow_v6,
+    })
+}
+
+fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::Map, ApplyError> {
+    ebpf.map_mut(name).ok_or(ApplyError::MissingMap(name))
+}
+
+/// Writes a policy into the loaded programs' maps. Entries of an earlier policy that the
+/// new one lacks are removed afterwards, so a header never goes unmatched in between.
+pub fn apply(ebpf: &mut Ebpf, policy: &KernelPolicy) -> Result<RuleIds, ApplyError> {
+    let c = compile(policy)?;
+
+    let mut ports: Array<&mut MapData, PortSet> =
+        Array::try_from(map(ebpf, MAP_PORTS)?).map_err(map_err(MAP_PORTS))?;
+    ports.set(0, &*c.ports, 0).map_err(map_err(MAP_PORTS))?;
+
+    let mut v4: LpmTrie<&mut MapData, [u8; 4], u64> =
+        LpmTrie::try_from(map(ebpf, MAP_ALLOW_V4)?).map_err(map_err(MAP_ALLOW_V4))?;
+    replace_trie(&mut v4, &c.allow_v4).map_err(map_err(MAP_ALLOW_V4))?;
+    let mut v6: LpmTrie<&mut MapData, [u8; 16], u64> =
+        LpmTrie::try_from(map(ebpf, MAP_ALLOW_V6)?).map_err(map_err(MAP_ALLOW_V6))?;
+    replace_trie(&mut v6, &c.allow_v6).map_err(map_err(MAP_ALLOW_V6))?;
+
+    let mut rules: HashMap<&mut MapData, NameKey, KRule> =
+        HashMap::try_from(map(ebpf, MAP_RULES)?).map_err(map_err(MAP_RULES))?;
+    for (k, v) in &c.rules {
+        rules.insert(k, v, 0).map_err(map_err(MAP_RULES))?;
+    }
+    let keep: std::collections::HashSet<NameKey> = c.rules.iter().map(|(k, _)| *k).collect();
+    let stale: Vec<NameKey> = rules
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !keep.contains(k))
+        .collect();
+    for k in stale {
+        rules.remove(&k).map_err(map_err(MAP_RULES))?;
+    }
+
+    // Last: the programs act on the maps above only once `ready` is set.
+    let mut config: Array<&mut MapData, ScanConfig> =
+        Array::try_from(map(ebpf, MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?;
+    config.set(0, c.config, 0).map_err(map_err(MAP_CONFIG))?;
+
+    Ok(RuleIds {
+        by_rule: c.rules.iter().map(|(_, r)| r.id).collect(),
+    })
+}
+
+fn replace_trie<K: aya::Pod + Ord>(
+    trie: &mut LpmTrie<&mut MapData, K, u64>,
+    entries: &[(Key<K>, u64)],
+) -> Result<(), MapError> {
+    for (k, v) in entries {
+        trie.insert(k, v, 0)?;
+    }
+    let keep: Vec<(u32, K)> = entries
+        .iter()
+        .map(|(k, _)| (k.prefix_len(), k.data()))
+        .collect();
+    let stale: Vec<Key<K>> = trie
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !keep.contains(&(k.prefix_len(), k.data())))
+        .collect();
+    for k in stale {
+        trie.remove(&k)?;
+    }
+    Ok(())
+}
+
+/// Global counters summed over CPUs.
+pub fn stats(ebpf: &Ebpf) -> Result<Stats, ApplyError> {
+    let m = ebpf
+        .map(MAP_STATS)
+        .ok_or(ApplyError::MissingMap(MAP_STATS))?;
+    let a: PerCpuArray<&MapData, Stats> = PerCpuArray::try_from(m).map_err(map_err(MAP_STATS))?;
+    let per_cpu = a.get(&0, 0).map_err(map_err(MAP_STATS))?;
+    Ok(per_cpu
+        .iter()
+        .fold(Stats::default(), |acc, s| sum_stats(&acc, s)))
+}
+
+fn sum_stats(a: &Stats, b: &Stats) -> Stats {
+    Stats {
+        packets: a.packets + b.packets,
+        tcp_http: a.tcp_http + b.tcp_http,
+        heads: a.heads + b.heads,
+        lines: a.lines + b.lines,
+        bytes: a.bytes + b.bytes,
+        truncated: a.truncated + b.truncated,
+        malformed: a.malformed + b.malformed,
+        fragments: a.fragments + b.fragments,
+        redacted_packets: a.redacted_packets + b.redacted_packets,
+        dropped_packets: a.dropped_packets + b.dropped_packets,
+        events_lost: a.events_lost + b.events_lost,
+        errors: a.errors + b.errors,
+    }
+}
+
+/// Counters of one rule summed over CPUs, indexed by `leakguard_common::action` outcome.
+pub fn rule_counters(ebpf: &Ebpf, rule_id: u32) -> Result<RuleCounters, ApplyError> {
+    let m = ebpf
+        .map(MAP_RULE_COUNTERS)
+        .ok_or(ApplyError::MissingMap(MAP_RULE_COUNTERS))?;
+    let a: PerCpuArray<&MapData, RuleCounters> =
+        PerCpuArray::try_from(m).map_err(map_err(MAP_RULE_COUNTERS))?;
+    let per_cpu = a.get(&rule_id, 0).map_err(map_err(MAP_RULE_COUNTERS))?;
+    let mut sum = RuleCounters::default();
+    for c in per_cpu.iter() {
+        for (s, v) in sum.outcomes.iter_mut().zip(c.outcomes) {
+            *s += v;
+        }
+    }
+    Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Action, Rule};
+
+    fn rule(h: &str, allow: &[&str]) -> Rule {
+        Rule {
+            header: h.into(),
+            action: Action::Redact,
+            allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn nested_prefixes_carry_every_group() {
+        let p = KernelPolicy {
+            rules: vec![
+                rule("X-MSISDN", &["198.51.100.0/24"]),
+                rule("X-UIDH", &["198.51.0.0/16", "2001:db8::/32"]),
+            ],
+            ..KernelPolicy::default()
+        };
+        let c = compile(&p).unwrap();
+        let g0 = c.rules[0].1.allow_group;
+        let g1 = c.rules[1].1.allow_group;
+        assert_ne!(g0, g1);
+        let find = |len: u32| {
+            c.allow_v4
+                .iter()
+                .find(|(k, _)| k.prefix_len() == len)
+                .unwrap()
+                .1
+        };
+        // The /24 lies inside the /16: an address in it is trusted by both rules.
+        assert_eq!(find(24), (1 << g0) | (1 << g1));
+        assert_eq!(find(16), 1 << g1);
+        assert_eq!(c.allow_v6.len(), 1);
+    }
+
+    #[test]
+    fn refuses_bad_policies() {
+        let dup = KernelPolicy {
+            rules: vec![rule("X-MSISDN", &[]), rule("x_msisdn", &[])],
+            ..KernelPolicy::default()
+        };
+        assert!(matches!(compile(&dup), Err(ApplyError::DuplicateRule(_))));
+        let bad = KernelPolicy {
+            rules: vec![rule("X MSISDN", &[])],
+            ..KernelPolicy::default()
+        };
+        assert!(matches!(compile(&bad), Err(ApplyError::BadName { .. })));
+        let small = KernelPolicy {
+            max_payload_bytes: 10,
+            ..KernelPolicy::default()
+        };
+        assert!(matches!(compile(&small), Err(ApplyError::ScanLimit(10))));
+        let zero = KernelPolicy {
+            ports: vec![0],
+            ..KernelPolicy::default()
+        };
+        assert!(matches!(compile(&zero), Err(ApplyError::PortZero)));
+    }
+}

@@ -1,0 +1,186 @@
+//! The real leakguard object, loaded with a policy, run through `BPF_PROG_TEST_RUN`.
+
+use anyhow::{bail, Context as _, Result};
+use aya::{
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+    Ebpf,
+};
+use leakguard::{
+    maps,
+    object::{
+        EBPF_OBJECT, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+    },
+    policy::KernelPolicy,
+};
+use leakguard_common::{action, Event, RuleCounters, Stats};
+
+/// The three hooks, as a test table dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    TcEgress,
+    TcIngress,
+    Xdp,
+}
+
+impl Hook {
+    pub const ALL: [Self; 3] = [Self::TcEgress, Self::TcIngress, Self::Xdp];
+
+    #[must_use]
+    pub const fn program(self) -> &'static str {
+        match self {
+            Self::TcEgress => PROG_TC_EGRESS,
+            Self::TcIngress => PROG_TC_INGRESS,
+            Self::Xdp => PROG_XDP,
+        }
+    }
+
+    #[must_use]
+    pub const fn id(self) -> u8 {
+        match self {
+            Self::TcEgress => leakguard_common::hook::TC_EGRESS,
+            Self::TcIngress => leakguard_common::hook::TC_INGRESS,
+            Self::Xdp => leakguard_common::hook::XDP,
+        }
+    }
+}
+
+/// A program's decision, mapped from the hook's return code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Drop,
+}
+
+pub struct Run {
+    pub verdict: Verdict,
+    pub out: Vec<u8>,
+}
+
+/// The object with its maps filled, every program loaded.
+pub struct Guard {
+    pub ebpf: Ebpf,
+}
+
+// Return codes (linux/pkt_cls.h, linux/bpf.h).
+const TC_ACT_UNSPEC: u32 = u32::MAX; // -1: TCX_NEXT, pass
+const TC_ACT_SHOT: u32 = 2;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+impl Guard {
+    pub fn load(policy: &KernelPolicy) -> Result<Self> {
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading the leakguard object")?;
+        for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_BASELINE_TC] {
+            let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+            p.load()
+                .with_context(|| format!("verifier rejected {name}"))?;
+        }
+        for name in [PROG_XDP, PROG_BASELINE_XDP] {
+            let p: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
+            p.load()
+                .with_context(|| format!("verifier rejected {name}"))?;
+        }
+        maps::apply(&mut ebpf, policy)?;
+        Ok(Self { ebpf })
+    }
+
+    /// Replaces the policy (maps only; the programs stay loaded).
+    pub fn set_policy(&mut self, policy: &KernelPolicy) -> Result<()> {
+        maps::apply(&mut self.ebpf, policy)?;
+        Ok(())
+    }
+
+    /// Runs `pkt` through the hook's program once.
+    pub fn run(&mut self, hook: Hook, pkt: &[u8]) -> Result<Run> {
+        let (ret, out) = self.run_program(hook.program(), hook != Hook::Xdp, pkt, 1)?;
+        let verdict = match (hook, ret) {
+            (Hook::Xdp, XDP_PASS) | (Hook::TcEgress | Hook::TcIngress, TC_ACT_UNSPEC) => {
+                Verdict::Pass
+            }
+            (Hook::Xdp, XDP_DROP) | (Hook::TcEgress | Hook::TcIngress, TC_ACT_SHOT) => {
+                Verdict::Drop
+            }
+            _ => bail!("{hook:?} returned unexpected code {ret}"),
+        };
+        Ok(Run { verdict, out })
+    }
+
+    /// Runs a program by name `repeat` times; returns the last return code, the output
+    /// packet and (through `TestRunResult::duration`) the kernel's mean time per run.
+    pub fn run_program(
+        &mut self,
+        name: &str,
+        tc: bool,
+        pkt: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, Vec<u8>)> {
+        let (ret, out, _) = self.time_program(name, tc, pkt, repeat)?;
+        Ok((ret, out))
+    }
+
+    pub fn time_program(
+        &mut self,
+        name: &str,
+        tc: bool,
+        pkt: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, Vec<u8>, std::time::Duration)> {
+        let mut out = vec![0u8; pkt.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(pkt),
+            data_out: Some(&mut out),
+            repeat,
+            ..TestRunOptions::default()
+        };
+        let r = if tc {
+            let p: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name}"))?
+                .try_into()?;
+            p.test_run(opts)
+        } else {
+            let p: &mut Xdp = self
+                .ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name}"))?
+                .try_into()?;
+            p.test_run(opts)
+        }
+        .with_context(|| format!("BPF_PROG_TEST_RUN of {name} on {} bytes", pkt.len()))?;
+        out.truncate(r.data_size_out as usize);
+        Ok((r.return_value, out, r.duration))
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        Ok(maps::stats(&self.ebpf)?)
+    }
+
+    pub fn counters(&self, rule_id: u32) -> Result<RuleCounters> {
+        Ok(maps::rule_counters(&self.ebpf, rule_id)?)
+    }
+
+    /// Count of `outcome` for `rule_id`.
+    pub fn count(&self, rule_id: u32, outcome: u8) -> Result<u64> {
+        Ok(self.counters(rule_id)?.outcomes[usize::from(outcome)])
+    }
+
+    /// Drains the event ring.
+    pub fn events(&mut self) -> Result<Vec<Event>> {
+        let m = self.ebpf.map_mut(maps::MAP_EVENTS).context("EVENTS")?;
+        let mut ring = aya::maps::RingBuf::try_from(m)?;
+        let mut events = Vec::new();
+        while let Some(item) = ring.next() {
+            assert_eq!(item.len(), size_of::<Event>(), "event size");
+            // SAFETY: the kernel wrote an `Event` (same repr(C) type) of this size.
+            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+        }
+        Ok(events)
+    }
+}
+
+/// Outcome names for assertion messages.
+#[must_use]
+pub fn outcome_name(o: u8) -> &'static str {
+    action::name(o)
+}

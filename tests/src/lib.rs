@@ -1,0 +1,6 @@
+//! Test support: the real programs loaded into the kernel, packets built with etherparse,
+//! and network namespaces for end-to-end runs. Every resource is an RAII guard.
+
+pub mod guard;
+pub mod netns;
+pub mod packet;
