@@ -1,5 +1,8 @@
 //! The pipeline both hooks share: count → parse → port filter → scan → act.
 
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::bpf_loop;
 use leakguard_common::{Stats, MAX_SCAN_BYTES, MAX_WINDOWS, SCAN_WINDOW};
 
 use crate::{
@@ -11,6 +14,64 @@ use crate::{
     pkt::Packet,
     policy::PacketMeta,
 };
+
+/// Inputs of the window loop, on the program's stack, read by `window`. The callback
+/// writes its results to the per-CPU `ScanState`, never here: the verifier re-checks a
+/// callback until the caller's state stops changing, and every constant written to the
+/// stack would be a new state.
+#[repr(C)]
+struct Windows {
+    pkt: *mut c_void,
+    payload_off: u32,
+    limit: u32,
+}
+
+/// `bpf_loop` callback: copies window `idx` of the payload into the scratch buffer, scans
+/// it, and writes it back if a value in it was redacted. Returns 1 to end the loop.
+#[inline(never)]
+extern "C" fn window<P: Packet>(idx: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `Windows` on the caller's stack (see `scan`).
+    let w = unsafe { &*ctx.cast::<Windows>() };
+    // SAFETY: the pointer came from `P::raw` in this program run.
+    let p = unsafe { P::from_raw(w.pkt) };
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: per-CPU value, ours for the program run.
+    let s = unsafe { &mut *s };
+    let off = idx * SCAN_WINDOW as u32;
+    if off >= w.limit || s.st.stop != 0 {
+        return 1;
+    }
+    // Two checks with a barrier between them: merged into one range check by LLVM, they
+    // would leave the verifier without a lower bound for the helper's length.
+    let n = opaque64(u64::from((w.limit - off).min(SCAN_WINDOW as u32)));
+    if n == 0 {
+        return 1;
+    }
+    let n = opaque64(n);
+    if n > SCAN_WINDOW as u64 {
+        return 1;
+    }
+    let n = n as u32;
+    if p.load(w.payload_off + off, s.buf.as_mut_ptr(), n) != 0 {
+        s.st.load_failed = 1;
+        return 1;
+    }
+    s.st.n = n;
+    s.st.win_off = off;
+    s.st.dirty = 0;
+    scan_window(s);
+    if s.st.drop != 0 {
+        return 1;
+    }
+    if s.st.dirty != 0 && p.store(w.payload_off + off, s.buf.as_ptr(), n) != 0 {
+        s.st.store_failed = 1;
+        return 1;
+    }
+    s.st.scanned += if s.st.stop != 0 { s.st.stopped_at } else { n };
+    0
+}
 
 pub enum Verdict {
     Pass,
@@ -73,46 +134,28 @@ fn scan<P: Packet>(p: &P, flow: &Flow, payload_len: u32, hook: u8, stats: &mut S
         daddr: flow.daddr,
     };
 
-    let mut off = 0u32;
-    let mut scanned = 0u32;
-    let mut store_failed = false;
-    let mut w = 0;
-    while w < MAX_WINDOWS {
-        if off >= limit || s.st.stop != 0 {
-            break;
-        }
-        // Two checks with a barrier between them: merged into one range check by LLVM,
-        // they would leave the verifier without a lower bound for the helper's length.
-        let n = opaque64(u64::from((limit - off).min(SCAN_WINDOW as u32)));
-        if n == 0 {
-            break;
-        }
-        let n = opaque64(n);
-        if n > SCAN_WINDOW as u64 {
-            break;
-        }
-        let n = n as u32;
-        if p.load(flow.payload_off + off, s.buf.as_mut_ptr(), n) != 0 {
-            stats.errors += 1;
-            break;
-        }
-        s.st.n = n;
-        s.st.win_off = off;
-        s.st.dirty = 0;
-        scan_window(s);
-        if s.st.drop != 0 {
-            break;
-        }
-        if s.st.dirty != 0 && p.store(flow.payload_off + off, s.buf.as_ptr(), n) != 0 {
-            store_failed = true;
-            break;
-        }
-        scanned += if s.st.stop != 0 { s.st.stopped_at } else { n };
-        off += n;
-        w += 1;
+    let mut w = Windows {
+        pkt: p.raw(),
+        payload_off: flow.payload_off,
+        limit,
+    };
+    // An outer bpf_loop rather than a counted loop: the verifier then checks the window
+    // body (and the scan callback inside it) once, not once per possible window.
+    // SAFETY: `window::<P>` has the callback signature; `w` outlives the call.
+    unsafe {
+        bpf_loop(
+            MAX_WINDOWS,
+            window::<P> as *const () as *mut c_void,
+            core::ptr::from_mut(&mut w).cast(),
+            0,
+        );
     }
-
     let st = &s.st;
+    let scanned = st.scanned;
+    let store_failed = st.store_failed != 0;
+    if st.load_failed != 0 {
+        stats.errors += 1;
+    }
     stats.bytes += u64::from(scanned);
     stats.heads += u64::from(st.heads);
     stats.lines += u64::from(st.lines);

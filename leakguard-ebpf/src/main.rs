@@ -37,7 +37,7 @@ mod programs {
 
     #[inline(always)]
     fn tc(ctx: &TcContext, hook: u8) -> i32 {
-        let p = Tc(ctx);
+        let p = Tc(ctx.skb.skb);
         p.pull_headers();
         match guard(&p, hook) {
             // TC_ACT_UNSPEC is TCX_NEXT: pass, and let any later program in the chain run.
@@ -58,7 +58,7 @@ mod programs {
 
     #[xdp]
     pub fn leakguard_xdp(ctx: XdpContext) -> u32 {
-        match guard(&Xdp(&ctx), hook::XDP) {
+        match guard(&Xdp(ctx.ctx), hook::XDP) {
             Verdict::Pass => xdp_action::XDP_PASS,
             Verdict::Drop => xdp_action::XDP_DROP,
         }

@@ -2,13 +2,14 @@
 //! check and a load, the cheapest path); the payload is copied and written back by the
 //! load/store helpers, which also reach the paged part of a GSO skb or multi-buffer XDP frame.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    bindings::{__sk_buff, BPF_F_RECOMPUTE_CSUM},
+    bindings::{__sk_buff, xdp_md, BPF_F_RECOMPUTE_CSUM},
     helpers::generated::{
         bpf_l4_csum_replace, bpf_skb_load_bytes, bpf_skb_pull_data, bpf_skb_store_bytes,
         bpf_xdp_get_buff_len, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
-    programs::{TcContext, XdpContext},
 };
 
 /// Bytes a TC program pulls into the linear area when the headers are not there already
@@ -16,7 +17,14 @@ use aya_ebpf::{
 /// IPv6 with a few extension headers and TCP with options.
 pub const HEADER_PULL: u32 = 256;
 
-pub trait Packet {
+/// A packet context. `Copy` and rebuildable from its raw pointer, so that a `bpf_loop`
+/// callback (which only gets a pointer to the caller's stack) can act on the packet.
+pub trait Packet: Copy {
+    /// The context pointer the program was called with.
+    fn raw(self) -> *mut c_void;
+    /// # Safety
+    /// `raw` must come from [`Packet::raw`] of the same type, in the same program run.
+    unsafe fn from_raw(raw: *mut c_void) -> Self;
     /// Start and end of the linear (directly accessible) part.
     fn data(&self) -> usize;
     fn data_end(&self) -> usize;
@@ -43,12 +51,13 @@ pub fn ptr_at<T, P: Packet>(p: &P, off: usize) -> Option<*const T> {
     Some((start + off) as *const T)
 }
 
-pub struct Tc<'a>(pub &'a TcContext);
+#[derive(Clone, Copy)]
+pub struct Tc(pub *mut __sk_buff);
 
-impl Tc<'_> {
+impl Tc {
     #[inline(always)]
     fn skb(&self) -> *mut __sk_buff {
-        self.0.skb.skb
+        self.0
     }
 
     /// Makes sure the headers are linear: a GSO skb built elsewhere may start paged.
@@ -65,18 +74,27 @@ impl Tc<'_> {
     }
 }
 
-impl Packet for Tc<'_> {
+impl Packet for Tc {
+    #[inline(always)]
+    fn raw(self) -> *mut c_void {
+        self.0.cast()
+    }
+    #[inline(always)]
+    unsafe fn from_raw(raw: *mut c_void) -> Self {
+        Self(raw.cast())
+    }
+    // SAFETY (the three field reads below): `self.0` is the program's context.
     #[inline(always)]
     fn data(&self) -> usize {
-        self.0.data()
+        unsafe { (*self.0).data as usize }
     }
     #[inline(always)]
     fn data_end(&self) -> usize {
-        self.0.data_end()
+        unsafe { (*self.0).data_end as usize }
     }
     #[inline(always)]
     fn len(&self) -> u32 {
-        self.0.len()
+        unsafe { (*self.0).len }
     }
     #[inline(always)]
     fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64 {
@@ -115,31 +133,41 @@ impl Packet for Tc<'_> {
     }
 }
 
-pub struct Xdp<'a>(pub &'a XdpContext);
+#[derive(Clone, Copy)]
+pub struct Xdp(pub *mut xdp_md);
 
-impl Packet for Xdp<'_> {
+impl Packet for Xdp {
+    #[inline(always)]
+    fn raw(self) -> *mut c_void {
+        self.0.cast()
+    }
+    #[inline(always)]
+    unsafe fn from_raw(raw: *mut c_void) -> Self {
+        Self(raw.cast())
+    }
+    // SAFETY (the two field reads below): `self.0` is the program's context.
     #[inline(always)]
     fn data(&self) -> usize {
-        self.0.data()
+        unsafe { (*self.0).data as usize }
     }
     #[inline(always)]
     fn data_end(&self) -> usize {
-        self.0.data_end()
+        unsafe { (*self.0).data_end as usize }
     }
     #[inline(always)]
     fn len(&self) -> u32 {
         // SAFETY: valid xdp context. Counts fragments of a multi-buffer frame too.
-        unsafe { bpf_xdp_get_buff_len(self.0.ctx) as u32 }
+        unsafe { bpf_xdp_get_buff_len(self.0) as u32 }
     }
     #[inline(always)]
     fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64 {
         // SAFETY: `dst` points at `len` writable bytes.
-        unsafe { bpf_xdp_load_bytes(self.0.ctx, off, dst.cast(), len) }
+        unsafe { bpf_xdp_load_bytes(self.0, off, dst.cast(), len) }
     }
     #[inline(always)]
     fn store(&self, off: u32, src: *const u8, len: u32) -> i64 {
         // SAFETY: `src` points at `len` readable bytes.
-        unsafe { bpf_xdp_store_bytes(self.0.ctx, off, src.cast_mut().cast(), len) }
+        unsafe { bpf_xdp_store_bytes(self.0, off, src.cast_mut().cast(), len) }
     }
     #[inline(always)]
     fn update_l4_csum(&self, csum_off: u32, diff: u32) -> i64 {
@@ -157,6 +185,7 @@ impl Packet for Xdp<'_> {
     }
     #[inline(always)]
     fn ifindex(&self) -> u32 {
-        self.0.ingress_ifindex() as u32
+        // SAFETY: reading a field of the context.
+        unsafe { (*self.0).ingress_ifindex }
     }
 }

@@ -2,5 +2,6 @@
 //! and network namespaces for end-to-end runs. Every resource is an RAII guard.
 
 pub mod guard;
+pub mod http;
 pub mod netns;
 pub mod packet;

@@ -2,8 +2,7 @@
 //! the TCP checksum of a program's output.
 
 use etherparse::{
-    IpFragOffset, IpNumber, Ipv4Header, Ipv4Options, NetSlice, SlicedPacket, TcpHeader,
-    TransportSlice, UdpHeader,
+    IpFragOffset, IpNumber, Ipv4Header, Ipv4Options, NetSlice, SlicedPacket, TcpHeader, UdpHeader,
 };
 
 pub const TPID_8021Q: u16 = 0x8100;
@@ -210,6 +209,8 @@ impl Frame {
             } => {
                 let mut h = Ipv4Header::new(l4.len() as u16, 64, proto, *src, *dst).unwrap();
                 h.options = Ipv4Options::try_from(&options[..]).expect("IPv4 options");
+                // Total length counts the options: recompute it now they are set.
+                h.set_payload_len(l4.len()).unwrap();
                 h.fragment_offset = IpFragOffset::try_new(*frag_offset).unwrap();
                 h.more_fragments = *more_fragments;
                 h.dont_fragment = *frag_offset == 0 && !*more_fragments;
@@ -321,39 +322,41 @@ fn fold(mut s: u64) -> u16 {
     s as u16
 }
 
-/// The TCP payload of a frame (etherparse's reading, independent of the program's).
-pub fn tcp_payload(frame: &[u8]) -> Option<Vec<u8>> {
+/// The pseudo-header sum and the TCP segment of a frame, located by etherparse (an
+/// independent reading, not the program's). Works for a first fragment too.
+fn tcp_segment(frame: &[u8]) -> Option<(u64, &[u8])> {
     let p = SlicedPacket::from_ethernet(frame).ok()?;
-    match p.transport? {
-        TransportSlice::Tcp(t) => Some(t.payload().to_vec()),
-        _ => None,
+    let (acc, payload) = match &p.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            (sum16(&h.destination(), sum16(&h.source(), 0)), ip.payload())
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            (sum16(&h.destination(), sum16(&h.source(), 0)), ip.payload())
+        }
+        _ => return None,
+    };
+    if payload.ip_number != etherparse::IpNumber::TCP {
+        return None;
     }
+    Some((acc + 6 + payload.payload.len() as u64, payload.payload))
+}
+
+/// The TCP payload of a frame.
+pub fn tcp_payload(frame: &[u8]) -> Option<Vec<u8>> {
+    let (_, seg) = tcp_segment(frame)?;
+    let doff = usize::from(seg.get(12)? >> 4) * 4;
+    Some(seg.get(doff..)?.to_vec())
+}
+
+/// Length of the TCP header of a frame.
+pub fn tcp_header_len(frame: &[u8]) -> Option<usize> {
+    let (_, seg) = tcp_segment(frame)?;
+    Some(usize::from(seg.get(12)? >> 4) * 4)
 }
 
 /// True when the TCP checksum of the frame verifies over the pseudo-header and segment.
 pub fn tcp_checksum_ok(frame: &[u8]) -> bool {
-    let Ok(p) = SlicedPacket::from_ethernet(frame) else {
-        return false;
-    };
-    let Some(TransportSlice::Tcp(t)) = &p.transport else {
-        return false;
-    };
-    let segment: Vec<u8> = [t.slice()].concat();
-    let mut acc = 0u64;
-    match &p.net {
-        Some(NetSlice::Ipv4(ip)) => {
-            let h = ip.header();
-            acc = sum16(&h.source(), acc);
-            acc = sum16(&h.destination(), acc);
-            acc += 6 + segment.len() as u64;
-        }
-        Some(NetSlice::Ipv6(ip)) => {
-            let h = ip.header();
-            acc = sum16(&h.source(), acc);
-            acc = sum16(&h.destination(), acc);
-            acc += 6 + segment.len() as u64;
-        }
-        _ => return false,
-    }
-    fold(sum16(&segment, acc)) == 0xffff
+    tcp_segment(frame).is_some_and(|(acc, seg)| fold(sum16(seg, acc)) == 0xffff)
 }

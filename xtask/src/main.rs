@@ -1,1 +1,185 @@
-fn main() {}
+//! Project commands: `cargo xtask setup | test | lint`.
+//!
+//! `setup` installs what a fresh machine lacks to build and test leakguard, and costs a
+//! few process spawns when everything is already there. `test` runs it, then every test.
+
+use std::{
+    path::PathBuf,
+    process::{Command, ExitCode},
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "leakguard's project commands")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install build and test dependencies (apt packages, rust-src, bpf-linker); idempotent.
+    Setup,
+    /// Run setup if needed, then every test: unit, kernel-program and end-to-end (as root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter), after `--`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// `cargo fmt --check` and `cargo clippy -D warnings`.
+    Lint,
+}
+
+/// Debian packages: LLVM 22 to build bpf-linker; iproute2, curl and ethtool for the
+/// end-to-end tests; bpftool to inspect programs.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "zlib1g-dev",
+    "libzstd-dev",
+    "iproute2",
+    "curl",
+    "ethtool",
+    "bpftool",
+];
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const BPF_LINKER_VERSION: &str = "0.13";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Setup => setup(),
+        Cmd::Test { args } => setup().and_then(|()| test(&args)),
+        Cmd::Lint => lint(),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn setup() -> Result<()> {
+    apt()?;
+    rust_src()?;
+    bpf_linker()?;
+    Ok(())
+}
+
+fn apt() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages {missing:?}; run `cargo xtask setup` as root, or install them"
+        );
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// rust-src for the toolchain that builds the host code: `build.rs` builds the eBPF
+/// crate with that same toolchain (`-Z build-std=core` under `RUSTC_BOOTSTRAP=1`).
+fn rust_src() -> Result<()> {
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed"]))
+        .context("rustup is needed to add rust-src")?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["component", "add", "rust-src"]))
+}
+
+fn bpf_linker() -> Result<()> {
+    if let Some(v) = output(Command::new("bpf-linker").arg("--version")) {
+        if v.split_whitespace()
+            .nth(1)
+            .is_some_and(|v| v.starts_with(&format!("{BPF_LINKER_VERSION}.")))
+        {
+            return Ok(());
+        }
+    }
+    // Both variables matter: llvm-sys finds LLVM 22 through the second, and bpf-linker's
+    // build script links -lLLVM from the first (the image's llvm-config is an older LLVM).
+    run(Command::new("cargo")
+        .args(["install", "--locked", "bpf-linker"])
+        .args(["--version", &format!("^{BPF_LINKER_VERSION}")])
+        .args(["--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_PREFIX", LLVM_PREFIX)
+        .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX))
+}
+
+fn test(args: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!("the tests load BPF programs and create network namespaces: run them as root");
+    }
+    run(Command::new("cargo")
+        .current_dir(root_dir())
+        .args(["test", "--workspace", "--exclude", "leakguard-ebpf"])
+        .args(args))
+}
+
+fn lint() -> Result<()> {
+    let root = root_dir();
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["fmt", "--all", "--", "--check"]))?;
+    run(Command::new("cargo").current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "leakguard-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}

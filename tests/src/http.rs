@@ -1,0 +1,78 @@
+//! HTTP request heads for tests. The identity values are fake (UK drama range) and are
+//! exported so privacy tests can look for them in every output.
+
+/// A fake MSISDN (Ofcom drama range).
+pub const MSISDN: &str = "447700900123";
+/// A fake X-UIDH-style tracking token.
+pub const UIDH: &str = "OTgxNTk2NzE0ZmFrZXRva2Vu";
+/// A fake X-ACR-style reference.
+pub const ACR: &str = "acr-fake-9f8e7d6c5b4a";
+
+/// Every identity value the tests send.
+pub const VALUES: &[&str] = &[MSISDN, UIDH, ACR];
+
+/// `GET /path HTTP/1.1` with Host, the given extra lines (`"Name: value"`), and a blank
+/// line, CRLF line ends.
+#[must_use]
+pub fn get(extra: &[&str]) -> Vec<u8> {
+    let mut s = String::from("GET /index.html?q=1 HTTP/1.1\r\nHost: www.example.com\r\n");
+    s.push_str("User-Agent: Mozilla/5.0 (Linux; Android 14) leakguard-test\r\n");
+    for l in extra {
+        s.push_str(l);
+        s.push_str("\r\n");
+    }
+    s.push_str("Accept: */*\r\n\r\n");
+    s.into_bytes()
+}
+
+/// A request padded with `Cookie` bytes so that the extra lines start at or after
+/// payload byte `at`.
+#[must_use]
+pub fn get_with_header_at(at: usize, extra: &[&str]) -> Vec<u8> {
+    let head = "GET / HTTP/1.1\r\nHost: www.example.com\r\nCookie: c=";
+    let pad = at.saturating_sub(head.len() + 2);
+    let mut s = String::from(head);
+    s.push_str(&"a".repeat(pad));
+    s.push_str("\r\n");
+    assert!(s.len() >= at);
+    for l in extra {
+        s.push_str(l);
+        s.push_str("\r\n");
+    }
+    s.push_str("\r\n");
+    s.into_bytes()
+}
+
+/// A realistic request of about `len` bytes with 12 header lines and no identity header.
+#[must_use]
+pub fn browser_get(len: usize) -> Vec<u8> {
+    let lines = [
+        "Host: www.example.com",
+        "User-Agent: Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/126.0 Mobile",
+        "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8",
+        "Accept-Language: en-GB,en;q=0.9",
+        "Accept-Encoding: gzip, deflate",
+        "Connection: keep-alive",
+        "Upgrade-Insecure-Requests: 1",
+        "Referer: http://www.example.com/news/today.html",
+        "DNT: 1",
+        "Cache-Control: max-age=0",
+        "If-Modified-Since: Tue, 24 Nov 2026 10:00:00 GMT",
+    ];
+    let mut s = String::from("GET /articles/2026/11/25/story.html HTTP/1.1\r\n");
+    for l in lines {
+        s.push_str(l);
+        s.push_str("\r\n");
+    }
+    let fixed = s.len() + "Cookie: sid=\r\n\r\n".len();
+    s.push_str("Cookie: sid=");
+    s.push_str(&"q".repeat(len.saturating_sub(fixed)));
+    s.push_str("\r\n\r\n");
+    s.into_bytes()
+}
+
+/// Position of `needle` in `hay`.
+#[must_use]
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
