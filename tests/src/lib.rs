@@ -5,3 +5,4 @@ pub mod guard;
 pub mod http;
 pub mod netns;
 pub mod packet;
+pub mod server;

@@ -76,6 +76,25 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Starts a thread that lives in this namespace and runs `f`.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<Result<T>>> {
+        let file = File::open(format!("/run/netns/{}", self.name))
+            .with_context(|| format!("opening netns {}", self.name))?;
+        let name = self.name.clone();
+        Ok(std::thread::spawn(move || {
+            // SAFETY: setns on this thread only, with a valid namespace fd.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("setns {name}: {}", std::io::Error::last_os_error());
+            }
+            Ok(f())
+        }))
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace deletes its interfaces (and the veth peers elsewhere).
