@@ -19,3 +19,16 @@ pub fn opaque64(mut v: u64) -> u64 {
     };
     v
 }
+
+/// Returns `v` as an unknown value to the verifier: a round trip through map memory,
+/// whose contents the verifier does not track. Used where a loop's many exits (each
+/// with its own precise counter) would otherwise each be explored through the code
+/// after the loop.
+#[inline(always)]
+pub fn forget(slot: &mut u32, v: u32) -> u32 {
+    // SAFETY: `slot` is a valid, exclusive reference.
+    unsafe {
+        core::ptr::write_volatile(slot, v);
+        core::ptr::read_volatile(slot)
+    }
+}

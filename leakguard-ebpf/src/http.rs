@@ -22,7 +22,11 @@ use leakguard_common::{
     NameKey, MAX_METHOD_LEN, MAX_NAME_LEN, REDACT_FILLER, SCAN_CHUNK, SCAN_WINDOW,
 };
 
-use crate::{bound::opaque, maps::SCRATCH, policy};
+use crate::{
+    bound::{forget, opaque},
+    maps::SCRATCH,
+    policy,
+};
 
 // Parser states.
 const S_METHOD: u32 = 0;
@@ -146,10 +150,13 @@ pub fn scan_window(s: &mut Scratch) {
 /// `bpf_loop` callback: consumes bytes from `st.pos` and returns 1 when the window is
 /// done or the scan must stop, 0 to be called again.
 ///
-/// Verifier cost is kept linear by giving each call one job: a tight run of up to
-/// `SCAN_CHUNK` bytes in the states where most bytes are (skipping a line, reading a
-/// name, redacting a value) — one path per iteration — or a single byte of the full
-/// state machine, which then has no loop around it.
+/// Verifier cost is kept linear by giving loops one job: a tight run of up to
+/// `SCAN_CHUNK` bytes in one state (skipping a line, reading a name or a request-line
+/// token, redacting a value), with one path per iteration. A run also takes the byte
+/// that ends it when that is the expected one (the LF of a skipped line, the colon of a
+/// name), so a header line costs two calls. Any other byte goes through the full state
+/// machine, alone: a callback is a loop body to the verifier, which cannot prune inside
+/// it, so branchy code must not be followed by more branchy code.
 #[inline(never)]
 extern "C" fn advance(_idx: u32, _ctx: *mut c_void) -> i64 {
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
@@ -158,32 +165,21 @@ extern "C" fn advance(_idx: u32, _ctx: *mut c_void) -> i64 {
     // SAFETY: the per-CPU value is ours for the duration of the program run (XDP and TC
     // run with bottom halves disabled, so nothing else on this CPU touches it).
     let s = unsafe { &mut *s };
-    let pos = s.st.pos;
     let n = s.st.n;
+    let pos = s.st.pos;
     if pos >= n {
         return 1;
     }
-    let next = match s.st.state {
-        S_SKIP => skip_run(s, pos, n),
-        S_NAME => name_run(s, pos, n),
-        S_OWS => {
-            let p = ows_run(s, pos, n);
-            if p == pos {
-                // The value starts here.
-                s.st.state = S_VALUE;
-                value_run(s, pos, n)
-            } else {
-                p
-            }
-        }
-        S_VALUE => value_run(s, pos, n),
-        _ => pos,
-    };
+    let next = run(s, pos, n);
     if next != pos {
+        if s.st.stop != 0 {
+            s.st.stopped_at = next;
+            return 1;
+        }
         s.st.pos = next;
         return i64::from(next >= n);
     }
-    // A byte the runs do not take: a line or token boundary, or a request-line byte.
+    // A byte no run takes: a line or token boundary, or a request-line byte.
     if !step(s, pos as usize & WINDOW_MASK) {
         s.st.stop = 1;
         s.st.stopped_at = pos + 1;
@@ -193,9 +189,101 @@ extern "C" fn advance(_idx: u32, _ctx: *mut c_void) -> i64 {
     i64::from(pos + 1 >= n)
 }
 
-/// Skips the rest of a line: stops at its LF (left for `step`), returns the new position.
+/// The run for the current state: consumes the bytes that need no decision.
 #[inline(always)]
-fn skip_run(s: &Scratch, pos: u32, n: u32) -> u32 {
+fn run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+    if s.st.state == S_LINE_START
+        && CLASS[usize::from(s.buf[pos as usize & WINDOW_MASK])] & C_TCHAR != 0
+    {
+        // A name starts here: set the line up and read the name in the same call.
+        begin_line(&mut s.st);
+    }
+    match s.st.state {
+        S_SKIP => skip_run(s, pos, n),
+        S_NAME => name_run(s, pos, n),
+        S_OWS => {
+            let p = ows_run(s, pos, n);
+            if p != pos {
+                return p;
+            }
+            // The value starts here.
+            s.st.state = S_VALUE;
+            value_run(s, pos, n)
+        }
+        S_VALUE => value_run(s, pos, n),
+        S_METHOD => method_run(s, pos, n),
+        S_TARGET => target_run(s, pos, n),
+        _ => pos,
+    }
+}
+
+/// A header line starts with a name byte.
+#[inline(always)]
+fn begin_line(st: &mut ScanState) {
+    st.lines += 1;
+    st.name = NameKey {
+        name: [0; MAX_NAME_LEN],
+    };
+    st.name_len = 0;
+    st.flags = 0;
+    st.state = S_NAME;
+}
+
+/// Reads method bytes (tchars, up to `MAX_METHOD_LEN`), and the SP after them.
+#[inline(always)]
+fn method_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+    let tok = s.st.tok;
+    let mut k = 0;
+    while k < SCAN_CHUNK {
+        let i = pos + k;
+        if i >= n || tok + k >= MAX_METHOD_LEN {
+            break;
+        }
+        if CLASS[usize::from(s.buf[i as usize & WINDOW_MASK])] & C_TCHAR == 0 {
+            break;
+        }
+        k += 1;
+    }
+    s.st.tok = tok + k;
+    let end = forget(&mut s.st.pos, pos + k);
+    if s.st.tok > 0 && end < n && s.buf[end as usize & WINDOW_MASK] == b' ' {
+        // The method is complete.
+        s.st.state = S_TARGET;
+        s.st.tok = 0;
+        return end + 1;
+    }
+    end
+}
+
+/// Reads request-target bytes (anything but SP and controls), and the SP after them.
+#[inline(always)]
+fn target_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+    let mut k = 0;
+    while k < SCAN_CHUNK {
+        let i = pos + k;
+        if i >= n {
+            break;
+        }
+        let b = s.buf[i as usize & WINDOW_MASK];
+        if b == b' ' || CLASS[usize::from(b)] & C_CTL != 0 {
+            break;
+        }
+        k += 1;
+    }
+    s.st.tok += k;
+    let end = forget(&mut s.st.pos, pos + k);
+    if s.st.tok > 0 && end < n && s.buf[end as usize & WINDOW_MASK] == b' ' {
+        // The target is complete.
+        s.st.state = S_VERSION;
+        s.st.tok = 0;
+        return end + 1;
+    }
+    end
+}
+
+/// Skips the rest of a line, its LF included.
+#[inline(always)]
+fn skip_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     let mut k = 0;
     while k < SCAN_CHUNK {
         let i = pos + k;
@@ -204,7 +292,12 @@ fn skip_run(s: &Scratch, pos: u32, n: u32) -> u32 {
         }
         k += 1;
     }
-    pos + k
+    let end = forget(&mut s.st.pos, pos + k);
+    if end < n && s.buf[end as usize & WINDOW_MASK] == b'\n' {
+        s.st.state = S_LINE_START;
+        return end + 1;
+    }
+    end
 }
 
 /// Reads name bytes (tchars), folded into `st.name`; stops at the first other byte.
@@ -231,7 +324,18 @@ fn name_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         k += 1;
     }
     s.st.name_len = len + k;
-    pos + k
+    let end = forget(&mut s.st.pos, pos + k);
+    if end < n && s.buf[end as usize & WINDOW_MASK] == b':' {
+        // The name is complete: look it up and act; the colon is consumed. A name longer
+        // than any rule's cannot match.
+        if s.st.name_len as usize > MAX_NAME_LEN {
+            s.st.state = S_SKIP;
+        } else if !on_header(s) {
+            s.st.stop = 1;
+        }
+        return end + 1;
+    }
+    end
 }
 
 /// Skips the optional whitespace before a value; stops at its first other byte.
@@ -248,7 +352,8 @@ fn ows_run(s: &Scratch, pos: u32, n: u32) -> u32 {
     pos + k
 }
 
-/// Overwrites value bytes up to the next CR or LF (left for `step`).
+/// Overwrites value bytes up to the next CR or LF, and takes an LF (a CR is left for
+/// `step`: it may be a bare CR inside the value).
 ///
 /// Every byte the run takes is overwritten: no choice inside the loop, which LLVM would
 /// turn into a branch and the verifier into a second path per iteration. The checksum
@@ -283,7 +388,12 @@ fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         s.st.dirty = 1;
         s.st.redacted = 1;
     }
-    pos + k
+    let end = forget(&mut s.st.pos, pos + k);
+    if end < n && s.buf[end as usize & WINDOW_MASK] == b'\n' {
+        s.st.state = S_LINE_START;
+        return end + 1;
+    }
+    end
 }
 
 /// One byte of the state machine. Returns false to stop the scan.
@@ -330,13 +440,9 @@ fn step(s: &mut Scratch, i: usize) -> bool {
         }
         S_LINE_START => {
             if class & C_TCHAR != 0 {
-                st.lines += 1;
-                st.name = NameKey {
-                    name: [0; MAX_NAME_LEN],
-                };
+                begin_line(st);
                 st.name.name[0] = fold(b);
                 st.name_len = 1;
-                st.state = S_NAME;
             } else if b == b'\r' {
                 st.state = S_BLANK_CR;
             } else if b == b'\n' {

@@ -30,6 +30,12 @@ enum Cmd {
     },
     /// `cargo fmt --check` and `cargo clippy -D warnings`.
     Lint,
+    /// Per-packet cost of the programs against the empty program (as root).
+    Bench {
+        /// Fewer rounds and repeats.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 /// Debian packages: LLVM 22 to build bpf-linker; iproute2, curl and ethtool for the
@@ -53,6 +59,7 @@ fn main() -> ExitCode {
         Cmd::Setup => setup(),
         Cmd::Test { args } => setup().and_then(|()| test(&args)),
         Cmd::Lint => lint(),
+        Cmd::Bench { quick } => setup().and_then(|()| bench(quick)),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -165,6 +172,26 @@ fn test(args: &[String]) -> Result<()> {
         .current_dir(root_dir())
         .args(["test", "--workspace", "--exclude", "leakguard-ebpf"])
         .args(args))
+}
+
+fn bench(quick: bool) -> Result<()> {
+    if !is_root() {
+        bail!("the benchmark loads BPF programs: run it as root");
+    }
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root_dir()).args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "leakguard-tests",
+        "--bin",
+        "bench",
+    ]);
+    if quick {
+        cmd.args(["--", "--quick"]);
+    }
+    run(&mut cmd)
 }
 
 fn lint() -> Result<()> {
