@@ -49,5 +49,5 @@ pub const EVENT_RING_BYTES: u32 = 256 * 1024;
 pub const REDACT_FILLER: u8 = b'*';
 
 const _: () = assert!(SCAN_WINDOW.is_power_of_two());
-const _: () = assert!(SCAN_WINDOW as u32 % SCAN_CHUNK == 0);
-const _: () = assert!(MAX_SCAN_BYTES % SCAN_WINDOW as u32 == 0);
+const _: () = assert!((SCAN_WINDOW as u32).is_multiple_of(SCAN_CHUNK));
+const _: () = assert!(MAX_SCAN_BYTES.is_multiple_of(SCAN_WINDOW as u32));

@@ -185,7 +185,7 @@ pub fn apply(ebpf: &mut Ebpf, policy: &KernelPolicy) -> Result<RuleIds, ApplyErr
 
     let mut ports: Array<&mut MapData, PortSet> =
         Array::try_from(map(ebpf, MAP_PORTS)?).map_err(map_err(MAP_PORTS))?;
-    ports.set(0, &*c.ports, 0).map_err(map_err(MAP_PORTS))?;
+    ports.set(0, *c.ports, 0).map_err(map_err(MAP_PORTS))?;
 
     let mut v4: LpmTrie<&mut MapData, [u8; 4], u64> =
         LpmTrie::try_from(map(ebpf, MAP_ALLOW_V4)?).map_err(map_err(MAP_ALLOW_V4))?;

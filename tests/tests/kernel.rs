@@ -402,6 +402,11 @@ fn header_name_variants() {
             );
         }
     }
+    // The two 64-byte-name lines matched the 64-byte rule, on every hook.
+    assert_eq!(
+        g.count(R_LONG, action::REDACT).unwrap(),
+        2 * Hook::ALL.len() as u64
+    );
 }
 
 /// Bare LF, OWS forms, empty and folded values.
@@ -430,7 +435,7 @@ fn line_ends_whitespace_and_folding() {
         ),
         (
             "obs-fold continuation of a redacted value",
-            format!("GET / HTTP/1.1\r\nX-MSISDN: 4477\r\n  00900123\r\nHost: a\r\n\r\n"),
+            "GET / HTTP/1.1\r\nX-MSISDN: 4477\r\n  00900123\r\nHost: a\r\n\r\n".to_string(),
             vec!["4477", "00900123"],
             1,
         ),
