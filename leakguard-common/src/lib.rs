@@ -61,6 +61,30 @@ pub struct NameKey {
 }
 const _: () = assert!(core::mem::size_of::<NameKey>() == MAX_NAME_LEN);
 
+/// Prefilter of rule names (single-entry array `NAME_FILTER`): bit
+/// [`name::filter_bit`]`(first, last)` of `by_len[len]` is set when some rule's folded name
+/// has that length and first and last byte. A header line whose bit is clear cannot match,
+/// and skips the hash lookup of its 64-byte key; most lines of a request (Host, Accept,
+/// Cookie…) are such lines. Indexed by length up to 127 so a masked index stays in bounds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameFilter {
+    pub by_len: [u64; 128],
+}
+const _: () = assert!(core::mem::size_of::<NameFilter>() == 1024);
+
+impl NameFilter {
+    pub const EMPTY: Self = Self { by_len: [0; 128] };
+
+    /// Adds a folded name (non-empty, at most `MAX_NAME_LEN` bytes).
+    pub fn insert(&mut self, folded: &[u8]) {
+        let (Some(&first), Some(&last)) = (folded.first(), folded.last()) else {
+            return;
+        };
+        self.by_len[folded.len() & 127] |= 1 << name::filter_bit(first, last);
+    }
+}
+
 /// Value of the `RULES` hash map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,4 +225,5 @@ mod pod {
     unsafe impl aya::Pod for super::ScanConfig {}
     unsafe impl aya::Pod for super::PortSet {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::NameFilter {}
 }

@@ -70,6 +70,13 @@ pub const fn fold(c: u8) -> u8 {
     }
 }
 
+/// The bit of [`crate::NameFilter`] for a folded name's first and last byte.
+#[must_use]
+#[inline(always)]
+pub const fn filter_bit(first: u8, last: u8) -> u32 {
+    ((first ^ last.rotate_left(3)) & 63) as u32
+}
+
 /// Why a configured header name cannot be a rule key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameError {

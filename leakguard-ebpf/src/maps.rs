@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray, RingBuf},
 };
 use leakguard_common::{
-    NameKey, PortSet, Rule, RuleCounters, ScanConfig, Stats, EVENT_RING_BYTES, MAX_ALLOW_PREFIXES,
+    NameFilter, NameKey, PortSet, Rule, RuleCounters, ScanConfig, Stats, EVENT_RING_BYTES, MAX_ALLOW_PREFIXES,
     MAX_RULES,
 };
 
@@ -19,6 +19,10 @@ pub static CONFIG: Array<ScanConfig> = Array::with_max_entries(1, 0);
 /// HTTP destination ports (one entry, a bitmap).
 #[map]
 pub static PORTS: Array<PortSet> = Array::with_max_entries(1, 0);
+
+/// Prefilter of the rule names (one entry).
+#[map]
+pub static NAME_FILTER: Array<NameFilter> = Array::with_max_entries(1, 0);
 
 /// Identity headers: folded name → rule.
 #[map]

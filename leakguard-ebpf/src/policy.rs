@@ -2,11 +2,13 @@
 //! match event. Runs once per header line whose name is complete, never per byte.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
-use leakguard_common::{action, Event, FAMILY_IPV4, NO_ALLOW_GROUP};
+use leakguard_common::{
+    action, name::filter_bit, Event, FAMILY_IPV4, MAX_NAME_LEN, NO_ALLOW_GROUP,
+};
 
 use crate::{
     http::ScanState,
-    maps::{ALLOW_V4, ALLOW_V6, EVENTS, RULES, RULE_COUNTERS},
+    maps::{ALLOW_V4, ALLOW_V6, EVENTS, NAME_FILTER, RULES, RULE_COUNTERS},
 };
 
 /// What the policy needs to know about the segment being scanned.
@@ -30,6 +32,14 @@ pub struct PacketMeta {
 /// the outcome (`ALLOW` when the destination is trusted by the rule).
 #[inline(always)]
 pub fn match_header(st: &mut ScanState) -> Option<u8> {
+    // Cheap rejection first: one array load and a bit test instead of hashing 64 bytes.
+    let len = st.name_len as usize;
+    let first = st.name.name[0];
+    let last = st.name.name[len.wrapping_sub(1) & (MAX_NAME_LEN - 1)];
+    let filter = NAME_FILTER.get(0)?;
+    if filter.by_len[len & 127] & (1 << filter_bit(first, last)) == 0 {
+        return None;
+    }
     // SAFETY: the value is copied out at once; rules are replaced, not mutated, by the daemon.
     let rule = unsafe { *RULES.get_ptr(&st.name)? };
     let mut outcome = rule.action;

@@ -14,7 +14,7 @@ use aya::{
 };
 use ipnet::IpNet;
 use leakguard_common::{
-    name, NameKey, PortSet, Rule as KRule, RuleCounters, ScanConfig, Stats, MAX_ALLOW_GROUPS,
+    name, NameFilter, NameKey, PortSet, Rule as KRule, RuleCounters, ScanConfig, Stats, MAX_ALLOW_GROUPS,
     MAX_RULES, MAX_SCAN_BYTES, MIN_SCAN_BYTES, NO_ALLOW_GROUP,
 };
 
@@ -24,6 +24,7 @@ use crate::policy::KernelPolicy;
 pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_PORTS: &str = "PORTS";
 pub const MAP_RULES: &str = "RULES";
+pub const MAP_NAME_FILTER: &str = "NAME_FILTER";
 pub const MAP_ALLOW_V4: &str = "ALLOW_V4";
 pub const MAP_ALLOW_V6: &str = "ALLOW_V6";
 pub const MAP_RULE_COUNTERS: &str = "RULE_COUNTERS";
@@ -70,6 +71,7 @@ pub struct Compiled {
     pub config: ScanConfig,
     pub ports: Box<PortSet>,
     pub rules: Vec<(NameKey, KRule)>,
+    pub name_filter: Box<NameFilter>,
     pub allow_v4: Vec<(Key<[u8; 4]>, u64)>,
     pub allow_v6: Vec<(Key<[u8; 16]>, u64)>,
 }
@@ -149,6 +151,11 @@ pub fn compile(policy: &KernelPolicy) -> Result<Compiled, ApplyError> {
             .fold(0, |m, (_, bit)| m | bit);
         masks.insert(*net, mask);
     }
+    let mut name_filter = Box::new(NameFilter::EMPTY);
+    for (key, _) in &rules {
+        let len = key.name.iter().position(|&b| b == 0).unwrap_or(key.name.len());
+        name_filter.insert(&key.name[..len]);
+    }
     let mut allow_v4 = Vec::new();
     let mut allow_v6 = Vec::new();
     for (net, mask) in masks {
@@ -169,6 +176,7 @@ pub fn compile(policy: &KernelPolicy) -> Result<Compiled, ApplyError> {
         },
         ports,
         rules,
+        name_filter,
         allow_v4,
         allow_v6,
     })
@@ -199,6 +207,12 @@ pub fn apply(ebpf: &mut Ebpf, policy: &KernelPolicy) -> Result<RuleIds, ApplyErr
     for (k, v) in &c.rules {
         rules.insert(k, v, 0).map_err(map_err(MAP_RULES))?;
     }
+    // The filter after the new rules are in (so none is skipped), before the old go.
+    let mut filter: Array<&mut MapData, NameFilter> =
+        Array::try_from(map(ebpf, MAP_NAME_FILTER)?).map_err(map_err(MAP_NAME_FILTER))?;
+    filter.set(0, *c.name_filter, 0).map_err(map_err(MAP_NAME_FILTER))?;
+    let mut rules: HashMap<&mut MapData, NameKey, KRule> =
+        HashMap::try_from(map(ebpf, MAP_RULES)?).map_err(map_err(MAP_RULES))?;
     let keep: std::collections::HashSet<NameKey> = c.rules.iter().map(|(k, _)| *k).collect();
     let stale: Vec<NameKey> = rules
         .keys()

@@ -22,6 +22,9 @@ struct Cli {
 enum Cmd {
     /// Install build and test dependencies (apt packages, rust-src, bpf-linker); idempotent.
     Setup,
+    /// The demo: a subscriber, a gateway running leakguard, and web servers, in network
+    /// namespaces; shows what the servers receive without and with the guard (as root).
+    Demo,
     /// Run setup if needed, then every test: unit, kernel-program and end-to-end (as root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter), after `--`.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Cmd::Setup => setup(),
         Cmd::Test { args } => setup().and_then(|()| test(&args)),
         Cmd::Lint => lint(),
+        Cmd::Demo => setup().and_then(|()| demo()),
         Cmd::Bench { quick } => setup().and_then(|()| bench(quick)),
     };
     match r {
@@ -172,6 +176,21 @@ fn test(args: &[String]) -> Result<()> {
         .current_dir(root_dir())
         .args(["test", "--workspace", "--exclude", "leakguard-ebpf"])
         .args(args))
+}
+
+fn demo() -> Result<()> {
+    if !is_root() {
+        bail!("the demo creates network namespaces and loads BPF programs: run it as root");
+    }
+    run(Command::new("cargo").current_dir(root_dir()).args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "leakguard-tests",
+        "--bin",
+        "demo",
+    ]))
 }
 
 fn bench(quick: bool) -> Result<()> {

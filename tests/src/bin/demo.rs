@@ -1,0 +1,167 @@
+//! `cargo xtask demo`: leakguard on a gateway between a subscriber and two web servers,
+//! one trusted (a partner on the allowlist) and one not. Shows, side by side, what the
+//! servers receive without and with leakguard, then the kernel counters.
+//!
+//! Topology (network namespaces and veth pairs, documentation addresses only):
+//!   client 192.0.2.10 ── gateway ── servers 198.51.100.10 (trusted), 203.0.113.10
+//! The guard is the TC program on the gateway's server-facing egress (TCX).
+
+use std::{
+    net::SocketAddr,
+    process::Stdio,
+    sync::{Mutex, OnceLock},
+};
+
+use anyhow::{bail, Context as _, Result};
+use aya::programs::{links::LinkOrder, tc::TcAttachOptions, SchedClassifier, TcAttachType};
+use leakguard::{
+    object::PROG_TC_EGRESS,
+    policy::{Action, KernelPolicy, Rule},
+};
+use leakguard_common::action;
+use leakguard_tests::{
+    guard::Guard,
+    http::{ACR, MSISDN, UIDH},
+    netns::{veth, Netns},
+    server::HttpServer,
+};
+
+const TRUSTED: &str = "198.51.100.10";
+const UNTRUSTED: &str = "203.0.113.10";
+const HEADERS: [(&str, &str); 3] = [("X-MSISDN", MSISDN), ("X-UIDH", UIDH), ("X-ACR", ACR)];
+
+/// Namespace names, for the Ctrl-C handler (destructors do not run on a signal).
+static CREATED: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+
+fn netns(tag: &str) -> Result<Netns> {
+    let ns = Netns::new(tag)?;
+    CREATED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap()
+        .push(ns.name.clone());
+    Ok(ns)
+}
+
+fn policy() -> KernelPolicy {
+    let trusted = vec![format!("{TRUSTED}/32").parse().unwrap()];
+    KernelPolicy {
+        rules: vec![
+            Rule {
+                header: "X-MSISDN".into(),
+                action: Action::Redact,
+                allow: trusted.clone(),
+            },
+            Rule {
+                header: "X-UIDH".into(),
+                action: Action::Redact,
+                allow: trusted,
+            },
+            Rule {
+                header: "X-ACR".into(),
+                action: Action::Count,
+                allow: vec![],
+            },
+        ],
+        ..KernelPolicy::default()
+    }
+}
+
+/// One request per destination from the client; returns what the server saw of each
+/// identity header, per destination.
+fn requests(client: &Netns, server: &HttpServer) -> Result<Vec<Vec<String>>> {
+    let before = server.heads().len();
+    for dst in [UNTRUSTED, TRUSTED] {
+        let mut c = client.command("curl");
+        c.args(["-sS", "-o", "/dev/null", "-m", "10", &format!("http://{dst}/")]);
+        for (h, v) in HEADERS {
+            c.args(["-H", &format!("{h}: {v}")]);
+        }
+        let st = c.stdout(Stdio::null()).status().context("running curl")?;
+        if !st.success() {
+            bail!("curl to {dst} failed: {st}");
+        }
+    }
+    let heads = server.heads();
+    Ok(heads[before..]
+        .iter()
+        .map(|head| {
+            let text = String::from_utf8_lossy(head);
+            HEADERS
+                .iter()
+                .map(|(h, _)| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{h}: ")))
+                        .unwrap_or("(absent)")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .collect())
+}
+
+fn main() -> Result<()> {
+    ctrlc::set_handler(|| {
+        eprintln!("\ninterrupted: removing the demo's namespaces");
+        for name in CREATED.get_or_init(Mutex::default).lock().unwrap().iter() {
+            let _ = std::process::Command::new("ip").args(["netns", "del", name]).status();
+        }
+        std::process::exit(130);
+    })?;
+
+    let client = netns("client")?;
+    let gw = netns("gateway")?;
+    let srv = netns("servers")?;
+    veth(&client, "sub0", "192.0.2.10/24", &gw, "gw-sub", "192.0.2.1/24")?;
+    veth(&gw, "gw-web", "203.0.113.1/24", &srv, "web0", &format!("{UNTRUSTED}/24"))?;
+    gw.ip(&["addr", "add", "198.51.100.1/24", "dev", "gw-web"])?;
+    srv.ip(&["addr", "add", &format!("{TRUSTED}/24"), "dev", "web0"])?;
+    client.ip(&["route", "add", "default", "via", "192.0.2.1"])?;
+    srv.ip(&["route", "add", "default", "via", "203.0.113.1"])?;
+    leakguard_tests::netns::sh(&[
+        "ip", "netns", "exec", &gw.name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
+    ])?;
+    let server = HttpServer::start(&srv, SocketAddr::from(([0, 0, 0, 0], 80)))?;
+
+    println!("leakguard demo");
+    println!("  subscriber 192.0.2.10 -> gateway -> web servers {UNTRUSTED} (untrusted), {TRUSTED} (trusted partner)");
+    println!("  policy: X-MSISDN redact, X-UIDH redact (both allowed to {TRUSTED}), X-ACR count\n");
+
+    let without = requests(&client, &server)?;
+
+    let mut g = Guard::load(&policy())?;
+    gw.enter(|| -> Result<()> {
+        let p: &mut SchedClassifier = g.ebpf.program_mut(PROG_TC_EGRESS).context("program")?.try_into()?;
+        p.attach_with_options("gw-web", TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))?;
+        Ok(())
+    })??;
+    let with = requests(&client, &server)?;
+
+    for (i, dst) in [UNTRUSTED, TRUSTED].iter().enumerate() {
+        let label = if *dst == TRUSTED { "trusted" } else { "untrusted" };
+        println!("request to {dst} ({label}): what the server received");
+        println!("  {:<10} {:<30} {:<30}", "header", "without leakguard", "with leakguard");
+        for (j, (h, _)) in HEADERS.iter().enumerate() {
+            println!("  {:<10} {:<30} {:<30}", h, without[i][j], with[i][j]);
+        }
+        println!();
+    }
+    println!("kernel counters (rule, outcome: packets)");
+    for (id, (h, _)) in HEADERS.iter().enumerate() {
+        let c = g.counters(id as u32)?;
+        let parts: Vec<String> = (0..action::OUTCOMES as u8)
+            .filter(|&o| c.outcomes[usize::from(o)] > 0)
+            .map(|o| format!("{}: {}", action::name(o), c.outcomes[usize::from(o)]))
+            .collect();
+        println!("  {h:<10} {}", parts.join(", "));
+    }
+    let s = g.stats()?;
+    println!(
+        "  packets seen {}, to an HTTP port {}, request heads {}, header lines {}",
+        s.packets, s.tcp_http, s.heads, s.lines
+    );
+    if with[0][0].contains(MSISDN) || !with[1][0].contains(MSISDN) {
+        bail!("the guard did not behave as the policy says");
+    }
+    Ok(())
+}
