@@ -54,7 +54,8 @@ pub mod hook {
 }
 
 /// Key of the `RULES` hash map: a header name folded by [`name::fold`], zero padded.
-#[repr(C)]
+/// 8-byte aligned so the kernel can clear it with eight word stores.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NameKey {
     pub name: [u8; MAX_NAME_LEN],

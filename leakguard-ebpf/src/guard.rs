@@ -3,7 +3,10 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
-use leakguard_common::{Stats, MAX_SCAN_BYTES, MAX_WINDOWS, SCAN_WINDOW};
+use leakguard_common::{
+    name::{CLASS, C_TCHAR},
+    Stats, MAX_SCAN_BYTES, MAX_WINDOWS, SCAN_WINDOW,
+};
 
 use crate::{
     act::csum_diff,
@@ -11,7 +14,7 @@ use crate::{
     http::scan_window,
     maps::{CONFIG, PORTS, SCRATCH, STATS},
     parse::{parse, Flow, Parsed},
-    pkt::Packet,
+    pkt::{ptr_at, Packet},
     policy::PacketMeta,
 };
 
@@ -99,6 +102,16 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
         _ => return Verdict::Pass,
     }
     stats.tcp_http += 1;
+    // A request line starts with a method token: a segment whose first byte cannot
+    // (a body, TLS on the wrong port) passes before any scan setup.
+    // Two bytes, not one: LLVM turns a one-byte check `p + 1 > end` into `p >= end`,
+    // from which the verifier learns no readable range.
+    if let Some(b) = ptr_at::<[u8; 2], P>(p, flow.payload_off as usize) {
+        // SAFETY: bounds checked by `ptr_at`.
+        if CLASS[usize::from(unsafe { (*b)[0] })] & C_TCHAR == 0 {
+            return Verdict::Pass;
+        }
+    }
     let payload_len = flow.payload_len(p);
     if payload_len == 0 {
         return Verdict::Pass;

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray, RingBuf},
 };
 use leakguard_common::{
-    NameFilter, NameKey, PortSet, Rule, RuleCounters, ScanConfig, Stats, EVENT_RING_BYTES, MAX_ALLOW_PREFIXES,
-    MAX_RULES,
+    NameFilter, NameKey, PortSet, Rule, RuleCounters, ScanConfig, Stats, EVENT_RING_BYTES,
+    MAX_ALLOW_PREFIXES, MAX_RULES,
 };
 
 use crate::http::Scratch;

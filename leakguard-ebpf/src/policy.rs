@@ -9,6 +9,7 @@ use leakguard_common::{
 use crate::{
     http::ScanState,
     maps::{ALLOW_V4, ALLOW_V6, EVENTS, NAME_FILTER, RULES, RULE_COUNTERS},
+    parse::Addr,
 };
 
 /// What the policy needs to know about the segment being scanned.
@@ -24,8 +25,8 @@ pub struct PacketMeta {
     pub dport: u16,
     pub _pad2: u32,
     pub allow_mask: u64,
-    pub saddr: [u8; 16],
-    pub daddr: [u8; 16],
+    pub saddr: Addr,
+    pub daddr: Addr,
 }
 
 /// Looks the current header name up. On a match: counts it, emits an event and returns
@@ -62,11 +63,12 @@ pub fn match_header(st: &mut ScanState) -> Option<u8> {
 fn allowed(pkt: &mut PacketMeta, group: u8) -> bool {
     if pkt.allow_known == 0 {
         pkt.allow_mask = if pkt.family == FAMILY_IPV4 {
-            let key = Key::new(32, [pkt.daddr[0], pkt.daddr[1], pkt.daddr[2], pkt.daddr[3]]);
+            let d = &pkt.daddr.0;
+            let key = Key::new(32, [d[0], d[1], d[2], d[3]]);
             ALLOW_V4.get(&key).copied().unwrap_or(0)
         } else {
             ALLOW_V6
-                .get(&Key::new(128, pkt.daddr))
+                .get(&Key::new(128, pkt.daddr.0))
                 .copied()
                 .unwrap_or(0)
         };
@@ -92,8 +94,8 @@ fn emit(pkt: &PacketMeta, rule_id: u32, outcome: u8) -> bool {
         _pad: 0,
         sport: pkt.sport,
         dport: pkt.dport,
-        saddr: pkt.saddr,
-        daddr: pkt.daddr,
+        saddr: pkt.saddr.0,
+        daddr: pkt.daddr.0,
     });
     e.submit(0);
     true

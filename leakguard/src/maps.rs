@@ -14,8 +14,8 @@ use aya::{
 };
 use ipnet::IpNet;
 use leakguard_common::{
-    name, NameFilter, NameKey, PortSet, Rule as KRule, RuleCounters, ScanConfig, Stats, MAX_ALLOW_GROUPS,
-    MAX_RULES, MAX_SCAN_BYTES, MIN_SCAN_BYTES, NO_ALLOW_GROUP,
+    name, NameFilter, NameKey, PortSet, Rule as KRule, RuleCounters, ScanConfig, Stats,
+    MAX_ALLOW_GROUPS, MAX_RULES, MAX_SCAN_BYTES, MIN_SCAN_BYTES, NO_ALLOW_GROUP,
 };
 
 use crate::policy::KernelPolicy;
@@ -153,7 +153,11 @@ pub fn compile(policy: &KernelPolicy) -> Result<Compiled, ApplyError> {
     }
     let mut name_filter = Box::new(NameFilter::EMPTY);
     for (key, _) in &rules {
-        let len = key.name.iter().position(|&b| b == 0).unwrap_or(key.name.len());
+        let len = key
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(key.name.len());
         name_filter.insert(&key.name[..len]);
     }
     let mut allow_v4 = Vec::new();
@@ -210,7 +214,9 @@ pub fn apply(ebpf: &mut Ebpf, policy: &KernelPolicy) -> Result<RuleIds, ApplyErr
     // The filter after the new rules are in (so none is skipped), before the old go.
     let mut filter: Array<&mut MapData, NameFilter> =
         Array::try_from(map(ebpf, MAP_NAME_FILTER)?).map_err(map_err(MAP_NAME_FILTER))?;
-    filter.set(0, *c.name_filter, 0).map_err(map_err(MAP_NAME_FILTER))?;
+    filter
+        .set(0, *c.name_filter, 0)
+        .map_err(map_err(MAP_NAME_FILTER))?;
     let mut rules: HashMap<&mut MapData, NameKey, KRule> =
         HashMap::try_from(map(ebpf, MAP_RULES)?).map_err(map_err(MAP_RULES))?;
     let keep: std::collections::HashSet<NameKey> = c.rules.iter().map(|(k, _)| *k).collect();

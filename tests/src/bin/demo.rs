@@ -73,7 +73,14 @@ fn requests(client: &Netns, server: &HttpServer) -> Result<Vec<Vec<String>>> {
     let before = server.heads().len();
     for dst in [UNTRUSTED, TRUSTED] {
         let mut c = client.command("curl");
-        c.args(["-sS", "-o", "/dev/null", "-m", "10", &format!("http://{dst}/")]);
+        c.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-m",
+            "10",
+            &format!("http://{dst}/"),
+        ]);
         for (h, v) in HEADERS {
             c.args(["-H", &format!("{h}: {v}")]);
         }
@@ -104,7 +111,9 @@ fn main() -> Result<()> {
     ctrlc::set_handler(|| {
         eprintln!("\ninterrupted: removing the demo's namespaces");
         for name in CREATED.get_or_init(Mutex::default).lock().unwrap().iter() {
-            let _ = std::process::Command::new("ip").args(["netns", "del", name]).status();
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", name])
+                .status();
         }
         std::process::exit(130);
     })?;
@@ -112,14 +121,35 @@ fn main() -> Result<()> {
     let client = netns("client")?;
     let gw = netns("gateway")?;
     let srv = netns("servers")?;
-    veth(&client, "sub0", "192.0.2.10/24", &gw, "gw-sub", "192.0.2.1/24")?;
-    veth(&gw, "gw-web", "203.0.113.1/24", &srv, "web0", &format!("{UNTRUSTED}/24"))?;
+    veth(
+        &client,
+        "sub0",
+        "192.0.2.10/24",
+        &gw,
+        "gw-sub",
+        "192.0.2.1/24",
+    )?;
+    veth(
+        &gw,
+        "gw-web",
+        "203.0.113.1/24",
+        &srv,
+        "web0",
+        &format!("{UNTRUSTED}/24"),
+    )?;
     gw.ip(&["addr", "add", "198.51.100.1/24", "dev", "gw-web"])?;
     srv.ip(&["addr", "add", &format!("{TRUSTED}/24"), "dev", "web0"])?;
     client.ip(&["route", "add", "default", "via", "192.0.2.1"])?;
     srv.ip(&["route", "add", "default", "via", "203.0.113.1"])?;
     leakguard_tests::netns::sh(&[
-        "ip", "netns", "exec", &gw.name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
+        "ip",
+        "netns",
+        "exec",
+        &gw.name,
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ip_forward=1",
     ])?;
     let server = HttpServer::start(&srv, SocketAddr::from(([0, 0, 0, 0], 80)))?;
 
@@ -131,16 +161,31 @@ fn main() -> Result<()> {
 
     let mut g = Guard::load(&policy())?;
     gw.enter(|| -> Result<()> {
-        let p: &mut SchedClassifier = g.ebpf.program_mut(PROG_TC_EGRESS).context("program")?.try_into()?;
-        p.attach_with_options("gw-web", TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))?;
+        let p: &mut SchedClassifier = g
+            .ebpf
+            .program_mut(PROG_TC_EGRESS)
+            .context("program")?
+            .try_into()?;
+        p.attach_with_options(
+            "gw-web",
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )?;
         Ok(())
     })??;
     let with = requests(&client, &server)?;
 
     for (i, dst) in [UNTRUSTED, TRUSTED].iter().enumerate() {
-        let label = if *dst == TRUSTED { "trusted" } else { "untrusted" };
+        let label = if *dst == TRUSTED {
+            "trusted"
+        } else {
+            "untrusted"
+        };
         println!("request to {dst} ({label}): what the server received");
-        println!("  {:<10} {:<30} {:<30}", "header", "without leakguard", "with leakguard");
+        println!(
+            "  {:<10} {:<30} {:<30}",
+            "header", "without leakguard", "with leakguard"
+        );
         for (j, (h, _)) in HEADERS.iter().enumerate() {
             println!("  {:<10} {:<30} {:<30}", h, without[i][j], with[i][j]);
         }
