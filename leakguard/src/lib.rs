@@ -3,6 +3,7 @@
 //! The kernel programs (`leakguard-ebpf`) scan plaintext HTTP requests for identity
 //! headers and count, redact or drop them; this crate loads them and fills their maps.
 
+pub mod cli;
 pub mod maps;
 pub mod object;
 pub mod policy;

@@ -1,18 +1,55 @@
-//! The leakguard command. The daemon and its subcommands arrive with the daemon work;
-//! for now the binary reports its version and the programs it embeds.
-use clap::Parser;
+//! `leakguard`: wires the command line to the modules that do the work.
 
-/// Stops mobile subscriber identity headers (MSISDN, IMSI, tracking IDs) leaking to
-/// websites, with eBPF programs on the gateway's HTTP egress.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
+use std::{
+    io::{self, Write as _},
+    process::ExitCode,
+};
 
-fn main() {
-    let _cli = Cli::parse();
-    println!(
-        "leakguard {}: eBPF object of {} bytes embedded",
-        env!("CARGO_PKG_VERSION"),
-        leakguard::object::EBPF_OBJECT.len()
-    );
+use clap::Parser as _;
+use leakguard::{
+    cli::{exit, Cli, Command},
+    policy::{catalog::CATALOG, file},
+};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let mut out = io::stdout().lock();
+    let r = match cli.command {
+        Command::CheckConfig { path } => match file::load(&path) {
+            Ok(config) => write!(out, "{}", config.describe())
+                .and_then(|()| writeln!(out, "{}: valid", path.display())),
+            Err(e) => {
+                eprintln!("leakguard: {e}");
+                return ExitCode::from(exit::FAILURE);
+            }
+        },
+        Command::Headers => headers(&mut out),
+    };
+    match r {
+        // A reader that went away (`| head`) is not an error of ours.
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("leakguard: writing output: {e}");
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+fn headers(out: &mut impl io::Write) -> io::Result<()> {
+    writeln!(out, "{:<30} {:<12} seen at", "header", "carries")?;
+    for e in CATALOG {
+        writeln!(out, "{:<30} {:<12} {}", e.header, e.kind.name(), e.source)?;
+    }
+    Ok(())
 }

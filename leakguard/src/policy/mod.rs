@@ -1,4 +1,8 @@
-//! The typed policy the kernel maps are built from.
+//! The policy: the file an operator writes (`file`), the built-in catalog of identity
+//! headers (`catalog`), and the typed policy the kernel maps are built from.
+
+pub mod catalog;
+pub mod file;
 
 use ipnet::IpNet;
 

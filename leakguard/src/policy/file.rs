@@ -1,0 +1,667 @@
+//! The policy file (TOML): parsing and validation into a [`Config`].
+//!
+//! Every error names the file, line and column, the key and the offending value, and what
+//! was expected. Unknown keys are errors. Header *values* never appear in a policy, so no
+//! identity data can reach a message from here.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    net::{IpAddr, SocketAddr},
+    ops::Range,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use leakguard_common::{name, MAX_NAME_LEN, MAX_RULES, MAX_SCAN_BYTES, MIN_SCAN_BYTES};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{catalog::CATALOG, Action, KernelPolicy, Rule};
+
+pub const DEFAULT_CONFIG: &str = "/etc/leakguard/leakguard.toml";
+pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/leakguard";
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9717";
+const DEFAULT_SELFTEST: Duration = Duration::from_secs(60);
+const SELFTEST_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86400));
+/// Linux IFNAMSIZ less the terminating NUL.
+const MAX_IFNAME: usize = 15;
+
+/// Where a program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    TcEgress,
+    TcIngress,
+    Xdp,
+}
+
+impl Hook {
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::TcEgress => "tc-egress",
+            Self::TcIngress => "tc-ingress",
+            Self::Xdp => "xdp",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attach {
+    pub interface: String,
+    pub hook: Hook,
+}
+
+/// Where a rule of the effective policy comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A `[[rule]]` of the file.
+    File,
+    /// The built-in catalog, with `scan.builtin_catalog`'s action.
+    Catalog,
+}
+
+/// A validated policy file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub pin_path: PathBuf,
+    pub selftest_interval: Duration,
+    pub metrics_listen: SocketAddr,
+    pub attach: Vec<Attach>,
+    /// File rules first, then the catalog headers they do not override.
+    pub kernel: KernelPolicy,
+    /// Parallel to `kernel.rules`.
+    pub origin: Vec<Origin>,
+}
+
+/// A policy file error: where, which key, what is wrong.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    /// 1-based line and column, when the error has a place in the file.
+    pub at: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.path.display(), self.message)
+            }
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    #[serde(default)]
+    daemon: DaemonToml,
+    #[serde(default)]
+    metrics: MetricsToml,
+    #[serde(default)]
+    attach: Vec<AttachToml>,
+    #[serde(default)]
+    scan: ScanToml,
+    #[serde(default)]
+    rule: Vec<RuleToml>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DaemonToml {
+    pin_path: Option<Spanned<String>>,
+    selftest_interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MetricsToml {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachToml {
+    interface: Spanned<String>,
+    hook: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ScanToml {
+    ports: Option<Spanned<Vec<Spanned<i64>>>>,
+    max_payload_bytes: Option<Spanned<i64>>,
+    builtin_catalog: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleToml {
+    header: Spanned<String>,
+    action: Spanned<String>,
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+}
+
+/// Reads and validates a policy file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
+        path: path.to_owned(),
+        at: None,
+        message: format!("cannot read the policy file: {e}"),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| ConfigError {
+        path: path.to_owned(),
+        at: Some(line_col_of(
+            &String::from_utf8_lossy(e.as_bytes()),
+            e.utf8_error().valid_up_to(),
+        )),
+        message: "the policy file is not UTF-8".into(),
+    })?;
+    parse(path, &text)
+}
+
+/// Validates policy text (`path` is for messages).
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let p = Parser { path, text };
+    let file: FileToml = toml::from_str(text).map_err(|e| ConfigError {
+        path: path.to_owned(),
+        at: e.span().map(|s| line_col_of(text, s.start)),
+        message: e.message().trim().to_owned(),
+    })?;
+    p.validate(file)
+}
+
+fn line_col_of(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+struct Parser<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Parser<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: self.path.to_owned(),
+            at: Some(line_col_of(self.text, span.start)),
+            message: message.into(),
+        }
+    }
+
+    fn err_nowhere(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: self.path.to_owned(),
+            at: None,
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self, f: FileToml) -> Result<Config, ConfigError> {
+        let pin_path = match &f.daemon.pin_path {
+            None => PathBuf::from(DEFAULT_PIN_PATH),
+            Some(s) => {
+                let p = PathBuf::from(s.get_ref());
+                if !p.is_absolute() || s.get_ref().contains("..") {
+                    return Err(self.err(
+                        s.span(),
+                        format!(
+                            "daemon.pin_path = {:?}: must be an absolute path without `..`",
+                            s.get_ref()
+                        ),
+                    ));
+                }
+                p
+            }
+        };
+        let selftest_interval = match &f.daemon.selftest_interval {
+            None => DEFAULT_SELFTEST,
+            Some(s) => {
+                let d = humantime::parse_duration(s.get_ref()).map_err(|e| {
+                    self.err(
+                        s.span(),
+                        format!(
+                            "daemon.selftest_interval = {:?}: {e} (write e.g. \"60s\" or \"5m\")",
+                            s.get_ref()
+                        ),
+                    )
+                })?;
+                if d < SELFTEST_RANGE.0 || d > SELFTEST_RANGE.1 {
+                    return Err(self.err(
+                        s.span(),
+                        format!(
+                            "daemon.selftest_interval = {:?}: must be between 1s and 24h",
+                            s.get_ref()
+                        ),
+                    ));
+                }
+                d
+            }
+        };
+        let metrics_listen = match &f.metrics.listen {
+            None => DEFAULT_METRICS.parse().expect("valid default"),
+            Some(s) => s.get_ref().parse::<SocketAddr>().map_err(|_| {
+                self.err(
+                    s.span(),
+                    format!(
+                        "metrics.listen = {:?}: expected ADDRESS:PORT, e.g. \"127.0.0.1:9717\"",
+                        s.get_ref()
+                    ),
+                )
+            })?,
+        };
+
+        let attach = self.attach(&f.attach)?;
+        let (ports, max_payload_bytes, catalog_action) = self.scan(&f.scan)?;
+        let (rules, origin) = self.rules(&f.rule, catalog_action)?;
+        Ok(Config {
+            pin_path,
+            selftest_interval,
+            metrics_listen,
+            attach,
+            kernel: KernelPolicy {
+                ports,
+                max_payload_bytes,
+                rules,
+            },
+            origin,
+        })
+    }
+
+    fn attach(&self, list: &[AttachToml]) -> Result<Vec<Attach>, ConfigError> {
+        if list.is_empty() {
+            return Err(self.err_nowhere(
+                "no [[attach]] section: name at least one interface and hook to guard",
+            ));
+        }
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for a in list {
+            let name = a.interface.get_ref();
+            if name.is_empty()
+                || name.len() > MAX_IFNAME
+                || name.contains(['/', ':'])
+                || name.chars().any(char::is_whitespace)
+                || name == "."
+                || name == ".."
+            {
+                return Err(self.err(
+                    a.interface.span(),
+                    format!("attach.interface = {name:?}: not an interface name (1-15 bytes, no '/', ':' or spaces)"),
+                ));
+            }
+            let hook = match a.hook.get_ref().as_str() {
+                "tc-egress" => Hook::TcEgress,
+                "tc-ingress" => Hook::TcIngress,
+                "xdp" => Hook::Xdp,
+                other => {
+                    return Err(self.err(
+                        a.hook.span(),
+                        format!("attach.hook = {other:?}: expected \"tc-egress\", \"tc-ingress\" or \"xdp\""),
+                    ))
+                }
+            };
+            if !seen.insert((name.clone(), hook)) {
+                return Err(self.err(
+                    a.interface.span(),
+                    format!("attach: {name} {} is listed twice", hook.name()),
+                ));
+            }
+            out.push(Attach {
+                interface: name.clone(),
+                hook,
+            });
+        }
+        Ok(out)
+    }
+
+    fn scan(&self, s: &ScanToml) -> Result<(Vec<u16>, u32, Option<Action>), ConfigError> {
+        let ports = match &s.ports {
+            None => vec![80, 8080],
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    return Err(
+                        self.err(list.span(), "scan.ports = []: name at least one HTTP port")
+                    );
+                }
+                let mut ports = Vec::new();
+                for p in list.get_ref() {
+                    let v = *p.get_ref();
+                    if !(1..=65535).contains(&v) {
+                        return Err(
+                            self.err(p.span(), format!("scan.ports: {v} is not a port (1-65535)"))
+                        );
+                    }
+                    if ports.contains(&(v as u16)) {
+                        return Err(self.err(p.span(), format!("scan.ports: {v} is listed twice")));
+                    }
+                    ports.push(v as u16);
+                }
+                ports
+            }
+        };
+        let max = match &s.max_payload_bytes {
+            None => leakguard_common::DEFAULT_MAX_PAYLOAD_BYTES,
+            Some(v) => {
+                let n = *v.get_ref();
+                if n < i64::from(MIN_SCAN_BYTES) || n > i64::from(MAX_SCAN_BYTES) {
+                    return Err(self.err(
+                        v.span(),
+                        format!("scan.max_payload_bytes = {n}: must be {MIN_SCAN_BYTES}..={MAX_SCAN_BYTES}"),
+                    ));
+                }
+                n as u32
+            }
+        };
+        let catalog = match &s.builtin_catalog {
+            None => Some(Action::Count),
+            Some(v) if v.get_ref() == "off" => None,
+            Some(v) => Some(parse_action(v.get_ref()).ok_or_else(|| {
+                self.err(
+                    v.span(),
+                    format!("scan.builtin_catalog = {:?}: expected \"count\", \"redact\", \"drop\" or \"off\"", v.get_ref()),
+                )
+            })?),
+        };
+        Ok((ports, max, catalog))
+    }
+
+    fn rules(
+        &self,
+        list: &[RuleToml],
+        catalog: Option<Action>,
+    ) -> Result<(Vec<Rule>, Vec<Origin>), ConfigError> {
+        let mut rules = Vec::new();
+        let mut origin = Vec::new();
+        let mut seen: HashMap<leakguard_common::NameKey, String> = HashMap::new();
+        for r in list {
+            let header = r.header.get_ref();
+            let key = name::key(header.as_bytes()).map_err(|e| {
+                let why = match e {
+                    name::NameError::Empty => "empty".to_owned(),
+                    name::NameError::TooLong => format!("longer than {MAX_NAME_LEN} bytes"),
+                    name::NameError::NotToken(i) => format!(
+                        "byte {} ({:?}) is not allowed in a header name (letters, digits, !#$%&'*+-.^_`|~)",
+                        i + 1,
+                        header[i..].chars().next().unwrap_or('?')
+                    ),
+                };
+                self.err(r.header.span(), format!("rule.header = {header:?}: {why}"))
+            })?;
+            if let Some(first) = seen.insert(key, header.clone()) {
+                return Err(self.err(
+                    r.header.span(),
+                    format!("rule.header = {header:?}: a rule for {first:?} exists (names compare case-insensitively, '_' = '-')"),
+                ));
+            }
+            let action = parse_action(r.action.get_ref()).ok_or_else(|| {
+                self.err(
+                    r.action.span(),
+                    format!(
+                        "rule.action = {:?}: expected \"count\", \"redact\" or \"drop\"",
+                        r.action.get_ref()
+                    ),
+                )
+            })?;
+            let mut allow = Vec::new();
+            for a in &r.allow {
+                let s = a.get_ref();
+                let net = s
+                    .parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        self.err(a.span(), format!("rule.allow: {s:?} is not an address or prefix (e.g. \"198.51.100.0/24\")"))
+                    })?;
+                if net != net.trunc() {
+                    return Err(self.err(
+                        a.span(),
+                        format!(
+                            "rule.allow: {s:?} has host bits set; did you mean \"{}\"?",
+                            net.trunc()
+                        ),
+                    ));
+                }
+                allow.push(net);
+            }
+            rules.push(Rule {
+                header: header.clone(),
+                action,
+                allow,
+            });
+            origin.push(Origin::File);
+        }
+        if let Some(action) = catalog {
+            for e in CATALOG {
+                let key = name::key(e.header.as_bytes()).expect("catalog names are valid");
+                if seen.contains_key(&key) {
+                    continue;
+                }
+                rules.push(Rule {
+                    header: e.header.to_owned(),
+                    action,
+                    allow: Vec::new(),
+                });
+                origin.push(Origin::Catalog);
+            }
+        }
+        if rules.len() > MAX_RULES as usize {
+            return Err(self.err_nowhere(format!(
+                "{} rules (with the catalog): the kernel holds at most {MAX_RULES}",
+                rules.len()
+            )));
+        }
+        let lists: HashSet<Vec<IpNet>> = rules
+            .iter()
+            .filter(|r| !r.allow.is_empty())
+            .map(|r| {
+                let mut l = r.allow.clone();
+                l.sort();
+                l
+            })
+            .collect();
+        if lists.len() > leakguard_common::MAX_ALLOW_GROUPS {
+            return Err(self.err_nowhere(format!(
+                "{} distinct allow lists: at most {} (rules with the same list share one)",
+                lists.len(),
+                leakguard_common::MAX_ALLOW_GROUPS
+            )));
+        }
+        Ok((rules, origin))
+    }
+}
+
+fn parse_action(s: &str) -> Option<Action> {
+    match s {
+        "count" => Some(Action::Count),
+        "redact" => Some(Action::Redact),
+        "drop" => Some(Action::Drop),
+        _ => None,
+    }
+}
+
+impl Config {
+    /// The effective policy, as `check-config` prints it.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(s, "pin_path = {}", self.pin_path.display());
+        let _ = writeln!(
+            s,
+            "selftest_interval = {}",
+            humantime::format_duration(self.selftest_interval)
+        );
+        let _ = writeln!(s, "metrics.listen = {}", self.metrics_listen);
+        for a in &self.attach {
+            let _ = writeln!(s, "attach {} {}", a.interface, a.hook.name());
+        }
+        let ports: Vec<String> = self.kernel.ports.iter().map(u16::to_string).collect();
+        let _ = writeln!(s, "scan.ports = {}", ports.join(", "));
+        let _ = writeln!(
+            s,
+            "scan.max_payload_bytes = {}",
+            self.kernel.max_payload_bytes
+        );
+        let _ = writeln!(s, "rules ({}):", self.kernel.rules.len());
+        for (r, o) in self.kernel.rules.iter().zip(&self.origin) {
+            let action = match r.action {
+                Action::Count => "count",
+                Action::Redact => "redact",
+                Action::Drop => "drop",
+            };
+            let from = match o {
+                Origin::File => "rule",
+                Origin::Catalog => "catalog",
+            };
+            let allow: Vec<String> = r.allow.iter().map(ToString::to_string).collect();
+            if allow.is_empty() {
+                let _ = writeln!(s, "  {:<32} {action:<6} ({from})", r.header);
+            } else {
+                let _ = writeln!(
+                    s,
+                    "  {:<32} {action:<6} ({from}) allow {}",
+                    r.header,
+                    allow.join(", ")
+                );
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[daemon]
+pin_path = "/sys/fs/bpf/lg-test"
+selftest_interval = "5m"
+
+[metrics]
+listen = "127.0.0.1:19717"
+
+[[attach]]
+interface = "eth1"
+hook = "tc-egress"
+
+[[attach]]
+interface = "wan0"
+hook = "xdp"
+
+[scan]
+ports = [80, 8080, 8000]
+max_payload_bytes = 8192
+builtin_catalog = "count"
+
+[[rule]]
+header = "x_msisdn"
+action = "redact"
+allow = ["198.51.100.0/24", "2001:db8:100::/48", "203.0.113.7"]
+
+[[rule]]
+header = "X-Operator-Sub"
+action = "drop"
+"#;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("test.toml"), text)
+    }
+
+    #[test]
+    fn good_file_and_effective_policy() {
+        let c = parse_str(GOOD).unwrap();
+        assert_eq!(c.pin_path, PathBuf::from("/sys/fs/bpf/lg-test"));
+        assert_eq!(c.selftest_interval, Duration::from_secs(300));
+        assert_eq!(c.attach.len(), 2);
+        assert_eq!(c.attach[1].hook, Hook::Xdp);
+        assert_eq!(c.kernel.ports, vec![80, 8080, 8000]);
+        assert_eq!(c.kernel.max_payload_bytes, 8192);
+        // File rules first; the catalog fills in the rest, except X-MSISDN (overridden).
+        assert_eq!(c.kernel.rules[0].header, "x_msisdn");
+        assert_eq!(c.kernel.rules[0].allow.len(), 3);
+        assert_eq!(c.kernel.rules[1].action, Action::Drop);
+        assert_eq!(c.kernel.rules.len(), 2 + CATALOG.len() - 1);
+        assert!(c.kernel.rules[2..]
+            .iter()
+            .all(|r| r.action == Action::Count));
+        assert!(!c.kernel.rules[2..].iter().any(|r| r.header == "X-MSISDN"));
+        assert!(c.origin[2..].iter().all(|o| *o == Origin::Catalog));
+        // It compiles into kernel maps.
+        crate::maps::compile(&c.kernel).unwrap();
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse_str("[[attach]]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n").unwrap();
+        assert_eq!(c.pin_path, PathBuf::from(DEFAULT_PIN_PATH));
+        assert_eq!(c.metrics_listen, DEFAULT_METRICS.parse().unwrap());
+        assert_eq!(c.selftest_interval, Duration::from_secs(60));
+        assert_eq!(c.kernel.ports, vec![80, 8080]);
+        assert_eq!(c.kernel.max_payload_bytes, 4096);
+        assert_eq!(c.kernel.rules.len(), CATALOG.len());
+        let off = parse_str(
+            "[[attach]]\ninterface = \"eth0\"\nhook = \"xdp\"\n[scan]\nbuiltin_catalog = \"off\"\n",
+        )
+        .unwrap();
+        assert!(off.kernel.rules.is_empty());
+    }
+
+    /// A bad file, where its error must point, and words its message must contain.
+    type BadCase = (String, Option<(usize, usize)>, &'static [&'static str]);
+
+    #[test]
+    fn bad_files_name_the_place_the_key_and_the_value() {
+        let attach = "[[attach]]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n";
+        let cases: Vec<BadCase> = vec![
+            (format!("{attach}[scan]\nportz = [80]\n"), Some((5, 1)), &["portz"]),
+            (format!("{attach}[bogus]\n"), Some((4, 2)), &["bogus"]),
+            ("[[attach]]\ninterface = \"eth0\"\nhook = \"tc\"\n".into(), Some((3, 8)), &["attach.hook", "\"tc\""]),
+            ("[[attach]]\ninterface = \"a/b\"\nhook = \"xdp\"\n".into(), Some((2, 13)), &["attach.interface", "a/b"]),
+            ("[[attach]]\ninterface = \"averyveryverylongname\"\nhook = \"xdp\"\n".into(), Some((2, 13)), &["interface"]),
+            (format!("{attach}{attach}"), Some((5, 13)), &["listed twice"]),
+            ("[daemon]\n".into(), None, &["[[attach]]"]),
+            (format!("{attach}[scan]\nports = [0]\n"), Some((5, 10)), &["scan.ports", "0"]),
+            (format!("{attach}[scan]\nports = [80, 80]\n"), Some((5, 14)), &["twice"]),
+            (format!("{attach}[scan]\nports = [70000]\n"), Some((5, 10)), &["70000"]),
+            (format!("{attach}[scan]\nports = []\n"), Some((5, 9)), &["at least one"]),
+            (format!("{attach}[scan]\nmax_payload_bytes = 10\n"), Some((5, 21)), &["max_payload_bytes", "10"]),
+            (format!("{attach}[scan]\nmax_payload_bytes = 1000000\n"), Some((5, 21)), &["1000000"]),
+            (format!("{attach}[scan]\nbuiltin_catalog = \"block\"\n"), Some((5, 19)), &["builtin_catalog", "block"]),
+            (format!("{attach}[[rule]]\nheader = \"X MSISDN\"\naction = \"redact\"\n"), Some((5, 10)), &["rule.header", "X MSISDN", "byte 2"]),
+            (format!("{attach}[[rule]]\nheader = \"{}\"\naction = \"count\"\n", "X".repeat(65)), Some((5, 10)), &["longer than 64"]),
+            (format!("{attach}[[rule]]\nheader = \"X-A\"\naction = \"mask\"\n"), Some((6, 10)), &["rule.action", "mask"]),
+            (format!("{attach}[[rule]]\nheader = \"X-A\"\naction = \"count\"\n[[rule]]\nheader = \"x_a\"\naction = \"drop\"\n"), Some((8, 10)), &["x_a", "X-A"]),
+            (format!("{attach}[[rule]]\nheader = \"X-A\"\naction = \"count\"\nallow = [\"198.51.100.0/33\"]\n"), Some((7, 10)), &["rule.allow", "198.51.100.0/33"]),
+            (format!("{attach}[[rule]]\nheader = \"X-A\"\naction = \"count\"\nallow = [\"198.51.100.1/24\"]\n"), Some((7, 10)), &["host bits", "198.51.100.0/24"]),
+            (format!("{attach}[[rule]]\nheader = \"X-A\"\naction = \"count\"\nallow = [\"gateway\"]\n"), Some((7, 10)), &["gateway"]),
+            (format!("[daemon]\npin_path = \"relative\"\n{attach}"), Some((2, 12)), &["pin_path", "relative"]),
+            (format!("[daemon]\nselftest_interval = \"often\"\n{attach}"), Some((2, 21)), &["selftest_interval", "often"]),
+            (format!("[daemon]\nselftest_interval = \"0s\"\n{attach}"), Some((2, 21)), &["between"]),
+            (format!("[metrics]\nlisten = \"localhost\"\n{attach}"), Some((2, 10)), &["metrics.listen", "localhost"]),
+            (format!("{attach}[scan]\nports = \"80\"\n"), Some((5, 9)), &["invalid type"]),
+            (format!("{attach}[scan]\nmax_payload_bytes = \"big\"\n"), Some((5, 21)), &["invalid type"]),
+            ("[[attach]\n".into(), Some((1, 10)), &[]),
+            (format!("{attach}[scan]\n[scan]\n"), Some((5, 2)), &["duplicate"]),
+        ];
+        for (text, at, words) in &cases {
+            let e = parse_str(text).expect_err(text);
+            let msg = e.to_string();
+            assert_eq!(e.at, *at, "position for {text:?}: {msg}");
+            for w in *words {
+                assert!(msg.contains(w), "{msg:?} should mention {w:?}");
+            }
+            assert_eq!(msg.lines().count(), 1, "one-line message: {msg:?}");
+        }
+    }
+}
