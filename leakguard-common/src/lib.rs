@@ -149,16 +149,19 @@ const _: () = assert!(core::mem::size_of::<Stats>() == 12 * 8);
 pub struct ScanConfig {
     /// Scan at most this many payload bytes of a segment (`1..=MAX_SCAN_BYTES`).
     pub max_payload_bytes: u32,
-    /// 1 once the daemon has filled every map; until then the programs only count.
+    /// 1 once the daemon has filled every map.
     pub ready: u32,
+    /// Digest of the policy the maps hold (shown by `leakguard status`).
+    pub digest: u64,
 }
-const _: () = assert!(core::mem::size_of::<ScanConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<ScanConfig>() == 16);
 
 impl Default for ScanConfig {
     fn default() -> Self {
         Self {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             ready: 0,
+            digest: 0,
         }
     }
 }

@@ -28,12 +28,45 @@ logs, metrics or events: only header names, addresses and counts.";
 #[derive(Parser)]
 #[command(version, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
+    /// Run the guard: load the programs, write the policy into their maps, attach them to
+    /// every [[attach]] interface (adopting a running guard without a gap), then log
+    /// matches. SIGHUP reloads the policy file; stopping leaves the guard attached.
+    #[command(after_help = "Example:\n  leakguard run --config /etc/leakguard/leakguard.toml")]
+    Run {
+        /// The policy file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Show what is guarded, from the pinned state alone (works with the daemon stopped):
+    /// interfaces and hooks, policy digest, counters per header and action. Exit 1 when
+    /// nothing is pinned.
+    Status {
+        /// The policy file (for `daemon.pin_path`).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Remove the guard: detach every pinned link and remove the pinned maps. The only way
+    /// the guard goes away; prints what it removed.
+    Detach {
+        /// The policy file (for `daemon.pin_path`).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Validate a policy file and print the effective policy (file rules, then the built-in
     /// catalog headers they do not override). Exit 0 when valid, 1 when not.
     #[command(after_help = "Example:\n  leakguard check-config /etc/leakguard/leakguard.toml")]

@@ -3,7 +3,11 @@
 //! The kernel programs (`leakguard-ebpf`) scan plaintext HTTP requests for identity
 //! headers and count, redact or drop them; this crate loads them and fills their maps.
 
+pub mod attach;
 pub mod cli;
+pub mod daemon;
 pub mod maps;
 pub mod object;
+pub mod pins;
 pub mod policy;
+pub mod status;

@@ -7,8 +7,12 @@ use std::{
 
 use clap::Parser as _;
 use leakguard::{
-    cli::{exit, Cli, Command},
+    attach,
+    cli::{exit, Cli, Command, LogFormat},
+    daemon,
+    pins::Pins,
     policy::{catalog::CATALOG, file},
+    status,
 };
 
 fn main() -> ExitCode {
@@ -23,8 +27,36 @@ fn main() -> ExitCode {
             });
         }
     };
+    init_logs(cli.log_format);
     let mut out = io::stdout().lock();
     let r = match cli.command {
+        Command::Run { config } => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(&anyhow::anyhow!("starting the runtime: {e}")),
+            };
+            return match rt.block_on(daemon::run(&config)) {
+                Ok(()) => ExitCode::from(exit::OK),
+                Err(e) => fail(&e),
+            };
+        }
+        Command::Status { config } => match pins_of(&config).and_then(|p| status::report(&p)) {
+            Ok(report) => write!(out, "{report}"),
+            Err(e) => return fail(&e),
+        },
+        Command::Detach { config } => {
+            let removed = daemon::require_root()
+                .and_then(|()| pins_of(&config))
+                .and_then(|p| attach::detach_all(&p));
+            match removed {
+                Ok(r) if r.is_empty() => writeln!(out, "nothing to remove: no guard is installed"),
+                Ok(r) => r.iter().try_for_each(|l| writeln!(out, "{l}")),
+                Err(e) => return fail(&e),
+            }
+        }
         Command::CheckConfig { path } => match file::load(&path) {
             Ok(config) => write!(out, "{}", config.describe())
                 .and_then(|()| writeln!(out, "{}: valid", path.display())),
@@ -43,6 +75,31 @@ fn main() -> ExitCode {
             eprintln!("leakguard: writing output: {e}");
             ExitCode::from(exit::FAILURE)
         }
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    tracing::error!("{e:#}");
+    ExitCode::from(exit::FAILURE)
+}
+
+/// The pinned state named by a policy file's `daemon.pin_path`.
+fn pins_of(config: &std::path::Path) -> anyhow::Result<Pins> {
+    let c = file::load(config)?;
+    Ok(Pins::new(&c.pin_path))
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEAKGUARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => b.with_target(false).init(),
+        LogFormat::Json => b.json().init(),
     }
 }
 

@@ -30,6 +30,21 @@ pub const MAP_ALLOW_V6: &str = "ALLOW_V6";
 pub const MAP_RULE_COUNTERS: &str = "RULE_COUNTERS";
 pub const MAP_STATS: &str = "STATS";
 pub const MAP_EVENTS: &str = "EVENTS";
+pub const MAP_SCRATCH: &str = "SCRATCH";
+
+/// Every map of the object: all are pinned by the daemon.
+pub const ALL_MAPS: &[&str] = &[
+    MAP_CONFIG,
+    MAP_PORTS,
+    MAP_NAME_FILTER,
+    MAP_RULES,
+    MAP_ALLOW_V4,
+    MAP_ALLOW_V6,
+    MAP_RULE_COUNTERS,
+    MAP_STATS,
+    MAP_EVENTS,
+    MAP_SCRATCH,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -177,12 +192,35 @@ pub fn compile(policy: &KernelPolicy) -> Result<Compiled, ApplyError> {
         config: ScanConfig {
             max_payload_bytes: lim,
             ready: 1,
+            digest: digest(policy),
         },
         ports,
         rules,
         name_filter,
         allow_v4,
         allow_v6,
+    })
+}
+
+/// A digest of the kernel policy (FNV-1a over a canonical form), shown by `status` so an
+/// operator can tell which policy is live.
+#[must_use]
+pub fn digest(policy: &KernelPolicy) -> u64 {
+    let mut canon = format!("ports={:?};max={};", policy.ports, policy.max_payload_bytes);
+    for r in &policy.rules {
+        let key = name::key(r.header.as_bytes())
+            .map(|k| k.name)
+            .unwrap_or([0; 64]);
+        let len = key.iter().position(|&b| b == 0).unwrap_or(64);
+        canon.push_str(&format!(
+            "{}={};{:?};",
+            String::from_utf8_lossy(&key[..len]),
+            r.action.kernel(),
+            r.allow
+        ));
+    }
+    canon.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
@@ -263,9 +301,14 @@ fn replace_trie<K: aya::Pod + Ord>(
 
 /// Global counters summed over CPUs.
 pub fn stats(ebpf: &Ebpf) -> Result<Stats, ApplyError> {
-    let m = ebpf
-        .map(MAP_STATS)
-        .ok_or(ApplyError::MissingMap(MAP_STATS))?;
+    stats_of(
+        ebpf.map(MAP_STATS)
+            .ok_or(ApplyError::MissingMap(MAP_STATS))?,
+    )
+}
+
+/// [`stats`] from any handle of the map (loaded object or pin).
+pub fn stats_of(m: &aya::maps::Map) -> Result<Stats, ApplyError> {
     let a: PerCpuArray<&MapData, Stats> = PerCpuArray::try_from(m).map_err(map_err(MAP_STATS))?;
     let per_cpu = a.get(&0, 0).map_err(map_err(MAP_STATS))?;
     Ok(per_cpu
@@ -292,9 +335,15 @@ fn sum_stats(a: &Stats, b: &Stats) -> Stats {
 
 /// Counters of one rule summed over CPUs, indexed by `leakguard_common::action` outcome.
 pub fn rule_counters(ebpf: &Ebpf, rule_id: u32) -> Result<RuleCounters, ApplyError> {
-    let m = ebpf
-        .map(MAP_RULE_COUNTERS)
-        .ok_or(ApplyError::MissingMap(MAP_RULE_COUNTERS))?;
+    rule_counters_of(
+        ebpf.map(MAP_RULE_COUNTERS)
+            .ok_or(ApplyError::MissingMap(MAP_RULE_COUNTERS))?,
+        rule_id,
+    )
+}
+
+/// [`rule_counters`] from any handle of the map.
+pub fn rule_counters_of(m: &aya::maps::Map, rule_id: u32) -> Result<RuleCounters, ApplyError> {
     let a: PerCpuArray<&MapData, RuleCounters> =
         PerCpuArray::try_from(m).map_err(map_err(MAP_RULE_COUNTERS))?;
     let per_cpu = a.get(&rule_id, 0).map_err(map_err(MAP_RULE_COUNTERS))?;
@@ -305,6 +354,27 @@ pub fn rule_counters(ebpf: &Ebpf, rule_id: u32) -> Result<RuleCounters, ApplyErr
         }
     }
     Ok(sum)
+}
+
+/// The rules in the kernel: (folded name, rule), from any handle of `RULES`.
+pub fn rules_of(m: &aya::maps::Map) -> Result<Vec<(String, KRule)>, ApplyError> {
+    let h: HashMap<&MapData, NameKey, KRule> = HashMap::try_from(m).map_err(map_err(MAP_RULES))?;
+    let mut out: Vec<(String, KRule)> = h
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, v)| {
+            let len = k.name.iter().position(|&b| b == 0).unwrap_or(k.name.len());
+            (String::from_utf8_lossy(&k.name[..len]).into_owned(), v)
+        })
+        .collect();
+    out.sort_by_key(|(_, r)| r.id);
+    Ok(out)
+}
+
+/// The scan configuration in the kernel, from any handle of `CONFIG`.
+pub fn config_of(m: &aya::maps::Map) -> Result<ScanConfig, ApplyError> {
+    let a: Array<&MapData, ScanConfig> = Array::try_from(m).map_err(map_err(MAP_CONFIG))?;
+    a.get(&0, 0).map_err(map_err(MAP_CONFIG))
 }
 
 #[cfg(test)]

@@ -1,0 +1,176 @@
+//! Loading with pinned maps, attaching, adopting what a previous run left, detaching.
+//!
+//! The guard never has a gap: links are pinned, so they outlive the daemon; a new daemon
+//! replaces the program of an existing link in one `BPF_LINK_UPDATE`, never detaching first.
+
+use std::{ffi::CString, path::Path};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    programs::{
+        links::{FdLink, LinkOrder, PinnedLink},
+        tc::SchedClassifierLink,
+        tc::TcAttachOptions,
+        xdp::XdpLink,
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
+    },
+    Ebpf, EbpfLoader,
+};
+
+use crate::{
+    maps::ALL_MAPS,
+    object::{EBPF_OBJECT, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
+    pins::Pins,
+    policy::file::{Attach, Hook},
+};
+
+/// Loads the object with every map pinned under `pins` (created on first use, reused
+/// after), and verifies the guard programs.
+pub fn load(pins: &Pins) -> Result<Ebpf> {
+    let paths: Vec<(&str, std::path::PathBuf)> =
+        ALL_MAPS.iter().map(|m| (*m, pins.map(m))).collect();
+    let mut loader = EbpfLoader::new();
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT).context(
+        "loading the eBPF object (pinned maps from an incompatible version? `leakguard detach` removes them)",
+    )?;
+    for name in [PROG_TC_EGRESS, PROG_TC_INGRESS] {
+        let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+        p.load()
+            .with_context(|| format!("the kernel refused program {name}"))?;
+    }
+    let p: &mut Xdp = ebpf.program_mut(PROG_XDP).context(PROG_XDP)?.try_into()?;
+    p.load()
+        .with_context(|| format!("the kernel refused program {PROG_XDP}"))?;
+    Ok(ebpf)
+}
+
+/// What happened to one `[[attach]]` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new link, now pinned.
+    Attached,
+    /// A pinned link from a previous run now runs this binary's program.
+    Replaced,
+    /// The interface does not exist (yet).
+    Missing,
+}
+
+#[must_use]
+pub fn interface_index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: a valid C string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+/// Attaches the guard per `a`, or adopts the link a previous run pinned.
+pub fn attach(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
+    let path = pins.link(&a.interface, a.hook);
+    if path.exists() {
+        match replace(ebpf, &path, a.hook) {
+            Ok(()) => return Ok(Outcome::Replaced),
+            Err(e) => {
+                // The interface went away while nobody watched: its link is defunct.
+                tracing::warn!(interface = %a.interface, hook = a.hook.name(), error = %format!("{e:#}"),
+                    "pinned link cannot be updated; attaching anew");
+                if let Ok(p) = PinnedLink::from_pin(&path) {
+                    let _ = p.unpin();
+                }
+            }
+        }
+    }
+    if interface_index(&a.interface).is_none() {
+        return Ok(Outcome::Missing);
+    }
+    let link: FdLink = match a.hook {
+        Hook::TcEgress | Hook::TcIngress => {
+            let (name, ty) = tc_program(a.hook);
+            let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+            let id = p
+                .attach_with_options(
+                    &a.interface,
+                    ty,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .with_context(|| format!("attaching TCX {} on {}", a.hook.name(), a.interface))?;
+            p.take_link(id)?.try_into()?
+        }
+        Hook::Xdp => {
+            let p: &mut Xdp = ebpf.program_mut(PROG_XDP).context(PROG_XDP)?.try_into()?;
+            let id = match p.attach(&a.interface, XdpMode::Driver) {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::warn!(interface = %a.interface, error = %e,
+                        "native XDP unavailable; using generic (skb) mode");
+                    p.attach(&a.interface, XdpMode::Skb)
+                        .with_context(|| format!("attaching XDP on {}", a.interface))?
+                }
+            };
+            p.take_link(id)?.try_into()?
+        }
+    };
+    link.pin(&path)
+        .with_context(|| format!("pinning the link at {}", path.display()))?;
+    Ok(Outcome::Attached)
+}
+
+fn tc_program(hook: Hook) -> (&'static str, TcAttachType) {
+    match hook {
+        Hook::TcIngress => (PROG_TC_INGRESS, TcAttachType::Ingress),
+        _ => (PROG_TC_EGRESS, TcAttachType::Egress),
+    }
+}
+
+/// Points the pinned link at this binary's program: one atomic link update.
+fn replace(ebpf: &mut Ebpf, path: &Path, hook: Hook) -> Result<()> {
+    // Converting keeps the pin: the link stays attached whatever happens to this fd.
+    let fd_link = FdLink::from(PinnedLink::from_pin(path)?);
+    match hook {
+        Hook::TcEgress | Hook::TcIngress => {
+            let (name, _) = tc_program(hook);
+            let link = SchedClassifierLink::try_from(fd_link)?;
+            let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+            let id = p.attach_to_link(link)?;
+            drop(p.take_link(id)?);
+        }
+        Hook::Xdp => {
+            let link = XdpLink::try_from(fd_link)?;
+            let p: &mut Xdp = ebpf.program_mut(PROG_XDP).context(PROG_XDP)?.try_into()?;
+            let id = p.attach_to_link(link)?;
+            drop(p.take_link(id)?);
+        }
+    }
+    Ok(())
+}
+
+/// Removes every pinned link (detaching the guard) and the map pins. Returns what was
+/// removed, for the operator.
+pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for (iface, hook, path) in pins.links()? {
+        let link =
+            PinnedLink::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+        // Unpinning drops the last reference: the kernel detaches the program.
+        drop(
+            link.unpin()
+                .with_context(|| format!("unpinning {}", path.display()))?,
+        );
+        removed.push(format!("detached {} from {iface}", hook.name()));
+    }
+    for name in ALL_MAPS {
+        let p = pins.map(name);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            removed.push(format!("removed map pin {}", p.display()));
+        }
+    }
+    for dir in [pins.links_dir(), pins.maps_dir(), pins.root.clone()] {
+        if dir.is_dir() && std::fs::remove_dir(&dir).is_ok() {
+            removed.push(format!("removed {}", dir.display()));
+        }
+    }
+    Ok(removed)
+}

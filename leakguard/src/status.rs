@@ -1,0 +1,78 @@
+//! `leakguard status`: what is guarded, from the pinned objects alone (the daemon may be
+//! stopped): interfaces and hooks, the policy digest, counters per header and outcome.
+
+use std::fmt::Write as _;
+
+use anyhow::{bail, Context as _, Result};
+use aya::maps::{Map, MapData};
+use leakguard_common::action;
+
+use crate::{
+    attach::interface_index,
+    maps::{self, MAP_CONFIG, MAP_RULES, MAP_RULE_COUNTERS, MAP_STATS},
+    pins::Pins,
+};
+
+fn open(pins: &Pins, name: &str) -> Result<Map> {
+    let path = pins.map(name);
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(Map::from_map_data(data)?)
+}
+
+/// The status report; an error when nothing is pinned.
+pub fn report(pins: &Pins) -> Result<String> {
+    if !pins.exists() {
+        bail!(
+            "no guard state at {} (never started, or removed by `leakguard detach`)",
+            pins.root.display()
+        );
+    }
+    let mut s = String::new();
+    let links = pins.links()?;
+    if links.is_empty() {
+        writeln!(s, "guarded: nothing (no pinned links)")?;
+    }
+    for (iface, hook, _) in &links {
+        // The link is pinned, so the guard is attached wherever that interface lives;
+        // from this network namespace we can only say whether we see it.
+        let seen = if interface_index(iface).is_some() {
+            ""
+        } else {
+            " (interface not visible from this network namespace)"
+        };
+        writeln!(s, "{iface:<16} {:<10} pinned link{seen}", hook.name())?;
+    }
+    let config = maps::config_of(&open(pins, MAP_CONFIG)?)?;
+    writeln!(
+        s,
+        "policy digest {:016x}, scanning up to {} payload bytes",
+        config.digest, config.max_payload_bytes
+    )?;
+    let st = maps::stats_of(&open(pins, MAP_STATS)?)?;
+    writeln!(
+        s,
+        "packets {} (to an HTTP port {}), request heads {}, header lines {}, truncated {}, malformed {}, fragments {}, redacted {}, dropped {}, errors {}",
+        st.packets, st.tcp_http, st.heads, st.lines, st.truncated, st.malformed, st.fragments,
+        st.redacted_packets, st.dropped_packets, st.errors
+    )?;
+    let counters = open(pins, MAP_RULE_COUNTERS)?;
+    let rules = maps::rules_of(&open(pins, MAP_RULES)?)?;
+    writeln!(
+        s,
+        "{:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
+        "header", "action", "count", "redact", "drop", "allow"
+    )?;
+    for (name, rule) in &rules {
+        let c = maps::rule_counters_of(&counters, rule.id)?.outcomes;
+        writeln!(
+            s,
+            "{name:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
+            action::name(rule.action),
+            c[usize::from(action::COUNT)],
+            c[usize::from(action::REDACT)],
+            c[usize::from(action::DROP)],
+            c[usize::from(action::ALLOW)],
+        )?;
+    }
+    Ok(s)
+}
