@@ -1,8 +1,10 @@
 //! Test support: the real programs loaded into the kernel, packets built with etherparse,
 //! and network namespaces for end-to-end runs. Every resource is an RAII guard.
 
+pub mod daemon;
 pub mod guard;
 pub mod http;
 pub mod netns;
 pub mod packet;
 pub mod server;
+pub mod topo;

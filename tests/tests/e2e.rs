@@ -2,10 +2,7 @@
 //! a veth pair between them, and the real programs attached to it (TCX egress on the
 //! client side, XDP on the server side). What the server receives is what left the guard.
 
-use std::{
-    net::SocketAddr,
-    process::{ExitStatus, Stdio},
-};
+use std::net::SocketAddr;
 
 use aya::programs::{
     links::LinkOrder, tc::TcAttachOptions, SchedClassifier, TcAttachType, Xdp, XdpMode,
@@ -18,18 +15,14 @@ use leakguard_common::action;
 use leakguard_tests::{
     guard::Guard,
     http::{find, ACR, MSISDN, UIDH},
-    netns::{sh, veth, Netns},
+    netns::{sh, Netns},
     server::HttpServer,
+    topo::{curl, topo, CLI_IF, SRV_IF, SRV_V4, SRV_V6},
 };
 
 const R_MSISDN: u32 = 0;
 const R_UIDH: u32 = 1;
 const R_ACR: u32 = 2;
-
-const CLI_IF: &str = "lgc0";
-const SRV_IF: &str = "lgs0";
-const SRV_V4: &str = "192.0.2.2";
-const SRV_V6: &str = "2001:db8:1::2";
 
 fn policy(max_payload_bytes: u32) -> KernelPolicy {
     KernelPolicy {
@@ -53,47 +46,6 @@ fn policy(max_payload_bytes: u32) -> KernelPolicy {
         ],
         ..KernelPolicy::default()
     }
-}
-
-/// client ⟷ server over one veth pair, IPv4 and IPv6.
-struct Topo {
-    cli: Netns,
-    srv: Netns,
-}
-
-fn topo() -> Topo {
-    let cli = Netns::new("cli").unwrap();
-    let srv = Netns::new("srv").unwrap();
-    veth(
-        &cli,
-        CLI_IF,
-        "192.0.2.1/24",
-        &srv,
-        SRV_IF,
-        &format!("{SRV_V4}/24"),
-    )
-    .unwrap();
-    cli.ip(&[
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:1::1/64",
-        "dev",
-        CLI_IF,
-        "nodad",
-    ])
-    .unwrap();
-    srv.ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{SRV_V6}/64"),
-        "dev",
-        SRV_IF,
-        "nodad",
-    ])
-    .unwrap();
-    Topo { cli, srv }
 }
 
 /// `ethtool -K` in a namespace.
@@ -127,26 +79,6 @@ fn attach_xdp(g: &mut Guard, ns: &Netns, ifname: &str) {
         p.attach(ifname, XdpMode::Default).expect("XDP attach");
     })
     .unwrap();
-}
-
-/// curl in `ns`, with extra request header lines; bounded by `max_secs`.
-fn curl(ns: &Netns, url: &str, headers: &[String], max_secs: u32) -> ExitStatus {
-    let mut c = ns.command("curl");
-    c.args([
-        "-sS",
-        "-g",
-        "-o",
-        "/dev/null",
-        "-m",
-        &max_secs.to_string(),
-        url,
-    ]);
-    for h in headers {
-        c.args(["-H", h]);
-    }
-    c.stdout(Stdio::null()).stderr(Stdio::null());
-    c.status()
-        .expect("curl runs (installed by `cargo xtask setup`)")
 }
 
 #[track_caller]

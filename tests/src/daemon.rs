@@ -1,0 +1,172 @@
+//! The real `leakguard` binary as a daemon in a test network namespace, as an RAII guard:
+//! dropped, it is killed and its pinned state removed with `leakguard detach`.
+//!
+//! The daemon enters only the network namespace (`nsenter --net`), like a service on a
+//! host: `ip netns exec` would also give it a private mount namespace with its own bpffs,
+//! whose pins vanish with the process.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::netns::Netns;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The `leakguard` binary cargo built beside this test.
+#[must_use]
+pub fn leakguard_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("leakguard");
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests with `cargo xtask test`",
+        bin.display()
+    );
+    bin
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("timed out after {timeout:?} waiting for {what}")
+}
+
+pub struct Daemon {
+    pub ns_path: PathBuf,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub pin_path: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Daemon {
+    /// A daemon for `ns` whose policy file is `body` (`[daemon] pin_path` is added).
+    pub fn new(ns: &Netns, body: &str) -> Result<Self> {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("leakguard-daemon-{tag}"));
+        std::fs::create_dir_all(&dir)?;
+        let pin_path = PathBuf::from(format!("/sys/fs/bpf/leakguard-test-{tag}"));
+        let d = Self {
+            ns_path: PathBuf::from(format!("/run/netns/{}", ns.name)),
+            config: dir.join("leakguard.toml"),
+            dir,
+            pin_path,
+            child: None,
+            starts: 0,
+        };
+        d.write_policy(body)?;
+        Ok(d)
+    }
+
+    /// Replaces the policy file (for reload tests).
+    pub fn write_policy(&self, body: &str) -> Result<()> {
+        let text = format!(
+            "[daemon]\npin_path = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n{body}",
+            self.pin_path.display()
+        );
+        std::fs::write(&self.config, text).context("writing the policy file")
+    }
+
+    /// The log file of start number `n` (1-based).
+    #[must_use]
+    pub fn log_path(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("run-{n}.log"))
+    }
+
+    /// Every log written so far.
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|n| std::fs::read_to_string(self.log_path(n)).unwrap_or_default())
+            .collect()
+    }
+
+    /// Starts `leakguard run`; returns once its log says it is running.
+    pub fn start(&mut self) -> Result<()> {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts))?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.ns_path.display()))
+            .arg(leakguard_bin())
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning leakguard run")?;
+        self.child = Some(child);
+        let n = self.starts;
+        let path = self.log_path(n);
+        wait_for("the daemon to run", Duration::from_secs(20), || {
+            std::fs::read_to_string(&path).is_ok_and(|l| l.contains("leakguard running"))
+        })
+        .with_context(|| format!("daemon log:\n{}", self.logs()))
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our child's pid.
+            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let mut c = self.child.take().context("not running")?;
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = c.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() > end {
+                let _ = c.kill();
+                bail!("daemon did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A `leakguard` subcommand with this daemon's `--config`.
+    pub fn cli(&self, sub: &str) -> Result<Output> {
+        Command::new(leakguard_bin())
+            .args([sub, "--config"])
+            .arg(&self.config)
+            .output()
+            .with_context(|| format!("running leakguard {sub}"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = self.cli("detach");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

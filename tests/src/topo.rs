@@ -1,0 +1,72 @@
+//! The client ⟷ server topology of the end-to-end and daemon tests, and curl.
+
+use std::process::{ExitStatus, Stdio};
+
+use crate::netns::{veth, Netns};
+
+pub const CLI_IF: &str = "lgc0";
+pub const SRV_IF: &str = "lgs0";
+pub const SRV_V4: &str = "192.0.2.2";
+pub const SRV_V6: &str = "2001:db8:1::2";
+
+/// client ⟷ server over one veth pair, IPv4 and IPv6.
+pub struct Topo {
+    pub cli: Netns,
+    pub srv: Netns,
+}
+
+#[must_use]
+pub fn topo() -> Topo {
+    let cli = Netns::new("cli").unwrap();
+    let srv = Netns::new("srv").unwrap();
+    veth(
+        &cli,
+        CLI_IF,
+        "192.0.2.1/24",
+        &srv,
+        SRV_IF,
+        &format!("{SRV_V4}/24"),
+    )
+    .unwrap();
+    cli.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:1::1/64",
+        "dev",
+        CLI_IF,
+        "nodad",
+    ])
+    .unwrap();
+    srv.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{SRV_V6}/64"),
+        "dev",
+        SRV_IF,
+        "nodad",
+    ])
+    .unwrap();
+    Topo { cli, srv }
+}
+
+/// curl in `ns`, with extra request header lines; bounded by `max_secs`.
+pub fn curl(ns: &Netns, url: &str, headers: &[String], max_secs: u32) -> ExitStatus {
+    let mut c = ns.command("curl");
+    c.args([
+        "-sS",
+        "-g",
+        "-o",
+        "/dev/null",
+        "-m",
+        &max_secs.to_string(),
+        url,
+    ]);
+    for h in headers {
+        c.args(["-H", h]);
+    }
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    c.status()
+        .expect("curl runs (installed by `cargo xtask setup`)")
+}

@@ -1,0 +1,197 @@
+//! The real `leakguard run` in a client namespace guarding its egress toward a recording
+//! server: lifecycle (SIGKILL, restart, status with the daemon stopped, detach), reloads,
+//! an interface that appears after start, and no identity value in any output.
+
+use std::{net::SocketAddr, time::Duration};
+
+use leakguard_tests::{
+    daemon::{wait_for, Daemon},
+    http::{find, MSISDN, VALUES},
+    netns::veth,
+    server::HttpServer,
+    topo::{curl, topo, CLI_IF, SRV_V4},
+};
+
+fn policy(action: &str) -> String {
+    format!(
+        "[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"{action}\"\n"
+    )
+}
+
+fn send(t: &leakguard_tests::topo::Topo, n: usize) {
+    let st = curl(
+        &t.cli,
+        &format!("http://{SRV_V4}/{n}"),
+        &[format!("X-MSISDN: {MSISDN}")],
+        10,
+    );
+    assert!(st.success(), "request {n}: curl {st}");
+}
+
+/// The last head the server received carries the value in clear (true) or redacted.
+fn last_leaked(server: &HttpServer) -> bool {
+    let heads = server.heads();
+    find(heads.last().expect("a request arrived"), MSISDN.as_bytes()).is_some()
+}
+
+#[track_caller]
+fn assert_no_values(what: &str, text: &str) {
+    for v in VALUES {
+        assert!(!text.contains(v), "{what} contains an identity value");
+    }
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn guard_survives_sigkill_restart_and_only_detach_removes_it() {
+    let t = topo();
+    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+    let mut d = Daemon::new(&t.cli, &policy("redact")).unwrap();
+    d.start().unwrap();
+    send(&t, 1);
+    assert!(!last_leaked(&server), "redacted while running");
+
+    // Daemon dead: the pinned link keeps enforcing.
+    d.kill();
+    send(&t, 2);
+    assert!(!last_leaked(&server), "redacted while the daemon is dead");
+
+    // status from the pins alone.
+    let st = d.cli("status").unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let report = stdout(&st);
+    assert!(
+        report.contains(&format!("{CLI_IF:<16} tc-egress")),
+        "{report}"
+    );
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("x-msisdn"))
+        .expect("x-msisdn row");
+    let counts: Vec<u64> = line
+        .split_whitespace()
+        .skip(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(
+        counts,
+        vec![0, 2, 0, 0],
+        "count, redact, drop, allow: {line}"
+    );
+    assert_no_values("status", &report);
+
+    // Restart: adopts the pinned link, keeps counting where it was.
+    d.start().unwrap();
+    assert!(d.logs().contains("adopted the pinned link"), "{}", d.logs());
+    send(&t, 3);
+    assert!(!last_leaked(&server));
+    wait_for("the match to be logged", Duration::from_secs(5), || {
+        d.logs().matches("\"identity header\"").count() >= 2
+    })
+    .unwrap();
+
+    // A clean stop leaves the guard too.
+    assert!(d.stop().unwrap().success());
+    send(&t, 4);
+    assert!(!last_leaked(&server), "redacted after SIGTERM");
+
+    // detach is the only way to remove it.
+    let out = d.cli("detach").unwrap();
+    assert!(out.status.success());
+    let removed = stdout(&out);
+    assert!(
+        removed.contains(&format!("detached tc-egress from {CLI_IF}")),
+        "{removed}"
+    );
+    send(&t, 5);
+    assert!(last_leaked(&server), "after detach the guard is gone");
+    assert!(
+        !d.cli("status").unwrap().status.success(),
+        "status: nothing pinned"
+    );
+    assert_no_values("daemon logs", &d.logs());
+}
+
+#[test]
+fn reload_applies_a_good_file_and_rejects_a_bad_one() {
+    let t = topo();
+    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+    let mut d = Daemon::new(&t.cli, &policy("count")).unwrap();
+    d.start().unwrap();
+    send(&t, 1);
+    assert!(last_leaked(&server), "count leaves the request alone");
+
+    d.write_policy(&policy("redact")).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_for("the reload", Duration::from_secs(5), || {
+        d.logs().contains("policy reloaded")
+    })
+    .unwrap();
+    send(&t, 2);
+    assert!(!last_leaked(&server), "redact after the reload");
+
+    d.write_policy("[[attach]]\ninterface = \"lgc0\"\nhook = \"sideways\"\n")
+        .unwrap();
+    d.signal(libc::SIGHUP);
+    wait_for("the rejection", Duration::from_secs(5), || {
+        d.logs().contains("reload rejected")
+    })
+    .unwrap();
+    assert!(
+        d.logs().contains("attach.hook"),
+        "the log says what is wrong"
+    );
+    send(&t, 3);
+    assert!(
+        !last_leaked(&server),
+        "the running policy stays after a bad reload"
+    );
+    assert_no_values("daemon logs", &d.logs());
+}
+
+#[test]
+fn an_interface_created_after_start_is_guarded_when_it_appears() {
+    let t = topo();
+    let body = format!(
+        "{}\n[[attach]]\ninterface = \"late0\"\nhook = \"tc-egress\"\n",
+        policy("redact")
+    );
+    let mut d = Daemon::new(&t.cli, &body).unwrap();
+    d.start().unwrap();
+    assert!(
+        d.logs().contains("it will be guarded when it appears"),
+        "{}",
+        d.logs()
+    );
+
+    veth(
+        &t.cli,
+        "late0",
+        "198.51.100.1/24",
+        &t.srv,
+        "late1",
+        "198.51.100.2/24",
+    )
+    .unwrap();
+    let server = HttpServer::start(&t.srv, "198.51.100.2:80".parse().unwrap()).unwrap();
+    let link = d.pin_path.join("links/late0@tc-egress");
+    wait_for("late0 to be attached", Duration::from_secs(10), || {
+        link.exists()
+    })
+    .unwrap();
+    let st = curl(
+        &t.cli,
+        "http://198.51.100.2/",
+        &[format!("X-MSISDN: {MSISDN}")],
+        10,
+    );
+    assert!(st.success());
+    assert!(!last_leaked(&server), "late0 is guarded");
+}
