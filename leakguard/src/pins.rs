@@ -120,11 +120,7 @@ fn is_bpffs(path: &Path) -> Result<bool> {
         }
         return Err(e).with_context(|| format!("statfs {}", path.display()));
     }
-    #[expect(
-        clippy::unnecessary_cast,
-        reason = "f_type's width differs between libcs"
-    )]
-    Ok(st.f_type as i64 == BPF_FS_MAGIC)
+    Ok(st.f_type == BPF_FS_MAGIC)
 }
 
 fn mount_bpffs(at: &Path) -> Result<()> {
