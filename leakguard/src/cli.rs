@@ -59,6 +59,10 @@ pub enum Command {
         /// The policy file (for `daemon.pin_path`).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The pin path itself, instead of reading it from the policy file (for when the
+        /// file is gone or broken).
+        #[arg(long)]
+        pin_path: Option<PathBuf>,
     },
     /// Remove the guard: detach every pinned link and remove the pinned maps. The only way
     /// the guard goes away; prints what it removed.
@@ -66,6 +70,10 @@ pub enum Command {
         /// The policy file (for `daemon.pin_path`).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The pin path itself, instead of reading it from the policy file (for when the
+        /// file is gone or broken).
+        #[arg(long)]
+        pin_path: Option<PathBuf>,
     },
     /// Validate a policy file and print the effective policy (file rules, then the built-in
     /// catalog headers they do not override). Exit 0 when valid, 1 when not.

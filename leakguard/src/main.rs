@@ -43,13 +43,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             };
         }
-        Command::Status { config } => match pins_of(&config).and_then(|p| status::report(&p)) {
-            Ok(report) => write!(out, "{report}"),
-            Err(e) => return fail(&e),
-        },
-        Command::Detach { config } => {
+        Command::Status { config, pin_path } => {
+            match pins_of(&config, pin_path.as_deref()).and_then(|p| status::report(&p)) {
+                Ok(report) => write!(out, "{report}"),
+                Err(e) => return fail(&e),
+            }
+        }
+        Command::Detach { config, pin_path } => {
             let removed = daemon::require_root()
-                .and_then(|()| pins_of(&config))
+                .and_then(|()| pins_of(&config, pin_path.as_deref()))
                 .and_then(|p| attach::detach_all(&p));
             match removed {
                 Ok(r) if r.is_empty() => writeln!(out, "nothing to remove: no guard is installed"),
@@ -83,9 +85,13 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     ExitCode::from(exit::FAILURE)
 }
 
-/// The pinned state named by a policy file's `daemon.pin_path`.
-fn pins_of(config: &std::path::Path) -> anyhow::Result<Pins> {
-    let c = file::load(config)?;
+/// The pinned state: `--pin-path`, or the policy file's `daemon.pin_path`.
+fn pins_of(config: &std::path::Path, pin_path: Option<&std::path::Path>) -> anyhow::Result<Pins> {
+    if let Some(p) = pin_path {
+        return Ok(Pins::new(p));
+    }
+    let c = file::load(config)
+        .map_err(|e| anyhow::anyhow!("{e} (to act on the pinned state anyway, pass --pin-path)"))?;
     Ok(Pins::new(&c.pin_path))
 }
 

@@ -6,7 +6,7 @@
 //! whose pins vanish with the process.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
@@ -18,21 +18,16 @@ use crate::netns::Netns;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// The `leakguard` binary cargo built beside this test.
-#[must_use]
-pub fn leakguard_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let bin = dir.join("leakguard");
-    assert!(
-        bin.exists(),
-        "{} missing: run the tests with `cargo xtask test`",
-        bin.display()
-    );
-    bin
+/// The `leakguard` binary cargo built beside this executable: in `target/<profile>/` for
+/// a binary, one level up from `target/<profile>/deps/` for a test.
+pub fn leakguard_bin() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("executable path")?;
+    let dir = exe.parent().context("executable directory")?;
+    [dir, dir.parent().unwrap_or(dir)]
+        .iter()
+        .map(|d| d.join("leakguard"))
+        .find(|b| b.exists())
+        .context("the leakguard binary is missing: use `cargo xtask test` or `cargo xtask demo`")
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.
@@ -104,7 +99,7 @@ impl Daemon {
         let log = std::fs::File::create(self.log_path(self.starts))?;
         let child = Command::new("nsenter")
             .arg(format!("--net={}", self.ns_path.display()))
-            .arg(leakguard_bin())
+            .arg(leakguard_bin()?)
             .args(["run", "--log-format", "json", "--config"])
             .arg(&self.config)
             .stdin(Stdio::null())
@@ -155,7 +150,7 @@ impl Daemon {
 
     /// A `leakguard` subcommand with this daemon's `--config`.
     pub fn cli(&self, sub: &str) -> Result<Output> {
-        Command::new(leakguard_bin())
+        Command::new(leakguard_bin()?)
             .args([sub, "--config"])
             .arg(&self.config)
             .output()
@@ -166,7 +161,14 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
-        let _ = self.cli("detach");
+        // By pin path: the policy file may be the broken one of a reload test.
+        if let Ok(bin) = leakguard_bin() {
+            let _ = Command::new(bin)
+                .arg("detach")
+                .arg("--pin-path")
+                .arg(&self.pin_path)
+                .output();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -183,6 +183,15 @@ fn demo() -> Result<()> {
         bail!("the demo creates network namespaces and loads BPF programs: run it as root");
     }
     run(Command::new("cargo").current_dir(root_dir()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "leakguard",
+        "--bin",
+        "leakguard",
+    ]))?;
+    run(Command::new("cargo").current_dir(root_dir()).args([
         "run",
         "--release",
         "--quiet",

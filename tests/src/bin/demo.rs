@@ -4,7 +4,8 @@
 //!
 //! Topology (network namespaces and veth pairs, documentation addresses only):
 //!   client 192.0.2.10 ── gateway ── servers 198.51.100.10 (trusted), 203.0.113.10
-//! The guard is the TC program on the gateway's server-facing egress (TCX).
+//! The gateway runs `leakguard run` (the real daemon) with the TC program on its
+//! server-facing egress (TCX); the counters come from `leakguard status`.
 
 use std::{
     net::SocketAddr,
@@ -13,14 +14,8 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use aya::programs::{links::LinkOrder, tc::TcAttachOptions, SchedClassifier, TcAttachType};
-use leakguard::{
-    object::PROG_TC_EGRESS,
-    policy::{Action, KernelPolicy, Rule},
-};
-use leakguard_common::action;
 use leakguard_tests::{
-    guard::Guard,
+    daemon::Daemon,
     http::{ACR, MSISDN, UIDH},
     netns::{veth, Netns},
     server::HttpServer,
@@ -43,28 +38,27 @@ fn netns(tag: &str) -> Result<Netns> {
     Ok(ns)
 }
 
-fn policy() -> KernelPolicy {
-    let trusted = vec![format!("{TRUSTED}/32").parse().unwrap()];
-    KernelPolicy {
-        rules: vec![
-            Rule {
-                header: "X-MSISDN".into(),
-                action: Action::Redact,
-                allow: trusted.clone(),
-            },
-            Rule {
-                header: "X-UIDH".into(),
-                action: Action::Redact,
-                allow: trusted,
-            },
-            Rule {
-                header: "X-ACR".into(),
-                action: Action::Count,
-                allow: vec![],
-            },
-        ],
-        ..KernelPolicy::default()
-    }
+/// The demo policy, as an operator would write it.
+fn policy() -> String {
+    format!(
+        r#"[[attach]]
+interface = "gw-web"
+hook = "tc-egress"
+
+[scan]
+builtin_catalog = "count"
+
+[[rule]]
+header = "X-MSISDN"
+action = "redact"
+allow = ["{TRUSTED}/32"]
+
+[[rule]]
+header = "X-UIDH"
+action = "redact"
+allow = ["{TRUSTED}/32"]
+"#
+    )
 }
 
 /// One request per destination from the client; returns what the server saw of each
@@ -159,20 +153,13 @@ fn main() -> Result<()> {
 
     let without = requests(&client, &server)?;
 
-    let mut g = Guard::load(&policy())?;
-    gw.enter(|| -> Result<()> {
-        let p: &mut SchedClassifier = g
-            .ebpf
-            .program_mut(PROG_TC_EGRESS)
-            .context("program")?
-            .try_into()?;
-        p.attach_with_options(
-            "gw-web",
-            TcAttachType::Egress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
-        )?;
-        Ok(())
-    })??;
+    let mut daemon = Daemon::new(&gw, &policy())?;
+    CREATED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap()
+        .push(format!("pins:{}", daemon.config.display()));
+    daemon.start()?;
     let with = requests(&client, &server)?;
 
     for (i, dst) in [UNTRUSTED, TRUSTED].iter().enumerate() {
@@ -191,20 +178,19 @@ fn main() -> Result<()> {
         }
         println!();
     }
-    println!("kernel counters (rule, outcome: packets)");
-    for (id, (h, _)) in HEADERS.iter().enumerate() {
-        let c = g.counters(id as u32)?;
-        let parts: Vec<String> = (0..action::OUTCOMES as u8)
-            .filter(|&o| c.outcomes[usize::from(o)] > 0)
-            .map(|o| format!("{}: {}", action::name(o), c.outcomes[usize::from(o)]))
-            .collect();
-        println!("  {h:<10} {}", parts.join(", "));
+    let status = daemon.cli("status")?;
+    println!("leakguard status (from the gateway's pinned maps):");
+    for line in String::from_utf8_lossy(&status.stdout).lines() {
+        // The catalog rows that saw nothing would fill the screen.
+        let zero = line.split_whitespace().skip(2).all(|n| n == "0");
+        if !zero
+            || !line.starts_with(|c: char| c.is_ascii_lowercase())
+            || line.starts_with("packets")
+        {
+            println!("  {line}");
+        }
     }
-    let s = g.stats()?;
-    println!(
-        "  packets seen {}, to an HTTP port {}, request heads {}, header lines {}",
-        s.packets, s.tcp_http, s.heads, s.lines
-    );
+    daemon.stop()?;
     if with[0][0].contains(MSISDN) || !with[1][0].contains(MSISDN) {
         bail!("the guard did not behave as the policy says");
     }
