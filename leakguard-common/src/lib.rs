@@ -111,7 +111,7 @@ pub struct RuleCounters {
 }
 const _: () = assert!(core::mem::size_of::<RuleCounters>() == 32);
 
-/// Global per-CPU counters, one `Stats` value per CPU (one map lookup per packet).
+/// Per-CPU counters per (attachment slot, hook): `STATS[stats_index(slot, hook)]`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -142,6 +142,35 @@ pub struct Stats {
     pub errors: u64,
 }
 const _: () = assert!(core::mem::size_of::<Stats>() == 12 * 8);
+
+/// Value of `IFSLOT[ifindex % IFSLOT_ENTRIES]`: which counter slot an interface uses.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfSlot {
+    pub ifindex: u32,
+    /// `1..MAX_SLOTS`; 0 = no slot of its own.
+    pub slot: u32,
+}
+const _: () = assert!(core::mem::size_of::<IfSlot>() == 8);
+
+/// Key of the per-CPU `MATCHES` hash: a match counter per interface, hook, rule, outcome.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MatchKey {
+    pub ifindex: u32,
+    pub rule_id: u32,
+    pub hook: u8,
+    pub outcome: u8,
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<MatchKey>() == 16);
+
+/// Index of `STATS` for a slot and hook.
+#[must_use]
+#[inline(always)]
+pub const fn stats_index(slot: u32, hook: u8) -> u32 {
+    (slot % MAX_SLOTS) * HOOKS + (hook as u32 % HOOKS)
+}
 
 /// Scan settings filled by the daemon (single-entry array `CONFIG`).
 #[repr(C)]
@@ -230,4 +259,6 @@ mod pod {
     unsafe impl aya::Pod for super::PortSet {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::NameFilter {}
+    unsafe impl aya::Pod for super::IfSlot {}
+    unsafe impl aya::Pod for super::MatchKey {}
 }

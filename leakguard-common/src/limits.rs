@@ -41,6 +41,18 @@ pub const MAX_VLAN_TAGS: usize = 2;
 /// IPv6 extension headers walked before giving up on a packet (it then passes).
 pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 
+/// Attachments with counters of their own (`STATS` has `MAX_SLOTS * HOOKS` entries).
+/// Slot 0 collects interfaces that have none (see `IFSLOT_ENTRIES`).
+pub const MAX_SLOTS: u32 = 32;
+/// Hooks a program can report (`hook::*`).
+pub const HOOKS: u32 = 3;
+/// `IFSLOT` is indexed by `ifindex % IFSLOT_ENTRIES`: one array load per packet finds the
+/// counters of its interface; an interface whose index collides with another attached
+/// one counts in slot 0 (the daemon logs it).
+pub const IFSLOT_ENTRIES: u32 = 1024;
+/// Distinct (interface, hook, rule, outcome) match counters.
+pub const MAX_MATCH_KEYS: u32 = 16384;
+
 /// Size of the match-event ring buffer (bytes, a power of two and page multiple).
 pub const EVENT_RING_BYTES: u32 = 256 * 1024;
 

@@ -5,14 +5,14 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated::bpf_loop;
 use leakguard_common::{
     name::{CLASS, C_TCHAR},
-    Stats, MAX_SCAN_BYTES, MAX_WINDOWS, SCAN_WINDOW,
+    stats_index, Stats, IFSLOT_ENTRIES, MAX_SCAN_BYTES, MAX_WINDOWS, SCAN_WINDOW,
 };
 
 use crate::{
     act::csum_diff,
     bound::opaque64,
     http::scan_window,
-    maps::{CONFIG, PORTS, SCRATCH, STATS},
+    maps::{CONFIG, IFSLOT, PORTS, SCRATCH, STATS},
     parse::{parse, Flow, Parsed},
     pkt::{ptr_at, Packet},
     policy::PacketMeta,
@@ -83,7 +83,13 @@ pub enum Verdict {
 
 #[inline(always)]
 pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
-    let Some(stats) = STATS.get_ptr_mut(0) else {
+    // The counters of this interface and hook: one array load finds the slot.
+    let ifindex = p.ifindex();
+    let slot = match IFSLOT.get(ifindex % IFSLOT_ENTRIES) {
+        Some(s) if s.ifindex == ifindex => s.slot,
+        _ => 0,
+    };
+    let Some(stats) = STATS.get_ptr_mut(stats_index(slot, hook)) else {
         return Verdict::Pass;
     };
     // SAFETY: per-CPU value, only this program run touches it.

@@ -3,11 +3,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray, RingBuf},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use leakguard_common::{
-    NameFilter, NameKey, PortSet, Rule, RuleCounters, ScanConfig, Stats, EVENT_RING_BYTES,
-    MAX_ALLOW_PREFIXES, MAX_RULES,
+    IfSlot, MatchKey, NameFilter, NameKey, PortSet, Rule, RuleCounters, ScanConfig, Stats,
+    EVENT_RING_BYTES, HOOKS, IFSLOT_ENTRIES, MAX_ALLOW_PREFIXES, MAX_MATCH_KEYS, MAX_RULES,
+    MAX_SLOTS,
 };
 
 use crate::http::Scratch;
@@ -42,9 +43,18 @@ pub static ALLOW_V6: LpmTrie<[u8; 16], u64> =
 #[map]
 pub static RULE_COUNTERS: PerCpuArray<RuleCounters> = PerCpuArray::with_max_entries(MAX_RULES, 0);
 
-/// Global per-CPU counters.
+/// Per-CPU counters per (attachment slot, hook).
 #[map]
-pub static STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
+pub static STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(MAX_SLOTS * HOOKS, 0);
+
+/// Interface → counter slot, indexed by `ifindex % IFSLOT_ENTRIES` (filled by the daemon).
+#[map]
+pub static IFSLOT: Array<IfSlot> = Array::with_max_entries(IFSLOT_ENTRIES, 0);
+
+/// Match counters per (interface, hook, rule, outcome); entries appear on first match.
+#[map]
+pub static MATCHES: PerCpuHashMap<MatchKey, u64> =
+    PerCpuHashMap::with_max_entries(MAX_MATCH_KEYS, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
 /// Match events.
 #[map]

@@ -1,14 +1,14 @@
 //! Policy lookups for a complete header name: rule, allowlist, then counting and the
 //! match event. Runs once per header line whose name is complete, never per byte.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use leakguard_common::{
-    action, name::filter_bit, Event, FAMILY_IPV4, MAX_NAME_LEN, NO_ALLOW_GROUP,
+    action, name::filter_bit, Event, MatchKey, FAMILY_IPV4, MAX_NAME_LEN, NO_ALLOW_GROUP,
 };
 
 use crate::{
     http::ScanState,
-    maps::{ALLOW_V4, ALLOW_V6, EVENTS, NAME_FILTER, RULES, RULE_COUNTERS},
+    maps::{ALLOW_V4, ALLOW_V6, EVENTS, MATCHES, NAME_FILTER, RULES, RULE_COUNTERS},
     parse::Addr,
 };
 
@@ -51,10 +51,33 @@ pub fn match_header(st: &mut ScanState) -> Option<u8> {
         // SAFETY: per-CPU value; index masked to the array length.
         unsafe { (*c).outcomes[usize::from(outcome) & (action::OUTCOMES - 1)] += 1 };
     }
+    count_match(&st.pkt, rule.id, outcome);
     if !emit(&st.pkt, rule.id, outcome) {
         st.events_lost += 1;
     }
     Some(outcome)
+}
+
+/// The per-interface match counter. Matches are rare, so a hash lookup here is cheap;
+/// NOEXIST keeps a concurrent first insert on another CPU from being overwritten.
+#[inline(always)]
+fn count_match(pkt: &PacketMeta, rule_id: u32, outcome: u8) {
+    let key = MatchKey {
+        ifindex: pkt.ifindex,
+        rule_id,
+        hook: pkt.hook,
+        outcome,
+        _pad: [0; 6],
+    };
+    if let Some(c) = MATCHES.get_ptr_mut(&key) {
+        // SAFETY: this CPU's value of the entry.
+        unsafe { *c += 1 };
+    } else if MATCHES.insert(&key, &1, u64::from(BPF_NOEXIST)).is_err() {
+        if let Some(c) = MATCHES.get_ptr_mut(&key) {
+            // SAFETY: as above.
+            unsafe { *c += 1 };
+        }
+    }
 }
 
 /// True when the destination is on the allowlist `group`. One trie lookup per segment,

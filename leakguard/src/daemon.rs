@@ -3,23 +3,26 @@
 //! the guard attached and enforcing (everything is pinned).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use anyhow::{bail, Context as _, Result};
+use aya::maps::{Array, Map};
 use aya::{
     maps::{MapData, RingBuf},
     Ebpf,
 };
-use leakguard_common::{action, hook, Event, FAMILY_IPV4};
+use leakguard_common::{action, hook, Event, IfSlot, FAMILY_IPV4, IFSLOT_ENTRIES, MAX_SLOTS};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     attach::{self, Outcome},
-    maps::{self, MAP_EVENTS},
+    maps::{self, MAP_EVENTS, MAP_IFSLOT, MAP_MATCHES, MAP_STATS},
+    metrics,
     pins::Pins,
     policy::file::{self, Attach, Config},
 };
@@ -42,6 +45,13 @@ struct Daemon {
     ebpf: Ebpf,
     /// Attach entries whose interface does not exist yet.
     missing: Vec<Attach>,
+    /// Counter slot of each guarded interface (rebuilt from the pinned `IFSLOT` on start).
+    slots: BTreeMap<String, u32>,
+    /// Header name of each rule id this process has known (metrics labels).
+    names: HashMap<u32, String>,
+    reloads_ok: u64,
+    reloads_rejected: u64,
+    metrics: Arc<Mutex<String>>,
 }
 
 pub async fn run(config_path: &Path) -> Result<()> {
@@ -52,15 +62,27 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let adopting = !pins.links()?.is_empty();
     let mut ebpf = attach::load(&pins)?;
     // The policy goes in before any link points at these programs.
-    maps::apply(&mut ebpf, &config.kernel).context("writing the policy into the kernel maps")?;
+    let ids = maps::apply(&mut ebpf, &config.kernel)
+        .context("writing the policy into the kernel maps")?;
+    let listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("metrics.listen = {}: cannot listen", config.metrics_listen))?;
     let mut d = Daemon {
         config_path: config_path.to_owned(),
+        names: HashMap::new(),
+        slots: BTreeMap::new(),
         config,
         pins,
         ebpf,
         missing: Vec::new(),
+        reloads_ok: 0,
+        reloads_rejected: 0,
+        metrics: Arc::new(Mutex::new(String::new())),
     };
+    d.learn_names(&ids);
+    d.load_slots()?;
     d.attach_all()?;
+    tokio::spawn(metrics::serve(listener, d.metrics.clone()));
     tracing::info!(
         rules = d.config.kernel.rules.len(),
         digest = %format!("{:016x}", maps::digest(&d.config.kernel)),
@@ -85,6 +107,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
             _ = tick.tick() => {
                 d.log_events(&mut events);
                 d.retry_missing();
+                d.refresh_metrics();
             }
         }
     }
@@ -94,15 +117,132 @@ pub async fn run(config_path: &Path) -> Result<()> {
 }
 
 impl Daemon {
+    fn learn_names(&mut self, ids: &maps::RuleIds) {
+        for (r, id) in self.config.kernel.rules.iter().zip(&ids.by_rule) {
+            self.names.insert(*id, r.header.clone());
+        }
+    }
+
+    /// Rebuilds the slot of each interface from the pinned `IFSLOT`, so counters keep their
+    /// interface across restarts.
+    fn load_slots(&mut self) -> Result<()> {
+        let a: Array<&aya::maps::MapData, IfSlot> =
+            Array::try_from(self.ebpf.map(MAP_IFSLOT).context("IFSLOT map")?)?;
+        for i in 0..IFSLOT_ENTRIES {
+            let e = a.get(&i, 0)?;
+            if e.slot != 0 {
+                let name = ifname(e.ifindex);
+                if !name.starts_with("ifindex ") {
+                    self.slots.insert(name, e.slot);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives `iface` a counter slot and points its `IFSLOT` entry at it.
+    fn assign_slot(&mut self, iface: &str) {
+        let Some(ifindex) = attach::interface_index(iface) else {
+            return;
+        };
+        let slot = if let Some(&s) = self.slots.get(iface) {
+            s
+        } else {
+            let Some(free) = (1..MAX_SLOTS).find(|s| !self.slots.values().any(|v| v == s)) else {
+                tracing::warn!(interface = %iface, "no counter slot left; counted as interface=\"other\"");
+                return;
+            };
+            self.slots.insert(iface.to_owned(), free);
+            free
+        };
+        if let Err(e) = self.set_ifslot(iface, ifindex, slot) {
+            tracing::error!(interface = %iface, error = %format!("{e:#}"), "cannot set the counter slot");
+        }
+    }
+
+    fn set_ifslot(&mut self, iface: &str, ifindex: u32, slot: u32) -> Result<()> {
+        let mut a: Array<&mut aya::maps::MapData, IfSlot> =
+            Array::try_from(self.ebpf.map_mut(MAP_IFSLOT).context("IFSLOT map")?)?;
+        let idx = ifindex % IFSLOT_ENTRIES;
+        let cur = a.get(&idx, 0)?;
+        if cur.slot != 0
+            && cur.ifindex != ifindex
+            && attach::interface_index(&ifname(cur.ifindex)).is_some()
+        {
+            tracing::warn!(interface = %iface, other = %ifname(cur.ifindex),
+                "interface index collides with another guarded interface; counted as interface=\"other\"");
+            return Ok(());
+        }
+        a.set(idx, IfSlot { ifindex, slot }, 0)?;
+        Ok(())
+    }
+
+    fn render_metrics(&self) -> Result<String> {
+        let by_slot: HashMap<u32, &str> =
+            self.slots.iter().map(|(n, s)| (*s, n.as_str())).collect();
+        let packets = maps::stats_by_slot(self.stats_map()?)?
+            .into_iter()
+            .map(|(slot, h, s)| (by_slot.get(&slot).map_or("other", |n| n).to_owned(), h, s))
+            .collect();
+        let matches = maps::matches_of(self.ebpf.map(MAP_MATCHES).context("MATCHES map")?)?
+            .into_iter()
+            .map(|(k, n)| (ifname(k.ifindex), k, n))
+            .collect();
+        let header = |id: u32| {
+            self.names
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| format!("rule-{id}"))
+        };
+        let attached = self
+            .config
+            .attach
+            .iter()
+            .map(|a| {
+                let missing = self
+                    .missing
+                    .iter()
+                    .any(|m| m.interface == a.interface && m.hook == a.hook);
+                (a.interface.clone(), a.hook.name(), !missing)
+            })
+            .collect();
+        metrics::render(&metrics::Inputs {
+            packets,
+            matches,
+            header: &header,
+            attached,
+            reloads_ok: self.reloads_ok,
+            reloads_rejected: self.reloads_rejected,
+        })
+    }
+
+    fn stats_map(&self) -> Result<&Map> {
+        self.ebpf.map(MAP_STATS).context("STATS map")
+    }
+
+    fn refresh_metrics(&self) {
+        match self.render_metrics() {
+            Ok(text) => {
+                if let Ok(mut m) = self.metrics.lock() {
+                    *m = text;
+                }
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "rendering metrics failed"),
+        }
+    }
     fn attach_all(&mut self) -> Result<()> {
         self.missing.clear();
         for a in self.config.attach.clone() {
             match attach::attach(&mut self.ebpf, &self.pins, &a)? {
                 Outcome::Attached => {
-                    tracing::info!(interface = %a.interface, hook = a.hook.name(), "attached")
+                    self.assign_slot(&a.interface);
+                    tracing::info!(interface = %a.interface, hook = a.hook.name(), "attached");
                 }
-                Outcome::Replaced => tracing::info!(interface = %a.interface, hook = a.hook.name(),
-                    "adopted the pinned link; program replaced atomically"),
+                Outcome::Replaced => {
+                    self.assign_slot(&a.interface);
+                    tracing::info!(interface = %a.interface, hook = a.hook.name(),
+                        "adopted the pinned link; program replaced atomically");
+                }
                 Outcome::Missing => {
                     tracing::warn!(interface = %a.interface, hook = a.hook.name(),
                         "interface does not exist; it will be guarded when it appears");
@@ -139,19 +279,31 @@ impl Daemon {
         let config = match file::load(&self.config_path) {
             Ok(c) => c,
             Err(e) => {
+                self.reloads_rejected += 1;
                 tracing::error!(error = %e, "reload rejected; the running policy stays");
                 return;
             }
         };
-        if config.pin_path != self.config.pin_path {
-            tracing::error!("reload rejected: daemon.pin_path cannot change while running");
+        if config.pin_path != self.config.pin_path
+            || config.metrics_listen != self.config.metrics_listen
+        {
+            self.reloads_rejected += 1;
+            tracing::error!(
+                "reload rejected: daemon.pin_path and metrics.listen take effect on restart only"
+            );
             return;
         }
-        if let Err(e) = maps::apply(&mut self.ebpf, &config.kernel) {
-            tracing::error!(error = %e, "reload rejected by the kernel maps; the running policy stays");
-            return;
-        }
+        let ids = match maps::apply(&mut self.ebpf, &config.kernel) {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.reloads_rejected += 1;
+                tracing::error!(error = %e, "reload rejected by the kernel maps; the running policy stays");
+                return;
+            }
+        };
+        self.reloads_ok += 1;
         self.config = config;
+        self.learn_names(&ids);
         if let Err(e) = self.attach_all() {
             tracing::error!(error = %format!("{e:#}"), "attaching after reload failed");
         }
@@ -178,11 +330,9 @@ impl Daemon {
         }
         for ((ifindex, h, dst, rule, outcome), n) in agg {
             let header = self
-                .config
-                .kernel
-                .rules
-                .get(rule as usize)
-                .map_or("(unknown rule)", |r| r.header.as_str());
+                .names
+                .get(&rule)
+                .map_or("(unknown rule)", String::as_str);
             tracing::info!(
                 interface = %ifname(ifindex),
                 hook = hook::name(h),

@@ -7,6 +7,7 @@ pub mod attach;
 pub mod cli;
 pub mod daemon;
 pub mod maps;
+pub mod metrics;
 pub mod object;
 pub mod pins;
 pub mod policy;

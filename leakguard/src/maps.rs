@@ -31,6 +31,8 @@ pub const MAP_RULE_COUNTERS: &str = "RULE_COUNTERS";
 pub const MAP_STATS: &str = "STATS";
 pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_SCRATCH: &str = "SCRATCH";
+pub const MAP_IFSLOT: &str = "IFSLOT";
+pub const MAP_MATCHES: &str = "MATCHES";
 
 /// Every map of the object: all are pinned by the daemon.
 pub const ALL_MAPS: &[&str] = &[
@@ -44,6 +46,8 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_STATS,
     MAP_EVENTS,
     MAP_SCRATCH,
+    MAP_IFSLOT,
+    MAP_MATCHES,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +97,16 @@ pub struct Compiled {
 
 /// Validates a policy and computes its map contents.
 pub fn compile(policy: &KernelPolicy) -> Result<Compiled, ApplyError> {
+    compile_with_ids(policy, &StdHashMap::new())
+}
+
+/// [`compile`], keeping the counter id of every name already in the kernel (`existing`),
+/// so a reload or an edited file never moves a header's counters to another header. New
+/// names take ids no current rule uses, lowest first.
+pub fn compile_with_ids(
+    policy: &KernelPolicy,
+    existing: &StdHashMap<NameKey, u32>,
+) -> Result<Compiled, ApplyError> {
     let lim = policy.max_payload_bytes;
     if !(MIN_SCAN_BYTES..=MAX_SCAN_BYTES).contains(&lim) {
         return Err(ApplyError::ScanLimit(lim));
@@ -112,7 +126,14 @@ pub fn compile(policy: &KernelPolicy) -> Result<Compiled, ApplyError> {
     let mut groups: BTreeMap<Vec<IpNet>, u8> = BTreeMap::new();
     let mut rules = Vec::with_capacity(policy.rules.len());
     let mut seen = StdHashMap::new();
-    for (id, r) in policy.rules.iter().enumerate() {
+    let mut used: std::collections::HashSet<u32> = policy
+        .rules
+        .iter()
+        .filter_map(|r| name::key(r.header.as_bytes()).ok())
+        .filter_map(|k| existing.get(&k).copied())
+        .collect();
+    let mut next_free = 0u32;
+    for r in &policy.rules {
         let key = name::key(r.header.as_bytes()).map_err(|e| ApplyError::BadName {
             name: r.header.clone(),
             why: match e {
@@ -142,7 +163,16 @@ pub fn compile(policy: &KernelPolicy) -> Result<Compiled, ApplyError> {
         rules.push((
             key,
             KRule {
-                id: id as u32,
+                id: match existing.get(&key) {
+                    Some(&id) => id,
+                    None => {
+                        while used.contains(&next_free) {
+                            next_free += 1;
+                        }
+                        used.insert(next_free);
+                        next_free
+                    }
+                },
                 action: r.action.kernel(),
                 allow_group,
                 _pad: [0; 2],
@@ -231,7 +261,19 @@ fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::
 /// Writes a policy into the loaded programs' maps. Entries of an earlier policy that the
 /// new one lacks are removed afterwards, so a header never goes unmatched in between.
 pub fn apply(ebpf: &mut Ebpf, policy: &KernelPolicy) -> Result<RuleIds, ApplyError> {
-    let c = compile(policy)?;
+    let existing: StdHashMap<NameKey, u32> = {
+        let rules: HashMap<&MapData, NameKey, KRule> = HashMap::try_from(
+            ebpf.map(MAP_RULES)
+                .ok_or(ApplyError::MissingMap(MAP_RULES))?,
+        )
+        .map_err(map_err(MAP_RULES))?;
+        rules
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k, v.id))
+            .collect()
+    };
+    let c = compile_with_ids(policy, &existing)?;
 
     let mut ports: Array<&mut MapData, PortSet> =
         Array::try_from(map(ebpf, MAP_PORTS)?).map_err(map_err(MAP_PORTS))?;
@@ -307,13 +349,45 @@ pub fn stats(ebpf: &Ebpf) -> Result<Stats, ApplyError> {
     )
 }
 
-/// [`stats`] from any handle of the map (loaded object or pin).
+/// [`stats`] from any handle of the map (loaded object or pin): every slot and hook.
 pub fn stats_of(m: &aya::maps::Map) -> Result<Stats, ApplyError> {
-    let a: PerCpuArray<&MapData, Stats> = PerCpuArray::try_from(m).map_err(map_err(MAP_STATS))?;
-    let per_cpu = a.get(&0, 0).map_err(map_err(MAP_STATS))?;
-    Ok(per_cpu
+    Ok(stats_by_slot(m)?
         .iter()
-        .fold(Stats::default(), |acc, s| sum_stats(&acc, s)))
+        .fold(Stats::default(), |acc, (_, _, s)| sum_stats(&acc, s)))
+}
+
+/// Counters per (slot, hook), summed over CPUs; entries that saw no packet are left out.
+pub fn stats_by_slot(m: &aya::maps::Map) -> Result<Vec<(u32, u8, Stats)>, ApplyError> {
+    let a: PerCpuArray<&MapData, Stats> = PerCpuArray::try_from(m).map_err(map_err(MAP_STATS))?;
+    let mut out = Vec::new();
+    for slot in 0..leakguard_common::MAX_SLOTS {
+        for hook in 0..leakguard_common::HOOKS as u8 {
+            let idx = leakguard_common::stats_index(slot, hook);
+            let per_cpu = a.get(&idx, 0).map_err(map_err(MAP_STATS))?;
+            let s = per_cpu
+                .iter()
+                .fold(Stats::default(), |acc, s| sum_stats(&acc, s));
+            if s.packets != 0 {
+                out.push((slot, hook, s));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Match counters per (interface index, hook, rule, outcome), summed over CPUs.
+pub fn matches_of(
+    m: &aya::maps::Map,
+) -> Result<Vec<(leakguard_common::MatchKey, u64)>, ApplyError> {
+    let h: aya::maps::PerCpuHashMap<&MapData, leakguard_common::MatchKey, u64> =
+        aya::maps::PerCpuHashMap::try_from(m).map_err(map_err(MAP_MATCHES))?;
+    let mut out: Vec<_> = h
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, v)| (k, v.iter().sum()))
+        .collect();
+    out.sort_by_key(|(k, _)| (k.ifindex, k.hook, k.rule_id, k.outcome));
+    Ok(out)
 }
 
 fn sum_stats(a: &Stats, b: &Stats) -> Stats {

@@ -195,3 +195,73 @@ fn an_interface_created_after_start_is_guarded_when_it_appears() {
     assert!(st.success());
     assert!(!last_leaked(&server), "late0 is guarded");
 }
+
+#[test]
+fn metrics_are_labelled_linted_and_free_of_values() {
+    let t = topo();
+    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+    let body = format!(
+        "[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\n\n[[attach]]\ninterface = \"absent9\"\nhook = \"xdp\"\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n"
+    );
+    let mut d = Daemon::new(&t.cli, &body).unwrap();
+    // A fixed port inside the client namespace (nothing else listens there).
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("127.0.0.1:0", "127.0.0.1:9717");
+    std::fs::write(&d.config, text).unwrap();
+    d.start().unwrap();
+    for n in 0..3 {
+        send(&t, n);
+    }
+    assert!(!last_leaked(&server));
+
+    let scrape = || {
+        let out = t
+            .cli
+            .command("curl")
+            .args(["-sS", "-m", "5", "http://127.0.0.1:9717/metrics"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let want = format!(
+        "leakguard_header_matches_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",header=\"X-MSISDN\",action=\"redact\"}} 3"
+    );
+    wait_for(
+        "the match counters in /metrics",
+        Duration::from_secs(10),
+        || scrape().contains(&want),
+    )
+    .unwrap_or_else(|e| panic!("{e}:\n{}", scrape()));
+    let m = scrape();
+    for needle in [
+        format!("leakguard_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",class=\"request_head\"}} 3"),
+        format!("leakguard_attached{{interface=\"{CLI_IF}\",hook=\"tc-egress\"}} 1"),
+        "leakguard_attached{interface=\"absent9\",hook=\"xdp\"} 0".to_owned(),
+        "leakguard_policy_reloads_total{result=\"ok\"} 0".to_owned(),
+        "leakguard_scan_truncated_total 0".to_owned(),
+        "leakguard_malformed_lines_total 0".to_owned(),
+        format!("leakguard_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+    ] {
+        assert!(m.contains(&needle), "missing {needle:?} in:\n{m}");
+    }
+    assert_no_values("metrics", &m);
+
+    // Debian's promtool lints the exposition.
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package, installed by `cargo xtask setup`)");
+    use std::io::Write as _;
+    lint.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

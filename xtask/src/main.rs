@@ -42,7 +42,7 @@ enum Cmd {
 }
 
 /// Debian packages: LLVM 22 to build bpf-linker; iproute2, curl and ethtool for the
-/// end-to-end tests; bpftool to inspect programs.
+/// end-to-end tests; prometheus for `promtool check metrics`; bpftool to inspect programs.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -51,6 +51,7 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "curl",
     "ethtool",
+    "prometheus",
     "bpftool",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -172,6 +173,15 @@ fn test(args: &[String]) -> Result<()> {
     if !is_root() {
         bail!("the tests load BPF programs and create network namespaces: run them as root");
     }
+    // The daemon tests run the `leakguard` binary itself: build it first, so a test run
+    // never exercises a stale one.
+    run(Command::new("cargo").current_dir(root_dir()).args([
+        "build",
+        "-p",
+        "leakguard",
+        "--bin",
+        "leakguard",
+    ]))?;
     run(Command::new("cargo")
         .current_dir(root_dir())
         .args(["test", "--workspace", "--exclude", "leakguard-ebpf"])

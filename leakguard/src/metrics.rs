@@ -1,0 +1,287 @@
+//! Prometheus metrics: rendered from the kernel maps and the daemon's state once a tick,
+//! served as the latest snapshot on `GET /metrics` (Prometheus text format, encoded with
+//! prometheus-client).
+//! Labels are interface, hook, header name, action, class — never a value.
+
+use std::{
+    fmt::Write as _,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Result;
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+};
+
+use leakguard_common::{action, hook, MatchKey, Stats};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MatchLabels {
+    interface: String,
+    hook: String,
+    header: String,
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PacketLabels {
+    interface: String,
+    hook: String,
+    class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttachLabels {
+    interface: String,
+    hook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: String,
+}
+
+/// What one rendering needs, gathered by the daemon.
+pub struct Inputs<'a> {
+    /// (interface, hook, stats) per counter slot; "other" for slot 0.
+    pub packets: Vec<(String, u8, Stats)>,
+    /// (interface, match key, count).
+    pub matches: Vec<(String, MatchKey, u64)>,
+    /// Header name of a rule id.
+    pub header: &'a dyn Fn(u32) -> String,
+    /// (interface, hook name, attached now).
+    pub attached: Vec<(String, &'static str, bool)>,
+    pub reloads_ok: u64,
+    pub reloads_rejected: u64,
+}
+
+/// The exposition text.
+pub fn render(i: &Inputs<'_>) -> Result<String> {
+    let mut reg = Registry::default();
+
+    let matches = Family::<MatchLabels, Counter>::default();
+    reg.register(
+        "leakguard_header_matches",
+        "Requests whose head carried an identity header, by interface, hook, header and what the policy did (count, redact, drop, allow)",
+        matches.clone(),
+    );
+    for (iface, k, n) in &i.matches {
+        matches
+            .get_or_create(&MatchLabels {
+                interface: iface.clone(),
+                hook: hook::name(k.hook).into(),
+                header: (i.header)(k.rule_id),
+                action: action::name(k.outcome).into(),
+            })
+            .inc_by(*n);
+    }
+
+    let packets = Family::<PacketLabels, Counter>::default();
+    reg.register(
+        "leakguard_packets",
+        "Packets the guard ran on, by interface, hook and class",
+        packets.clone(),
+    );
+    let truncated = Counter::<u64>::default();
+    reg.register(
+        "leakguard_scan_truncated",
+        "Request heads cut by scan.max_payload_bytes before their end",
+        truncated.clone(),
+    );
+    let malformed = Counter::<u64>::default();
+    reg.register(
+        "leakguard_malformed_lines",
+        "Header lines that violate RFC 9112 (never matched)",
+        malformed.clone(),
+    );
+    let scanned = Counter::<u64>::default();
+    reg.register(
+        "leakguard_scanned_bytes",
+        "Payload bytes scanned",
+        scanned.clone(),
+    );
+    let lost = Counter::<u64>::default();
+    reg.register(
+        "leakguard_events_lost",
+        "Match events that did not fit the ring buffer (counters still moved)",
+        lost.clone(),
+    );
+    let errors = Counter::<u64>::default();
+    reg.register(
+        "leakguard_kernel_errors",
+        "Helper failures in the kernel programs (a redaction that could not be written drops the packet)",
+        errors.clone(),
+    );
+    for (iface, h, s) in &i.packets {
+        let classes = [
+            ("seen", s.packets),
+            ("tcp_http_port", s.tcp_http),
+            ("request_head", s.heads),
+            ("fragment", s.fragments),
+            ("redacted", s.redacted_packets),
+            ("dropped", s.dropped_packets),
+        ];
+        for (class, n) in classes {
+            packets
+                .get_or_create(&PacketLabels {
+                    interface: iface.clone(),
+                    hook: hook::name(*h).into(),
+                    class: class.into(),
+                })
+                .inc_by(n);
+        }
+        truncated.inc_by(s.truncated);
+        malformed.inc_by(s.malformed);
+        scanned.inc_by(s.bytes);
+        lost.inc_by(s.events_lost);
+        errors.inc_by(s.errors);
+    }
+
+    let attached = Family::<AttachLabels, Gauge>::default();
+    reg.register(
+        "leakguard_attached",
+        "1 when the guard is attached to the interface and hook, 0 while the interface is missing",
+        attached.clone(),
+    );
+    for (iface, h, up) in &i.attached {
+        attached
+            .get_or_create(&AttachLabels {
+                interface: iface.clone(),
+                hook: (*h).into(),
+            })
+            .set(i64::from(*up));
+    }
+
+    let reloads = Family::<ResultLabels, Counter>::default();
+    reg.register(
+        "leakguard_policy_reloads",
+        "Policy reloads (SIGHUP) by result",
+        reloads.clone(),
+    );
+    for (result, n) in [("ok", i.reloads_ok), ("rejected", i.reloads_rejected)] {
+        reloads
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc_by(n);
+    }
+
+    let build = Family::<VersionLabels, Gauge>::default();
+    reg.register("leakguard_build", "Build information", build.clone());
+    build
+        .get_or_create(&VersionLabels {
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
+        .set(1);
+
+    let mut out = String::new();
+    encode(&mut out, &reg)?;
+    // prometheus-client names a gauge family as registered; the product card names it
+    // leakguard_build_info.
+    let out = out
+        .replace("leakguard_build ", "leakguard_build_info ")
+        .replace("leakguard_build{", "leakguard_build_info{");
+    Ok(to_prometheus_text(&out))
+}
+
+/// OpenMetrics text → Prometheus text format 0.0.4, which every scraper and `promtool
+/// check metrics` read: a counter family is named with its `_total` suffix, and there is
+/// no `# EOF` line. (prometheus-client encodes OpenMetrics only.)
+#[must_use]
+pub fn to_prometheus_text(om: &str) -> String {
+    let counters: Vec<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// Serves the latest snapshot on `GET /metrics` until the listener fails.
+pub async fn serve(listener: TcpListener, snapshot: Arc<Mutex<String>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let body = snapshot.lock().map(|s| s.clone()).unwrap_or_default();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), respond(stream, body)).await;
+        });
+    }
+}
+
+async fn respond(mut stream: TcpStream, body: String) -> std::io::Result<()> {
+    // A request head is small; anything past 8 KiB is not a scrape.
+    let mut buf = vec![0u8; 8192];
+    let mut len = 0;
+    while len < buf.len() {
+        let n = stream.read(&mut buf[len..]).await?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let line = head.lines().next().unwrap_or("");
+    let mut resp = String::new();
+    if line.starts_with("GET /metrics ") || line == "GET /metrics" {
+        let _ = write!(
+            resp,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    } else {
+        let msg = "leakguard serves GET /metrics\n";
+        let _ = write!(
+            resp,
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+            msg.len()
+        );
+    }
+    stream.write_all(resp.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_prometheus_text;
+
+    #[test]
+    fn counter_families_get_their_total_suffix() {
+        let om = "# HELP a_things Things.\n# TYPE a_things counter\na_things_total{x=\"1\"} 3\n# HELP b_level Level.\n# TYPE b_level gauge\nb_level 1\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_things_total Things.\n# TYPE a_things_total counter\na_things_total{x=\"1\"} 3\n# HELP b_level Level.\n# TYPE b_level gauge\nb_level 1\n"
+        );
+    }
+}
