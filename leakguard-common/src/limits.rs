@@ -44,6 +44,13 @@ pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 /// Attachments with counters of their own (`STATS` has `MAX_SLOTS * HOOKS` entries).
 /// Slot 0 collects interfaces that have none (see `IFSLOT_ENTRIES`).
 pub const MAX_SLOTS: u32 = 32;
+/// The `STATS` slot of self-test canaries: never an interface's, never exported.
+pub const CANARY_SLOT: u32 = MAX_SLOTS - 1;
+/// Marks a self-test canary: `__sk_buff.mark` on TC; on XDP, the first 4 bytes of the
+/// frame's metadata (`data_meta`). A canary is handled exactly like traffic but counted
+/// only in `CANARY_SLOT`: no rule counters, match counters or events move.
+pub const CANARY_MAGIC: u32 = 0x4c47_5354; // "LGST"
+
 /// Hooks a program can report (`hook::*`).
 pub const HOOKS: u32 = 3;
 /// `IFSLOT` is indexed by `ifindex % IFSLOT_ENTRIES`: one array load per packet finds the

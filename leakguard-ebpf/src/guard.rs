@@ -5,7 +5,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated::bpf_loop;
 use leakguard_common::{
     name::{CLASS, C_TCHAR},
-    stats_index, Stats, IFSLOT_ENTRIES, MAX_SCAN_BYTES, MAX_WINDOWS, SCAN_WINDOW,
+    stats_index, Stats, CANARY_SLOT, IFSLOT_ENTRIES, MAX_SCAN_BYTES, MAX_WINDOWS, SCAN_WINDOW,
 };
 
 use crate::{
@@ -85,9 +85,14 @@ pub enum Verdict {
 pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
     // The counters of this interface and hook: one array load finds the slot.
     let ifindex = p.ifindex();
-    let slot = match IFSLOT.get(ifindex % IFSLOT_ENTRIES) {
-        Some(s) if s.ifindex == ifindex => s.slot,
-        _ => 0,
+    let canary = p.is_canary();
+    let slot = if canary {
+        CANARY_SLOT
+    } else {
+        match IFSLOT.get(ifindex % IFSLOT_ENTRIES) {
+            Some(s) if s.ifindex == ifindex => s.slot,
+            _ => 0,
+        }
     };
     let Some(stats) = STATS.get_ptr_mut(stats_index(slot, hook)) else {
         return Verdict::Pass;
@@ -122,11 +127,18 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
     if payload_len == 0 {
         return Verdict::Pass;
     }
-    scan(p, &flow, payload_len, hook, stats)
+    scan(p, &flow, payload_len, hook, canary, stats)
 }
 
 #[inline(always)]
-fn scan<P: Packet>(p: &P, flow: &Flow, payload_len: u32, hook: u8, stats: &mut Stats) -> Verdict {
+fn scan<P: Packet>(
+    p: &P,
+    flow: &Flow,
+    payload_len: u32,
+    hook: u8,
+    canary: bool,
+    stats: &mut Stats,
+) -> Verdict {
     let Some(cfg) = CONFIG.get(0) else {
         return Verdict::Pass;
     };
@@ -144,7 +156,7 @@ fn scan<P: Packet>(p: &P, flow: &Flow, payload_len: u32, hook: u8, stats: &mut S
         hook,
         family: flow.family,
         allow_known: 0,
-        _pad: 0,
+        canary: u8::from(canary),
         sport: flow.sport,
         dport: flow.dport,
         _pad2: 0,

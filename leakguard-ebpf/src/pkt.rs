@@ -4,6 +4,8 @@
 
 use core::ffi::c_void;
 
+use leakguard_common::CANARY_MAGIC;
+
 use aya_ebpf::{
     bindings::{__sk_buff, xdp_md, BPF_F_RECOMPUTE_CSUM},
     helpers::generated::{
@@ -38,6 +40,8 @@ pub trait Packet: Copy {
     /// `diff` is a folded 16-bit one's-complement sum in big-endian arithmetic.
     fn update_l4_csum(&self, csum_off: u32, diff: u32) -> i64;
     fn ifindex(&self) -> u32;
+    /// True for a self-test canary (see `CANARY_MAGIC`).
+    fn is_canary(&self) -> bool;
 }
 
 /// Returns a pointer to a `T` at `off` in the linear part, or `None` past its end.
@@ -131,6 +135,11 @@ impl Packet for Tc {
         // SAFETY: reading a field of the context.
         unsafe { (*self.skb()).ifindex }
     }
+    #[inline(always)]
+    fn is_canary(&self) -> bool {
+        // SAFETY: reading a field of the context.
+        unsafe { (*self.skb()).mark == CANARY_MAGIC }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -187,5 +196,18 @@ impl Packet for Xdp {
     fn ifindex(&self) -> u32 {
         // SAFETY: reading a field of the context.
         unsafe { (*self.0).ingress_ifindex }
+    }
+    #[inline(always)]
+    fn is_canary(&self) -> bool {
+        // SAFETY: reading fields of the context; the metadata is bounds-checked against
+        // `data`, as the verifier requires.
+        unsafe {
+            let meta = (*self.0).data_meta as usize;
+            let data = (*self.0).data as usize;
+            if meta + 4 > data {
+                return false;
+            }
+            core::ptr::read_unaligned(meta as *const u32) == CANARY_MAGIC
+        }
     }
 }

@@ -20,7 +20,8 @@ pub struct PacketMeta {
     pub family: u8,
     /// 1 once `allow_mask` holds the allowlist lookup for `daddr`.
     pub allow_known: u8,
-    pub _pad: u8,
+    /// 1 for a self-test canary: acted on, but no rule counter, match counter or event.
+    pub canary: u8,
     pub sport: u16,
     pub dport: u16,
     pub _pad2: u32,
@@ -46,6 +47,9 @@ pub fn match_header(st: &mut ScanState) -> Option<u8> {
     let mut outcome = rule.action;
     if rule.allow_group != NO_ALLOW_GROUP && allowed(&mut st.pkt, rule.allow_group) {
         outcome = action::ALLOW;
+    }
+    if st.pkt.canary != 0 {
+        return Some(outcome);
     }
     if let Some(c) = RULE_COUNTERS.get_ptr_mut(rule.id) {
         // SAFETY: per-CPU value; index masked to the array length.

@@ -19,12 +19,15 @@ use aya::{
 use leakguard_common::{action, hook, Event, IfSlot, FAMILY_IPV4, IFSLOT_ENTRIES, MAX_SLOTS};
 use tokio::signal::unix::{signal, SignalKind};
 
+use sd_notify::NotifyState;
+
 use crate::{
     attach::{self, Outcome},
     maps::{self, MAP_EVENTS, MAP_IFSLOT, MAP_MATCHES, MAP_STATS},
     metrics,
     pins::Pins,
     policy::file::{self, Attach, Config},
+    selftest,
 };
 
 /// How often missing interfaces are looked for and events are drained and logged.
@@ -52,6 +55,9 @@ struct Daemon {
     reloads_ok: u64,
     reloads_rejected: u64,
     metrics: Arc<Mutex<String>>,
+    /// Result of the last self-test (None before the first).
+    selftest_ok: Option<bool>,
+    last_selftest: std::time::Instant,
 }
 
 pub async fn run(config_path: &Path) -> Result<()> {
@@ -78,11 +84,21 @@ pub async fn run(config_path: &Path) -> Result<()> {
         reloads_ok: 0,
         reloads_rejected: 0,
         metrics: Arc::new(Mutex::new(String::new())),
+        selftest_ok: None,
+        last_selftest: std::time::Instant::now(),
     };
     d.learn_names(&ids);
     d.load_slots()?;
     d.attach_all()?;
     tokio::spawn(metrics::serve(listener, d.metrics.clone()));
+    // systemd hears READY only once the guard is attached and has proven itself.
+    if d.selftest() {
+        d.notify(&[NotifyState::Ready]);
+    } else {
+        tracing::error!("the first self-test failed: not telling systemd the service is ready");
+    }
+    d.refresh_metrics();
+    let watchdog = sd_notify::watchdog_enabled();
     tracing::info!(
         rules = d.config.kernel.rules.len(),
         digest = %format!("{:016x}", maps::digest(&d.config.kernel)),
@@ -101,22 +117,82 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
-            _ = hup.recv() => d.reload(),
+            _ = hup.recv() => {
+                d.notify(&[NotifyState::Reloading]);
+                d.reload();
+                d.selftest();
+                d.notify(&[NotifyState::Ready]);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = tick.tick() => {
                 d.log_events(&mut events);
                 d.retry_missing();
+                if d.last_selftest.elapsed() >= d.config.selftest_interval {
+                    d.selftest();
+                }
                 d.refresh_metrics();
+                // WatchdogSec must exceed twice the tick (1 s).
+                if watchdog.is_some() {
+                    d.notify(&[NotifyState::Watchdog]);
+                }
             }
         }
     }
+    d.notify(&[NotifyState::Stopping]);
     d.log_events(&mut events);
     tracing::info!("stopping; the guard stays attached (`leakguard detach` removes it)");
     Ok(())
 }
 
 impl Daemon {
+    /// Runs the canaries through the programs of every configured hook; logs and records
+    /// the result. True when every canary behaved as the policy says.
+    fn selftest(&mut self) -> bool {
+        self.last_selftest = std::time::Instant::now();
+        let mut hooks: Vec<file::Hook> = self.config.attach.iter().map(|a| a.hook).collect();
+        hooks.sort();
+        hooks.dedup();
+        let ok = match selftest::run(&mut self.ebpf, &self.config.kernel, &hooks) {
+            Ok(r) if r.ok() => {
+                tracing::debug!(canaries = r.canaries, "self-test passed");
+                true
+            }
+            Ok(r) => {
+                for f in &r.failures {
+                    tracing::error!(failure = %f, "self-test failed");
+                }
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "self-test could not run");
+                false
+            }
+        };
+        self.selftest_ok = Some(ok);
+        ok
+    }
+
+    /// Tells systemd (when started by it) the state, with a one-line STATUS summary.
+    fn notify(&self, states: &[NotifyState]) {
+        let guarded = self.config.attach.len() - self.missing.len();
+        let status = format!(
+            "guarding {guarded} of {} interface(s) with {} rules; self-test {}",
+            self.config.attach.len(),
+            self.config.kernel.rules.len(),
+            match self.selftest_ok {
+                Some(true) => "ok",
+                Some(false) => "FAILING",
+                None => "pending",
+            }
+        );
+        let mut all = states.to_vec();
+        all.push(NotifyState::Status(&status));
+        if let Err(e) = sd_notify::notify(&all) {
+            tracing::warn!(error = %e, "cannot notify systemd");
+        }
+    }
+
     fn learn_names(&mut self, ids: &maps::RuleIds) {
         for (r, id) in self.config.kernel.rules.iter().zip(&ids.by_rule) {
             self.names.insert(*id, r.header.clone());
@@ -213,6 +289,7 @@ impl Daemon {
             attached,
             reloads_ok: self.reloads_ok,
             reloads_rejected: self.reloads_rejected,
+            selftest_ok: self.selftest_ok == Some(true),
         })
     }
 

@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod object;
 pub mod pins;
 pub mod policy;
+pub mod selftest;
 pub mod status;

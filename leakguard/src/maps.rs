@@ -360,7 +360,8 @@ pub fn stats_of(m: &aya::maps::Map) -> Result<Stats, ApplyError> {
 pub fn stats_by_slot(m: &aya::maps::Map) -> Result<Vec<(u32, u8, Stats)>, ApplyError> {
     let a: PerCpuArray<&MapData, Stats> = PerCpuArray::try_from(m).map_err(map_err(MAP_STATS))?;
     let mut out = Vec::new();
-    for slot in 0..leakguard_common::MAX_SLOTS {
+    // The canary slot holds the self-test's packets, not traffic.
+    for slot in (0..leakguard_common::MAX_SLOTS).filter(|&s| s != leakguard_common::CANARY_SLOT) {
         for hook in 0..leakguard_common::HOOKS as u8 {
             let idx = leakguard_common::stats_index(slot, hook);
             let per_cpu = a.get(&idx, 0).map_err(map_err(MAP_STATS))?;

@@ -65,6 +65,8 @@ pub struct Inputs<'a> {
     pub attached: Vec<(String, &'static str, bool)>,
     pub reloads_ok: u64,
     pub reloads_rejected: u64,
+    /// The last self-test passed.
+    pub selftest_ok: bool,
 }
 
 /// The exposition text.
@@ -177,6 +179,14 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
             })
             .inc_by(n);
     }
+
+    let selftest = Gauge::<i64>::default();
+    reg.register(
+        "leakguard_selftest_ok",
+        "1 when the last self-test (canary requests through the attached programs) passed",
+        selftest.clone(),
+    );
+    selftest.set(i64::from(i.selftest_ok));
 
     let build = Family::<VersionLabels, Gauge>::default();
     reg.register("leakguard_build", "Build information", build.clone());

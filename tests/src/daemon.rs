@@ -49,6 +49,8 @@ pub struct Daemon {
     pub pin_path: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// Extra environment for `leakguard run` (e.g. NOTIFY_SOCKET).
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -66,6 +68,7 @@ impl Daemon {
             pin_path,
             child: None,
             starts: 0,
+            env: Vec::new(),
         };
         d.write_policy(body)?;
         Ok(d)
@@ -102,6 +105,7 @@ impl Daemon {
             .arg(leakguard_bin()?)
             .args(["run", "--log-format", "json", "--config"])
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

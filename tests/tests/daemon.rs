@@ -242,6 +242,7 @@ fn metrics_are_labelled_linted_and_free_of_values() {
         "leakguard_scan_truncated_total 0".to_owned(),
         "leakguard_malformed_lines_total 0".to_owned(),
         format!("leakguard_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        "leakguard_selftest_ok 1".to_owned(),
     ] {
         assert!(m.contains(&needle), "missing {needle:?} in:\n{m}");
     }
@@ -264,4 +265,40 @@ fn metrics_are_labelled_linted_and_free_of_values() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// systemd's notify protocol: READY after attach and a passing self-test, RELOADING then
+/// READY around a reload, STOPPING at the end, each with a STATUS line.
+#[test]
+fn systemd_is_notified_through_the_lifecycle() {
+    use std::os::unix::net::UnixDatagram;
+    let t = topo();
+    let mut d = Daemon::new(&t.cli, &policy("redact")).unwrap();
+    let sock_path = d.dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    d.env
+        .push(("NOTIFY_SOCKET".into(), sock_path.display().to_string()));
+    let mut messages = Vec::new();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    d.start().unwrap();
+    let ready = next();
+    assert!(ready.contains("READY=1"), "{ready}");
+    assert!(
+        ready.contains("STATUS=guarding 1 of 1 interface(s)") && ready.contains("self-test ok"),
+        "{ready}"
+    );
+    d.signal(libc::SIGHUP);
+    messages.push(next());
+    messages.push(next());
+    assert!(messages[0].contains("RELOADING=1"), "{messages:?}");
+    assert!(messages[1].contains("READY=1"), "{messages:?}");
+    assert!(d.stop().unwrap().success());
+    let stopping = next();
+    assert!(stopping.contains("STOPPING=1"), "{stopping}");
 }

@@ -1,0 +1,64 @@
+//! The self-test's canaries through the real programs: a correct guard passes without a
+//! single production counter or event moving; a guard that disagrees with the policy fails.
+
+use leakguard::{
+    policy::{file::Hook, Action, KernelPolicy, Rule},
+    selftest,
+};
+use leakguard_tests::guard::Guard;
+
+const HOOKS: [Hook; 3] = [Hook::TcEgress, Hook::TcIngress, Hook::Xdp];
+
+fn policy(msisdn: Action) -> KernelPolicy {
+    let rule = |h: &str, action, allow: &[&str]| Rule {
+        header: h.into(),
+        action,
+        allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
+    };
+    KernelPolicy {
+        rules: vec![
+            rule("X-MSISDN", msisdn, &["198.51.100.0/24"]),
+            rule("X-UIDH", Action::Drop, &[]),
+            rule("X-ACR", Action::Count, &[]),
+        ],
+        ..KernelPolicy::default()
+    }
+}
+
+#[test]
+fn canaries_pass_on_every_hook_and_move_no_production_counter() {
+    let p = policy(Action::Redact);
+    let mut g = Guard::load(&p).unwrap();
+    let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
+    assert!(report.ok(), "{:?}", report.failures);
+    // clean + 3 rules + 1 allowed destination, on 3 hooks
+    assert_eq!(report.canaries, 5 * 3);
+    assert_eq!(
+        g.stats().unwrap().packets,
+        0,
+        "no production packet counted"
+    );
+    for id in 0..3 {
+        assert_eq!(g.counters(id).unwrap().outcomes, [0; 4], "rule {id}");
+    }
+    assert!(g.events().unwrap().is_empty(), "no events");
+}
+
+#[test]
+fn a_guard_that_disagrees_with_the_policy_fails_the_self_test() {
+    // The kernel counts X-MSISDN; the policy the self-test checks says redact.
+    let mut g = Guard::load(&policy(Action::Count)).unwrap();
+    let report = selftest::run(&mut g.ebpf, &policy(Action::Redact), &HOOKS).unwrap();
+    assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
+    assert!(
+        report
+            .failures
+            .iter()
+            .all(|f| f.contains("x-msisdn") && f.contains("not fully overwritten")),
+        "{:?}",
+        report.failures
+    );
+    let mut g = Guard::load(&policy(Action::Redact)).unwrap();
+    let report = selftest::run(&mut g.ebpf, &policy(Action::Drop), &HOOKS).unwrap();
+    assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
+}
