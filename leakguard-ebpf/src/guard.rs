@@ -12,7 +12,7 @@ use crate::{
     act::csum_diff,
     bound::opaque64,
     http::scan_window,
-    maps::{CONFIG, IFSLOT, PORTS, SCRATCH, STATS},
+    maps::{ACTIVE, CONFIG, IFSLOT, PORTS, SCRATCH, STATS},
     parse::{parse, Flow, Parsed},
     pkt::{ptr_at, Packet},
     policy::PacketMeta,
@@ -108,7 +108,9 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
         }
         Parsed::Other => return Verdict::Pass,
     };
-    match PORTS.get(0) {
+    // One read of the generation: this packet sees one policy throughout.
+    let gen = ACTIVE.get(0).map_or(0, |g| *g & 1);
+    match PORTS.get(gen) {
         Some(ports) if ports.contains(flow.dport) => {}
         _ => return Verdict::Pass,
     }
@@ -127,7 +129,7 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
     if payload_len == 0 {
         return Verdict::Pass;
     }
-    scan(p, &flow, payload_len, hook, canary, stats)
+    scan(p, &flow, payload_len, hook, canary, gen, stats)
 }
 
 #[inline(always)]
@@ -137,9 +139,10 @@ fn scan<P: Packet>(
     payload_len: u32,
     hook: u8,
     canary: bool,
+    gen: u32,
     stats: &mut Stats,
 ) -> Verdict {
-    let Some(cfg) = CONFIG.get(0) else {
+    let Some(cfg) = CONFIG.get(gen) else {
         return Verdict::Pass;
     };
     let limit = cfg.max_payload_bytes.min(MAX_SCAN_BYTES).min(payload_len);
@@ -159,7 +162,7 @@ fn scan<P: Packet>(
         canary: u8::from(canary),
         sport: flow.sport,
         dport: flow.dport,
-        _pad2: 0,
+        gen,
         allow_mask: 0,
         saddr: flow.saddr,
         daddr: flow.daddr,

@@ -13,30 +13,47 @@ use leakguard_common::{
 
 use crate::http::Scratch;
 
-/// Scan settings (one entry).
-#[map]
-pub static CONFIG: Array<ScanConfig> = Array::with_max_entries(1, 0);
+// The policy is double-buffered so that a reload is atomic for every packet: the daemon
+// writes the generation not in use, then flips `ACTIVE`; a packet reads `ACTIVE` once and
+// sees one generation throughout. Arrays hold both generations (index = generation);
+// hash maps and tries come in pairs.
 
-/// HTTP destination ports (one entry, a bitmap).
+/// The policy generation in use (0 or 1; one entry).
 #[map]
-pub static PORTS: Array<PortSet> = Array::with_max_entries(1, 0);
+pub static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Prefilter of the rule names (one entry).
+/// Scan settings per generation.
 #[map]
-pub static NAME_FILTER: Array<NameFilter> = Array::with_max_entries(1, 0);
+pub static CONFIG: Array<ScanConfig> = Array::with_max_entries(2, 0);
 
-/// Identity headers: folded name → rule.
+/// HTTP destination ports per generation (a bitmap each).
 #[map]
-pub static RULES: HashMap<NameKey, Rule> = HashMap::with_max_entries(MAX_RULES, 0);
+pub static PORTS: Array<PortSet> = Array::with_max_entries(2, 0);
+
+/// Prefilter of the rule names per generation.
+#[map]
+pub static NAME_FILTER: Array<NameFilter> = Array::with_max_entries(2, 0);
+
+/// Identity headers: folded name → rule, one map per generation.
+#[map]
+pub static RULES_0: HashMap<NameKey, Rule> = HashMap::with_max_entries(MAX_RULES, 0);
+#[map]
+pub static RULES_1: HashMap<NameKey, Rule> = HashMap::with_max_entries(MAX_RULES, 0);
 
 /// Allowlists: destination prefix → mask of allow groups that trust it. User space stores,
 /// for each prefix, the union with every shorter prefix that contains it, so the single
 /// longest match carries every group that trusts the address.
 #[map]
-pub static ALLOW_V4: LpmTrie<[u8; 4], u64> =
+pub static ALLOW_V4_0: LpmTrie<[u8; 4], u64> =
     LpmTrie::with_max_entries(MAX_ALLOW_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 #[map]
-pub static ALLOW_V6: LpmTrie<[u8; 16], u64> =
+pub static ALLOW_V4_1: LpmTrie<[u8; 4], u64> =
+    LpmTrie::with_max_entries(MAX_ALLOW_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+#[map]
+pub static ALLOW_V6_0: LpmTrie<[u8; 16], u64> =
+    LpmTrie::with_max_entries(MAX_ALLOW_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+#[map]
+pub static ALLOW_V6_1: LpmTrie<[u8; 16], u64> =
     LpmTrie::with_max_entries(MAX_ALLOW_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
 /// Per-CPU counters per rule (index = `Rule::id`) and outcome.

@@ -8,7 +8,10 @@ use leakguard_common::{
 
 use crate::{
     http::ScanState,
-    maps::{ALLOW_V4, ALLOW_V6, EVENTS, MATCHES, NAME_FILTER, RULES, RULE_COUNTERS},
+    maps::{
+        ALLOW_V4_0, ALLOW_V4_1, ALLOW_V6_0, ALLOW_V6_1, EVENTS, MATCHES, NAME_FILTER, RULES_0,
+        RULES_1, RULE_COUNTERS,
+    },
     parse::Addr,
 };
 
@@ -24,7 +27,8 @@ pub struct PacketMeta {
     pub canary: u8,
     pub sport: u16,
     pub dport: u16,
-    pub _pad2: u32,
+    /// The policy generation this packet uses (read once from `ACTIVE`).
+    pub gen: u32,
     pub allow_mask: u64,
     pub saddr: Addr,
     pub daddr: Addr,
@@ -38,12 +42,19 @@ pub fn match_header(st: &mut ScanState) -> Option<u8> {
     let len = st.name_len as usize;
     let first = st.name.name[0];
     let last = st.name.name[len.wrapping_sub(1) & (MAX_NAME_LEN - 1)];
-    let filter = NAME_FILTER.get(0)?;
+    let gen = st.pkt.gen;
+    let filter = NAME_FILTER.get(gen)?;
     if filter.by_len[len & 127] & (1 << filter_bit(first, last)) == 0 {
         return None;
     }
     // SAFETY: the value is copied out at once; rules are replaced, not mutated, by the daemon.
-    let rule = unsafe { *RULES.get_ptr(&st.name)? };
+    let rule = unsafe {
+        *if gen == 0 {
+            RULES_0.get_ptr(&st.name)
+        } else {
+            RULES_1.get_ptr(&st.name)
+        }?
+    };
     let mut outcome = rule.action;
     if rule.allow_group != NO_ALLOW_GROUP && allowed(&mut st.pkt, rule.allow_group) {
         outcome = action::ALLOW;
@@ -92,12 +103,22 @@ fn allowed(pkt: &mut PacketMeta, group: u8) -> bool {
         pkt.allow_mask = if pkt.family == FAMILY_IPV4 {
             let d = &pkt.daddr.0;
             let key = Key::new(32, [d[0], d[1], d[2], d[3]]);
-            ALLOW_V4.get(&key).copied().unwrap_or(0)
+            if pkt.gen == 0 {
+                ALLOW_V4_0.get(&key)
+            } else {
+                ALLOW_V4_1.get(&key)
+            }
+            .copied()
+            .unwrap_or(0)
         } else {
-            ALLOW_V6
-                .get(&Key::new(128, pkt.daddr.0))
-                .copied()
-                .unwrap_or(0)
+            let key = Key::new(128, pkt.daddr.0);
+            if pkt.gen == 0 {
+                ALLOW_V6_0.get(&key)
+            } else {
+                ALLOW_V6_1.get(&key)
+            }
+            .copied()
+            .unwrap_or(0)
         };
         pkt.allow_known = 1;
     }

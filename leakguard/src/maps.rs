@@ -21,12 +21,14 @@ use leakguard_common::{
 use crate::policy::KernelPolicy;
 
 /// Map names, as declared in `leakguard-ebpf/src/maps.rs`.
+pub const MAP_ACTIVE: &str = "ACTIVE";
 pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_PORTS: &str = "PORTS";
-pub const MAP_RULES: &str = "RULES";
 pub const MAP_NAME_FILTER: &str = "NAME_FILTER";
-pub const MAP_ALLOW_V4: &str = "ALLOW_V4";
-pub const MAP_ALLOW_V6: &str = "ALLOW_V6";
+/// The per-generation maps, indexed by generation.
+pub const MAP_RULES: [&str; 2] = ["RULES_0", "RULES_1"];
+pub const MAP_ALLOW_V4: [&str; 2] = ["ALLOW_V4_0", "ALLOW_V4_1"];
+pub const MAP_ALLOW_V6: [&str; 2] = ["ALLOW_V6_0", "ALLOW_V6_1"];
 pub const MAP_RULE_COUNTERS: &str = "RULE_COUNTERS";
 pub const MAP_STATS: &str = "STATS";
 pub const MAP_EVENTS: &str = "EVENTS";
@@ -36,12 +38,16 @@ pub const MAP_MATCHES: &str = "MATCHES";
 
 /// Every map of the object: all are pinned by the daemon.
 pub const ALL_MAPS: &[&str] = &[
+    MAP_ACTIVE,
     MAP_CONFIG,
     MAP_PORTS,
     MAP_NAME_FILTER,
-    MAP_RULES,
-    MAP_ALLOW_V4,
-    MAP_ALLOW_V6,
+    MAP_RULES[0],
+    MAP_RULES[1],
+    MAP_ALLOW_V4[0],
+    MAP_ALLOW_V4[1],
+    MAP_ALLOW_V6[0],
+    MAP_ALLOW_V6[1],
     MAP_RULE_COUNTERS,
     MAP_STATS,
     MAP_EVENTS,
@@ -258,47 +264,54 @@ fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::
     ebpf.map_mut(name).ok_or(ApplyError::MissingMap(name))
 }
 
-/// Writes a policy into the loaded programs' maps. Entries of an earlier policy that the
-/// new one lacks are removed afterwards, so a header never goes unmatched in between.
+/// Writes a policy into the loaded programs' maps, atomically for every packet: the
+/// generation not in use is written completely, then `ACTIVE` flips to it in one store.
+/// A packet reads `ACTIVE` once, so it sees the old policy or the new, never a mix.
 pub fn apply(ebpf: &mut Ebpf, policy: &KernelPolicy) -> Result<RuleIds, ApplyError> {
-    let existing: StdHashMap<NameKey, u32> = {
-        let rules: HashMap<&MapData, NameKey, KRule> = HashMap::try_from(
-            ebpf.map(MAP_RULES)
-                .ok_or(ApplyError::MissingMap(MAP_RULES))?,
-        )
-        .map_err(map_err(MAP_RULES))?;
-        rules
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(k, v)| (k, v.id))
-            .collect()
-    };
+    let active = active_gen_of(map(ebpf, MAP_ACTIVE)?)?;
+    let existing: StdHashMap<NameKey, u32> = rules_of(map(ebpf, MAP_RULES[active as usize])?)?
+        .into_iter()
+        .map(|(k, r)| (k, r.id))
+        .collect();
     let c = compile_with_ids(policy, &existing)?;
+    let target = 1 - active;
+
+    // Packets that read the old ACTIVE just before a previous flip may still be scanning
+    // with `target`: give them a grace period before rewriting it (a program run lasts
+    // microseconds).
+    let mut config: Array<&mut MapData, ScanConfig> =
+        Array::try_from(map(ebpf, MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?;
+    if config.get(&target, 0).map_err(map_err(MAP_CONFIG))?.ready != 0 {
+        grace();
+    }
+    config
+        .set(target, c.config, 0)
+        .map_err(map_err(MAP_CONFIG))?;
 
     let mut ports: Array<&mut MapData, PortSet> =
         Array::try_from(map(ebpf, MAP_PORTS)?).map_err(map_err(MAP_PORTS))?;
-    ports.set(0, *c.ports, 0).map_err(map_err(MAP_PORTS))?;
-
-    let mut v4: LpmTrie<&mut MapData, [u8; 4], u64> =
-        LpmTrie::try_from(map(ebpf, MAP_ALLOW_V4)?).map_err(map_err(MAP_ALLOW_V4))?;
-    replace_trie(&mut v4, &c.allow_v4).map_err(map_err(MAP_ALLOW_V4))?;
-    let mut v6: LpmTrie<&mut MapData, [u8; 16], u64> =
-        LpmTrie::try_from(map(ebpf, MAP_ALLOW_V6)?).map_err(map_err(MAP_ALLOW_V6))?;
-    replace_trie(&mut v6, &c.allow_v6).map_err(map_err(MAP_ALLOW_V6))?;
-
-    let mut rules: HashMap<&mut MapData, NameKey, KRule> =
-        HashMap::try_from(map(ebpf, MAP_RULES)?).map_err(map_err(MAP_RULES))?;
-    for (k, v) in &c.rules {
-        rules.insert(k, v, 0).map_err(map_err(MAP_RULES))?;
-    }
-    // The filter after the new rules are in (so none is skipped), before the old go.
+    ports.set(target, *c.ports, 0).map_err(map_err(MAP_PORTS))?;
     let mut filter: Array<&mut MapData, NameFilter> =
         Array::try_from(map(ebpf, MAP_NAME_FILTER)?).map_err(map_err(MAP_NAME_FILTER))?;
     filter
-        .set(0, *c.name_filter, 0)
+        .set(target, *c.name_filter, 0)
         .map_err(map_err(MAP_NAME_FILTER))?;
+
+    let v4_name = MAP_ALLOW_V4[target as usize];
+    let mut v4: LpmTrie<&mut MapData, [u8; 4], u64> =
+        LpmTrie::try_from(map(ebpf, v4_name)?).map_err(map_err(v4_name))?;
+    replace_trie(&mut v4, &c.allow_v4).map_err(map_err(v4_name))?;
+    let v6_name = MAP_ALLOW_V6[target as usize];
+    let mut v6: LpmTrie<&mut MapData, [u8; 16], u64> =
+        LpmTrie::try_from(map(ebpf, v6_name)?).map_err(map_err(v6_name))?;
+    replace_trie(&mut v6, &c.allow_v6).map_err(map_err(v6_name))?;
+
+    let rules_name = MAP_RULES[target as usize];
     let mut rules: HashMap<&mut MapData, NameKey, KRule> =
-        HashMap::try_from(map(ebpf, MAP_RULES)?).map_err(map_err(MAP_RULES))?;
+        HashMap::try_from(map(ebpf, rules_name)?).map_err(map_err(rules_name))?;
+    for (k, v) in &c.rules {
+        rules.insert(k, v, 0).map_err(map_err(rules_name))?;
+    }
     let keep: std::collections::HashSet<NameKey> = c.rules.iter().map(|(k, _)| *k).collect();
     let stale: Vec<NameKey> = rules
         .keys()
@@ -306,17 +319,43 @@ pub fn apply(ebpf: &mut Ebpf, policy: &KernelPolicy) -> Result<RuleIds, ApplyErr
         .filter(|k| !keep.contains(k))
         .collect();
     for k in stale {
-        rules.remove(&k).map_err(map_err(MAP_RULES))?;
+        rules.remove(&k).map_err(map_err(rules_name))?;
     }
 
-    // Last: the programs act on the maps above only once `ready` is set.
-    let mut config: Array<&mut MapData, ScanConfig> =
-        Array::try_from(map(ebpf, MAP_CONFIG)?).map_err(map_err(MAP_CONFIG))?;
-    config.set(0, c.config, 0).map_err(map_err(MAP_CONFIG))?;
+    // The switch: one 4-byte store.
+    let mut act: Array<&mut MapData, u32> =
+        Array::try_from(map(ebpf, MAP_ACTIVE)?).map_err(map_err(MAP_ACTIVE))?;
+    act.set(0, target, 0).map_err(map_err(MAP_ACTIVE))?;
+    *LAST_FLIP
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
 
     Ok(RuleIds {
         by_rule: c.rules.iter().map(|(_, r)| r.id).collect(),
     })
+}
+
+/// Time of the last `ACTIVE` flip in this process.
+static LAST_FLIP: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+/// How long packets that picked the old generation may still be running, with a wide
+/// margin: XDP and TC programs run for microseconds.
+const GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn grace() {
+    let last = *LAST_FLIP
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(t) = last {
+        if let Some(rest) = GRACE.checked_sub(t.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+}
+
+/// The policy generation in use, from any handle of `ACTIVE`.
+pub fn active_gen_of(m: &aya::maps::Map) -> Result<u32, ApplyError> {
+    let a: Array<&MapData, u32> = Array::try_from(m).map_err(map_err(MAP_ACTIVE))?;
+    Ok(a.get(&0, 0).map_err(map_err(MAP_ACTIVE))? & 1)
 }
 
 fn replace_trie<K: aya::Pod + Ord>(
@@ -431,25 +470,26 @@ pub fn rule_counters_of(m: &aya::maps::Map, rule_id: u32) -> Result<RuleCounters
     Ok(sum)
 }
 
-/// The rules in the kernel: (folded name, rule), from any handle of `RULES`.
-pub fn rules_of(m: &aya::maps::Map) -> Result<Vec<(String, KRule)>, ApplyError> {
-    let h: HashMap<&MapData, NameKey, KRule> = HashMap::try_from(m).map_err(map_err(MAP_RULES))?;
-    let mut out: Vec<(String, KRule)> = h
-        .iter()
-        .filter_map(Result::ok)
-        .map(|(k, v)| {
-            let len = k.name.iter().position(|&b| b == 0).unwrap_or(k.name.len());
-            (String::from_utf8_lossy(&k.name[..len]).into_owned(), v)
-        })
-        .collect();
+/// The rules of one generation's `RULES_*` map, by id.
+pub fn rules_of(m: &aya::maps::Map) -> Result<Vec<(NameKey, KRule)>, ApplyError> {
+    let h: HashMap<&MapData, NameKey, KRule> =
+        HashMap::try_from(m).map_err(map_err(MAP_RULES[0]))?;
+    let mut out: Vec<(NameKey, KRule)> = h.iter().filter_map(Result::ok).collect();
     out.sort_by_key(|(_, r)| r.id);
     Ok(out)
 }
 
-/// The scan configuration in the kernel, from any handle of `CONFIG`.
-pub fn config_of(m: &aya::maps::Map) -> Result<ScanConfig, ApplyError> {
+/// A folded name key as text.
+#[must_use]
+pub fn key_name(k: &NameKey) -> String {
+    let len = k.name.iter().position(|&b| b == 0).unwrap_or(k.name.len());
+    String::from_utf8_lossy(&k.name[..len]).into_owned()
+}
+
+/// One generation's scan configuration, from any handle of `CONFIG`.
+pub fn config_of(m: &aya::maps::Map, gen: u32) -> Result<ScanConfig, ApplyError> {
     let a: Array<&MapData, ScanConfig> = Array::try_from(m).map_err(map_err(MAP_CONFIG))?;
-    a.get(&0, 0).map_err(map_err(MAP_CONFIG))
+    a.get(&gen, 0).map_err(map_err(MAP_CONFIG))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use leakguard_common::action;
 
 use crate::{
     attach::interface_index,
-    maps::{self, MAP_CONFIG, MAP_RULES, MAP_RULE_COUNTERS, MAP_STATS},
+    maps::{self, MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_RULE_COUNTERS, MAP_STATS},
     pins::Pins,
 };
 
@@ -42,7 +42,8 @@ pub fn report(pins: &Pins) -> Result<String> {
         };
         writeln!(s, "{iface:<16} {:<10} pinned link{seen}", hook.name())?;
     }
-    let config = maps::config_of(&open(pins, MAP_CONFIG)?)?;
+    let gen = maps::active_gen_of(&open(pins, MAP_ACTIVE)?)?;
+    let config = maps::config_of(&open(pins, MAP_CONFIG)?, gen)?;
     writeln!(
         s,
         "policy digest {:016x}, scanning up to {} payload bytes",
@@ -56,13 +57,14 @@ pub fn report(pins: &Pins) -> Result<String> {
         st.redacted_packets, st.dropped_packets, st.errors
     )?;
     let counters = open(pins, MAP_RULE_COUNTERS)?;
-    let rules = maps::rules_of(&open(pins, MAP_RULES)?)?;
+    let rules = maps::rules_of(&open(pins, MAP_RULES[gen as usize])?)?;
     writeln!(
         s,
         "{:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
         "header", "action", "count", "redact", "drop", "allow"
     )?;
-    for (name, rule) in &rules {
+    for (key, rule) in &rules {
+        let name = maps::key_name(key);
         let c = maps::rule_counters_of(&counters, rule.id)?.outcomes;
         writeln!(
             s,
