@@ -24,7 +24,7 @@ use sd_notify::NotifyState;
 use crate::{
     attach::{self, Outcome},
     maps::{self, MAP_EVENTS, MAP_IFSLOT, MAP_MATCHES, MAP_STATS},
-    metrics,
+    metrics, netlink,
     pins::Pins,
     policy::file::{self, Attach, Config},
     selftest,
@@ -46,8 +46,11 @@ struct Daemon {
     config: Config,
     pins: Pins,
     ebpf: Ebpf,
-    /// Attach entries whose interface does not exist yet.
+    /// Attach entries whose interface does not exist (yet, or any more).
     missing: Vec<Attach>,
+    /// The interface index each attachment was made on: a different one means the
+    /// interface was deleted and re-created, and its old link is defunct.
+    attached_at: HashMap<(String, file::Hook), u32>,
     /// Counter slot of each guarded interface (rebuilt from the pinned `IFSLOT` on start).
     slots: BTreeMap<String, u32>,
     /// Header name of each rule id this process has known (metrics labels).
@@ -81,6 +84,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         pins,
         ebpf,
         missing: Vec::new(),
+        attached_at: HashMap::new(),
         reloads_ok: 0,
         reloads_rejected: 0,
         metrics: Arc::new(Mutex::new(String::new())),
@@ -115,8 +119,22 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(TICK);
+    let links = match netlink::LinkEvents::open() {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "no netlink link events; interfaces are checked once a second");
+            None
+        }
+    };
     loop {
         tokio::select! {
+            ev = async { links.as_ref().expect("guarded by the branch condition").next().await }, if links.is_some() => {
+                match ev {
+                    Ok(events) => d.on_link_events(&events),
+                    // Lost events (ENOBUFS): recheck everything.
+                    Err(_) => d.recheck_interfaces(),
+                }
+            }
             _ = hup.recv() => {
                 d.notify(&[NotifyState::Reloading]);
                 d.reload();
@@ -127,7 +145,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
             _ = int.recv() => break,
             _ = tick.tick() => {
                 d.log_events(&mut events);
-                d.retry_missing();
+                d.recheck_interfaces();
                 if d.last_selftest.elapsed() >= d.config.selftest_interval {
                     d.selftest();
                 }
@@ -173,6 +191,55 @@ impl Daemon {
         ok
     }
 
+    fn on_link_events(&mut self, events: &[netlink::LinkEvent]) {
+        for e in events {
+            match e {
+                netlink::LinkEvent::Del { name, .. } => self.lost(name),
+                netlink::LinkEvent::New { name, index } => {
+                    let stale = self
+                        .attached_at
+                        .iter()
+                        .any(|((n, _), i)| n == name && i != index);
+                    if stale {
+                        self.lost(name);
+                    }
+                }
+            }
+        }
+        self.retry_missing();
+    }
+
+    /// A guarded interface went away: its links are defunct until it comes back.
+    fn lost(&mut self, name: &str) {
+        for a in self.config.attach.clone() {
+            if a.interface == name
+                && self
+                    .attached_at
+                    .remove(&(a.interface.clone(), a.hook))
+                    .is_some()
+            {
+                tracing::warn!(interface = %a.interface, hook = a.hook.name(),
+                    "interface disappeared; it will be guarded again when it reappears");
+                self.missing.push(a);
+            }
+        }
+    }
+
+    /// Safety net for lost netlink messages: every attachment's interface still exists
+    /// with the index it was attached on; missing ones are retried.
+    fn recheck_interfaces(&mut self) {
+        let gone: Vec<String> = self
+            .attached_at
+            .iter()
+            .filter(|((n, _), i)| attach::interface_index(n) != Some(**i))
+            .map(|((n, _), _)| n.clone())
+            .collect();
+        for name in gone {
+            self.lost(&name);
+        }
+        self.retry_missing();
+    }
+
     /// Tells systemd (when started by it) the state, with a one-line STATUS summary.
     fn notify(&self, states: &[NotifyState]) {
         let guarded = self.config.attach.len() - self.missing.len();
@@ -214,6 +281,14 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// Bookkeeping after a successful attach: the interface index and counter slot.
+    fn attached(&mut self, a: &Attach) {
+        if let Some(i) = attach::interface_index(&a.interface) {
+            self.attached_at.insert((a.interface.clone(), a.hook), i);
+        }
+        self.assign_slot(&a.interface);
     }
 
     /// Gives `iface` a counter slot and points its `IFSLOT` entry at it.
@@ -312,11 +387,11 @@ impl Daemon {
         for a in self.config.attach.clone() {
             match attach::attach(&mut self.ebpf, &self.pins, &a)? {
                 Outcome::Attached => {
-                    self.assign_slot(&a.interface);
+                    self.attached(&a);
                     tracing::info!(interface = %a.interface, hook = a.hook.name(), "attached");
                 }
                 Outcome::Replaced => {
-                    self.assign_slot(&a.interface);
+                    self.attached(&a);
                     tracing::info!(interface = %a.interface, hook = a.hook.name(),
                         "adopted the pinned link; program replaced atomically");
                 }
@@ -340,7 +415,8 @@ impl Daemon {
             match attach::attach(&mut self.ebpf, &self.pins, &a) {
                 Ok(Outcome::Missing) => still.push(a),
                 Ok(_) => {
-                    tracing::info!(interface = %a.interface, hook = a.hook.name(), "interface appeared; attached")
+                    self.attached(&a);
+                    tracing::info!(interface = %a.interface, hook = a.hook.name(), "interface appeared; attached");
                 }
                 Err(e) => {
                     tracing::error!(interface = %a.interface, error = %format!("{e:#}"), "attaching failed");

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod daemon;
 pub mod maps;
 pub mod metrics;
+pub mod netlink;
 pub mod object;
 pub mod pins;
 pub mod policy;

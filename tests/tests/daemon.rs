@@ -302,3 +302,37 @@ fn systemd_is_notified_through_the_lifecycle() {
     let stopping = next();
     assert!(stopping.contains("STOPPING=1"), "{stopping}");
 }
+
+/// A guarded interface deleted and re-created while the daemon runs is guarded again
+/// (netlink tells the daemon; its old link went defunct with the old interface).
+#[test]
+fn an_interface_deleted_and_recreated_is_guarded_again() {
+    let t = topo();
+    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+    let mut d = Daemon::new(&t.cli, &policy("redact")).unwrap();
+    d.start().unwrap();
+    send(&t, 1);
+    assert!(!last_leaked(&server));
+
+    t.cli.ip(&["link", "del", CLI_IF]).unwrap();
+    wait_for("the daemon to notice", Duration::from_secs(5), || {
+        d.logs().contains("interface disappeared")
+    })
+    .unwrap();
+    veth(
+        &t.cli,
+        CLI_IF,
+        "192.0.2.1/24",
+        &t.srv,
+        leakguard_tests::topo::SRV_IF,
+        &format!("{SRV_V4}/24"),
+    )
+    .unwrap();
+    wait_for("the re-attach", Duration::from_secs(5), || {
+        d.logs().contains("interface appeared; attached")
+    })
+    .unwrap();
+    send(&t, 2);
+    assert!(!last_leaked(&server), "guarded again after re-creation");
+    assert_no_values("daemon logs", &d.logs());
+}
