@@ -47,6 +47,22 @@ pub fn load(pins: &Pins) -> Result<Ebpf> {
     Ok(ebpf)
 }
 
+/// Pins the loaded programs under `progs/`, replacing the pins of a previous run (the
+/// links, not these pins, keep the guard attached).
+pub fn pin_programs(ebpf: &mut Ebpf, pins: &Pins) -> Result<()> {
+    for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP] {
+        let path = pins.progs_dir().join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("replacing {}", path.display()))?;
+        }
+        ebpf.program_mut(name)
+            .context(name)?
+            .pin(&path)
+            .with_context(|| format!("pinning {name} at {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// What happened to one `[[attach]]` entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -160,6 +176,13 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
         );
         removed.push(format!("detached {} from {iface}", hook.name()));
     }
+    for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP] {
+        let p = pins.progs_dir().join(name);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            removed.push(format!("removed program pin {}", p.display()));
+        }
+    }
     for name in ALL_MAPS {
         let p = pins.map(name);
         if p.exists() {
@@ -167,7 +190,12 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
             removed.push(format!("removed map pin {}", p.display()));
         }
     }
-    for dir in [pins.links_dir(), pins.maps_dir(), pins.root.clone()] {
+    for dir in [
+        pins.links_dir(),
+        pins.progs_dir(),
+        pins.maps_dir(),
+        pins.root.clone(),
+    ] {
         if dir.is_dir() && std::fs::remove_dir(&dir).is_ok() {
             removed.push(format!("removed {}", dir.display()));
         }

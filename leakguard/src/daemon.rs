@@ -94,6 +94,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
     d.learn_names(&ids);
     d.load_slots()?;
     d.attach_all()?;
+    attach::pin_programs(&mut d.ebpf, &d.pins)?;
     tokio::spawn(metrics::serve(listener, d.metrics.clone()));
     // systemd hears READY only once the guard is attached and has proven itself.
     if d.selftest() {

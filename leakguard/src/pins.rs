@@ -2,10 +2,9 @@
 //!
 //! ```text
 //! PIN_PATH/maps/NAME        every map (policy, counters, events, scratch)
+//! PIN_PATH/progs/NAME       the programs this daemon loaded (for inspection with bpftool)
 //! PIN_PATH/links/IFACE@HOOK the attachment links: the guard stays while they are pinned
 //! ```
-//!
-//! A link keeps its program alive, so programs need no pins of their own.
 
 use std::{
     ffi::CString,
@@ -39,6 +38,11 @@ impl Pins {
     }
 
     #[must_use]
+    pub fn progs_dir(&self) -> PathBuf {
+        self.root.join("progs")
+    }
+
+    #[must_use]
     pub fn links_dir(&self) -> PathBuf {
         self.root.join("links")
     }
@@ -67,7 +71,12 @@ impl Pins {
         if self.root.starts_with(top) && !is_bpffs(top)? {
             mount_bpffs(top)?;
         }
-        for dir in [&self.root, &self.maps_dir(), &self.links_dir()] {
+        for dir in [
+            &self.root,
+            &self.maps_dir(),
+            &self.progs_dir(),
+            &self.links_dir(),
+        ] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))

@@ -51,6 +51,9 @@ pub struct Daemon {
     starts: u32,
     /// Extra environment for `leakguard run` (e.g. NOTIFY_SOCKET).
     pub env: Vec<(String, String)>,
+    /// `metrics.listen` inside the daemon's namespace (port 0 by default: any).
+    metrics: String,
+    body: String,
 }
 
 impl Daemon {
@@ -69,16 +72,27 @@ impl Daemon {
             child: None,
             starts: 0,
             env: Vec::new(),
+            metrics: "127.0.0.1:0".into(),
+            body: body.to_owned(),
         };
         d.write_policy(body)?;
         Ok(d)
     }
 
+    /// Serves metrics on `addr` (inside the daemon's network namespace).
+    pub fn with_metrics(mut self, addr: &str) -> Result<Self> {
+        self.metrics = addr.to_owned();
+        let body = self.body.clone();
+        self.write_policy(&body)?;
+        Ok(self)
+    }
+
     /// Replaces the policy file (for reload tests).
     pub fn write_policy(&self, body: &str) -> Result<()> {
         let text = format!(
-            "[daemon]\npin_path = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n{body}",
-            self.pin_path.display()
+            "[daemon]\npin_path = \"{}\"\n\n[metrics]\nlisten = \"{}\"\n\n{body}",
+            self.pin_path.display(),
+            self.metrics
         );
         std::fs::write(&self.config, text).context("writing the policy file")
     }

@@ -53,6 +53,13 @@ fn guard_survives_sigkill_restart_and_only_detach_removes_it() {
     d.start().unwrap();
     send(&t, 1);
     assert!(!last_leaked(&server), "redacted while running");
+    for sub in [
+        "maps/RULES_0",
+        "progs/leakguard_tc_egress",
+        &format!("links/{CLI_IF}@tc-egress"),
+    ] {
+        assert!(d.pin_path.join(sub).exists(), "{sub} is pinned");
+    }
 
     // Daemon dead: the pinned link keeps enforcing.
     d.kill();
@@ -203,12 +210,11 @@ fn metrics_are_labelled_linted_and_free_of_values() {
     let body = format!(
         "[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\n\n[[attach]]\ninterface = \"absent9\"\nhook = \"xdp\"\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n"
     );
-    let mut d = Daemon::new(&t.cli, &body).unwrap();
     // A fixed port inside the client namespace (nothing else listens there).
-    let text = std::fs::read_to_string(&d.config)
+    let mut d = Daemon::new(&t.cli, &body)
         .unwrap()
-        .replace("127.0.0.1:0", "127.0.0.1:9717");
-    std::fs::write(&d.config, text).unwrap();
+        .with_metrics("127.0.0.1:9717")
+        .unwrap();
     d.start().unwrap();
     for n in 0..3 {
         send(&t, n);

@@ -61,6 +61,15 @@ allow = ["{TRUSTED}/32"]
     )
 }
 
+/// GET /metrics from inside the gateway's namespace.
+fn scrape(gw: &Netns) -> String {
+    gw.command("curl")
+        .args(["-sS", "-m", "5", "http://127.0.0.1:9717/metrics"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
 /// One request per destination from the client; returns what the server saw of each
 /// identity header, per destination.
 fn requests(client: &Netns, server: &HttpServer) -> Result<Vec<Vec<String>>> {
@@ -153,7 +162,7 @@ fn main() -> Result<()> {
 
     let without = requests(&client, &server)?;
 
-    let mut daemon = Daemon::new(&gw, &policy())?;
+    let mut daemon = Daemon::new(&gw, &policy())?.with_metrics("127.0.0.1:9717")?;
     CREATED
         .get_or_init(Mutex::default)
         .lock()
@@ -189,6 +198,22 @@ fn main() -> Result<()> {
         {
             println!("  {line}");
         }
+    }
+    // The metrics as Prometheus scrapes them (the matches, and the interface's packets).
+    let metrics =
+        leakguard_tests::daemon::wait_for("the metrics", std::time::Duration::from_secs(5), || {
+            scrape(&gw).contains("leakguard_header_matches_total{")
+        })
+        .map(|()| scrape(&gw))
+        .unwrap_or_default();
+    println!("\nmetrics (GET /metrics on the gateway, excerpt):");
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("leakguard_header_matches_total{")
+            || (l.starts_with("leakguard_packets_total{") && l.contains("request_head"))
+            || l.starts_with("leakguard_attached{")
+            || l.starts_with("leakguard_selftest_ok")
+    }) {
+        println!("  {line}");
     }
     daemon.stop()?;
     if with[0][0].contains(MSISDN) || !with[1][0].contains(MSISDN) {
