@@ -289,13 +289,7 @@ fn method_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     }
     s.st.tok = tok + k;
     let end = forget(&mut s.st.pos, pos + k);
-    if s.st.tok > 0 && end < n && s.buf[end as usize & WINDOW_MASK] == b' ' {
-        // The method is complete.
-        s.st.state = S_TARGET;
-        s.st.tok = 0;
-        return end + 1;
-    }
-    end
+    end_token(s, end, n, S_TARGET)
 }
 
 /// Reads request-target bytes (anything but SP and controls), and the SP after them.
@@ -315,9 +309,21 @@ fn target_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     }
     s.st.tok += k;
     let end = forget(&mut s.st.pos, pos + k);
-    if s.st.tok > 0 && end < n && s.buf[end as usize & WINDOW_MASK] == b' ' {
-        // The target is complete.
-        s.st.state = S_VERSION;
+    end_token(s, end, n, S_VERSION)
+}
+
+/// True when the run stopped on `byte` inside the window.
+#[inline(always)]
+fn ends_on(s: &Scratch, end: u32, n: u32, byte: u8) -> bool {
+    end < n && s.buf[end as usize & WINDOW_MASK] == byte
+}
+
+/// A request-line token (method or target) is complete at the SP after it: consume the SP
+/// and go on to `next`.
+#[inline(always)]
+fn end_token(s: &mut Scratch, end: u32, n: u32, next: u32) -> u32 {
+    if s.st.tok > 0 && ends_on(s, end, n, b' ') {
+        s.st.state = next;
         s.st.tok = 0;
         return end + 1;
     }
@@ -395,7 +401,7 @@ fn name_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     }
     s.st.name_len = len + k;
     let end = forget(&mut s.st.pos, pos + k);
-    if end < n && s.buf[end as usize & WINDOW_MASK] == b':' {
+    if ends_on(s, end, n, b':') {
         // The name is complete: look it up and act; the colon is consumed. A name longer
         // than any rule's cannot match.
         if s.st.name_len as usize > MAX_NAME_LEN {
@@ -467,7 +473,7 @@ fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         s.st.redacted = 1;
     }
     let end = forget(&mut s.st.pos, pos + k);
-    if end < n && s.buf[end as usize & WINDOW_MASK] == b'\n' {
+    if ends_on(s, end, n, b'\n') {
         s.st.state = S_LINE_START;
         return end + 1;
     }

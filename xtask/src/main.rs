@@ -91,6 +91,11 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// `cargo ARGS…` in the workspace root.
+fn cargo(args: &[&str]) -> Result<()> {
+    run(Command::new("cargo").current_dir(root_dir()).args(args))
+}
+
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
     out.status
@@ -192,7 +197,7 @@ fn demo() -> Result<()> {
     if !is_root() {
         bail!("the demo creates network namespaces and loads BPF programs: run it as root");
     }
-    run(Command::new("cargo").current_dir(root_dir()).args([
+    cargo(&[
         "build",
         "--release",
         "--quiet",
@@ -200,8 +205,8 @@ fn demo() -> Result<()> {
         "leakguard",
         "--bin",
         "leakguard",
-    ]))?;
-    run(Command::new("cargo").current_dir(root_dir()).args([
+    ])?;
+    cargo(&[
         "run",
         "--release",
         "--quiet",
@@ -209,7 +214,7 @@ fn demo() -> Result<()> {
         "leakguard-tests",
         "--bin",
         "demo",
-    ]))
+    ])
 }
 
 fn bench(quick: bool) -> Result<()> {
