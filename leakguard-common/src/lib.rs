@@ -5,7 +5,12 @@
 //! (never `bool` or Rust enums) for anything the other side writes.
 #![no_std]
 
+#[cfg(feature = "model")]
+extern crate alloc;
+
 pub mod limits;
+#[cfg(feature = "model")]
+pub mod model;
 pub mod name;
 
 pub use limits::*;
