@@ -17,7 +17,7 @@ use leakguard_tests::{
     http::{find, ACR, MSISDN, UIDH},
     netns::{sh, Netns},
     server::HttpServer,
-    topo::{curl, topo, CLI_IF, SRV_IF, SRV_V4, SRV_V6},
+    topo::{curl, topo, Topo, CLI_IF, SRV_IF, SRV_V4, SRV_V6},
 };
 
 const R_MSISDN: u32 = 0;
@@ -81,6 +81,16 @@ fn attach_xdp(g: &mut Guard, ns: &Netns, ifname: &str) {
     .unwrap();
 }
 
+/// The topology, a recording server on `addr:port` and the guard (scan limit `limit`)
+/// attached on the client's TCX egress.
+fn tc_egress_guard(addr: &str, port: u16, limit: u32) -> (Topo, HttpServer, Guard) {
+    let t = topo();
+    let server = HttpServer::start(&t.srv, SocketAddr::new(addr.parse().unwrap(), port)).unwrap();
+    let mut g = Guard::load(&policy(limit)).unwrap();
+    attach_tc_egress(&mut g, &t.cli, CLI_IF);
+    (t, server, g)
+}
+
 #[track_caller]
 fn assert_received_redacted(head: &[u8], name: &str) {
     assert!(
@@ -96,10 +106,7 @@ fn assert_received_redacted(head: &[u8], name: &str) {
 
 #[test]
 fn tc_egress_redacts_and_counts_on_the_wire() {
-    let t = topo();
-    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
-    let mut g = Guard::load(&policy(4096)).unwrap();
-    attach_tc_egress(&mut g, &t.cli, CLI_IF);
+    let (t, server, g) = tc_egress_guard(SRV_V4, 80, 4096);
     let st = curl(
         &t.cli,
         &format!("http://{SRV_V4}/"),
@@ -120,10 +127,7 @@ fn tc_egress_redacts_and_counts_on_the_wire() {
 
 #[test]
 fn tc_egress_redacts_over_ipv6() {
-    let t = topo();
-    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V6.parse().unwrap(), 8080)).unwrap();
-    let mut g = Guard::load(&policy(4096)).unwrap();
-    attach_tc_egress(&mut g, &t.cli, CLI_IF);
+    let (t, server, _g) = tc_egress_guard(SRV_V6, 8080, 4096);
     let st = curl(
         &t.cli,
         &format!("http://[{SRV_V6}]:8080/"),
@@ -142,10 +146,7 @@ fn tc_egress_redacts_over_ipv6() {
 /// continuation segments are not scanned yet).
 #[test]
 fn tc_egress_finds_a_header_deep_in_a_gso_packet() {
-    let t = topo();
-    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
-    let mut g = Guard::load(&policy(16384)).unwrap();
-    attach_tc_egress(&mut g, &t.cli, CLI_IF);
+    let (t, server, g) = tc_egress_guard(SRV_V4, 80, 16384);
     let cookie = format!("Cookie: session={}", "c".repeat(6000));
     let st = curl(
         &t.cli,
@@ -169,10 +170,7 @@ fn tc_egress_finds_a_header_deep_in_a_gso_packet() {
 
 #[test]
 fn tc_egress_drop_stops_the_request() {
-    let t = topo();
-    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
-    let mut g = Guard::load(&policy(4096)).unwrap();
-    attach_tc_egress(&mut g, &t.cli, CLI_IF);
+    let (t, server, g) = tc_egress_guard(SRV_V4, 80, 4096);
     let st = curl(
         &t.cli,
         &format!("http://{SRV_V4}/"),

@@ -221,8 +221,7 @@ fn bench(quick: bool) -> Result<()> {
     if !is_root() {
         bail!("the benchmark loads BPF programs: run it as root");
     }
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(root_dir()).args([
+    let mut args = vec![
         "run",
         "--release",
         "--quiet",
@@ -230,11 +229,11 @@ fn bench(quick: bool) -> Result<()> {
         "leakguard-tests",
         "--bin",
         "bench",
-    ]);
+    ];
     if quick {
-        cmd.args(["--", "--quick"]);
+        args.extend(["--", "--quick"]);
     }
-    run(&mut cmd)
+    cargo(&args)
 }
 
 fn lint() -> Result<()> {
