@@ -8,11 +8,13 @@
 #[cfg(feature = "model")]
 extern crate alloc;
 
+pub mod flow;
 pub mod limits;
 #[cfg(feature = "model")]
 pub mod model;
 pub mod name;
 
+pub use flow::{FlowKey, FlowState, Span};
 pub use limits::*;
 
 /// What a rule does with a request that carries its header. Stored as `u8` in [`Rule`].
@@ -145,8 +147,20 @@ pub struct Stats {
     /// Helper failures (load/store/checksum); the packet passes unmodified or is dropped
     /// when a redaction could not be completed.
     pub errors: u64,
+    /// HTTP-port segments that continued a head open in an earlier segment.
+    pub continuations: u64,
+    /// HTTP-port segments with payload that neither started nor continued a head (bodies,
+    /// or anything that is not a request).
+    pub bodies: u64,
+    /// Segments that resent bytes already scanned (their redactions are repeated).
+    pub retransmissions: u64,
+    /// Segments dropped because their bytes could not be scanned in order: a gap inside
+    /// an open head, or a retransmission of redactions no longer remembered. TCP resends.
+    pub unordered_drops: u64,
+    /// Values recognised as identity numbers by `[msisdn]` (under any header name).
+    pub msisdn_values: u64,
 }
-const _: () = assert!(core::mem::size_of::<Stats>() == 12 * 8);
+const _: () = assert!(core::mem::size_of::<Stats>() == 17 * 8);
 
 /// Value of `IFSLOT[ifindex % IFSLOT_ENTRIES]`: which counter slot an interface uses.
 #[repr(C)]
@@ -187,8 +201,17 @@ pub struct ScanConfig {
     pub ready: u32,
     /// Digest of the policy the maps hold (shown by `leakguard status`).
     pub digest: u64,
+    /// 1 when the identity-number check (`[msisdn]`) is on.
+    pub msisdn_on: u8,
+    /// Its [`action`] (count, redact or drop).
+    pub msisdn_action: u8,
+    /// Its allowlist bit, or [`NO_ALLOW_GROUP`].
+    pub msisdn_allow_group: u8,
+    pub _pad: u8,
+    /// Counter index of the check in `RULE_COUNTERS` ([`MSISDN_RULE_ID`]).
+    pub msisdn_rule_id: u32,
 }
-const _: () = assert!(core::mem::size_of::<ScanConfig>() == 16);
+const _: () = assert!(core::mem::size_of::<ScanConfig>() == 24);
 
 impl Default for ScanConfig {
     fn default() -> Self {
@@ -196,9 +219,26 @@ impl Default for ScanConfig {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             ready: 0,
             digest: 0,
+            msisdn_on: 0,
+            msisdn_action: action::COUNT,
+            msisdn_allow_group: NO_ALLOW_GROUP,
+            _pad: 0,
+            msisdn_rule_id: MSISDN_RULE_ID,
         }
     }
 }
+
+/// `RULE_COUNTERS` index and `Event::rule_id` of the identity-number check: the last id,
+/// never given to a header rule (rules take the lowest free ids).
+pub const MSISDN_RULE_ID: u32 = MAX_RULES - 1;
+
+/// Key of the `MSISDN_PREFIX` LPM tries: decimal digits as nibbles, first digit in the
+/// high nibble of byte 0; the prefix length is 4 bits per digit.
+pub type DigitKey = [u8; 8];
+
+/// `Rule::action` of a name listed in `[msisdn] ignore_headers`: not a rule (nothing is
+/// counted), but the identity-number check skips the header's values.
+pub const IGNORE_ACTION: u8 = 0xfe;
 
 /// Set of HTTP destination ports (single-entry array `PORTS`): bit `p` set = scan port `p`.
 /// One array lookup and a bit test per TCP segment, whatever the number of ports.
@@ -249,8 +289,15 @@ pub struct Event {
     /// IPv4 addresses use the first 4 bytes; network byte order.
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
+    /// Bytes of `name` used.
+    pub name_len: u32,
+    pub _pad2: u32,
+    /// The header name as the scanner folded it (lowercase, `_` as `-`), zero padded:
+    /// how a match of the identity-number check tells the operator which header carried
+    /// the number. Never a byte of the value.
+    pub name: NameKey,
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 56);
+const _: () = assert!(core::mem::size_of::<Event>() == 56 + 8 + MAX_NAME_LEN);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -266,4 +313,6 @@ mod pod {
     unsafe impl aya::Pod for super::NameFilter {}
     unsafe impl aya::Pod for super::IfSlot {}
     unsafe impl aya::Pod for super::MatchKey {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowState {}
 }

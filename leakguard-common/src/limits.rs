@@ -60,6 +60,24 @@ pub const IFSLOT_ENTRIES: u32 = 1024;
 /// Distinct (interface, hook, rule, outcome) match counters.
 pub const MAX_MATCH_KEYS: u32 = 16384;
 
+/// Flows the `FLOWS` LRU hash tracks at once: flows with a request head open across
+/// segments, or with redactions a retransmission must repeat. The least recently used
+/// entry is evicted when full; heads within one segment never need an entry.
+/// Memory: key and value (`FlowKey`, `FlowState`) plus the kernel's per-element
+/// overhead, preallocated; the README states the measured figure.
+pub const FLOW_ENTRIES: u32 = 65536;
+/// Redacted runs remembered per flow for retransmissions (a ring).
+pub const MAX_SPANS: usize = 4;
+
+/// The identity-number check (`[msisdn]`): a value of 9 to 15 digits after optional
+/// whitespace and an optional `+` (E.164 numbers have at most 15 digits). Such a value is
+/// an identity number only when it starts with a configured prefix (a country or
+/// network code), which keeps lengths, counters and timestamps out.
+pub const MSISDN_MIN_DIGITS: u32 = 9;
+pub const MSISDN_MAX_DIGITS: u32 = 15;
+/// Prefixes of identity numbers (`[msisdn] prefixes`), per generation.
+pub const MAX_MSISDN_PREFIXES: u32 = 1024;
+
 /// Size of the match-event ring buffer (bytes, a power of two and page multiple).
 pub const EVENT_RING_BYTES: u32 = 256 * 1024;
 

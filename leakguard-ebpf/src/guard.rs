@@ -4,15 +4,17 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use leakguard_common::{
+    flow::seq_lt,
     name::{CLASS, C_TCHAR},
-    stats_index, Stats, CANARY_SLOT, IFSLOT_ENTRIES, MAX_SCAN_BYTES, MAX_WINDOWS, SCAN_WINDOW,
+    stats_index, FlowKey, FlowState, Stats, CANARY_SLOT, IFSLOT_ENTRIES, MAX_SCAN_BYTES,
+    MAX_WINDOWS, SCAN_WINDOW,
 };
 
 use crate::{
     act::csum_diff,
-    bound::opaque64,
-    http::scan_window,
-    maps::{ACTIVE, CONFIG, IFSLOT, PORTS, SCRATCH, STATS},
+    bound::{forget, opaque64},
+    http::{number_pending, open_head, refill_window, scan_window, Scratch},
+    maps::{ACTIVE, CONFIG, FLOWS, IFSLOT, PORTS, SCRATCH, STATS},
     parse::{parse, Flow, Parsed},
     pkt::{ptr_at, Packet},
     policy::PacketMeta,
@@ -43,7 +45,7 @@ extern "C" fn window<P: Packet>(idx: u32, ctx: *mut c_void) -> i64 {
     // SAFETY: per-CPU value, ours for the program run.
     let s = unsafe { &mut *s };
     let off = idx * SCAN_WINDOW as u32;
-    if off >= w.limit || s.st.stop != 0 {
+    if off >= w.limit {
         return 1;
     }
     // Two checks with a barrier between them: merged into one range check by LLVM, they
@@ -64,16 +66,34 @@ extern "C" fn window<P: Packet>(idx: u32, ctx: *mut c_void) -> i64 {
     s.st.n = n;
     s.st.win_off = off;
     s.st.dirty = 0;
-    scan_window(s);
-    if s.st.drop != 0 {
-        return 1;
+    // Bytes before `start` were scanned when first sent: only their redactions are
+    // repeated. The rest is scanned.
+    let old = if s.st.start > off {
+        (s.st.start - off).min(n)
+    } else {
+        0
+    };
+    s.st.old_n = old;
+    if old != 0 && s.st.f.nspans != 0 {
+        refill_window(s, old);
+    }
+    // Re-read from map memory: both paths above reach the scan with one state.
+    // SAFETY: a field of the per-CPU value.
+    let old = unsafe { core::ptr::read_volatile(&s.st.old_n) };
+    if old < n {
+        scan_window(s, old);
+        if s.st.drop != 0 {
+            return 1;
+        }
+        number_pending(s);
+        let end = if s.st.stop != 0 { s.st.stopped_at } else { n };
+        s.st.scanned += end.saturating_sub(old);
     }
     if s.st.dirty != 0 && p.store(w.payload_off + off, s.buf.as_ptr(), n) != 0 {
         s.st.store_failed = 1;
         return 1;
     }
-    s.st.scanned += if s.st.stop != 0 { s.st.stopped_at } else { n };
-    0
+    i64::from(s.st.stop != 0)
 }
 
 pub enum Verdict {
@@ -115,21 +135,110 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
         _ => return Verdict::Pass,
     }
     stats.tcp_http += 1;
-    // A request line starts with a method token: a segment whose first byte cannot
-    // (a body, TLS on the wrong port) passes before any scan setup.
-    // Two bytes, not one: LLVM turns a one-byte check `p + 1 > end` into `p >= end`,
-    // from which the verifier learns no readable range.
-    if let Some(b) = ptr_at::<[u8; 2], P>(p, flow.payload_off as usize) {
-        // SAFETY: bounds checked by `ptr_at`.
-        if CLASS[usize::from(unsafe { (*b)[0] })] & C_TCHAR == 0 {
-            return Verdict::Pass;
-        }
-    }
     let payload_len = flow.payload_len(p);
+    // Canaries never touch the flow table: they are complete heads by construction.
+    let key = FlowKey {
+        saddr: flow.saddr.0,
+        daddr: flow.daddr.0,
+        sport: flow.sport,
+        dport: flow.dport,
+        ifindex,
+        hook,
+        family: flow.family,
+        _pad: [0; 2],
+    };
+    if flow.tcp_flags & (TCP_SYN | TCP_RST) != 0 && !canary {
+        // A new or reset connection: whatever was saved for this 4-tuple is stale.
+        let _ = FLOWS.remove(&key);
+    }
     if payload_len == 0 {
         return Verdict::Pass;
     }
-    scan(p, &flow, payload_len, hook, canary, gen, stats)
+    let entry = if canary {
+        None
+    } else {
+        FLOWS.get_ptr_mut(&key)
+    };
+    if entry.is_none() {
+        // Without saved state a segment starts a request or is not scanned: a request
+        // line starts with a method token, so a segment whose first byte cannot (a body,
+        // TLS on the wrong port) passes before any scan setup. Two bytes, not one: LLVM
+        // turns a one-byte check `p + 1 > end` into `p >= end`, from which the verifier
+        // learns no readable range.
+        if let Some(b) = ptr_at::<[u8; 2], P>(p, flow.payload_off as usize) {
+            // SAFETY: bounds checked by `ptr_at`.
+            if CLASS[usize::from(unsafe { (*b)[0] })] & C_TCHAR == 0 {
+                stats.bodies += 1;
+                return Verdict::Pass;
+            }
+        }
+    }
+    scan(p, &flow, payload_len, hook, canary, gen, stats, &key, entry)
+}
+
+/// `ScanState::kind`: what the segment is to its flow.
+pub const KIND_NEW: u32 = 0;
+/// The flow has an entry: the segment comes next in sequence.
+const KIND_NEXT: u32 = 1;
+/// The flow has an entry and the segment resends bytes already scanned.
+const KIND_RESENT: u32 = 2;
+
+/// Places the segment in its flow from the flow's saved state: the scanner state to
+/// resume, and where scanning starts. Returns false when the segment must be dropped.
+#[inline(always)]
+fn resume(
+    s: &mut Scratch,
+    e: *mut FlowState,
+    seq: u32,
+    payload_len: u32,
+    stats: &mut Stats,
+) -> bool {
+    copy_flow(&mut s.st.f, e.cast_const());
+    s.st.kind = KIND_NEXT;
+    let open = open_head(&s.st.f);
+    let delta = s.st.f.next_seq.wrapping_sub(seq) as i32;
+    if delta < 0 {
+        if open {
+            // Bytes of the head are missing (lost or reordered before this hook): what
+            // this segment continues is unknown. Fail closed; TCP resends.
+            stats.unordered_drops += 1;
+            return false;
+        }
+        s.st.f.next_seq = seq;
+        return true;
+    }
+    if delta > 0 {
+        s.st.kind = KIND_RESENT;
+        stats.retransmissions += 1;
+        if s.st.f.forgot != 0 && seq_lt(seq, s.st.f.forgot_end) {
+            // Redactions of these bytes are no longer remembered: never resend them
+            // unredacted.
+            stats.unordered_drops += 1;
+            return false;
+        }
+        s.st.start = (delta as u32).min(payload_len);
+    }
+    if open && s.st.start < payload_len {
+        stats.continuations += 1;
+    }
+    true
+}
+
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+
+/// Copies a flow state word by word (volatile: a plain copy of this size becomes a call
+/// to BPF's byte-at-a-time memcpy).
+#[inline(always)]
+fn copy_flow(dst: *mut FlowState, src: *const FlowState) {
+    const WORDS: usize = core::mem::size_of::<FlowState>() / 8;
+    let (d, s) = (dst.cast::<u64>(), src.cast::<u64>());
+    let mut i = 0;
+    while i < WORDS {
+        // SAFETY: both point to 8-aligned `FlowState`s of WORDS words.
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+        i += 1;
+    }
 }
 
 #[inline(always)]
@@ -141,11 +250,17 @@ fn scan<P: Packet>(
     canary: bool,
     gen: u32,
     stats: &mut Stats,
+    key: &FlowKey,
+    entry: Option<*mut FlowState>,
 ) -> Verdict {
+    // Nothing that differs between kinds of segment may stay live across the window
+    // loop: the verifier explores the loop's callbacks once per distinct caller state.
+    // So the flow entry's pointer is dropped here (looked up again to save), and the
+    // segment's kind lives in `ScanState`.
     let Some(cfg) = CONFIG.get(gen) else {
         return Verdict::Pass;
     };
-    let limit = cfg.max_payload_bytes.min(MAX_SCAN_BYTES).min(payload_len);
+    let max_scan = cfg.max_payload_bytes.min(MAX_SCAN_BYTES);
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
         stats.errors += 1;
         return Verdict::Pass;
@@ -163,10 +278,29 @@ fn scan<P: Packet>(
         sport: flow.sport,
         dport: flow.dport,
         gen,
+        msisdn_on: cfg.msisdn_on,
+        msisdn_action: cfg.msisdn_action,
+        msisdn_allow_group: cfg.msisdn_allow_group,
+        _pad0: 0,
+        _pad1: 0,
         allow_mask: 0,
         saddr: flow.saddr,
         daddr: flow.daddr,
     };
+
+    s.st.seq = flow.seq;
+    if let Some(e) = entry {
+        if !resume(s, e, flow.seq, payload_len, stats) {
+            stats.dropped_packets += 1;
+            return Verdict::Drop;
+        }
+    }
+    // At most `max_payload_bytes` new bytes are scanned; old bytes before `start` are
+    // all visited (their redactions repeated) whatever the limit.
+    let limit = payload_len.min(s.st.start.saturating_add(max_scan));
+    // Through map memory: the window loop then starts from one verifier state, whatever
+    // path (new head, continuation, retransmission) led here.
+    let limit = forget(&mut s.st.limit, limit);
 
     let mut w = Windows {
         pkt: p.raw(),
@@ -195,10 +329,20 @@ fn scan<P: Packet>(
     stats.lines += u64::from(st.lines);
     stats.malformed += u64::from(st.malformed);
     stats.events_lost += u64::from(st.events_lost);
-    if st.in_head() && limit < payload_len {
+    stats.msisdn_values += u64::from(st.msisdn);
+    let open = st.in_head();
+    let truncated = open && limit < payload_len;
+    if truncated {
         stats.truncated += 1;
     }
+    // SAFETY: a field of the per-CPU value (volatile: re-read after the loop).
+    let kind = unsafe { core::ptr::read_volatile(&st.kind) };
+    if kind == KIND_NEW && st.heads == 0 && !open {
+        stats.bodies += 1;
+    }
     if st.drop != 0 {
+        // The flow's state stays as it was before this segment: its retransmission is
+        // scanned (and dropped) again.
         stats.dropped_packets += 1;
         return Verdict::Drop;
     }
@@ -211,5 +355,54 @@ fn scan<P: Packet>(
         }
         stats.redacted_packets += 1;
     }
+    // A segment not read to its end (scan limit, load failure) cannot be continued.
+    let lost = truncated || st.load_failed != 0;
+    save_flow(s, key, flow.seq.wrapping_add(payload_len), open, lost);
     Verdict::Pass
+}
+
+/// Keeps the flow's state for its next segment when it needs one: a head still open, or
+/// redactions a retransmission must repeat. Otherwise the entry (if any) goes.
+#[inline(always)]
+fn save_flow(s: &mut Scratch, key: &FlowKey, end_seq: u32, open: bool, truncated: bool) {
+    // SAFETY: a field of the per-CPU value.
+    let had_entry = unsafe { core::ptr::read_volatile(&s.st.kind) } != KIND_NEW;
+    if s.st.pkt.canary != 0 || (!had_entry && !open) {
+        // The common case: a head within one segment, no entry before or after.
+        return;
+    }
+    let entry = if had_entry {
+        FLOWS.get_ptr_mut(key)
+    } else {
+        None
+    };
+    let f = &mut s.st.f;
+    if !open {
+        // Back to "expecting a request line". Volatile: five adjacent zero stores would
+        // be merged into a call to BPF's byte-at-a-time memset.
+        // SAFETY: fields of the per-CPU value.
+        unsafe {
+            core::ptr::write_volatile(&mut f.state, 0);
+            core::ptr::write_volatile(&mut f.tok, 0);
+            core::ptr::write_volatile(&mut f.flags, 0);
+            core::ptr::write_volatile(&mut f.name_len, 0);
+            core::ptr::write_volatile(&mut f.num_len, 0);
+        }
+    }
+    if seq_lt(f.next_seq, end_seq) {
+        f.next_seq = end_seq;
+    }
+    // A head cut by `max_payload_bytes` cannot be continued: the rest of this segment
+    // was not read.
+    let keep = !truncated && (open || (had_entry && f.nspans != 0));
+    match entry {
+        Some(e) if keep => copy_flow(e, f),
+        Some(_) => {
+            let _ = FLOWS.remove(key);
+        }
+        None if keep => {
+            let _ = FLOWS.insert(key, f, 0);
+        }
+        None => {}
+    }
 }

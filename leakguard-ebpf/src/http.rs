@@ -18,8 +18,10 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated::bpf_loop;
 use leakguard_common::{
     action,
+    flow::{bcd_digit, prefix_covered, prefix_possible},
     name::{fold, CLASS, C_CTL, C_TCHAR, C_WS, FOLD},
-    NameKey, MAX_METHOD_LEN, MAX_NAME_LEN, REDACT_FILLER, SCAN_CHUNK, SCAN_WINDOW,
+    FlowState, MAX_METHOD_LEN, MAX_NAME_LEN, MAX_SPANS, MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS,
+    REDACT_FILLER, SCAN_CHUNK, SCAN_WINDOW,
 };
 
 use crate::{
@@ -39,10 +41,16 @@ const S_VALUE: u32 = 6;
 const S_BLANK_CR: u32 = 7;
 /// Optional whitespace before a redacted value.
 const S_OWS: u32 = 8;
+/// A value checked for an identity number (`[msisdn]`): header names without a rule.
+const S_NUM: u32 = 9;
 
 // `ScanState::flags`.
 /// The value being read belongs to a `redact` rule (also covers obs-fold continuations).
 const F_REDACT: u32 = 1;
+/// S_NUM: the value has started (a `+` or a digit was read).
+const F_NUM_VAL: u32 = 2;
+/// S_NUM: the digits have ended; only whitespace and CR may come before the LF.
+const F_NUM_TAIL: u32 = 4;
 
 const VERSION_PREFIX: &[u8; 7] = b"HTTP/1.";
 /// `tok` value once the version digit was read: only [CR] LF may follow.
@@ -53,7 +61,8 @@ const WINDOW_MASK: usize = SCAN_WINDOW - 1;
 const _: () = assert!(S_METHOD == 0);
 const _: () = assert!(core::mem::offset_of!(ScanState, pkt) % 8 == 0);
 
-/// Scanner state, one per CPU (inside [`Scratch`]), reset for every segment.
+/// Scanner state, one per CPU (inside [`Scratch`]), reset for every segment; the
+/// resumable part (`f`) comes from and goes back to the flow's `FLOWS` entry.
 #[repr(C)]
 pub struct ScanState {
     /// Valid bytes in the window.
@@ -66,11 +75,6 @@ pub struct ScanState {
     pub stop: u32,
     /// Bytes consumed in the window when the scan stopped early.
     pub stopped_at: u32,
-    pub state: u32,
-    /// Length of the current request-line token, or position in the version.
-    pub tok: u32,
-    pub name_len: u32,
-    pub flags: u32,
     /// The window holds redacted bytes and must be written back.
     pub dirty: u32,
     /// 1 when a `drop` rule matched.
@@ -85,14 +89,29 @@ pub struct ScanState {
     pub scanned: u32,
     pub load_failed: u32,
     pub store_failed: u32,
+    /// TCP sequence number of the segment's first payload byte.
+    pub seq: u32,
+    /// Payload offset where scanning starts: bytes before it were scanned when first
+    /// sent (a retransmission); only their redactions are repeated.
+    pub start: u32,
+    /// Old (already scanned) bytes in the current window, and the span being re-applied.
+    pub old_n: u32,
+    pub rj: u32,
+    pub rpos: u32,
+    /// Identity numbers found by the `[msisdn]` check in this segment.
+    pub msisdn: u32,
+    /// What the segment is to its flow (`guard::KIND_*`).
+    pub kind: u32,
+    /// Payload bytes the window loop visits.
+    pub limit: u32,
     pub _pad: u32,
     /// One's-complement sums of the redacted bytes before and after, at their position
     /// parity in the segment: the TCP checksum update (RFC 1624).
     pub sum_old: u64,
     pub sum_new: u64,
+    /// Parser state, partial header name and redaction memory of the flow.
+    pub f: FlowState,
     pub pkt: policy::PacketMeta,
-    /// The folded name of the current header line, zero padded: the `RULES` key.
-    pub name: NameKey,
 }
 
 /// 8-byte aligned (map values are) so that `word` loads are aligned.
@@ -132,14 +151,20 @@ impl ScanState {
     /// True while a head is open: a request line was started and its blank line not seen.
     #[inline(always)]
     pub fn in_head(&self) -> bool {
-        self.stop == 0 && !(self.state == S_METHOD && self.tok == 0)
+        self.stop == 0 && !(self.f.state == S_METHOD && self.f.tok == 0)
     }
 }
 
-/// Scans the `st.n` bytes of the window, from `st.pos`.
+/// True when a flow's saved state is inside a head (a segment continues it).
 #[inline(always)]
-pub fn scan_window(s: &mut Scratch) {
-    s.st.pos = 0;
+pub fn open_head(f: &FlowState) -> bool {
+    !(f.state == S_METHOD && f.tok == 0)
+}
+
+/// Scans the `st.n` bytes of the window, from byte `from`.
+#[inline(always)]
+pub fn scan_window(s: &mut Scratch, from: u32) {
+    s.st.pos = from;
     // Every callback consumes at least one byte, so `n` callbacks always suffice; the
     // loop normally ends far sooner (the callback returns 1 at the window's end).
     // SAFETY: `advance` has the callback signature bpf_loop expects; it finds its state
@@ -199,13 +224,13 @@ extern "C" fn advance(_idx: u32, _ctx: *mut c_void) -> i64 {
 /// The run for the current state: consumes the bytes that need no decision.
 #[inline(always)]
 fn run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
-    if s.st.state == S_LINE_START
+    if s.st.f.state == S_LINE_START
         && CLASS[usize::from(s.buf[pos as usize & WINDOW_MASK])] & C_TCHAR != 0
     {
         // A name starts here: set the line up and read the name in the same call.
         begin_line(&mut s.st);
     }
-    match s.st.state {
+    match s.st.f.state {
         S_SKIP => skip_run(s, pos, n),
         S_NAME => name_run(s, pos, n),
         S_OWS => {
@@ -214,10 +239,11 @@ fn run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
                 return p;
             }
             // The value starts here.
-            s.st.state = S_VALUE;
+            s.st.f.state = S_VALUE;
             value_run(s, pos, n)
         }
         S_VALUE => value_run(s, pos, n),
+        S_NUM => num_run(s, pos, n),
         S_METHOD => method_run(s, pos, n),
         S_VERSION => version_run(s, pos, n),
         S_TARGET => target_run(s, pos, n),
@@ -229,7 +255,7 @@ fn run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
 /// ends the scan on it.
 #[inline(always)]
 fn version_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
-    let tok = s.st.tok;
+    let tok = s.st.f.tok;
     let mut k = 0;
     while k < VERSION_PREFIX.len() as u32 {
         let i = pos + k;
@@ -242,13 +268,13 @@ fn version_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         }
         k += 1;
     }
-    s.st.tok = tok + k;
+    s.st.f.tok = tok + k;
     let end = forget(&mut s.st.pos, pos + k);
-    if s.st.tok == VERSION_PREFIX.len() as u32
+    if s.st.f.tok == VERSION_PREFIX.len() as u32
         && end < n
         && s.buf[end as usize & WINDOW_MASK].is_ascii_digit()
     {
-        s.st.tok = VERSION_DONE;
+        s.st.f.tok = VERSION_DONE;
         return end + 1;
     }
     end
@@ -260,22 +286,22 @@ fn begin_line(st: &mut ScanState) {
     st.lines += 1;
     // Eight word stores. A plain `= [0; 64]` becomes a call to a byte-at-a-time memset
     // on BPF; volatile stores cannot be merged back into one.
-    let words = st.name.name.as_mut_ptr().cast::<u64>();
+    let words = st.f.name.name.as_mut_ptr().cast::<u64>();
     let mut i = 0;
     while i < MAX_NAME_LEN / 8 {
         // SAFETY: `NameKey` is 64 bytes, 8-byte aligned.
         unsafe { core::ptr::write_volatile(words.add(i), 0) };
         i += 1;
     }
-    st.name_len = 0;
-    st.flags = 0;
-    st.state = S_NAME;
+    st.f.name_len = 0;
+    st.f.flags = 0;
+    st.f.state = S_NAME;
 }
 
 /// Reads method bytes (tchars, up to `MAX_METHOD_LEN`), and the SP after them.
 #[inline(always)]
 fn method_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
-    let tok = s.st.tok;
+    let tok = s.st.f.tok;
     let mut k = 0;
     while k < SCAN_CHUNK {
         let i = pos + k;
@@ -287,7 +313,7 @@ fn method_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         }
         k += 1;
     }
-    s.st.tok = tok + k;
+    s.st.f.tok = tok + k;
     let end = forget(&mut s.st.pos, pos + k);
     end_token(s, end, n, S_TARGET)
 }
@@ -307,7 +333,7 @@ fn target_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         }
         k += 1;
     }
-    s.st.tok += k;
+    s.st.f.tok += k;
     let end = forget(&mut s.st.pos, pos + k);
     end_token(s, end, n, S_VERSION)
 }
@@ -322,9 +348,9 @@ fn ends_on(s: &Scratch, end: u32, n: u32, byte: u8) -> bool {
 /// and go on to `next`.
 #[inline(always)]
 fn end_token(s: &mut Scratch, end: u32, n: u32, next: u32) -> u32 {
-    if s.st.tok > 0 && ends_on(s, end, n, b' ') {
-        s.st.state = next;
-        s.st.tok = 0;
+    if s.st.f.tok > 0 && ends_on(s, end, n, b' ') {
+        s.st.f.state = next;
+        s.st.f.tok = 0;
         return end + 1;
     }
     end
@@ -365,7 +391,7 @@ fn skip_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     if hit != 0 {
         let lf = w + (hit.trailing_zeros() >> 3);
         if lf < n {
-            s.st.state = S_LINE_START;
+            s.st.f.state = S_LINE_START;
             return lf + 1;
         }
     }
@@ -376,14 +402,14 @@ fn skip_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     }
 }
 
-/// Reads name bytes (tchars), folded into `st.name`; stops at the first other byte.
+/// Reads name bytes (tchars), folded into `st.f.name`; stops at the first other byte.
 ///
 /// Like every run, the loop body has no branch but its exit tests: the verifier cannot
 /// prune states inside a loop it is still exploring, so each extra branch would double
 /// its work per iteration.
 #[inline(always)]
 fn name_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
-    let len = s.st.name_len;
+    let len = s.st.f.name_len;
     let mut k = 0;
     while k < SCAN_CHUNK {
         let i = pos + k;
@@ -396,30 +422,197 @@ fn name_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         }
         // Past MAX_NAME_LEN the index wraps and garbles the key, harmlessly: such a name
         // is never looked up (`name_len` keeps counting).
-        s.st.name.name[opaque(len + k) as usize & (MAX_NAME_LEN - 1)] = FOLD[usize::from(b)];
+        s.st.f.name.name[opaque(len + k) as usize & (MAX_NAME_LEN - 1)] = FOLD[usize::from(b)];
         k += 1;
     }
-    s.st.name_len = len + k;
+    s.st.f.name_len = len + k;
     let end = forget(&mut s.st.pos, pos + k);
     if ends_on(s, end, n, b':') {
         // The name is complete: look it up and act; the colon is consumed. A name longer
         // than any rule's cannot match.
-        if s.st.name_len as usize > MAX_NAME_LEN {
-            s.st.state = S_SKIP;
+        if s.st.f.name_len as usize > MAX_NAME_LEN {
+            s.st.f.state = S_SKIP;
         } else if !on_header(s) {
             s.st.stop = 1;
             return end + 1;
         }
-        // Most lines are not identity headers: skip the value in the same call. Only the
-        // single-path skip loop follows the branchy lookup, so the verifier's work adds up
+        // Most lines are not identity headers: skip the value in the same call. Only
+        // single-path loops follow the branchy lookup, so the verifier's work adds up
         // rather than multiplying.
-        let next = forget(&mut s.st.pos, end + 1);
-        if s.st.state == S_SKIP {
+        let mut next = forget(&mut s.st.pos, end + 1);
+        if s.st.f.state == S_NUM {
+            // Most values do not start with a digit or `+`: look at the first byte after
+            // one optional space, and skip such a line at once. No loop here: a loop
+            // after the branchy lookup would be explored once per path through it.
+            let mut at = next;
+            if at < n && CLASS[usize::from(s.buf[at as usize & WINDOW_MASK])] & C_WS != 0 {
+                at += 1;
+            }
+            if at < n && !starts_number(s.buf[at as usize & WINDOW_MASK]) {
+                s.st.f.state = S_SKIP;
+            }
+            next = forget(&mut s.st.pos, at);
+        }
+        if s.st.f.state == S_SKIP {
             return skip_run(s, next, n);
         }
         return next;
     }
     end
+}
+
+/// A value byte that may start an identity number.
+#[inline(always)]
+fn starts_number(b: u8) -> bool {
+    b == b'+' || b.is_ascii_digit() || CLASS[usize::from(b)] & C_WS != 0
+}
+
+/// Reads the digits of a value checked for an identity number: the `+` or digit that
+/// starts it, then up to `MSISDN_MAX_DIGITS + 1` digits (one more proves it too long).
+/// Any other byte is left to `step`.
+#[inline(always)]
+fn num_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+    if s.st.f.flags & F_NUM_TAIL != 0 {
+        return pos;
+    }
+    let mut p = pos;
+    if s.st.f.flags & F_NUM_VAL == 0 {
+        let b = s.buf[pos as usize & WINDOW_MASK];
+        if b != b'+' && !b.is_ascii_digit() {
+            return pos;
+        }
+        s.st.f.flags |= F_NUM_VAL;
+        let at = s.st.seq.wrapping_add(s.st.win_off + pos);
+        s.st.f.num_start = at;
+        s.st.f.num_end = at;
+        if b == b'+' {
+            p += 1;
+            s.st.f.num_end = at.wrapping_add(1);
+        }
+    }
+    let len = s.st.f.num_len;
+    let mut bcd = 0u64;
+    let mut k = 0;
+    while k <= MSISDN_MAX_DIGITS {
+        let i = p + k;
+        if i >= n || len + k > MSISDN_MAX_DIGITS {
+            break;
+        }
+        let b = s.buf[i as usize & WINDOW_MASK];
+        if !b.is_ascii_digit() {
+            break;
+        }
+        bcd |= bcd_digit(b - b'0', len + k);
+        k += 1;
+    }
+    s.st.f.num_bcd |= bcd;
+    s.st.f.num_len = len + k;
+    s.st.f.num_end = s.st.f.num_end.wrapping_add(k);
+    let end = forget(&mut s.st.pos, p + k);
+    if s.st.f.num_len > MSISDN_MAX_DIGITS {
+        // Too many digits: not an identity number.
+        s.st.f.state = S_SKIP;
+    }
+    end
+}
+
+/// The LF of a value checked for an identity number: decide, and act.
+#[inline(always)]
+fn end_number(s: &mut Scratch, i: usize) -> bool {
+    let st = &mut s.st;
+    st.f.state = S_LINE_START;
+    let len = st.f.num_len;
+    if st.f.flags & F_NUM_VAL == 0 || !(MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&len) {
+        return true;
+    }
+    let Some(entry) = policy::number_prefix(&st.pkt, st.f.num_bcd, len) else {
+        return true;
+    };
+    if !prefix_covered(entry) {
+        return true;
+    }
+    match policy::match_number(st) {
+        action::REDACT => {
+            // The value's bytes in this window; those of earlier windows or segments were
+            // overwritten there (see `number_pending`).
+            let base = st.seq.wrapping_add(st.win_off);
+            let lf = i as u32;
+            let from = clamp_seq(base, st.f.num_start, lf);
+            let to = clamp_seq(base, st.f.num_end, lf);
+            redact_span(s, from, to);
+            true
+        }
+        action::DROP => {
+            st.drop = 1;
+            false
+        }
+        _ => true,
+    }
+}
+
+/// A byte of a value checked for an identity number that `num_run` did not take.
+#[inline(always)]
+fn num_byte(s: &mut Scratch, i: usize, b: u8, class: u8) -> bool {
+    if b == b'\n' {
+        return end_number(s, i);
+    }
+    let f = &mut s.st.f;
+    if f.flags & F_NUM_VAL == 0 {
+        // Whitespace before the value; anything else is not a number.
+        if class & C_WS == 0 {
+            f.state = S_SKIP;
+        }
+    } else if class & C_WS != 0 || b == b'\r' {
+        f.flags |= F_NUM_TAIL;
+    } else {
+        f.state = S_SKIP;
+    }
+    true
+}
+
+/// Bytes of a number value: an optional `+` and at most `MSISDN_MAX_DIGITS` digits.
+const NUMBER_BYTES: u32 = MSISDN_MAX_DIGITS + 1;
+
+/// Overwrites window bytes `[from, to)` (a number: at most 16 bytes) and remembers them.
+#[inline(always)]
+fn redact_span(s: &mut Scratch, from: u32, to: u32) {
+    if from >= to {
+        return;
+    }
+    let end = fill_run::<NUMBER_BYTES>(s, from, to);
+    s.st.f
+        .note_span(s.st.seq.wrapping_add(s.st.win_off + from), end - from);
+}
+
+/// At the end of a window (or segment): a value that may still become an identity number
+/// under `redact` is overwritten now, as far as it goes; the bytes will have left before
+/// the rest of the value shows whether it is one. (A value that turns out not to be one
+/// keeps these bytes overwritten: the cost of never letting part of a number out.)
+#[inline(always)]
+pub fn number_pending(s: &mut Scratch) {
+    let st = &s.st;
+    if st.stop != 0
+        || st.f.state != S_NUM
+        || st.f.flags & F_NUM_VAL == 0
+        || st.pkt.msisdn_action != action::REDACT
+    {
+        return;
+    }
+    let len = st.f.num_len;
+    if len > MSISDN_MAX_DIGITS {
+        return;
+    }
+    if len > 0 {
+        match policy::number_prefix(&st.pkt, st.f.num_bcd, len) {
+            Some(e) if prefix_possible(e, len) => {}
+            _ => return,
+        }
+    }
+    let base = st.seq.wrapping_add(st.win_off);
+    let n = st.n;
+    let from = clamp_seq(base, st.f.num_start, n);
+    let to = clamp_seq(base, st.f.num_end, n);
+    redact_span(s, from, to);
 }
 
 /// Skips the optional whitespace before a value; stops at its first other byte.
@@ -428,7 +621,13 @@ fn ows_run(s: &Scratch, pos: u32, n: u32) -> u32 {
     let mut k = 0;
     while k < SCAN_CHUNK {
         let i = pos + k;
-        if i >= n || CLASS[usize::from(s.buf[i as usize & WINDOW_MASK])] & C_WS == 0 {
+        // The class byte through `opaque`: LLVM knows the table and would otherwise test
+        // `b == ' ' || b == '\t'`, two branches per iteration, which the verifier explores
+        // as 2^64 paths.
+        let class = opaque(u32::from(
+            CLASS[usize::from(s.buf[i as usize & WINDOW_MASK])],
+        ));
+        if i >= n || class & u32::from(C_WS) == 0 {
             break;
         }
         k += 1;
@@ -463,21 +662,112 @@ fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         k += 1;
     }
     if k != 0 {
-        // The filler's sum over the same positions: k bytes starting at parity `pos`.
-        let first_high = u64::from(pos & 1 == 0);
-        let highs = (u64::from(k) + first_high) / 2;
-        let lows = u64::from(k) - highs;
-        s.st.sum_old += sum_old;
-        s.st.sum_new += u64::from(REDACT_FILLER) * ((highs << 8) + lows);
-        s.st.dirty = 1;
-        s.st.redacted = 1;
+        filled(&mut s.st, pos, k, sum_old);
+        s.st.f
+            .note_span(s.st.seq.wrapping_add(s.st.win_off + pos), k);
     }
     let end = forget(&mut s.st.pos, pos + k);
     if ends_on(s, end, n, b'\n') {
-        s.st.state = S_LINE_START;
+        s.st.f.state = S_LINE_START;
         return end + 1;
     }
     end
+}
+
+/// Accounts for `k` bytes from window position `pos` overwritten with the filler, whose
+/// old bytes sum (at their parity) to `sum_old`.
+#[inline(always)]
+fn filled(st: &mut ScanState, pos: u32, k: u32, sum_old: u64) {
+    // The filler's sum over the same positions: k bytes starting at parity `pos`.
+    let first_high = u64::from(pos & 1 == 0);
+    let highs = (u64::from(k) + first_high) / 2;
+    let lows = u64::from(k) - highs;
+    st.sum_old += sum_old;
+    st.sum_new += u64::from(REDACT_FILLER) * ((highs << 8) + lows);
+    st.dirty = 1;
+    st.redacted = 1;
+}
+
+/// Overwrites window bytes `[pos, end)` (at most `MAX` of them) with the filler;
+/// returns where it stopped.
+#[inline(always)]
+fn fill_run<const MAX: u32>(s: &mut Scratch, pos: u32, end: u32) -> u32 {
+    let mut sum_old = 0u64;
+    let mut k = 0;
+    while k < MAX {
+        let i = pos + k;
+        if i >= end {
+            break;
+        }
+        let idx = i as usize & WINDOW_MASK;
+        sum_old += u64::from(s.buf[idx]) << (((idx as u64 & 1) ^ 1) << 3);
+        s.buf[idx] = REDACT_FILLER;
+        k += 1;
+    }
+    if k != 0 {
+        filled(&mut s.st, pos, k, sum_old);
+    }
+    pos + k
+}
+
+/// Window position of sequence number `seq`, clamped to `[0, max]`.
+#[inline(always)]
+fn clamp_seq(base: u32, seq: u32, max: u32) -> u32 {
+    let d = seq.wrapping_sub(base) as i32;
+    if d < 0 {
+        0
+    } else if d as u32 > max {
+        max
+    } else {
+        d as u32
+    }
+}
+
+/// `bpf_loop` callback: repeats, on the `st.old_n` already-scanned bytes at the start of
+/// the window, the redactions remembered in the flow's spans (a retransmission carries
+/// the sender's original bytes). One span, up to `SCAN_CHUNK` bytes, per call.
+#[inline(never)]
+extern "C" fn refill(_idx: u32, _ctx: *mut c_void) -> i64 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: per-CPU value, ours for the program run (see `advance`).
+    let s = unsafe { &mut *s };
+    let j = s.st.rj;
+    if j >= s.st.f.nspans || j >= MAX_SPANS as u32 {
+        return 1;
+    }
+    let span = s.st.f.spans[j as usize % MAX_SPANS];
+    let base = s.st.seq.wrapping_add(s.st.win_off);
+    let old = s.st.old_n;
+    let lo = clamp_seq(base, span.start, old);
+    let hi = clamp_seq(base, span.end, old);
+    let from = if s.st.rpos > lo { s.st.rpos } else { lo };
+    if from >= hi {
+        s.st.rj = j + 1;
+        s.st.rpos = 0;
+        return 0;
+    }
+    s.st.rpos = fill_run::<SCAN_CHUNK>(s, from, hi);
+    0
+}
+
+/// Repeats the flow's remembered redactions on the first `old` bytes of the window.
+#[inline(always)]
+pub fn refill_window(s: &mut Scratch, old: u32) {
+    s.st.old_n = old;
+    s.st.rj = 0;
+    s.st.rpos = 0;
+    // Each call fills up to SCAN_CHUNK bytes or moves to the next span.
+    // SAFETY: `refill` has the callback signature; its state is in the per-CPU map.
+    unsafe {
+        bpf_loop(
+            old / SCAN_CHUNK + 2 * MAX_SPANS as u32 + 1,
+            refill as *const () as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
+    }
 }
 
 /// One byte of the state machine. Returns false to stop the scan.
@@ -485,112 +775,115 @@ fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
 fn step(s: &mut Scratch, i: usize) -> bool {
     let b = s.buf[i];
     let class = CLASS[usize::from(b)];
+    if s.st.f.state == S_NUM {
+        return num_byte(s, i, b, class);
+    }
     let st = &mut s.st;
-    match st.state {
+    match st.f.state {
         // Hot states first: most bytes of a head are inside values that need no work.
         S_SKIP => {
             if b == b'\n' {
-                st.state = S_LINE_START;
+                st.f.state = S_LINE_START;
             }
         }
         S_VALUE | S_OWS => {
             // `value_run` stops at CR and LF. A CR is left as it is and the value goes
             // on (a bare CR inside a value must not end the redaction early).
             if b == b'\n' {
-                st.state = S_LINE_START;
+                st.f.state = S_LINE_START;
             } else if b != b'\r' {
                 redact_byte(s, i, b);
             }
         }
         S_NAME => {
             if class & C_TCHAR != 0 {
-                let len = st.name_len as usize;
+                let len = st.f.name_len as usize;
                 if len < MAX_NAME_LEN {
-                    st.name.name[opaque(len as u32) as usize & (MAX_NAME_LEN - 1)] = fold(b);
+                    st.f.name.name[opaque(len as u32) as usize & (MAX_NAME_LEN - 1)] = fold(b);
                 }
                 // Counts past MAX_NAME_LEN so a longer name never matches a prefix.
-                st.name_len += 1;
+                st.f.name_len += 1;
             } else if b == b':' {
-                if st.name_len as usize <= MAX_NAME_LEN {
+                if st.f.name_len as usize <= MAX_NAME_LEN {
                     return on_header(s);
                 }
-                st.state = S_SKIP;
+                st.f.state = S_SKIP;
             } else {
                 // Whitespace before the colon (RFC 9112 §5.1), a line without a colon,
                 // or a non-token byte: invalid, never matched.
                 st.malformed += 1;
-                st.state = if b == b'\n' { S_LINE_START } else { S_SKIP };
+                st.f.state = if b == b'\n' { S_LINE_START } else { S_SKIP };
             }
         }
         S_LINE_START => {
             if class & C_TCHAR != 0 {
                 begin_line(st);
-                st.name.name[0] = fold(b);
-                st.name_len = 1;
+                st.f.name.name[0] = fold(b);
+                st.f.name_len = 1;
             } else if b == b'\r' {
-                st.state = S_BLANK_CR;
+                st.f.state = S_BLANK_CR;
             } else if b == b'\n' {
                 end_head(st);
             } else {
                 st.lines += 1;
                 st.malformed += 1;
-                if class & C_WS != 0 && st.flags & F_REDACT != 0 {
+                if class & C_WS != 0 && st.f.flags & F_REDACT != 0 {
                     // obs-fold (RFC 9112 §5.2): the line continues the previous value,
                     // which was being redacted; redact this part too.
-                    st.state = S_OWS;
+                    st.f.state = S_OWS;
                 } else {
-                    st.state = S_SKIP;
+                    st.f.state = S_SKIP;
                 }
                 return true;
             }
-            st.flags = 0;
+            st.f.flags = 0;
         }
         S_BLANK_CR => {
             if b == b'\n' {
                 end_head(st);
             } else {
                 st.malformed += 1;
-                st.state = S_SKIP;
+                st.f.state = S_SKIP;
             }
         }
         S_METHOD => {
-            if class & C_TCHAR != 0 && st.tok < MAX_METHOD_LEN {
-                st.tok += 1;
-            } else if b == b' ' && st.tok > 0 {
-                st.state = S_TARGET;
-                st.tok = 0;
+            if class & C_TCHAR != 0 && st.f.tok < MAX_METHOD_LEN {
+                st.f.tok += 1;
+            } else if b == b' ' && st.f.tok > 0 {
+                st.f.state = S_TARGET;
+                st.f.tok = 0;
             } else {
                 // Not a request line: not HTTP, or a body after a head.
                 return false;
             }
         }
         S_TARGET => {
-            if b == b' ' && st.tok > 0 {
-                st.state = S_VERSION;
-                st.tok = 0;
+            if b == b' ' && st.f.tok > 0 {
+                st.f.state = S_VERSION;
+                st.f.tok = 0;
             } else if b != b' ' && class & C_CTL == 0 {
-                st.tok += 1;
+                st.f.tok += 1;
             } else {
                 return false;
             }
         }
         _ => {
             // S_VERSION
-            let t = st.tok;
+            let t = st.f.tok;
             if (t as usize) < VERSION_PREFIX.len() {
                 if b != VERSION_PREFIX[t as usize & 7] {
                     return false;
                 }
-                st.tok += 1;
+                st.f.tok += 1;
             } else if t == VERSION_PREFIX.len() as u32 {
                 if !b.is_ascii_digit() {
                     return false;
                 }
-                st.tok = VERSION_DONE;
+                st.f.tok = VERSION_DONE;
             } else if b == b'\n' {
                 st.heads += 1;
-                st.state = S_LINE_START;
-                st.flags = 0;
+                st.f.state = S_LINE_START;
+                st.f.flags = 0;
             } else if b != b'\r' {
                 return false;
             }
@@ -602,24 +895,31 @@ fn step(s: &mut Scratch, i: usize) -> bool {
 #[inline(always)]
 fn end_head(st: &mut ScanState) {
     // Pipelining: the next bytes may start another request.
-    st.state = S_METHOD;
-    st.tok = 0;
+    st.f.state = S_METHOD;
+    st.f.tok = 0;
 }
 
 /// The name of a header line is complete: look it up and act.
 #[inline(always)]
 fn on_header(s: &mut Scratch) -> bool {
     let st = &mut s.st;
-    st.state = S_SKIP;
+    st.f.state = S_SKIP;
     let Some(outcome) = policy::match_header(st) else {
+        if st.pkt.msisdn_on != 0 {
+            // No rule for this name: check the value for an identity number.
+            st.f.state = S_NUM;
+            st.f.flags = 0;
+            st.f.num_len = 0;
+            st.f.num_bcd = 0;
+        }
         return true;
     };
     match outcome {
         action::REDACT => {
             // Redact every byte of the value (after OWS, up to CR/LF) in place, keeping
             // its length so TCP sequence space is untouched.
-            st.flags = F_REDACT;
-            st.state = S_OWS;
+            st.f.flags = F_REDACT;
+            st.f.state = S_OWS;
             true
         }
         action::DROP => {
@@ -633,6 +933,8 @@ fn on_header(s: &mut Scratch) -> bool {
 /// Overwrites one value byte in the window and accounts for it in the checksum sums.
 #[inline(always)]
 fn redact_byte(s: &mut Scratch, i: usize, old: u8) {
+    s.st.f
+        .note_span(s.st.seq.wrapping_add(s.st.win_off + i as u32), 1);
     s.buf[i] = REDACT_FILLER;
     // The window starts at an even payload offset and the TCP payload at an even offset
     // of the segment, so byte parity in the window is parity in the checksummed words.

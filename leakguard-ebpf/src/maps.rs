@@ -3,12 +3,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use leakguard_common::{
-    IfSlot, MatchKey, NameFilter, NameKey, PortSet, Rule, RuleCounters, ScanConfig, Stats,
-    EVENT_RING_BYTES, HOOKS, IFSLOT_ENTRIES, MAX_ALLOW_PREFIXES, MAX_MATCH_KEYS, MAX_RULES,
-    MAX_SLOTS,
+    DigitKey, FlowKey, FlowState, IfSlot, MatchKey, NameFilter, NameKey, PortSet, Rule,
+    RuleCounters, ScanConfig, Stats, EVENT_RING_BYTES, FLOW_ENTRIES, HOOKS, IFSLOT_ENTRIES,
+    MAX_ALLOW_PREFIXES, MAX_MATCH_KEYS, MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SLOTS,
 };
 
 use crate::http::Scratch;
@@ -55,6 +55,20 @@ pub static ALLOW_V6_0: LpmTrie<[u8; 16], u64> =
 #[map]
 pub static ALLOW_V6_1: LpmTrie<[u8; 16], u64> =
     LpmTrie::with_max_entries(MAX_ALLOW_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Prefixes of identity numbers (`[msisdn] prefixes`) per generation; value unused.
+#[map]
+pub static MSISDN_PREFIX_0: LpmTrie<DigitKey, u8> =
+    LpmTrie::with_max_entries(MAX_MSISDN_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+#[map]
+pub static MSISDN_PREFIX_1: LpmTrie<DigitKey, u8> =
+    LpmTrie::with_max_entries(MAX_MSISDN_PREFIXES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Scanner state of flows whose head spans segments or whose redactions a
+/// retransmission must repeat (see `leakguard_common::flow`). Fixed size, preallocated:
+/// a full table evicts the least recently used flow.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOW_ENTRIES, 0);
 
 /// Per-CPU counters per rule (index = `Rule::id`) and outcome.
 #[map]

@@ -51,6 +51,9 @@ pub struct Flow {
     pub daddr: Addr,
     pub sport: u16,
     pub dport: u16,
+    /// TCP sequence number (host order) and flags byte.
+    pub seq: u32,
+    pub tcp_flags: u8,
     /// Offset of the TCP checksum field.
     pub csum_off: u32,
     pub payload_off: u32,
@@ -220,6 +223,8 @@ fn parse_inner<P: Packet>(p: &P) -> Option<Result<Flow, ()>> {
         daddr: Addr([0; 16]),
         sport: 0,
         dport: 0,
+        seq: 0,
+        tcp_flags: 0,
         csum_off: 0,
         payload_off: 0,
         ip_end: 0,
@@ -245,6 +250,8 @@ fn parse_inner<P: Packet>(p: &P) -> Option<Result<Flow, ()>> {
     }
     flow.sport = u16::from_be_bytes([t[0], t[1]]);
     flow.dport = u16::from_be_bytes([t[2], t[3]]);
+    flow.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    flow.tcp_flags = t[13];
     flow.csum_off = (l4 + 16) as u32;
     flow.payload_off = (l4 + doff) as u32;
     flow.ip_end = ip_end;

@@ -3,14 +3,15 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use leakguard_common::{
-    action, name::filter_bit, Event, MatchKey, FAMILY_IPV4, MAX_NAME_LEN, NO_ALLOW_GROUP,
+    action, name::filter_bit, Event, MatchKey, FAMILY_IPV4, IGNORE_ACTION, MAX_NAME_LEN,
+    MSISDN_RULE_ID, NO_ALLOW_GROUP,
 };
 
 use crate::{
     http::ScanState,
     maps::{
-        ALLOW_V4_0, ALLOW_V4_1, ALLOW_V6_0, ALLOW_V6_1, EVENTS, MATCHES, NAME_FILTER, RULES_0,
-        RULES_1, RULE_COUNTERS,
+        ALLOW_V4_0, ALLOW_V4_1, ALLOW_V6_0, ALLOW_V6_1, EVENTS, MATCHES, MSISDN_PREFIX_0,
+        MSISDN_PREFIX_1, NAME_FILTER, RULES_0, RULES_1, RULE_COUNTERS,
     },
     parse::Addr,
 };
@@ -29,6 +30,13 @@ pub struct PacketMeta {
     pub dport: u16,
     /// The policy generation this packet uses (read once from `ACTIVE`).
     pub gen: u32,
+    /// The identity-number check of that generation: on, action, allowlist bit.
+    pub msisdn_on: u8,
+    pub msisdn_action: u8,
+    pub msisdn_allow_group: u8,
+    // Padding as scalars: a byte array would be cleared by a call to BPF's memset.
+    pub _pad0: u8,
+    pub _pad1: u32,
     pub allow_mask: u64,
     pub saddr: Addr,
     pub daddr: Addr,
@@ -39,9 +47,9 @@ pub struct PacketMeta {
 #[inline(always)]
 pub fn match_header(st: &mut ScanState) -> Option<u8> {
     // Cheap rejection first: one array load and a bit test instead of hashing 64 bytes.
-    let len = st.name_len as usize;
-    let first = st.name.name[0];
-    let last = st.name.name[len.wrapping_sub(1) & (MAX_NAME_LEN - 1)];
+    let len = st.f.name_len as usize;
+    let first = st.f.name.name[0];
+    let last = st.f.name.name[len.wrapping_sub(1) & (MAX_NAME_LEN - 1)];
     let gen = st.pkt.gen;
     let filter = NAME_FILTER.get(gen)?;
     if filter.by_len[len & 127] & (1 << filter_bit(first, last)) == 0 {
@@ -50,45 +58,79 @@ pub fn match_header(st: &mut ScanState) -> Option<u8> {
     // SAFETY: the value is copied out at once; rules are replaced, not mutated, by the daemon.
     let rule = unsafe {
         *if gen == 0 {
-            RULES_0.get_ptr(&st.name)
+            RULES_0.get_ptr(&st.f.name)
         } else {
-            RULES_1.get_ptr(&st.name)
+            RULES_1.get_ptr(&st.f.name)
         }?
     };
-    let mut outcome = rule.action;
-    if rule.allow_group != NO_ALLOW_GROUP && allowed(&mut st.pkt, rule.allow_group) {
+    if rule.action == IGNORE_ACTION {
+        return Some(IGNORE_ACTION);
+    }
+    Some(found(st, rule.id, rule.action, rule.allow_group))
+}
+
+/// A match of rule `id` (or of the identity-number check): the outcome after the
+/// allowlist, counted, with an event.
+#[inline(always)]
+fn found(st: &mut ScanState, id: u32, act: u8, allow_group: u8) -> u8 {
+    let mut outcome = act;
+    if allow_group != NO_ALLOW_GROUP && allowed(&mut st.pkt, allow_group) {
         outcome = action::ALLOW;
     }
     if st.pkt.canary != 0 {
-        return Some(outcome);
+        return outcome;
     }
-    if let Some(c) = RULE_COUNTERS.get_ptr_mut(rule.id) {
+    if let Some(c) = RULE_COUNTERS.get_ptr_mut(id) {
         // SAFETY: per-CPU value; index masked to the array length.
         unsafe { (*c).outcomes[usize::from(outcome) & (action::OUTCOMES - 1)] += 1 };
     }
-    count_match(&st.pkt, rule.id, outcome);
-    if !emit(&st.pkt, rule.id, outcome) {
+    count_match(&st.pkt, id, outcome);
+    if !emit(st, id, outcome) {
         st.events_lost += 1;
     }
-    Some(outcome)
+    outcome
+}
+
+/// The value of the current header line is an identity number: count it and return
+/// what to do.
+#[inline(always)]
+pub fn match_number(st: &mut ScanState) -> u8 {
+    st.msisdn += 1;
+    let group = st.pkt.msisdn_allow_group;
+    found(st, MSISDN_RULE_ID, st.pkt.msisdn_action, group)
+}
+
+/// Longest match of a number's first `len` digits (`bcd`) in the prefix trie.
+#[inline(always)]
+pub fn number_prefix(pkt: &PacketMeta, bcd: u64, len: u32) -> Option<u8> {
+    let key = Key::new(len * 4, bcd.to_be_bytes());
+    if pkt.gen == 0 {
+        MSISDN_PREFIX_0.get(&key)
+    } else {
+        MSISDN_PREFIX_1.get(&key)
+    }
+    .copied()
 }
 
 /// The per-interface match counter. Matches are rare, so a hash lookup here is cheap;
 /// NOEXIST keeps a concurrent first insert on another CPU from being overwritten.
 #[inline(always)]
 fn count_match(pkt: &PacketMeta, rule_id: u32, outcome: u8) {
-    let key = MatchKey {
-        ifindex: pkt.ifindex,
-        rule_id,
-        hook: pkt.hook,
-        outcome,
-        _pad: [0; 6],
-    };
-    if let Some(c) = MATCHES.get_ptr_mut(&key) {
+    // Built as two words: a `MatchKey` literal clears its padding array with a call to
+    // BPF's byte-at-a-time memset. Layout (little endian): ifindex, rule_id | hook,
+    // outcome, zero padding.
+    let words: [u64; 2] = [
+        u64::from(pkt.ifindex) | (u64::from(rule_id) << 32),
+        u64::from(pkt.hook) | (u64::from(outcome) << 8),
+    ];
+    const _: () = assert!(core::mem::size_of::<MatchKey>() == 16);
+    // SAFETY: `MatchKey` is repr(C), 16 bytes, align 4, all integers: any bits are valid.
+    let key = unsafe { &*words.as_ptr().cast::<MatchKey>() };
+    if let Some(c) = MATCHES.get_ptr_mut(key) {
         // SAFETY: this CPU's value of the entry.
         unsafe { *c += 1 };
-    } else if MATCHES.insert(&key, &1, u64::from(BPF_NOEXIST)).is_err() {
-        if let Some(c) = MATCHES.get_ptr_mut(&key) {
+    } else if MATCHES.insert(key, &1, u64::from(BPF_NOEXIST)).is_err() {
+        if let Some(c) = MATCHES.get_ptr_mut(key) {
             // SAFETY: as above.
             unsafe { *c += 1 };
         }
@@ -125,26 +167,49 @@ fn allowed(pkt: &mut PacketMeta, group: u8) -> bool {
     pkt.allow_mask & (1u64 << (group & 63)) != 0
 }
 
-/// Sends the match event. Never carries a byte of the header value.
+/// Sends the match event, with the header name. Never carries a byte of the value.
 #[inline(always)]
-fn emit(pkt: &PacketMeta, rule_id: u32, outcome: u8) -> bool {
+pub fn emit(st: &ScanState, rule_id: u32, outcome: u8) -> bool {
     let Some(mut e) = EVENTS.reserve::<Event>(0) else {
         return false;
     };
-    e.write(Event {
-        // SAFETY: helper without preconditions.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-        ifindex: pkt.ifindex,
-        rule_id,
-        hook: pkt.hook,
-        action: outcome,
-        family: pkt.family,
-        _pad: 0,
-        sport: pkt.sport,
-        dport: pkt.dport,
-        saddr: pkt.saddr.0,
-        daddr: pkt.daddr.0,
-    });
+    let pkt = &st.pkt;
+    let ev = e.as_mut_ptr();
+    // SAFETY: `ev` is the reserved, suitably aligned `Event`; every field is written
+    // before submit. The name is copied a word at a time (volatile: a 64-byte struct
+    // copy would become a call to BPF's byte-at-a-time memcpy).
+    unsafe {
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).ifindex = pkt.ifindex;
+        (*ev).rule_id = rule_id;
+        (*ev).hook = pkt.hook;
+        (*ev).action = outcome;
+        (*ev).family = pkt.family;
+        (*ev)._pad = 0;
+        (*ev).sport = pkt.sport;
+        (*ev).dport = pkt.dport;
+        copy_words::<2>((*ev).saddr.as_mut_ptr(), pkt.saddr.0.as_ptr());
+        copy_words::<2>((*ev).daddr.as_mut_ptr(), pkt.daddr.0.as_ptr());
+        (*ev).name_len = st.f.name_len.min(MAX_NAME_LEN as u32);
+        (*ev)._pad2 = 0;
+        copy_words::<{ MAX_NAME_LEN / 8 }>((*ev).name.name.as_mut_ptr(), st.f.name.name.as_ptr());
+    }
     e.submit(0);
     true
+}
+
+/// Copies `N` 8-byte words, volatile so LLVM cannot turn it into a call to BPF's
+/// byte-at-a-time memcpy/memmove.
+///
+/// # Safety
+/// Both pointers must be valid and 8-byte aligned for `N` words.
+#[inline(always)]
+unsafe fn copy_words<const N: usize>(dst: *mut u8, src: *const u8) {
+    let (d, s) = (dst.cast::<u64>(), src.cast::<u64>());
+    let mut i = 0;
+    while i < N {
+        // SAFETY: per the contract.
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+        i += 1;
+    }
 }

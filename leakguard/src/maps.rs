@@ -14,8 +14,9 @@ use aya::{
 };
 use ipnet::IpNet;
 use leakguard_common::{
-    name, NameFilter, NameKey, PortSet, Rule as KRule, RuleCounters, ScanConfig, Stats,
-    MAX_ALLOW_GROUPS, MAX_RULES, MAX_SCAN_BYTES, MIN_SCAN_BYTES, NO_ALLOW_GROUP,
+    flow::prefix_entry, name, DigitKey, NameFilter, NameKey, PortSet, Rule as KRule, RuleCounters,
+    ScanConfig, Stats, IGNORE_ACTION, MAX_ALLOW_GROUPS, MAX_MSISDN_PREFIXES, MAX_RULES,
+    MAX_SCAN_BYTES, MIN_SCAN_BYTES, MSISDN_MAX_DIGITS, MSISDN_RULE_ID, NO_ALLOW_GROUP,
 };
 
 use crate::policy::KernelPolicy;
@@ -35,6 +36,8 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_SCRATCH: &str = "SCRATCH";
 pub const MAP_IFSLOT: &str = "IFSLOT";
 pub const MAP_MATCHES: &str = "MATCHES";
+pub const MAP_MSISDN_PREFIX: [&str; 2] = ["MSISDN_PREFIX_0", "MSISDN_PREFIX_1"];
+pub const MAP_FLOWS: &str = "FLOWS";
 
 /// Every map of the object: all are pinned by the daemon.
 pub const ALL_MAPS: &[&str] = &[
@@ -54,6 +57,9 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_SCRATCH,
     MAP_IFSLOT,
     MAP_MATCHES,
+    MAP_MSISDN_PREFIX[0],
+    MAP_MSISDN_PREFIX[1],
+    MAP_FLOWS,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +84,12 @@ pub enum ApplyError {
     ScanLimit(u32),
     #[error("port 0 is not a destination port")]
     PortZero,
+    #[error("msisdn prefix {0:?}: must be 1 to {MSISDN_MAX_DIGITS} digits")]
+    BadPrefix(String),
+    #[error(
+        "{0} msisdn prefixes, the kernel holds at most {MAX_MSISDN_PREFIXES} (with their starts)"
+    )]
+    TooManyPrefixes(usize),
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> ApplyError {
@@ -99,6 +111,8 @@ pub struct Compiled {
     pub name_filter: Box<NameFilter>,
     pub allow_v4: Vec<(Key<[u8; 4]>, u64)>,
     pub allow_v6: Vec<(Key<[u8; 16]>, u64)>,
+    /// The identity-number prefixes and every start of one (see `prefix_entry`).
+    pub prefixes: Vec<(Key<DigitKey>, u8)>,
 }
 
 /// Validates a policy and computes its map contents.
@@ -124,7 +138,8 @@ pub fn compile_with_ids(
         }
         ports.insert(p);
     }
-    if policy.rules.len() > MAX_RULES as usize {
+    // One id is the identity-number check's.
+    if policy.rules.len() > MAX_RULES as usize - 1 {
         return Err(ApplyError::TooManyRules(policy.rules.len()));
     }
 
@@ -137,6 +152,7 @@ pub fn compile_with_ids(
         .iter()
         .filter_map(|r| name::key(r.header.as_bytes()).ok())
         .filter_map(|k| existing.get(&k).copied())
+        .chain([MSISDN_RULE_ID])
         .collect();
     let mut next_free = 0u32;
     for r in &policy.rules {
@@ -153,19 +169,7 @@ pub fn compile_with_ids(
         if seen.insert(key, ()).is_some() {
             return Err(ApplyError::DuplicateRule(r.header.clone()));
         }
-        let allow_group = if r.allow.is_empty() {
-            NO_ALLOW_GROUP
-        } else {
-            let mut list: Vec<IpNet> = r.allow.iter().map(IpNet::trunc).collect();
-            list.sort();
-            list.dedup();
-            let next = groups.len();
-            let g = *groups.entry(list).or_insert(next as u8);
-            if groups.len() > MAX_ALLOW_GROUPS {
-                return Err(ApplyError::TooManyAllowlists(groups.len()));
-            }
-            g
-        };
+        let allow_group = allow_group(&mut groups, &r.allow)?;
         rules.push((
             key,
             KRule {
@@ -184,6 +188,42 @@ pub fn compile_with_ids(
                 _pad: [0; 2],
             },
         ));
+    }
+
+    let mut config = ScanConfig {
+        max_payload_bytes: lim,
+        ready: 1,
+        digest: digest(policy),
+        ..ScanConfig::default()
+    };
+    let mut digit_prefixes = Vec::new();
+    if let Some(m) = &policy.msisdn {
+        config.msisdn_on = 1;
+        config.msisdn_action = m.action.kernel();
+        config.msisdn_allow_group = allow_group(&mut groups, &m.allow)?;
+        digit_prefixes = prefix_entries(&m.prefixes)?;
+        // Ignored names ride in the rules map with an action that counts nothing; a
+        // name that has a rule is already exempt.
+        for h in &m.ignore_headers {
+            let key = name::key(h.as_bytes()).map_err(|_| ApplyError::BadName {
+                name: h.clone(),
+                why: "not an HTTP token of 1 to 64 bytes",
+            })?;
+            if seen.insert(key, ()).is_none() {
+                rules.push((
+                    key,
+                    KRule {
+                        id: MSISDN_RULE_ID,
+                        action: IGNORE_ACTION,
+                        allow_group: NO_ALLOW_GROUP,
+                        _pad: [0; 2],
+                    },
+                ));
+            }
+        }
+        if rules.len() > MAX_RULES as usize {
+            return Err(ApplyError::TooManyRules(rules.len()));
+        }
     }
 
     // The trie answers with the longest matching prefix only, so each stored prefix
@@ -225,17 +265,66 @@ pub fn compile_with_ids(
     }
 
     Ok(Compiled {
-        config: ScanConfig {
-            max_payload_bytes: lim,
-            ready: 1,
-            digest: digest(policy),
-        },
+        config,
+        prefixes: digit_prefixes,
         ports,
         rules,
         name_filter,
         allow_v4,
         allow_v6,
     })
+}
+
+/// The allow group of an allowlist (one per distinct list), or `NO_ALLOW_GROUP`.
+fn allow_group(groups: &mut BTreeMap<Vec<IpNet>, u8>, allow: &[IpNet]) -> Result<u8, ApplyError> {
+    if allow.is_empty() {
+        return Ok(NO_ALLOW_GROUP);
+    }
+    let mut list: Vec<IpNet> = allow.iter().map(IpNet::trunc).collect();
+    list.sort();
+    list.dedup();
+    let next = groups.len();
+    let g = *groups.entry(list).or_insert(next as u8);
+    if groups.len() > MAX_ALLOW_GROUPS {
+        return Err(ApplyError::TooManyAllowlists(groups.len()));
+    }
+    Ok(g)
+}
+
+/// Trie entries for identity-number prefixes: every prefix and every start of one, each
+/// marked "covered" when a configured prefix is a start of it (so the longest match of a
+/// number's digits answers both questions the kernel asks, see `leakguard_common::flow`).
+pub fn prefix_entries(prefixes: &[String]) -> Result<Vec<(Key<DigitKey>, u8)>, ApplyError> {
+    for p in prefixes {
+        if p.is_empty()
+            || p.len() > MSISDN_MAX_DIGITS as usize
+            || !p.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(ApplyError::BadPrefix(p.clone()));
+        }
+    }
+    let mut starts: BTreeMap<&str, bool> = BTreeMap::new();
+    for p in prefixes {
+        for l in 1..=p.len() {
+            starts.entry(&p[..l]).or_insert(false);
+        }
+    }
+    if starts.len() > MAX_MSISDN_PREFIXES as usize {
+        return Err(ApplyError::TooManyPrefixes(starts.len()));
+    }
+    Ok(starts
+        .keys()
+        .map(|s| {
+            let covered = prefixes.iter().any(|p| s.starts_with(p.as_str()));
+            let bcd = s.bytes().enumerate().fold(0u64, |acc, (i, b)| {
+                acc | leakguard_common::flow::bcd_digit(b - b'0', i as u32)
+            });
+            (
+                Key::new(4 * s.len() as u32, bcd.to_be_bytes()),
+                prefix_entry(s.len() as u32, covered),
+            )
+        })
+        .collect())
 }
 
 /// A digest of the kernel policy (FNV-1a over a canonical form), shown by `status` so an
@@ -255,6 +344,21 @@ pub fn digest(policy: &KernelPolicy) -> u64 {
             r.allow
         ));
     }
+    if let Some(m) = &policy.msisdn {
+        let mut ignore: Vec<NameKey> = m
+            .ignore_headers
+            .iter()
+            .filter_map(|h| name::key(h.as_bytes()).ok())
+            .collect();
+        ignore.sort_by_key(|k| k.name);
+        canon.push_str(&format!(
+            "msisdn={:?};{};{:?};{:?};",
+            m.prefixes,
+            m.action.kernel(),
+            ignore.iter().map(key_name).collect::<Vec<_>>(),
+            m.allow
+        ));
+    }
     canon.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -271,6 +375,7 @@ pub fn apply(ebpf: &mut Ebpf, policy: &KernelPolicy) -> Result<RuleIds, ApplyErr
     let active = active_gen_of(map(ebpf, MAP_ACTIVE)?)?;
     let existing: StdHashMap<NameKey, u32> = rules_of(map(ebpf, MAP_RULES[active as usize])?)?
         .into_iter()
+        .filter(|(_, r)| r.action != IGNORE_ACTION)
         .map(|(k, r)| (k, r.id))
         .collect();
     let c = compile_with_ids(policy, &existing)?;
@@ -305,6 +410,11 @@ pub fn apply(ebpf: &mut Ebpf, policy: &KernelPolicy) -> Result<RuleIds, ApplyErr
     let mut v6: LpmTrie<&mut MapData, [u8; 16], u64> =
         LpmTrie::try_from(map(ebpf, v6_name)?).map_err(map_err(v6_name))?;
     replace_trie(&mut v6, &c.allow_v6).map_err(map_err(v6_name))?;
+
+    let pre_name = MAP_MSISDN_PREFIX[target as usize];
+    let mut pre: LpmTrie<&mut MapData, DigitKey, u8> =
+        LpmTrie::try_from(map(ebpf, pre_name)?).map_err(map_err(pre_name))?;
+    replace_trie(&mut pre, &c.prefixes).map_err(map_err(pre_name))?;
 
     let rules_name = MAP_RULES[target as usize];
     let mut rules: HashMap<&mut MapData, NameKey, KRule> =
@@ -358,9 +468,9 @@ pub fn active_gen_of(m: &aya::maps::Map) -> Result<u32, ApplyError> {
     Ok(a.get(&0, 0).map_err(map_err(MAP_ACTIVE))? & 1)
 }
 
-fn replace_trie<K: aya::Pod + Ord>(
-    trie: &mut LpmTrie<&mut MapData, K, u64>,
-    entries: &[(Key<K>, u64)],
+fn replace_trie<K: aya::Pod + Ord, V: aya::Pod>(
+    trie: &mut LpmTrie<&mut MapData, K, V>,
+    entries: &[(Key<K>, V)],
 ) -> Result<(), MapError> {
     for (k, v) in entries {
         trie.insert(k, v, 0)?;
@@ -444,6 +554,11 @@ fn sum_stats(a: &Stats, b: &Stats) -> Stats {
         dropped_packets: a.dropped_packets + b.dropped_packets,
         events_lost: a.events_lost + b.events_lost,
         errors: a.errors + b.errors,
+        continuations: a.continuations + b.continuations,
+        bodies: a.bodies + b.bodies,
+        retransmissions: a.retransmissions + b.retransmissions,
+        unordered_drops: a.unordered_drops + b.unordered_drops,
+        msisdn_values: a.msisdn_values + b.msisdn_values,
     }
 }
 

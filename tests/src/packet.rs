@@ -41,6 +41,10 @@ pub enum L4 {
         sport: u16,
         dport: u16,
         options: Vec<u8>,
+        seq: u32,
+        /// SYN, RST, FIN (PSH and ACK are always set).
+        syn: bool,
+        rst: bool,
     },
     Udp {
         sport: u16,
@@ -70,6 +74,16 @@ pub const TRUSTED_V6: [u8; 16] = [
     0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
 ];
 
+/// Source ports for new frames: each frame is its own flow unless a test says otherwise
+/// (`sport`), so the kernel's per-flow state never links unrelated test packets.
+fn next_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // 10000..=59999, with the process id mixed in so parallel test binaries differ.
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id() * 7919;
+    10_000 + (n % 50_000) as u16
+}
+
 impl Frame {
     /// An IPv4 TCP segment from a subscriber to a web server on port 80.
     #[must_use]
@@ -84,9 +98,12 @@ impl Frame {
                 more_fragments: false,
             },
             l4: L4::Tcp {
-                sport: 40000,
+                sport: next_port(),
                 dport: 80,
                 options: Vec::new(),
+                seq: 1_000_000,
+                syn: false,
+                rst: false,
             },
             payload: payload.to_vec(),
         }
@@ -103,6 +120,39 @@ impl Frame {
             },
             ..Self::http_v4(payload)
         }
+    }
+
+    /// The TCP source port (the flow), sequence number and SYN/RST flags.
+    #[must_use]
+    pub fn sport(mut self, port: u16) -> Self {
+        if let L4::Tcp { sport, .. } = &mut self.l4 {
+            *sport = port;
+        }
+        self
+    }
+
+    #[must_use]
+    pub fn seq(mut self, n: u32) -> Self {
+        if let L4::Tcp { seq, .. } = &mut self.l4 {
+            *seq = n;
+        }
+        self
+    }
+
+    #[must_use]
+    pub fn syn(mut self) -> Self {
+        if let L4::Tcp { syn, .. } = &mut self.l4 {
+            *syn = true;
+        }
+        self
+    }
+
+    #[must_use]
+    pub fn rst(mut self) -> Self {
+        if let L4::Tcp { rst, .. } = &mut self.l4 {
+            *rst = true;
+        }
+        self
     }
 
     #[must_use]
@@ -265,10 +315,15 @@ impl Frame {
                 sport,
                 dport,
                 options,
+                seq,
+                syn,
+                rst,
             } => {
-                let mut t = TcpHeader::new(*sport, *dport, 1_000_000, 64240);
+                let mut t = TcpHeader::new(*sport, *dport, *seq, 64240);
                 t.psh = true;
                 t.ack = true;
+                t.syn = *syn;
+                t.rst = *rst;
                 t.acknowledgment_number = 77;
                 t.set_options_raw(options).expect("TCP options");
                 t.checksum = match &self.ip {

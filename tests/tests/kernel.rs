@@ -678,7 +678,8 @@ fn global_counters() {
 fn events_describe_the_match_without_the_value() {
     let mut g = load();
     let req = get(&[&format!("X-MSISDN: {MSISDN}"), &format!("X-ACR: {ACR}")]);
-    g.run(Hook::Xdp, &Frame::http_v4(&req).build()).unwrap();
+    g.run(Hook::Xdp, &Frame::http_v4(&req).sport(40000).build())
+        .unwrap();
     g.run(
         Hook::TcEgress,
         &Frame::http_v6(&req).dst_v6(TRUSTED_V6).build(),
@@ -695,6 +696,7 @@ fn events_describe_the_match_without_the_value() {
     assert_eq!(&e.daddr[..4], &SERVER_V4);
     assert_eq!((e.sport, e.dport), (40000, 80));
     assert!(e.ts_ns > 0);
+    assert_eq!(&e.name.name[..e.name_len as usize], b"x-msisdn");
     assert_eq!(
         (events[1].rule_id, events[1].action),
         (R_ACR, action::COUNT)

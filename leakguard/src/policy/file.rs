@@ -18,7 +18,7 @@ use leakguard_common::{name, MAX_NAME_LEN, MAX_RULES, MAX_SCAN_BYTES, MIN_SCAN_B
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{catalog::CATALOG, Action, KernelPolicy, Rule};
+use super::{catalog::CATALOG, Action, KernelPolicy, Msisdn, Rule};
 
 pub const DEFAULT_CONFIG: &str = "/etc/leakguard/leakguard.toml";
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/leakguard";
@@ -110,6 +110,19 @@ struct FileToml {
     scan: ScanToml,
     #[serde(default)]
     rule: Vec<RuleToml>,
+    msisdn: Option<MsisdnToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MsisdnToml {
+    #[serde(default)]
+    prefixes: Option<Spanned<Vec<Spanned<String>>>>,
+    action: Option<Spanned<String>>,
+    #[serde(default)]
+    ignore_headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -264,6 +277,10 @@ impl Parser<'_> {
         let attach = self.attach(&f.attach)?;
         let (ports, max_payload_bytes, catalog_action) = self.scan(&f.scan)?;
         let (rules, origin) = self.rules(&f.rule, catalog_action)?;
+        let msisdn = match &f.msisdn {
+            Some(m) => self.msisdn(m)?,
+            None => None,
+        };
         Ok(Config {
             pin_path,
             selftest_interval,
@@ -273,6 +290,7 @@ impl Parser<'_> {
                 ports,
                 max_payload_bytes,
                 rules,
+                msisdn,
             },
             origin,
         })
@@ -413,26 +431,7 @@ impl Parser<'_> {
                     ),
                 )
             })?;
-            let mut allow = Vec::new();
-            for a in &r.allow {
-                let s = a.get_ref();
-                let net = s
-                    .parse::<IpNet>()
-                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        self.err(a.span(), format!("rule.allow: {s:?} is not an address or prefix (e.g. \"198.51.100.0/24\")"))
-                    })?;
-                if net != net.trunc() {
-                    return Err(self.err(
-                        a.span(),
-                        format!(
-                            "rule.allow: {s:?} has host bits set; did you mean \"{}\"?",
-                            net.trunc()
-                        ),
-                    ));
-                }
-                allow.push(net);
-            }
+            let allow = self.allow_list("rule.allow", &r.allow)?;
             rules.push(Rule {
                 header: header.clone(),
                 action,
@@ -477,6 +476,110 @@ impl Parser<'_> {
             )));
         }
         Ok((rules, origin))
+    }
+}
+
+impl Parser<'_> {
+    /// Trusted destinations: addresses or prefixes without host bits.
+    fn allow_list(&self, key: &str, list: &[Spanned<String>]) -> Result<Vec<IpNet>, ConfigError> {
+        let mut allow = Vec::new();
+        for a in list {
+            let s = a.get_ref();
+            let net = s
+                .parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    self.err(
+                        a.span(),
+                        format!(
+                            "{key}: {s:?} is not an address or prefix (e.g. \"198.51.100.0/24\")"
+                        ),
+                    )
+                })?;
+            if net != net.trunc() {
+                return Err(self.err(
+                    a.span(),
+                    format!(
+                        "{key}: {s:?} has host bits set; did you mean \"{}\"?",
+                        net.trunc()
+                    ),
+                ));
+            }
+            allow.push(net);
+        }
+        Ok(allow)
+    }
+
+    /// `[msisdn]`: off unless `action` is set; then `prefixes` is required.
+    fn msisdn(&self, m: &MsisdnToml) -> Result<Option<Msisdn>, ConfigError> {
+        let Some(action) = &m.action else {
+            return Ok(None);
+        };
+        let act = parse_action(action.get_ref()).ok_or_else(|| {
+            self.err(
+                action.span(),
+                format!(
+                    "msisdn.action = {:?}: expected \"count\", \"redact\" or \"drop\"",
+                    action.get_ref()
+                ),
+            )
+        })?;
+        let Some(list) = &m.prefixes else {
+            return Err(self.err(
+                action.span(),
+                "msisdn.prefixes is missing: list the leading digits of your subscribers' numbers, e.g. [\"44\", \"447\"]",
+            ));
+        };
+        if list.get_ref().is_empty() {
+            return Err(self.err(
+                list.span(),
+                "msisdn.prefixes = []: name at least one prefix",
+            ));
+        }
+        let mut prefixes: Vec<String> = Vec::new();
+        for p in list.get_ref() {
+            let v = p.get_ref();
+            if v.is_empty()
+                || v.len() > leakguard_common::MSISDN_MAX_DIGITS as usize
+                || !v.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(self.err(
+                    p.span(),
+                    format!(
+                        "msisdn.prefixes: {v:?} is not 1 to {} digits (no '+' or spaces)",
+                        leakguard_common::MSISDN_MAX_DIGITS
+                    ),
+                ));
+            }
+            if prefixes.contains(v) {
+                return Err(self.err(p.span(), format!("msisdn.prefixes: {v:?} is listed twice")));
+            }
+            prefixes.push(v.clone());
+        }
+        let mut seen = HashSet::new();
+        let mut ignore_headers = Vec::new();
+        for h in &m.ignore_headers {
+            let name = h.get_ref();
+            let key = name::key(name.as_bytes()).map_err(|_| {
+                self.err(
+                    h.span(),
+                    format!("msisdn.ignore_headers: {name:?} is not a header name (1 to {MAX_NAME_LEN} token bytes)"),
+                )
+            })?;
+            if !seen.insert(key) {
+                return Err(self.err(
+                    h.span(),
+                    format!("msisdn.ignore_headers: {name:?} is listed twice (names compare case-insensitively, '_' = '-')"),
+                ));
+            }
+            ignore_headers.push(name.clone());
+        }
+        Ok(Some(Msisdn {
+            prefixes,
+            action: act,
+            ignore_headers,
+            allow: self.allow_list("msisdn.allow", &m.allow)?,
+        }))
     }
 }
 
@@ -533,6 +636,30 @@ impl Config {
                     r.header,
                     allow.join(", ")
                 );
+            }
+        }
+        match &self.kernel.msisdn {
+            None => {
+                let _ = writeln!(s, "msisdn: off");
+            }
+            Some(m) => {
+                let action = match m.action {
+                    Action::Count => "count",
+                    Action::Redact => "redact",
+                    Action::Drop => "drop",
+                };
+                let _ = writeln!(
+                    s,
+                    "msisdn: {action}, values of 9-15 digits starting {}",
+                    m.prefixes.join(", ")
+                );
+                if !m.ignore_headers.is_empty() {
+                    let _ = writeln!(s, "  ignore {}", m.ignore_headers.join(", "));
+                }
+                if !m.allow.is_empty() {
+                    let allow: Vec<String> = m.allow.iter().map(ToString::to_string).collect();
+                    let _ = writeln!(s, "  allow {}", allow.join(", "));
+                }
             }
         }
         s
@@ -653,6 +780,16 @@ action = "drop"
             (format!("{attach}[scan]\nmax_payload_bytes = \"big\"\n"), Some((5, 21)), &["invalid type"]),
             ("[[attach]\n".into(), Some((1, 10)), &[]),
             (format!("{attach}[scan]\n[scan]\n"), Some((5, 2)), &["duplicate"]),
+            (format!("{attach}[msisdn]\naction = \"redact\"\n"), Some((5, 10)), &["msisdn.prefixes", "missing"]),
+            (format!("{attach}[msisdn]\naction = \"mask\"\nprefixes = [\"44\"]\n"), Some((5, 10)), &["msisdn.action", "mask"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"+44\"]\n"), Some((6, 13)), &["msisdn.prefixes", "+44"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"1234567890123456\"]\n"), Some((6, 13)), &["1 to 15 digits"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = []\n"), Some((6, 12)), &["at least one"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\", \"44\"]\n"), Some((6, 19)), &["twice"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nignore_headers = [\"X-A\", \"x_a\"]\n"), Some((7, 27)), &["ignore_headers", "twice"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nignore_headers = [\"X A\"]\n"), Some((7, 20)), &["ignore_headers", "X A"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nallow = [\"10.0.0.1/8\"]\n"), Some((7, 10)), &["msisdn.allow", "host bits"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefix = [\"44\"]\n"), Some((6, 1)), &["prefix"]),
         ];
         for (text, at, words) in &cases {
             let e = parse_str(text).expect_err(text);

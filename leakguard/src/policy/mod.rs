@@ -36,12 +36,28 @@ pub struct Rule {
     pub allow: Vec<IpNet>,
 }
 
+/// The identity-number check (`[msisdn]`): a value that is, after optional whitespace
+/// and an optional `+`, only 9 to 15 digits starting with one of `prefixes` is an identity
+/// number, whatever the header name (except `ignore_headers` and names with a rule).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Msisdn {
+    /// Leading digits (country or network codes), 1 to 15 digits each.
+    pub prefixes: Vec<String>,
+    pub action: Action,
+    /// Header names whose values are never checked (any case, `_` or `-`).
+    pub ignore_headers: Vec<String>,
+    /// Trusted destinations: a number sent to one of them passes, counted as `allow`.
+    pub allow: Vec<IpNet>,
+}
+
 /// Everything the kernel programs are configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelPolicy {
     pub ports: Vec<u16>,
     pub max_payload_bytes: u32,
     pub rules: Vec<Rule>,
+    /// Off when `None`.
+    pub msisdn: Option<Msisdn>,
 }
 
 impl Default for KernelPolicy {
@@ -50,6 +66,7 @@ impl Default for KernelPolicy {
             ports: vec![80, 8080],
             max_payload_bytes: leakguard_common::DEFAULT_MAX_PAYLOAD_BYTES,
             rules: Vec::new(),
+            msisdn: None,
         }
     }
 }

@@ -1,0 +1,161 @@
+//! Per-flow scanner state, kept between the segments of one TCP flow in the `FLOWS` LRU
+//! hash, so a request head that spans segments is scanned as one.
+//!
+//! A flow has an entry only while it needs one: its head is open at the end of a segment
+//! (the next segment continues it), or it carries redactions that a retransmission must
+//! repeat. Heads that fit in one segment never create an entry, so a full table (LRU
+//! eviction) never changes how they are handled.
+
+use crate::{NameKey, MAX_NAME_LEN, MAX_SPANS};
+
+/// Key of `FLOWS`: one direction of a TCP connection, as seen by one hook of one
+/// interface (the same connection guarded at two hooks is two independent scans).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// IPv4 addresses use the first 4 bytes; network byte order.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// Host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    pub ifindex: u32,
+    pub hook: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
+
+/// Sequence numbers of a run of redacted bytes: `[start, end)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+/// Value of `FLOWS`, and the resumable part of the scanner state.
+///
+/// All zero is the state of a fresh scan (expecting a request line).
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowState {
+    /// Sequence number of the first payload byte after the last scanned segment.
+    pub next_seq: u32,
+    /// Parser state (the kernel's `S_*`; 0 = expecting a request line).
+    pub state: u32,
+    /// Length of the current request-line token, or position in the version.
+    pub tok: u32,
+    /// Bytes of the current header name (counts on past `MAX_NAME_LEN`).
+    pub name_len: u32,
+    /// `F_*` bits of the current header line.
+    pub flags: u32,
+    /// Value digits read so far by the identity-number check (`[msisdn]`).
+    pub num_len: u32,
+    /// Sequence numbers of the value's first byte (`+` or digit) and of the byte after
+    /// its last digit: what a `redact` overwrites.
+    pub num_start: u32,
+    pub num_end: u32,
+    /// Those digits, one per nibble, first digit in the highest nibble used.
+    pub num_bcd: u64,
+    /// The last redacted runs, a ring (`span_last` is the newest).
+    pub spans: [Span; MAX_SPANS],
+    pub span_last: u32,
+    pub nspans: u32,
+    /// 1 once a span was pushed out of the ring: redactions before `forgot_end` are no
+    /// longer known, and a retransmission of such bytes is dropped (fail closed).
+    pub forgot: u32,
+    pub forgot_end: u32,
+    /// The folded name of the current header line, zero padded (a partial name when a
+    /// segment ends inside it).
+    pub name: NameKey,
+}
+const _: () = assert!(core::mem::size_of::<FlowState>() == 40 + 8 * MAX_SPANS + 16 + MAX_NAME_LEN);
+
+impl FlowState {
+    pub const FRESH: Self = Self {
+        next_seq: 0,
+        state: 0,
+        tok: 0,
+        name_len: 0,
+        flags: 0,
+        num_len: 0,
+        num_start: 0,
+        num_end: 0,
+        num_bcd: 0,
+        spans: [Span { start: 0, end: 0 }; MAX_SPANS],
+        span_last: 0,
+        nspans: 0,
+        forgot: 0,
+        forgot_end: 0,
+        name: NameKey {
+            name: [0; MAX_NAME_LEN],
+        },
+    };
+
+    /// Records that the bytes at sequence numbers `[start, start + len)` were redacted:
+    /// extends the newest span when the run continues it, else starts a new one (pushing
+    /// the oldest out when the ring is full).
+    #[inline(always)]
+    pub fn note_span(&mut self, start: u32, len: u32) {
+        let last = self.span_last as usize % MAX_SPANS;
+        if self.nspans != 0 && self.spans[last].end == start {
+            self.spans[last].end = start.wrapping_add(len);
+            return;
+        }
+        let next = (self.span_last as usize + 1) % MAX_SPANS;
+        if self.nspans as usize == MAX_SPANS {
+            self.forgot = 1;
+            self.forgot_end = self.spans[next].end;
+        } else {
+            self.nspans += 1;
+        }
+        self.spans[next] = Span {
+            start,
+            end: start.wrapping_add(len),
+        };
+        self.span_last = next as u32;
+    }
+}
+
+/// `a < b` in sequence space (RFC 1982 style, within 2^31).
+#[must_use]
+#[inline(always)]
+pub const fn seq_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+/// Value of an entry of the `MSISDN_PREFIX` tries. The tries hold every configured
+/// prefix and every shorter start of one, so the longest match of a number's digits says
+/// both whether a configured prefix starts it and whether its digits so far could
+/// still become such a number.
+#[must_use]
+#[inline(always)]
+pub const fn prefix_entry(len: u32, covered: bool) -> u8 {
+    ((len as u8) << 1) | covered as u8
+}
+
+/// True when the longest match `entry` of `digits` digits says a configured prefix
+/// starts them.
+#[must_use]
+#[inline(always)]
+pub const fn prefix_covered(entry: u8) -> bool {
+    entry & 1 != 0
+}
+
+/// True when the digits read so far (`digits`, longest match `entry`) may still be the
+/// start of an identity number: a configured prefix starts them, or they are the start
+/// of a configured prefix.
+#[must_use]
+#[inline(always)]
+pub const fn prefix_possible(entry: u8, digits: u32) -> bool {
+    prefix_covered(entry) || (entry >> 1) as u32 == digits
+}
+
+/// `digit` placed as the `index`-th (0-based) digit of a [`crate::DigitKey`] read as a
+/// big-endian u64.
+#[must_use]
+#[inline(always)]
+pub const fn bcd_digit(digit: u8, index: u32) -> u64 {
+    ((digit & 15) as u64) << ((60u32.wrapping_sub(index.wrapping_mul(4))) & 63)
+}
