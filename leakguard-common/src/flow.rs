@@ -103,7 +103,12 @@ impl FlowState {
             self.spans[last].end = start.wrapping_add(len);
             return;
         }
-        let next = (self.span_last as usize + 1) % MAX_SPANS;
+        // Slots fill from 0; once full, the slot after the newest holds the oldest.
+        let next = if (self.nspans as usize) < MAX_SPANS {
+            self.nspans as usize % MAX_SPANS
+        } else {
+            (self.span_last as usize + 1) % MAX_SPANS
+        };
         if self.nspans as usize == MAX_SPANS {
             self.forgot = 1;
             self.forgot_end = self.spans[next].end;
@@ -158,4 +163,63 @@ pub const fn prefix_possible(entry: u8, digits: u32) -> bool {
 #[inline(always)]
 pub const fn bcd_digit(digit: u8, index: u32) -> u64 {
     ((digit & 15) as u64) << ((60u32.wrapping_sub(index.wrapping_mul(4))) & 63)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_merge_runs_and_forget_the_oldest() {
+        let mut f = FlowState::FRESH;
+        f.note_span(100, 3);
+        f.note_span(103, 2); // continues the run
+        assert_eq!(
+            (f.nspans, f.spans[0]),
+            (
+                1,
+                Span {
+                    start: 100,
+                    end: 105
+                }
+            )
+        );
+        for k in 1..MAX_SPANS as u32 {
+            f.note_span(200 * k, 1);
+        }
+        assert_eq!((f.nspans, f.forgot), (MAX_SPANS as u32, 0));
+        // One more pushes [100, 105) out.
+        f.note_span(5000, 4);
+        assert_eq!((f.forgot, f.forgot_end), (1, 105));
+        let live = f.spans;
+        assert!(live.contains(&Span {
+            start: 5000,
+            end: 5004
+        }));
+        assert!(!live.contains(&Span {
+            start: 100,
+            end: 105
+        }));
+        // Wrapping sequence numbers.
+        let mut g = FlowState::FRESH;
+        g.note_span(u32::MAX - 1, 4);
+        assert_eq!(
+            g.spans[0],
+            Span {
+                start: u32::MAX - 1,
+                end: 2
+            }
+        );
+        assert!(seq_lt(u32::MAX - 1, 2) && !seq_lt(2, u32::MAX - 1));
+    }
+
+    #[test]
+    fn digit_keys_and_prefix_entries() {
+        // "447" as nibbles, first digit highest.
+        let bcd = bcd_digit(4, 0) | bcd_digit(4, 1) | bcd_digit(7, 2);
+        assert_eq!(bcd.to_be_bytes()[..2], [0x44, 0x70]);
+        assert!(prefix_covered(prefix_entry(2, true)));
+        assert!(prefix_possible(prefix_entry(3, false), 3));
+        assert!(!prefix_possible(prefix_entry(2, false), 3));
+    }
 }

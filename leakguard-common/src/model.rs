@@ -1,16 +1,20 @@
 //! A pure-Rust reference model of the kernel scanner, for differential tests only: the
 //! same policy in, the same verdict, output bytes and counters out, written for clarity
-//! rather than speed (byte at a time, no windows, no runs).
+//! rather than speed (byte at a time, no runs, no map memory).
 //!
-//! The grammar and every decision mirror `leakguard-ebpf/src/http.rs`; where the two
-//! disagree, one of them is wrong.
+//! It covers the per-flow behaviour too: a [`ModelFlow`] is what the kernel keeps in its
+//! `FLOWS` entry, and [`segment`] takes one TCP segment of the flow. The grammar and every
+//! decision mirror `leakguard-ebpf/src/{guard,http}.rs`; where the two disagree, one of
+//! them is wrong.
 
 use alloc::vec::Vec;
 
 use crate::{
     action,
+    flow::{seq_lt, FlowState},
     name::{fold, CLASS, C_CTL, C_TCHAR, C_WS},
-    NameKey, MAX_METHOD_LEN, MAX_NAME_LEN, REDACT_FILLER,
+    NameKey, MAX_METHOD_LEN, MAX_NAME_LEN, MAX_SPANS, MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS,
+    MSISDN_RULE_ID, REDACT_FILLER, SCAN_WINDOW,
 };
 
 /// A rule as the model needs it: `allowed` says whether this packet's destination is on
@@ -23,11 +27,46 @@ pub struct ModelRule {
     pub allowed: bool,
 }
 
+/// The identity-number check (`[msisdn]`).
+#[derive(Clone, Debug)]
+pub struct ModelMsisdn {
+    /// Configured prefixes, as digit strings.
+    pub prefixes: Vec<Vec<u8>>,
+    pub action: u8,
+    /// The destination is on the check's allowlist.
+    pub allowed: bool,
+    /// Folded names whose values are not checked.
+    pub ignore: Vec<NameKey>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelPolicy {
+    pub max_payload_bytes: u32,
+    pub rules: Vec<ModelRule>,
+    pub msisdn: Option<ModelMsisdn>,
+}
+
+/// What the segment was to its flow (the kernel's packet classes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// Started (or tried to start) a request.
+    #[default]
+    Head,
+    /// Continued a head open at the end of the previous segment.
+    Continuation,
+    /// Neither: a body or not HTTP.
+    Body,
+    /// Resent bytes already scanned.
+    Retransmission,
+    /// Dropped: its bytes cannot be scanned in order.
+    Unordered,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModelOutput {
     pub drop: bool,
     pub payload: Vec<u8>,
-    /// (rule id, outcome) per match, in order.
+    /// (rule id, outcome) per match, in order; the number check counts as `MSISDN_RULE_ID`.
     pub matches: Vec<(u32, u8)>,
     pub heads: u64,
     pub lines: u64,
@@ -35,9 +74,15 @@ pub struct ModelOutput {
     pub truncated: bool,
     /// True when some byte was overwritten.
     pub redacted: bool,
+    pub kind: Kind,
+    /// Counted as a continuation (also for a retransmission that carries new head bytes).
+    pub continuation: bool,
+    /// Counted as a retransmission (resent bytes, even when then dropped).
+    pub retransmission: bool,
+    pub msisdn_values: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum S {
     Method,
     Target,
@@ -48,95 +93,303 @@ enum S {
     Ows,
     Value,
     BlankCr,
+    /// A value checked for an identity number.
+    Num,
 }
 
-/// Scans one TCP payload the way the programs do.
-#[must_use]
-pub fn scan(payload: &[u8], max_payload_bytes: u32, rules: &[ModelRule]) -> ModelOutput {
-    let mut out = ModelOutput {
-        payload: payload.to_vec(),
-        ..ModelOutput::default()
-    };
-    // A segment whose first byte cannot start a method is not looked at.
-    match payload.first() {
-        Some(&b) if CLASS[usize::from(b)] & C_TCHAR != 0 => {}
-        _ => return out,
-    }
-    let limit = payload.len().min(max_payload_bytes as usize);
-    let mut st = S::Method;
-    let mut tok = 0u32;
-    let mut name: Vec<u8> = Vec::new();
-    let mut name_len = 0usize;
-    let mut redacting = false; // F_REDACT: the current value (and its folds) is redacted
-    let mut stopped = false;
+/// The state the kernel keeps for a flow between segments.
+#[derive(Clone, Debug)]
+pub struct ModelFlow {
+    next_seq: u32,
+    st: S,
+    tok: u32,
+    name: Vec<u8>,
+    name_len: usize,
+    /// F_REDACT: the current value (and its folds) is redacted.
+    redacting: bool,
+    /// The number check: value started, digits ended, digits so far, where it lies.
+    num_val: bool,
+    num_tail: bool,
+    digits: Vec<u8>,
+    num_start: u32,
+    num_end: u32,
+    /// Redacted runs, the kernel's ring (same merge and eviction rule).
+    spans: FlowState,
+}
 
-    let mut i = 0;
-    while i < limit {
-        let b = payload[i];
+impl ModelFlow {
+    fn fresh(seq: u32) -> Self {
+        let mut spans = FlowState::FRESH;
+        spans.next_seq = seq;
+        Self {
+            next_seq: seq,
+            st: S::Method,
+            tok: 0,
+            name: Vec::new(),
+            name_len: 0,
+            redacting: false,
+            num_val: false,
+            num_tail: false,
+            digits: Vec::new(),
+            num_start: 0,
+            num_end: 0,
+            spans,
+        }
+    }
+
+    fn open(&self) -> bool {
+        !(self.st == S::Method && self.tok == 0)
+    }
+
+    /// Byte `seq` was redacted in an earlier segment (and is still remembered).
+    fn remembered(&self, seq: u32) -> bool {
+        let f = &self.spans;
+        (0..f.nspans as usize).any(|j| {
+            let s = f.spans[j];
+            !seq_lt(seq, s.start) && seq_lt(seq, s.end)
+        })
+    }
+}
+
+/// The longest-match answers of the prefix trie, computed directly from the prefixes.
+fn covered(prefixes: &[Vec<u8>], digits: &[u8]) -> bool {
+    prefixes.iter().any(|p| digits.starts_with(p))
+}
+
+fn possible(prefixes: &[Vec<u8>], digits: &[u8]) -> bool {
+    covered(prefixes, digits) || prefixes.iter().any(|p| p.starts_with(digits))
+}
+
+struct Scan<'a> {
+    pol: &'a ModelPolicy,
+    out: ModelOutput,
+    f: ModelFlow,
+    seq: u32,
+    stopped: bool,
+}
+
+impl Scan<'_> {
+    fn at(&self, i: usize) -> u32 {
+        self.seq.wrapping_add(i as u32)
+    }
+
+    fn redact(&mut self, i: usize) {
+        self.out.payload[i] = REDACT_FILLER;
+        self.out.redacted = true;
+        let s = self.at(i);
+        self.f.spans.note_span(s, 1);
+    }
+
+    /// Overwrites the bytes with sequence numbers in `[from, to)` inside `[lo, hi)`
+    /// (payload offsets), remembered as one run.
+    fn redact_range(&mut self, from: u32, to: u32, lo: usize, hi: usize) {
+        let clamp = |s: u32| -> usize {
+            let d = s.wrapping_sub(self.at(lo)) as i32;
+            if d < 0 {
+                lo
+            } else {
+                (lo + d as usize).min(hi)
+            }
+        };
+        let (a, b) = (clamp(from), clamp(to));
+        if a >= b {
+            return;
+        }
+        for i in a..b {
+            self.out.payload[i] = REDACT_FILLER;
+        }
+        self.out.redacted = true;
+        let s = self.at(a);
+        self.f.spans.note_span(s, (b - a) as u32);
+    }
+
+    fn match_outcome(&mut self, id: u32, act: u8, allowed: bool) -> u8 {
+        let outcome = if allowed { action::ALLOW } else { act };
+        self.out.matches.push((id, outcome));
+        outcome
+    }
+
+    /// The name of a header line is complete (the colon was read).
+    fn on_header(&mut self) {
+        self.f.st = S::Skip;
+        if self.f.name_len > MAX_NAME_LEN {
+            return;
+        }
+        let mut key = NameKey {
+            name: [0; MAX_NAME_LEN],
+        };
+        key.name[..self.f.name.len()].copy_from_slice(&self.f.name);
+        if let Some(r) = self.pol.rules.iter().find(|r| r.key == key).copied() {
+            match self.match_outcome(r.id, r.action, r.allowed) {
+                action::REDACT => {
+                    self.f.redacting = true;
+                    self.f.st = S::Ows;
+                }
+                action::DROP => {
+                    self.out.drop = true;
+                    self.stopped = true;
+                }
+                _ => {}
+            }
+            return;
+        }
+        if let Some(m) = &self.pol.msisdn {
+            if m.ignore.contains(&key) {
+                return;
+            }
+            self.f.st = S::Num;
+            self.f.redacting = false;
+            self.f.num_val = false;
+            self.f.num_tail = false;
+            self.f.digits.clear();
+        }
+    }
+
+    /// One byte of a value checked for an identity number.
+    fn num_byte(&mut self, i: usize, lo: usize) {
+        let b = self.out.payload[i];
+        let m = self.pol.msisdn.as_ref().expect("number check on");
+        if b == b'\n' {
+            self.f.st = S::LineStart;
+            let n = self.f.digits.len() as u32;
+            if self.f.num_val
+                && (MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&n)
+                && covered(&m.prefixes, &self.f.digits)
+            {
+                let (act, allowed) = (m.action, m.allowed);
+                self.out.msisdn_values += 1;
+                match self.match_outcome(MSISDN_RULE_ID, act, allowed) {
+                    action::REDACT => {
+                        let (from, to) = (self.f.num_start, self.f.num_end);
+                        self.redact_range(from, to, lo, i);
+                    }
+                    action::DROP => {
+                        self.out.drop = true;
+                        self.stopped = true;
+                    }
+                    _ => {}
+                }
+            }
+            return;
+        }
+        let ws = CLASS[usize::from(b)] & C_WS != 0;
+        if !self.f.num_val {
+            if b == b'+' || b.is_ascii_digit() {
+                self.f.num_val = true;
+                self.f.num_start = self.at(i);
+                self.f.num_end = self.at(i);
+                if b == b'+' {
+                    self.f.num_end = self.at(i + 1);
+                    return;
+                }
+            } else {
+                if !ws {
+                    self.f.st = S::Skip;
+                }
+                return;
+            }
+        }
+        if b.is_ascii_digit() && !self.f.num_tail {
+            self.f.digits.push(b);
+            self.f.num_end = self.at(i + 1);
+            if self.f.digits.len() as u32 > MSISDN_MAX_DIGITS {
+                self.f.st = S::Skip;
+            }
+        } else if ws || b == b'\r' {
+            self.f.num_tail = true;
+        } else {
+            self.f.st = S::Skip;
+        }
+    }
+
+    /// At the end of a window: a number that may still be an identity number under
+    /// `redact` is overwritten as far as it goes.
+    fn number_pending(&mut self, lo: usize, hi: usize) {
+        let Some(m) = &self.pol.msisdn else {
+            return;
+        };
+        if self.stopped || self.f.st != S::Num || !self.f.num_val || m.action != action::REDACT {
+            return;
+        }
+        if m.allowed {
+            return;
+        }
+        let n = self.f.digits.len() as u32;
+        if n > MSISDN_MAX_DIGITS || (n > 0 && !possible(&m.prefixes, &self.f.digits)) {
+            return;
+        }
+        let (from, to) = (self.f.num_start, self.f.num_end);
+        self.redact_range(from, to, lo, hi);
+    }
+
+    /// One byte of the state machine (`lo`: payload offset of the byte's window).
+    fn byte(&mut self, i: usize, lo: usize) {
+        let b = self.out.payload[i];
         let class = CLASS[usize::from(b)];
-        match st {
+        let f = &mut self.f;
+        match f.st {
             S::Method => {
-                if class & C_TCHAR != 0 && tok < MAX_METHOD_LEN {
-                    tok += 1;
-                } else if b == b' ' && tok > 0 {
-                    st = S::Target;
-                    tok = 0;
+                if class & C_TCHAR != 0 && f.tok < MAX_METHOD_LEN {
+                    f.tok += 1;
+                } else if b == b' ' && f.tok > 0 {
+                    f.st = S::Target;
+                    f.tok = 0;
                 } else {
-                    stopped = true;
+                    self.stopped = true;
                 }
             }
             S::Target => {
-                if b == b' ' && tok > 0 {
-                    st = S::Version;
-                    tok = 0;
+                if b == b' ' && f.tok > 0 {
+                    f.st = S::Version;
+                    f.tok = 0;
                 } else if b != b' ' && class & C_CTL == 0 {
-                    tok += 1;
+                    f.tok += 1;
                 } else {
-                    stopped = true;
+                    self.stopped = true;
                 }
             }
             S::Version => {
                 const PREFIX: &[u8] = b"HTTP/1.";
-                if (tok as usize) < PREFIX.len() {
-                    if b == PREFIX[tok as usize] {
-                        tok += 1;
+                if (f.tok as usize) < PREFIX.len() {
+                    if b == PREFIX[f.tok as usize] {
+                        f.tok += 1;
                     } else {
-                        stopped = true;
+                        self.stopped = true;
                     }
-                } else if tok as usize == PREFIX.len() {
+                } else if f.tok as usize == PREFIX.len() {
                     if b.is_ascii_digit() {
-                        tok += 1;
+                        f.tok += 1;
                     } else {
-                        stopped = true;
+                        self.stopped = true;
                     }
                 } else if b == b'\n' {
-                    out.heads += 1;
-                    st = S::LineStart;
-                    redacting = false;
+                    self.out.heads += 1;
+                    f.st = S::LineStart;
+                    f.redacting = false;
                 } else if b != b'\r' {
-                    stopped = true;
+                    self.stopped = true;
                 }
             }
             S::LineStart => {
                 if class & C_TCHAR != 0 {
-                    out.lines += 1;
-                    name.clear();
-                    name.push(fold(b));
-                    name_len = 1;
-                    redacting = false;
-                    st = S::Name;
+                    self.out.lines += 1;
+                    f.name.clear();
+                    f.name.push(fold(b));
+                    f.name_len = 1;
+                    f.redacting = false;
+                    f.st = S::Name;
                 } else if b == b'\r' {
-                    redacting = false;
-                    st = S::BlankCr;
+                    f.redacting = false;
+                    f.st = S::BlankCr;
                 } else if b == b'\n' {
-                    redacting = false;
-                    st = S::Method;
-                    tok = 0;
+                    f.redacting = false;
+                    f.st = S::Method;
+                    f.tok = 0;
                 } else {
-                    out.lines += 1;
-                    out.malformed += 1;
+                    self.out.lines += 1;
+                    self.out.malformed += 1;
                     // An obs-fold line continues a redacted value: redact it too.
-                    st = if class & C_WS != 0 && redacting {
+                    f.st = if class & C_WS != 0 && f.redacting {
                         S::Ows
                     } else {
                         S::Skip
@@ -145,77 +398,205 @@ pub fn scan(payload: &[u8], max_payload_bytes: u32, rules: &[ModelRule]) -> Mode
             }
             S::Name => {
                 if class & C_TCHAR != 0 {
-                    if name_len < MAX_NAME_LEN {
-                        name.push(fold(b));
+                    if f.name_len < MAX_NAME_LEN {
+                        f.name.push(fold(b));
                     }
-                    name_len += 1;
+                    f.name_len += 1;
                 } else if b == b':' {
-                    st = S::Skip;
-                    if name_len <= MAX_NAME_LEN {
-                        let mut key = NameKey {
-                            name: [0; MAX_NAME_LEN],
-                        };
-                        key.name[..name.len()].copy_from_slice(&name);
-                        if let Some(r) = rules.iter().find(|r| r.key == key) {
-                            let outcome = if r.allowed { action::ALLOW } else { r.action };
-                            out.matches.push((r.id, outcome));
-                            match outcome {
-                                action::REDACT => {
-                                    redacting = true;
-                                    st = S::Ows;
-                                }
-                                action::DROP => {
-                                    out.drop = true;
-                                    stopped = true;
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
+                    self.on_header();
                 } else {
-                    out.malformed += 1;
-                    st = if b == b'\n' { S::LineStart } else { S::Skip };
+                    self.out.malformed += 1;
+                    f.st = if b == b'\n' { S::LineStart } else { S::Skip };
                 }
             }
             S::Skip => {
                 if b == b'\n' {
-                    st = S::LineStart;
+                    f.st = S::LineStart;
                 }
             }
             S::Ows | S::Value => {
                 if b == b'\n' {
-                    st = S::LineStart;
-                } else if st == S::Ows && class & C_WS != 0 {
+                    f.st = S::LineStart;
+                } else if f.st == S::Ows && class & C_WS != 0 {
                     // Leading whitespace is not part of the value.
                 } else {
-                    st = S::Value;
+                    f.st = S::Value;
                     if b != b'\r' {
-                        out.payload[i] = REDACT_FILLER;
-                        out.redacted = true;
+                        self.redact(i);
                     }
                 }
             }
             S::BlankCr => {
                 if b == b'\n' {
-                    st = S::Method;
-                    tok = 0;
+                    f.st = S::Method;
+                    f.tok = 0;
                 } else {
-                    out.malformed += 1;
-                    st = S::Skip;
+                    self.out.malformed += 1;
+                    f.st = S::Skip;
                 }
             }
+            S::Num => self.num_byte(i, lo),
         }
-        if stopped {
+    }
+}
+
+/// One TCP segment of a flow (`flow`: the flow's saved state, `None` when the kernel has
+/// no entry for it), as the programs handle it. Updates `flow` like the kernel updates
+/// its entry.
+#[must_use]
+pub fn segment(
+    flow: &mut Option<ModelFlow>,
+    seq: u32,
+    payload: &[u8],
+    pol: &ModelPolicy,
+) -> ModelOutput {
+    let mut out = ModelOutput {
+        payload: payload.to_vec(),
+        ..ModelOutput::default()
+    };
+    let len = payload.len();
+    if len == 0 {
+        return out;
+    }
+    let had_entry = flow.is_some();
+    // Scan from `start`; repeat remembered redactions before `refill_end`.
+    let mut start = 0usize;
+    let mut refill_end = 0usize;
+    // A resent segment outside a head: scanned afresh, the flow left as it was.
+    let mut rescan = false;
+    let f = match flow.clone() {
+        None => {
+            // Without saved state a segment must start a request line.
+            if CLASS[usize::from(payload[0])] & C_TCHAR == 0 {
+                out.kind = Kind::Body;
+                return out;
+            }
+            ModelFlow::fresh(seq)
+        }
+        Some(mut f) => {
+            let open = f.open();
+            let delta = f.next_seq.wrapping_sub(seq) as i32;
+            if delta < 0 {
+                if open {
+                    out.kind = Kind::Unordered;
+                    out.drop = true;
+                    return out;
+                }
+                f.next_seq = seq;
+            } else if delta > 0 {
+                out.kind = Kind::Retransmission;
+                out.retransmission = true;
+                if f.spans.forgot != 0 && seq_lt(seq, f.spans.forgot_end) {
+                    out.kind = Kind::Unordered;
+                    out.drop = true;
+                    return out;
+                }
+                refill_end = (delta as usize).min(len);
+                if open {
+                    start = refill_end;
+                } else {
+                    rescan = true;
+                    f.st = S::Method;
+                    f.tok = 0;
+                }
+            }
+            if open && start < len {
+                out.continuation = true;
+                if delta == 0 {
+                    out.kind = Kind::Continuation;
+                }
+            }
+            f
+        }
+    };
+    let limit = len.min(start + pol.max_payload_bytes as usize);
+    let end = limit.max(refill_end);
+    let mut sc = Scan {
+        pol,
+        out,
+        f,
+        seq,
+        stopped: false,
+    };
+
+    // Window by window, as the kernel copies them.
+    let clamp = |at: usize, off: usize, n: usize| at.saturating_sub(off).min(n);
+    let mut off = 0;
+    while off < end {
+        let n = (end - off).min(SCAN_WINDOW);
+        // Bytes sent before: repeat the remembered redactions.
+        for i in off..off + clamp(refill_end, off, n) {
+            if sc.f.remembered(sc.at(i)) {
+                sc.out.payload[i] = REDACT_FILLER;
+                sc.out.redacted = true;
+            }
+        }
+        let (from, scan_end) = (clamp(start, off, n), clamp(limit, off, n));
+        if from < scan_end {
+            for i in off + from..off + scan_end {
+                sc.byte(i, off);
+                if sc.stopped {
+                    break;
+                }
+            }
+            if sc.out.drop {
+                break;
+            }
+            sc.number_pending(off, off + scan_end);
+        }
+        if sc.stopped {
             break;
         }
-        i += 1;
+        off += n;
     }
-    let in_head = !(stopped || (st == S::Method && tok == 0));
-    out.truncated = in_head && limit < payload.len();
+
+    let Scan {
+        mut out,
+        mut f,
+        stopped,
+        ..
+    } = sc;
+    let open = !stopped && f.open();
+    out.truncated = open && limit < len;
+    if matches!(out.kind, Kind::Head) && !out.continuation && out.heads == 0 && !open {
+        out.kind = Kind::Body;
+    }
     if out.drop {
-        // A dropped packet leaves nothing; what it would have carried does not matter.
+        // A dropped packet leaves nothing, and the flow stays as it was.
         out.payload = payload.to_vec();
         out.redacted = false;
+        return out;
     }
+    if (!had_entry && !open) || rescan {
+        return out;
+    }
+    if !open {
+        f.st = S::Method;
+        f.tok = 0;
+        f.redacting = false;
+        f.num_val = false;
+        f.num_tail = false;
+        f.name_len = 0;
+        f.digits.clear();
+    }
+    let end = seq.wrapping_add(len as u32);
+    if seq_lt(f.next_seq, end) {
+        f.next_seq = end;
+    }
+    let keep = !out.truncated && (open || (had_entry && f.spans.nspans != 0));
+    *flow = if keep { Some(f) } else { None };
     out
 }
+
+/// Scans one segment of a flow without saved state (a request in one segment).
+#[must_use]
+pub fn scan(payload: &[u8], max_payload_bytes: u32, rules: &[ModelRule]) -> ModelOutput {
+    let pol = ModelPolicy {
+        max_payload_bytes,
+        rules: rules.to_vec(),
+        msisdn: None,
+    };
+    segment(&mut None, 1_000_000, payload, &pol)
+}
+
+const _: () = assert!(MAX_SPANS >= 1);

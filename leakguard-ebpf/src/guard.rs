@@ -28,7 +28,18 @@ use crate::{
 struct Windows {
     pkt: *mut c_void,
     payload_off: u32,
-    limit: u32,
+    /// Payload bytes the loop visits (scanned, or with redactions to repeat).
+    end: u32,
+}
+
+/// `at - off` clamped to `[0, n]`: a payload offset as a position in the window.
+#[inline(always)]
+fn clamp_to(at: u32, off: u32, n: u32) -> u32 {
+    if at > off {
+        (at - off).min(n)
+    } else {
+        0
+    }
 }
 
 /// `bpf_loop` callback: copies window `idx` of the payload into the scratch buffer, scans
@@ -45,12 +56,12 @@ extern "C" fn window<P: Packet>(idx: u32, ctx: *mut c_void) -> i64 {
     // SAFETY: per-CPU value, ours for the program run.
     let s = unsafe { &mut *s };
     let off = idx * SCAN_WINDOW as u32;
-    if off >= w.limit {
+    if off >= w.end {
         return 1;
     }
     // Two checks with a barrier between them: merged into one range check by LLVM, they
     // would leave the verifier without a lower bound for the helper's length.
-    let n = opaque64(u64::from((w.limit - off).min(SCAN_WINDOW as u32)));
+    let n = opaque64(u64::from((w.end - off).min(SCAN_WINDOW as u32)));
     if n == 0 {
         return 1;
     }
@@ -66,28 +77,35 @@ extern "C" fn window<P: Packet>(idx: u32, ctx: *mut c_void) -> i64 {
     s.st.n = n;
     s.st.win_off = off;
     s.st.dirty = 0;
-    // Bytes before `start` were scanned when first sent: only their redactions are
-    // repeated. The rest is scanned.
-    let old = if s.st.start > off {
-        (s.st.start - off).min(n)
-    } else {
-        0
-    };
-    s.st.old_n = old;
+    // Bytes before `refill_end` were sent before: their remembered redactions are
+    // repeated. Scanning runs from `start` to `limit`.
+    let old = clamp_to(s.st.refill_end, off, n);
     if old != 0 && s.st.f.nspans != 0 {
         refill_window(s, old);
     }
-    // Re-read from map memory: both paths above reach the scan with one state.
-    // SAFETY: a field of the per-CPU value.
-    let old = unsafe { core::ptr::read_volatile(&s.st.old_n) };
-    if old < n {
-        scan_window(s, old);
+    // Written to map memory and read back: every path above reaches the scan with one
+    // verifier state.
+    // SAFETY: fields of the per-CPU value.
+    let (from, scan_end) = unsafe {
+        core::ptr::write_volatile(&mut s.st.n, clamp_to(s.st.limit, off, n));
+        core::ptr::write_volatile(&mut s.st.old_n, clamp_to(s.st.start, off, n));
+        (
+            core::ptr::read_volatile(&s.st.old_n),
+            core::ptr::read_volatile(&s.st.n),
+        )
+    };
+    if from < scan_end {
+        scan_window(s, from);
         if s.st.drop != 0 {
             return 1;
         }
         number_pending(s);
-        let end = if s.st.stop != 0 { s.st.stopped_at } else { n };
-        s.st.scanned += end.saturating_sub(old);
+        let end = if s.st.stop != 0 {
+            s.st.stopped_at
+        } else {
+            scan_end
+        };
+        s.st.scanned += end.saturating_sub(from);
     }
     if s.st.dirty != 0 && p.store(w.payload_off + off, s.buf.as_ptr(), n) != 0 {
         s.st.store_failed = 1;
@@ -178,10 +196,15 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
 
 /// `ScanState::kind`: what the segment is to its flow.
 pub const KIND_NEW: u32 = 0;
-/// The flow has an entry: the segment comes next in sequence.
+/// The flow has an entry: the segment comes next in sequence, outside a head.
 const KIND_NEXT: u32 = 1;
-/// The flow has an entry and the segment resends bytes already scanned.
-const KIND_RESENT: u32 = 2;
+/// The flow has an entry: the segment continues its open head.
+const KIND_CONT: u32 = 2;
+/// The flow has an entry, its head is open, and the segment resends bytes before it.
+const KIND_RESENT: u32 = 3;
+/// The flow has an entry, no head is open, and the segment resends bytes: scanned
+/// afresh, the entry left unchanged.
+const KIND_RESCAN: u32 = 4;
 
 /// Places the segment in its flow from the flow's saved state: the scanner state to
 /// resume, and where scanning starts. Returns false when the segment must be dropped.
@@ -208,7 +231,6 @@ fn resume(
         return true;
     }
     if delta > 0 {
-        s.st.kind = KIND_RESENT;
         stats.retransmissions += 1;
         if s.st.f.forgot != 0 && seq_lt(seq, s.st.f.forgot_end) {
             // Redactions of these bytes are no longer remembered: never resend them
@@ -216,10 +238,27 @@ fn resume(
             stats.unordered_drops += 1;
             return false;
         }
-        s.st.start = (delta as u32).min(payload_len);
+        // Resent bytes get the redactions they got when first sent...
+        s.st.refill_end = (delta as u32).min(payload_len);
+        if open {
+            // ...and the head goes on after them.
+            s.st.kind = KIND_RESENT;
+            s.st.start = s.st.refill_end;
+        } else {
+            // ...and, outside a head, the segment is scanned afresh like one of a flow
+            // without state (it may fill a gap, or hold a request start); the flow's
+            // state is left as it is.
+            s.st.kind = KIND_RESCAN;
+            s.st.f.state = 0;
+            s.st.f.tok = 0;
+            return true;
+        }
     }
     if open && s.st.start < payload_len {
         stats.continuations += 1;
+        if delta == 0 {
+            s.st.kind = KIND_CONT;
+        }
     }
     true
 }
@@ -289,6 +328,7 @@ fn scan<P: Packet>(
     };
 
     s.st.seq = flow.seq;
+    s.st.f.next_seq = flow.seq;
     if let Some(e) = entry {
         if !resume(s, e, flow.seq, payload_len, stats) {
             stats.dropped_packets += 1;
@@ -298,14 +338,17 @@ fn scan<P: Packet>(
     // At most `max_payload_bytes` new bytes are scanned; old bytes before `start` are
     // all visited (their redactions repeated) whatever the limit.
     let limit = payload_len.min(s.st.start.saturating_add(max_scan));
+    s.st.limit = limit;
+    let end = limit.max(s.st.refill_end);
+    // `limit` is read back from the map after the loop, not kept in a register.
     // Through map memory: the window loop then starts from one verifier state, whatever
     // path (new head, continuation, retransmission) led here.
-    let limit = forget(&mut s.st.limit, limit);
+    let end = forget(&mut s.st.loop_end, end);
 
     let mut w = Windows {
         pkt: p.raw(),
         payload_off: flow.payload_off,
-        limit,
+        end,
     };
     // An outer bpf_loop rather than a counted loop: the verifier then checks the window
     // body (and the scan callback inside it) once, not once per possible window.
@@ -331,13 +374,15 @@ fn scan<P: Packet>(
     stats.events_lost += u64::from(st.events_lost);
     stats.msisdn_values += u64::from(st.msisdn);
     let open = st.in_head();
+    // SAFETY: a field of the per-CPU value.
+    let limit = unsafe { core::ptr::read_volatile(&st.limit) };
     let truncated = open && limit < payload_len;
     if truncated {
         stats.truncated += 1;
     }
     // SAFETY: a field of the per-CPU value (volatile: re-read after the loop).
     let kind = unsafe { core::ptr::read_volatile(&st.kind) };
-    if kind == KIND_NEW && st.heads == 0 && !open {
+    if (kind == KIND_NEW || kind == KIND_NEXT) && st.heads == 0 && !open {
         stats.bodies += 1;
     }
     if st.drop != 0 {
@@ -366,8 +411,9 @@ fn scan<P: Packet>(
 #[inline(always)]
 fn save_flow(s: &mut Scratch, key: &FlowKey, end_seq: u32, open: bool, truncated: bool) {
     // SAFETY: a field of the per-CPU value.
-    let had_entry = unsafe { core::ptr::read_volatile(&s.st.kind) } != KIND_NEW;
-    if s.st.pkt.canary != 0 || (!had_entry && !open) {
+    let kind = unsafe { core::ptr::read_volatile(&s.st.kind) };
+    let had_entry = kind != KIND_NEW;
+    if s.st.pkt.canary != 0 || (!had_entry && !open) || kind == KIND_RESCAN {
         // The common case: a head within one segment, no entry before or after.
         return;
     }

@@ -21,7 +21,7 @@ use leakguard_common::{
     flow::{bcd_digit, prefix_covered, prefix_possible},
     name::{fold, CLASS, C_CTL, C_TCHAR, C_WS, FOLD},
     FlowState, MAX_METHOD_LEN, MAX_NAME_LEN, MAX_SPANS, MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS,
-    REDACT_FILLER, SCAN_CHUNK, SCAN_WINDOW,
+    NO_ALLOW_GROUP, REDACT_FILLER, SCAN_CHUNK, SCAN_WINDOW,
 };
 
 use crate::{
@@ -102,8 +102,12 @@ pub struct ScanState {
     pub msisdn: u32,
     /// What the segment is to its flow (`guard::KIND_*`).
     pub kind: u32,
-    /// Payload bytes the window loop visits.
+    /// Payload offset where scanning ends (`max_payload_bytes` after `start`).
     pub limit: u32,
+    /// Payload offset up to which remembered redactions are repeated (resent bytes).
+    pub refill_end: u32,
+    /// Payload bytes the window loop visits.
+    pub loop_end: u32,
     pub _pad: u32,
     /// One's-complement sums of the redacted bytes before and after, at their position
     /// parity in the segment: the TCP checksum update (RFC 1624).
@@ -394,6 +398,9 @@ fn skip_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
             s.st.f.state = S_LINE_START;
             return lf + 1;
         }
+        // A stale LF past the window's end: every byte up to `n` was skipped. (Returning
+        // `w` here would move the scan backwards, onto bytes already taken.)
+        return n;
     }
     if w > n {
         n
@@ -590,12 +597,17 @@ fn redact_span(s: &mut Scratch, from: u32, to: u32) {
 /// keeps these bytes overwritten: the cost of never letting part of a number out.)
 #[inline(always)]
 pub fn number_pending(s: &mut Scratch) {
-    let st = &s.st;
+    let st = &mut s.st;
     if st.stop != 0
         || st.f.state != S_NUM
         || st.f.flags & F_NUM_VAL == 0
         || st.pkt.msisdn_action != action::REDACT
     {
+        return;
+    }
+    // A trusted destination gets the number as it is.
+    let group = st.pkt.msisdn_allow_group;
+    if group != NO_ALLOW_GROUP && policy::allowed(&mut st.pkt, group) {
         return;
     }
     let len = st.f.num_len;

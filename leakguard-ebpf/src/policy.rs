@@ -140,7 +140,7 @@ fn count_match(pkt: &PacketMeta, rule_id: u32, outcome: u8) {
 /// True when the destination is on the allowlist `group`. One trie lookup per segment,
 /// done only when a rule with an allowlist matched.
 #[inline(always)]
-fn allowed(pkt: &mut PacketMeta, group: u8) -> bool {
+pub fn allowed(pkt: &mut PacketMeta, group: u8) -> bool {
     if pkt.allow_known == 0 {
         pkt.allow_mask = if pkt.family == FAMILY_IPV4 {
             let d = &pkt.daddr.0;

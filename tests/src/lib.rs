@@ -1,7 +1,9 @@
 //! Test support: the real programs loaded into the kernel, packets built with etherparse,
 //! and network namespaces for end-to-end runs. Every resource is an RAII guard.
 
+pub mod corpus;
 pub mod daemon;
+pub mod diff;
 pub mod guard;
 pub mod http;
 pub mod netns;

@@ -1,0 +1,211 @@
+//! A seeded random corpus of request heads for the differential tests, and the policy
+//! they run under, in both forms: the daemon's (`KernelPolicy`) and the model's.
+
+use ipnet::IpNet;
+use leakguard::policy::{Action, KernelPolicy, Msisdn, Rule};
+use leakguard_common::{
+    model::{ModelMsisdn, ModelPolicy, ModelRule},
+    name,
+};
+
+/// xorshift64*: small, deterministic, enough for a corpus.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// From `LEAKGUARD_SEED` when set (to replay a failure), else from the clock. The
+    /// seed is printed.
+    #[must_use]
+    pub fn from_env() -> (Self, u64) {
+        let seed = std::env::var("LEAKGUARD_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        println!("seed {seed} (replay with LEAKGUARD_SEED={seed})");
+        (Self(seed), seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len())]
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+}
+
+/// Names with a rule in [`policy`].
+pub const NAMES: &[&str] = &[
+    "X-MSISDN",
+    "X-UIDH",
+    "X-ACR",
+    "X-Up-Calling-Line-ID",
+    "MSISDN",
+    "X-IMSI",
+];
+/// Names without one (some close to a rule's, one ignored by the number check).
+pub const OTHER: &[&str] = &[
+    "Host",
+    "User-Agent",
+    "Accept",
+    "Cookie",
+    "X-Forwarded-For",
+    "X-MSISDN2",
+    "MSISD",
+    "Via",
+    "X-Phone",
+    "X-Order-Id",
+    "Content-Length",
+];
+
+/// The rules, and the `[msisdn]` check with `msisdn_action` (prefixes 44 and 447, values
+/// of `X-Order-Id` ignored, 198.51.100.0/24 trusted).
+#[must_use]
+pub fn policy(msisdn_action: Option<Action>) -> KernelPolicy {
+    let r = |h: &str, action, allow: &[&str]| Rule {
+        header: h.into(),
+        action,
+        allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
+    };
+    KernelPolicy {
+        max_payload_bytes: 4096,
+        rules: vec![
+            r("X-MSISDN", Action::Redact, &["198.51.100.0/24"]),
+            r("X-UIDH", Action::Drop, &[]),
+            r("X-ACR", Action::Count, &[]),
+            r("x_up_calling_line_id", Action::Redact, &[]),
+            r("MSISDN", Action::Redact, &["198.51.100.0/24"]),
+            r("X-IMSI", Action::Count, &[]),
+        ],
+        msisdn: msisdn_action.map(|action| Msisdn {
+            prefixes: vec!["44".into(), "447".into()],
+            action,
+            ignore_headers: vec!["x_order_id".into()],
+            allow: vec!["198.51.100.0/24".parse().unwrap()],
+        }),
+        ..KernelPolicy::default()
+    }
+}
+
+/// The model's view of `policy` for a packet to `dst`. Rule ids are the policy's order
+/// (a fresh object assigns them so).
+#[must_use]
+pub fn model_policy(policy: &KernelPolicy, dst: std::net::IpAddr) -> ModelPolicy {
+    let trusted = |allow: &[IpNet]| allow.iter().any(|n| n.contains(&dst));
+    ModelPolicy {
+        max_payload_bytes: policy.max_payload_bytes,
+        rules: policy
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(id, r)| ModelRule {
+                key: name::key(r.header.as_bytes()).unwrap(),
+                id: id as u32,
+                action: r.action.kernel(),
+                allowed: trusted(&r.allow),
+            })
+            .collect(),
+        msisdn: policy.msisdn.as_ref().map(|m| ModelMsisdn {
+            prefixes: m.prefixes.iter().map(|p| p.as_bytes().to_vec()).collect(),
+            action: m.action.kernel(),
+            allowed: trusted(&m.allow),
+            ignore: m
+                .ignore_headers
+                .iter()
+                .map(|h| name::key(h.as_bytes()).unwrap())
+                .collect(),
+        }),
+    }
+}
+
+/// A name as a gateway might spell it: case and `-`/`_` variants, sometimes mangled.
+pub fn spell(rng: &mut Rng, base: &str) -> String {
+    let mut s: String = base
+        .chars()
+        .map(|c| match rng.below(4) {
+            0 => c.to_ascii_lowercase(),
+            1 => c.to_ascii_uppercase(),
+            2 if c == '-' => '_',
+            _ => c,
+        })
+        .collect();
+    match rng.below(20) {
+        0 => s.push(' '),                          // whitespace before the colon
+        1 => s.insert(1, '\u{7f}'),                // a non-token byte
+        2 => s = format!("{s}{}", "x".repeat(60)), // too long
+        _ => {}
+    }
+    s
+}
+
+/// A header value: identity numbers in several spellings, near misses, tokens, empties.
+pub fn value(rng: &mut Rng) -> String {
+    let core = match rng.below(12) {
+        0 => "447700900123".to_owned(),
+        1 => "+44 7700 900123".to_owned(),
+        2 => "OTgxNTk2NzE0ZmFrZXRva2Vu".to_owned(),
+        3 => String::new(),
+        4 => "a\rb".to_owned(),
+        5 => "+447700900123".to_owned(),
+        6 => "4477009001234567".to_owned(), // 16 digits: too long
+        7 => "44770090".to_owned(),         // 8 digits: too short
+        8 => "331234567890".to_owned(),     // another country
+        9 => "447700900123x".to_owned(),
+        10 => "++447700900123".to_owned(),
+        _ => format!("4{}", rng.below(1_000_000_000)),
+    };
+    let lead = *rng.pick(&["", " ", "  ", "\t", " \t "]);
+    let trail = *rng.pick(&["", "", " ", "\t", " \r"]);
+    format!("{lead}{core}{trail}")
+}
+
+pub fn eol(rng: &mut Rng) -> &'static str {
+    const EOLS: [&str; 4] = ["\r\n", "\r\n", "\r\n", "\n"];
+    EOLS[rng.below(EOLS.len())]
+}
+
+/// One request head (sometimes malformed, sometimes followed by a body).
+pub fn request(rng: &mut Rng) -> String {
+    let mut s = String::new();
+    let method = *rng.pick(&[
+        "GET", "POST", "HEAD", "PROPFIND", "get", "G E T", "GET", "GET",
+    ]);
+    let target = *rng.pick(&["/", "/a/b?c=d", "http://example.com/x", "/\u{1}", "*"]);
+    let version = *rng.pick(&["HTTP/1.1", "HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/1.x"]);
+    s.push_str(&format!("{method} {target} {version}{}", eol(rng)));
+    for _ in 0..rng.below(10) {
+        match rng.below(12) {
+            0 => s.push_str(&format!(" folded continuation{}", eol(rng))),
+            1 => s.push_str(&format!("no colon here{}", eol(rng))),
+            2..=5 => {
+                let base = *rng.pick(NAMES);
+                let n = spell(rng, base);
+                s.push_str(&format!("{n}:{}{}", value(rng), eol(rng)));
+            }
+            _ => {
+                let base = *rng.pick(OTHER);
+                let n = spell(rng, base);
+                s.push_str(&format!("{n}:{}{}", value(rng), eol(rng)));
+            }
+        }
+    }
+    if rng.chance(90) {
+        s.push_str(eol(rng));
+    }
+    if rng.chance(15) {
+        s.push_str("X-MSISDN: 447700900123\r\n\r\n"); // a body that looks like a header
+    }
+    s
+}
