@@ -16,7 +16,9 @@ use aya::{
     maps::{MapData, RingBuf},
     Ebpf,
 };
-use leakguard_common::{action, hook, Event, IfSlot, FAMILY_IPV4, IFSLOT_ENTRIES, MAX_SLOTS};
+use leakguard_common::{
+    action, hook, Event, IfSlot, FAMILY_IPV4, IFSLOT_ENTRIES, MAX_SLOTS, MSISDN_RULE_ID,
+};
 use tokio::signal::unix::{signal, SignalKind};
 
 use sd_notify::NotifyState;
@@ -366,6 +368,7 @@ impl Daemon {
             reloads_ok: self.reloads_ok,
             reloads_rejected: self.reloads_rejected,
             selftest_ok: self.selftest_ok == Some(true),
+            tracked_flows: maps::flow_count(self.ebpf.map(maps::MAP_FLOWS).context("FLOWS map")?)?,
         })
     }
 
@@ -467,7 +470,7 @@ impl Daemon {
     /// Logs the events of the last tick, one line per (interface, hook, destination,
     /// header, outcome) with a count: repeats are aggregated, never a value.
     fn log_events(&self, ring: &mut RingBuf<MapData>) {
-        let mut agg: BTreeMap<(u32, u8, IpAddr, u32, u8), u64> = BTreeMap::new();
+        let mut agg: BTreeMap<(u32, u8, IpAddr, u32, u8, String), u64> = BTreeMap::new();
         while let Some(item) = ring.next() {
             if item.len() != size_of::<Event>() {
                 continue;
@@ -479,25 +482,46 @@ impl Daemon {
             } else {
                 IpAddr::from(e.daddr)
             };
-            *agg.entry((e.ifindex, e.hook, dst, e.rule_id, e.action))
+            let header = if e.rule_id == MSISDN_RULE_ID {
+                // The name the number came under, as the kernel folded it (token bytes
+                // only: lowercase, `_` as `-`). The value is never in an event.
+                event_name(&e)
+            } else {
+                self.names
+                    .get(&e.rule_id)
+                    .cloned()
+                    .unwrap_or_else(|| "(unknown rule)".into())
+            };
+            *agg.entry((e.ifindex, e.hook, dst, e.rule_id, e.action, header))
                 .or_default() += 1;
         }
-        for ((ifindex, h, dst, rule, outcome), n) in agg {
-            let header = self
-                .names
-                .get(&rule)
-                .map_or("(unknown rule)", String::as_str);
+        for ((ifindex, h, dst, rule, outcome, header), n) in agg {
+            let what = if rule == MSISDN_RULE_ID {
+                "identity number"
+            } else {
+                "identity header"
+            };
             tracing::info!(
                 interface = %ifname(ifindex),
                 hook = hook::name(h),
                 destination = %dst,
-                header,
+                header = %header,
                 action = action::name(outcome),
                 count = n,
-                "identity header"
+                "{what}"
             );
         }
     }
+}
+
+/// The header name carried by an event, printable by construction (token bytes).
+fn event_name(e: &Event) -> String {
+    let len = (e.name_len as usize).min(e.name.name.len());
+    let name = &e.name.name[..len];
+    if name.is_empty() || !name.iter().all(|&b| leakguard_common::name::is_tchar(b)) {
+        return "(unprintable)".into();
+    }
+    String::from_utf8_lossy(name).into_owned()
 }
 
 fn ifname(index: u32) -> String {

@@ -490,6 +490,13 @@ fn replace_trie<K: aya::Pod + Ord, V: aya::Pod>(
     Ok(())
 }
 
+/// Entries in the flow table (one key walk: the kernel keeps no count for a hash map).
+pub fn flow_count(m: &aya::maps::Map) -> Result<u64, ApplyError> {
+    let flows: HashMap<&MapData, leakguard_common::FlowKey, leakguard_common::FlowState> =
+        HashMap::try_from(m).map_err(map_err(MAP_FLOWS))?;
+    Ok(flows.keys().filter(Result::is_ok).count() as u64)
+}
+
 /// Global counters summed over CPUs.
 pub fn stats(ebpf: &Ebpf) -> Result<Stats, ApplyError> {
     stats_of(

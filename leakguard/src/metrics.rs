@@ -20,7 +20,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use leakguard_common::{action, hook, MatchKey, Stats};
+use leakguard_common::{action, hook, MatchKey, Stats, MSISDN_RULE_ID};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MatchLabels {
@@ -67,6 +67,16 @@ pub struct Inputs<'a> {
     pub reloads_rejected: u64,
     /// The last self-test passed.
     pub selftest_ok: bool,
+    /// Entries in the kernel's flow table (heads open across segments, redactions kept
+    /// for retransmissions).
+    pub tracked_flows: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NumberLabels {
+    interface: String,
+    hook: String,
+    action: String,
 }
 
 /// The exposition text.
@@ -79,7 +89,23 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
         "Requests whose head carried an identity header, by interface, hook, header and what the policy did (count, redact, drop, allow)",
         matches.clone(),
     );
+    let numbers = Family::<NumberLabels, Counter>::default();
+    reg.register(
+        "leakguard_msisdn_values",
+        "Header values that were identity numbers ([msisdn]: digits with a configured prefix) under any header name, by interface, hook and what the policy did; the header names are in the log",
+        numbers.clone(),
+    );
     for (iface, k, n) in &i.matches {
+        if k.rule_id == MSISDN_RULE_ID {
+            numbers
+                .get_or_create(&NumberLabels {
+                    interface: iface.clone(),
+                    hook: hook::name(k.hook).into(),
+                    action: action::name(k.outcome).into(),
+                })
+                .inc_by(*n);
+            continue;
+        }
         matches
             .get_or_create(&MatchLabels {
                 interface: iface.clone(),
@@ -131,6 +157,10 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
             ("seen", s.packets),
             ("tcp_http_port", s.tcp_http),
             ("request_head", s.heads),
+            ("continuation", s.continuations),
+            ("body", s.bodies),
+            ("retransmission", s.retransmissions),
+            ("unordered_drop", s.unordered_drops),
             ("fragment", s.fragments),
             ("redacted", s.redacted_packets),
             ("dropped", s.dropped_packets),
@@ -179,6 +209,14 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
             })
             .inc_by(n);
     }
+
+    let flows = Gauge::<i64>::default();
+    reg.register(
+        "leakguard_tracked_flows",
+        "Flows in the kernel's flow table: request heads open across segments, and redactions kept for retransmissions",
+        flows.clone(),
+    );
+    flows.set(i64::try_from(i.tracked_flows).unwrap_or(i64::MAX));
 
     let selftest = Gauge::<i64>::default();
     reg.register(

@@ -208,7 +208,7 @@ fn metrics_are_labelled_linted_and_free_of_values() {
     let t = topo();
     let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
     let body = format!(
-        "[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\n\n[[attach]]\ninterface = \"absent9\"\nhook = \"xdp\"\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n"
+        "[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\n\n[[attach]]\ninterface = \"absent9\"\nhook = \"xdp\"\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n\n[msisdn]\nprefixes = [\"44\"]\naction = \"redact\"\n"
     );
     // A fixed port inside the client namespace (nothing else listens there).
     let mut d = Daemon::new(&t.cli, &body)
@@ -220,6 +220,15 @@ fn metrics_are_labelled_linted_and_free_of_values() {
         send(&t, n);
     }
     assert!(!last_leaked(&server));
+    // The number under a header no rule names: found by [msisdn], redacted.
+    let st = curl(
+        &t.cli,
+        &format!("http://{SRV_V4}/n"),
+        &[format!("X-Subscriber-Number: +{MSISDN}")],
+        10,
+    );
+    assert!(st.success());
+    assert!(!last_leaked(&server), "the number under a new header name");
 
     let scrape = || {
         let out = t
@@ -241,7 +250,7 @@ fn metrics_are_labelled_linted_and_free_of_values() {
     .unwrap_or_else(|e| panic!("{e}:\n{}", scrape()));
     let m = scrape();
     for needle in [
-        format!("leakguard_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",class=\"request_head\"}} 3"),
+        format!("leakguard_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",class=\"request_head\"}} 4"),
         format!("leakguard_attached{{interface=\"{CLI_IF}\",hook=\"tc-egress\"}} 1"),
         "leakguard_attached{interface=\"absent9\",hook=\"xdp\"} 0".to_owned(),
         "leakguard_policy_reloads_total{result=\"ok\"} 0".to_owned(),
@@ -249,10 +258,20 @@ fn metrics_are_labelled_linted_and_free_of_values() {
         "leakguard_malformed_lines_total 0".to_owned(),
         format!("leakguard_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
         "leakguard_selftest_ok 1".to_owned(),
+        format!("leakguard_msisdn_values_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",action=\"redact\"}} 1"),
+        "leakguard_tracked_flows 0".to_owned(),
+        format!("leakguard_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",class=\"continuation\"}} 0"),
     ] {
         assert!(m.contains(&needle), "missing {needle:?} in:\n{m}");
     }
     assert_no_values("metrics", &m);
+    // The log names the new header (folded), never the number.
+    wait_for("the identity-number log line", Duration::from_secs(5), || {
+        d.logs().contains("\"header\":\"x-subscriber-number\"")
+    })
+    .unwrap_or_else(|e| panic!("{e}:\n{}", d.logs()));
+    assert!(d.logs().contains("identity number"));
+    assert_no_values("logs", &d.logs());
 
     // Debian's promtool lints the exposition.
     let mut lint = std::process::Command::new("promtool")

@@ -786,8 +786,8 @@ action = "drop"
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"1234567890123456\"]\n"), Some((6, 13)), &["1 to 15 digits"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = []\n"), Some((6, 12)), &["at least one"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\", \"44\"]\n"), Some((6, 19)), &["twice"]),
-            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nignore_headers = [\"X-A\", \"x_a\"]\n"), Some((7, 27)), &["ignore_headers", "twice"]),
-            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nignore_headers = [\"X A\"]\n"), Some((7, 20)), &["ignore_headers", "X A"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nignore_headers = [\"X-A\", \"x_a\"]\n"), Some((7, 26)), &["ignore_headers", "twice"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nignore_headers = [\"X A\"]\n"), Some((7, 19)), &["ignore_headers", "X A"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nallow = [\"10.0.0.1/8\"]\n"), Some((7, 10)), &["msisdn.allow", "host bits"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefix = [\"44\"]\n"), Some((6, 1)), &["prefix"]),
         ];
