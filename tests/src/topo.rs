@@ -2,7 +2,15 @@
 
 use std::process::{ExitStatus, Stdio};
 
-use crate::netns::{veth, Netns};
+use aya::programs::{
+    links::LinkOrder, tc::TcAttachOptions, SchedClassifier, TcAttachType, Xdp, XdpMode,
+};
+use leakguard::object::{PROG_TC_EGRESS, PROG_XDP};
+
+use crate::{
+    guard::Guard,
+    netns::{sh, veth, Netns},
+};
 
 pub const CLI_IF: &str = "lgc0";
 pub const SRV_IF: &str = "lgs0";
@@ -69,4 +77,37 @@ pub fn curl(ns: &Netns, url: &str, headers: &[String], max_secs: u32) -> ExitSta
     c.stdout(Stdio::null()).stderr(Stdio::null());
     c.status()
         .expect("curl runs (installed by `cargo xtask setup`)")
+}
+
+/// `ethtool -K` in a namespace.
+pub fn ethtool(ns: &Netns, ifname: &str, args: &[&str]) {
+    let mut v = vec!["ip", "netns", "exec", &ns.name, "ethtool", "-K", ifname];
+    v.extend_from_slice(args);
+    sh(&v).unwrap();
+}
+
+pub fn attach_tc_egress(g: &mut Guard, ns: &Netns, ifname: &str) {
+    ns.enter(|| {
+        let p: &mut SchedClassifier = g
+            .ebpf
+            .program_mut(PROG_TC_EGRESS)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        p.attach_with_options(
+            ifname,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .expect("TCX egress attach");
+    })
+    .unwrap();
+}
+
+pub fn attach_xdp(g: &mut Guard, ns: &Netns, ifname: &str) {
+    ns.enter(|| {
+        let p: &mut Xdp = g.ebpf.program_mut(PROG_XDP).unwrap().try_into().unwrap();
+        p.attach(ifname, XdpMode::Default).expect("XDP attach");
+    })
+    .unwrap();
 }

@@ -266,9 +266,11 @@ fn metrics_are_labelled_linted_and_free_of_values() {
     }
     assert_no_values("metrics", &m);
     // The log names the new header (folded), never the number.
-    wait_for("the identity-number log line", Duration::from_secs(5), || {
-        d.logs().contains("\"header\":\"x-subscriber-number\"")
-    })
+    wait_for(
+        "the identity-number log line",
+        Duration::from_secs(5),
+        || d.logs().contains("\"header\":\"x-subscriber-number\""),
+    )
     .unwrap_or_else(|e| panic!("{e}:\n{}", d.logs()));
     assert!(d.logs().contains("identity number"));
     assert_no_values("logs", &d.logs());

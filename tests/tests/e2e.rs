@@ -4,20 +4,15 @@
 
 use std::net::SocketAddr;
 
-use aya::programs::{
-    links::LinkOrder, tc::TcAttachOptions, SchedClassifier, TcAttachType, Xdp, XdpMode,
-};
-use leakguard::{
-    object::{PROG_TC_EGRESS, PROG_XDP},
-    policy::{Action, KernelPolicy, Rule},
-};
+use leakguard::policy::{Action, KernelPolicy, Rule};
 use leakguard_common::action;
 use leakguard_tests::{
     guard::Guard,
     http::{find, ACR, MSISDN, UIDH},
-    netns::{sh, Netns},
     server::HttpServer,
-    topo::{curl, topo, Topo, CLI_IF, SRV_IF, SRV_V4, SRV_V6},
+    topo::{
+        attach_tc_egress, attach_xdp, curl, ethtool, topo, Topo, CLI_IF, SRV_IF, SRV_V4, SRV_V6,
+    },
 };
 
 const R_MSISDN: u32 = 0;
@@ -46,39 +41,6 @@ fn policy(max_payload_bytes: u32) -> KernelPolicy {
         ],
         ..KernelPolicy::default()
     }
-}
-
-/// `ethtool -K` in a namespace.
-fn ethtool(ns: &Netns, ifname: &str, args: &[&str]) {
-    let mut v = vec!["ip", "netns", "exec", &ns.name, "ethtool", "-K", ifname];
-    v.extend_from_slice(args);
-    sh(&v).unwrap();
-}
-
-fn attach_tc_egress(g: &mut Guard, ns: &Netns, ifname: &str) {
-    ns.enter(|| {
-        let p: &mut SchedClassifier = g
-            .ebpf
-            .program_mut(PROG_TC_EGRESS)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        p.attach_with_options(
-            ifname,
-            TcAttachType::Egress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
-        )
-        .expect("TCX egress attach");
-    })
-    .unwrap();
-}
-
-fn attach_xdp(g: &mut Guard, ns: &Netns, ifname: &str) {
-    ns.enter(|| {
-        let p: &mut Xdp = g.ebpf.program_mut(PROG_XDP).unwrap().try_into().unwrap();
-        p.attach(ifname, XdpMode::Default).expect("XDP attach");
-    })
-    .unwrap();
 }
 
 /// The topology, a recording server on `addr:port` and the guard (scan limit `limit`)
@@ -142,8 +104,7 @@ fn tc_egress_redacts_over_ipv6() {
 
 /// With segmentation offload on (the veth default), the stack hands TC egress one GSO
 /// super-packet for the whole request: the header at byte ~6,000 is in it, far past the
-/// first MTU's worth, and must be found there (there is no other segment to find it in:
-/// continuation segments are not scanned yet).
+/// first MTU's worth, and must be found there.
 #[test]
 fn tc_egress_finds_a_header_deep_in_a_gso_packet() {
     let (t, server, g) = tc_egress_guard(SRV_V4, 80, 16384);

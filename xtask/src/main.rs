@@ -42,7 +42,8 @@ enum Cmd {
 }
 
 /// Debian packages: LLVM 22 to build bpf-linker; iproute2, curl and ethtool for the
-/// end-to-end tests; prometheus for `promtool check metrics`; bpftool to inspect programs.
+/// end-to-end tests; nftables to lose segments on purpose (real retransmissions);
+/// prometheus for `promtool check metrics`; bpftool to inspect programs.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -51,6 +52,7 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "curl",
     "ethtool",
+    "nftables",
     "prometheus",
     "bpftool",
 ];
