@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{Map, MapData};
-use leakguard_common::action;
+use leakguard_common::{action, IGNORE_ACTION, MSISDN_RULE_ID};
 
 use crate::{
     attach::interface_index,
@@ -56,6 +56,15 @@ pub fn report(pins: &Pins) -> Result<String> {
         st.packets, st.tcp_http, st.heads, st.lines, st.truncated, st.malformed, st.fragments,
         st.redacted_packets, st.dropped_packets, st.errors
     )?;
+    writeln!(
+        s,
+        "segments: continuations {}, bodies {}, retransmissions {}, dropped for a gap {}; flows tracked {}",
+        st.continuations,
+        st.bodies,
+        st.retransmissions,
+        st.unordered_drops,
+        maps::flow_count(&open(pins, maps::MAP_FLOWS)?)?
+    )?;
     let counters = open(pins, MAP_RULE_COUNTERS)?;
     let rules = maps::rules_of(&open(pins, MAP_RULES[gen as usize])?)?;
     writeln!(
@@ -63,13 +72,25 @@ pub fn report(pins: &Pins) -> Result<String> {
         "{:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
         "header", "action", "count", "redact", "drop", "allow"
     )?;
-    for (key, rule) in &rules {
-        let name = maps::key_name(key);
-        let c = maps::rule_counters_of(&counters, rule.id)?.outcomes;
+    let mut rows: Vec<(String, u8, u32)> = rules
+        .iter()
+        // Names the number check ignores are entries of the map, not rules.
+        .filter(|(_, r)| r.action != IGNORE_ACTION)
+        .map(|(k, r)| (maps::key_name(k), r.action, r.id))
+        .collect();
+    if config.msisdn_on != 0 {
+        rows.push((
+            "(identity numbers, [msisdn])".into(),
+            config.msisdn_action,
+            MSISDN_RULE_ID,
+        ));
+    }
+    for (name, act, id) in rows {
+        let c = maps::rule_counters_of(&counters, id)?.outcomes;
         writeln!(
             s,
             "{name:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
-            action::name(rule.action),
+            action::name(act),
             c[usize::from(action::COUNT)],
             c[usize::from(action::REDACT)],
             c[usize::from(action::DROP)],

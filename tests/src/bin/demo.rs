@@ -23,7 +23,14 @@ use leakguard_tests::{
 
 const TRUSTED: &str = "198.51.100.10";
 const UNTRUSTED: &str = "203.0.113.10";
-const HEADERS: [(&str, &str); 3] = [("X-MSISDN", MSISDN), ("X-UIDH", UIDH), ("X-ACR", ACR)];
+/// The identity headers the subscriber's requests carry; the last one is a name no rule or
+/// catalog lists, caught by `[msisdn]` because its value is a subscriber number.
+const HEADERS: [(&str, &str); 4] = [
+    ("X-MSISDN", MSISDN),
+    ("X-UIDH", UIDH),
+    ("X-ACR", ACR),
+    ("X-Subscriber-Number", concat!("+", "447700900123")),
+];
 
 /// Namespace names, for the Ctrl-C handler (destructors do not run on a signal).
 static CREATED: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
@@ -56,6 +63,11 @@ allow = ["{TRUSTED}/32"]
 [[rule]]
 header = "X-UIDH"
 action = "redact"
+allow = ["{TRUSTED}/32"]
+
+[msisdn]
+action = "redact"
+prefixes = ["44"]
 allow = ["{TRUSTED}/32"]
 "#
     )
@@ -158,7 +170,8 @@ fn main() -> Result<()> {
 
     println!("leakguard demo");
     println!("  subscriber 192.0.2.10 -> gateway -> web servers {UNTRUSTED} (untrusted), {TRUSTED} (trusted partner)");
-    println!("  policy: X-MSISDN redact, X-UIDH redact (both allowed to {TRUSTED}), X-ACR count\n");
+    println!("  policy: X-MSISDN redact, X-UIDH redact (both allowed to {TRUSTED}), X-ACR count,");
+    println!("          [msisdn] redact numbers starting 44 under any other header name (allowed to {TRUSTED})\n");
 
     let without = requests(&client, &server)?;
 
@@ -179,11 +192,11 @@ fn main() -> Result<()> {
         };
         println!("request to {dst} ({label}): what the server received");
         println!(
-            "  {:<10} {:<30} {:<30}",
+            "  {:<20} {:<30} {:<30}",
             "header", "without leakguard", "with leakguard"
         );
         for (j, (h, _)) in HEADERS.iter().enumerate() {
-            println!("  {:<10} {:<30} {:<30}", h, without[i][j], with[i][j]);
+            println!("  {:<20} {:<30} {:<30}", h, without[i][j], with[i][j]);
         }
         println!();
     }
@@ -209,6 +222,7 @@ fn main() -> Result<()> {
     println!("\nmetrics (GET /metrics on the gateway, excerpt):");
     for line in metrics.lines().filter(|l| {
         l.starts_with("leakguard_header_matches_total{")
+            || l.starts_with("leakguard_msisdn_values_total{")
             || (l.starts_with("leakguard_packets_total{") && l.contains("request_head"))
             || l.starts_with("leakguard_attached{")
             || l.starts_with("leakguard_selftest_ok")
@@ -216,7 +230,11 @@ fn main() -> Result<()> {
         println!("  {line}");
     }
     daemon.stop()?;
-    if with[0][0].contains(MSISDN) || !with[1][0].contains(MSISDN) {
+    if with[0][0].contains(MSISDN)
+        || with[0][3].contains(MSISDN)
+        || !with[1][0].contains(MSISDN)
+        || !with[1][3].contains(MSISDN)
+    {
         bail!("the guard did not behave as the policy says");
     }
     Ok(())
