@@ -256,3 +256,60 @@ fn stale_scratch_bytes_past_a_segment_are_never_scanned() {
         }
     }
 }
+
+/// The flow table full (more open heads than it holds, so the LRU evicts): heads within
+/// one segment still get exactly the model's verdicts and bytes, and a head across two
+/// segments of a new flow is still followed.
+#[test]
+fn a_full_flow_table_keeps_single_segment_heads_exact() {
+    let p = policy(Some(Action::Redact));
+    let mut d = Differ::new(&p);
+    // Open heads on more distinct flows than the table holds.
+    let flows = leakguard_common::FLOW_ENTRIES as usize + 4096;
+    let open = b"GET / HTTP/1.1\r\nHost: a\r\nCookie: c=1";
+    for i in 0..flows {
+        let f = Frame::http_v4(open)
+            .sport(1024 + (i % 60_000) as u16)
+            .dst_v4([203, 0, 113, (i / 60_000) as u8 + 100])
+            .build();
+        d.g.run(Hook::Xdp, &f).unwrap();
+    }
+    let tracked =
+        leakguard::maps::flow_count(d.g.ebpf.map(leakguard::maps::MAP_FLOWS).unwrap()).unwrap();
+    assert!(
+        tracked as usize > leakguard_common::FLOW_ENTRIES as usize * 9 / 10,
+        "the table is full: {tracked} entries"
+    );
+    let (mut rng, seed) = Rng::from_env();
+    let pol = model_policy(&p, SERVER_V4.into());
+    for case in 0..300 {
+        let payload = request(&mut rng);
+        let bytes = Frame::http_v4(payload.as_bytes()).build();
+        let ctx = format!("full table, case {case}, seed {seed}: {payload:?}");
+        for hook in [Hook::Xdp, Hook::TcEgress] {
+            d.segment(
+                hook,
+                &bytes,
+                1_000_000,
+                payload.as_bytes(),
+                &mut None,
+                &pol,
+                &ctx,
+            );
+        }
+    }
+    let req = REQUESTS[0];
+    let cut = req.find("X-MSISDN").unwrap() + 4;
+    let outs = send(
+        &mut d,
+        &pol,
+        SERVER_V4,
+        req.as_bytes(),
+        &[cut],
+        5_000,
+        &[],
+        None,
+        "full table, two segments",
+    );
+    assert!(!String::from_utf8_lossy(&outs.concat()).contains(&MSISDN[2..]));
+}
