@@ -63,7 +63,13 @@ struct Daemon {
     /// Result of the last self-test (None before the first).
     selftest_ok: Option<bool>,
     last_selftest: std::time::Instant,
+    /// The tracked-flows gauge and when it was counted: counting walks the flow table's
+    /// keys (about 40 ms when it is full), so it is refreshed every `FLOW_COUNT_EVERY`.
+    flows: std::cell::Cell<(u64, Option<std::time::Instant>)>,
 }
+
+/// How often the tracked-flows gauge is recounted.
+const FLOW_COUNT_EVERY: Duration = Duration::from_secs(10);
 
 pub async fn run(config_path: &Path) -> Result<()> {
     let config = file::load(config_path).map_err(anyhow::Error::from)?;
@@ -92,6 +98,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         metrics: Arc::new(Mutex::new(String::new())),
         selftest_ok: None,
         last_selftest: std::time::Instant::now(),
+        flows: std::cell::Cell::new((0, None)),
     };
     d.learn_names(&ids);
     d.load_slots()?;
@@ -368,8 +375,19 @@ impl Daemon {
             reloads_ok: self.reloads_ok,
             reloads_rejected: self.reloads_rejected,
             selftest_ok: self.selftest_ok == Some(true),
-            tracked_flows: maps::flow_count(self.ebpf.map(maps::MAP_FLOWS).context("FLOWS map")?)?,
+            tracked_flows: self.tracked_flows()?,
         })
+    }
+
+    /// Entries in the flow table, recounted at most every `FLOW_COUNT_EVERY`.
+    fn tracked_flows(&self) -> Result<u64> {
+        let (n, at) = self.flows.get();
+        if at.is_some_and(|t| t.elapsed() < FLOW_COUNT_EVERY) {
+            return Ok(n);
+        }
+        let n = maps::flow_count(self.ebpf.map(maps::MAP_FLOWS).context("FLOWS map")?)?;
+        self.flows.set((n, Some(std::time::Instant::now())));
+        Ok(n)
     }
 
     fn stats_map(&self) -> Result<&Map> {
