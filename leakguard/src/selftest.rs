@@ -3,7 +3,8 @@
 //!
 //! Canaries carry `CANARY_MAGIC` (TC: `__sk_buff.mark`; XDP: frame metadata), so the
 //! programs treat them exactly like traffic but move no production counter and send no
-//! event. Canary values are a run of zeros: never an identity.
+//! event. Canary values are a run of zeros (for the identity-number check, a configured
+//! prefix then zeros): never a subscriber's.
 
 use std::net::Ipv4Addr;
 
@@ -41,8 +42,13 @@ enum Expect {
 struct Canary {
     what: String,
     frame: Vec<u8>,
+    /// The header value the canary carries.
+    value: String,
     expect: Expect,
 }
+
+/// The header name of the identity-number canary: no rule names it.
+const NUMBER_CANARY_HEADER: &str = "X-Leakguard-Selftest-Number";
 
 /// What a self-test found.
 #[derive(Debug, Default)]
@@ -80,7 +86,8 @@ pub fn run(ebpf: &mut Ebpf, policy: &KernelPolicy, hooks: &[Hook]) -> Result<Rep
 fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
     let mut out = vec![Canary {
         what: "a request without identity headers".into(),
-        frame: frame(UNTRUSTED, port, None),
+        frame: frame(UNTRUSTED, port, None, CANARY_VALUE),
+        value: CANARY_VALUE.into(),
         expect: Expect::Unchanged,
     }];
     for r in &policy.rules {
@@ -98,16 +105,46 @@ fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
         };
         out.push(Canary {
             what: format!("{} ({:?})", r.header, r.action).to_lowercase(),
-            frame: frame(UNTRUSTED, port, Some(&r.header)),
+            frame: frame(UNTRUSTED, port, Some(&r.header), CANARY_VALUE),
+            value: CANARY_VALUE.into(),
             expect,
         });
         // A destination on the rule's allowlist passes unchanged.
         if let Some(ipnet::IpNet::V4(net)) = r.allow.first() {
             out.push(Canary {
                 what: format!("{} to an allowed destination", r.header).to_lowercase(),
-                frame: frame(net.network(), port, Some(&r.header)),
+                frame: frame(net.network(), port, Some(&r.header), CANARY_VALUE),
+                value: CANARY_VALUE.into(),
                 expect: Expect::Unchanged,
             });
+        }
+    }
+    // The identity-number check: a configured prefix padded with zeros to 12 digits,
+    // under a header no rule names.
+    let key = name::key(NUMBER_CANARY_HEADER.as_bytes()).ok();
+    let named = |h: &String| name::key(h.as_bytes()).ok() == key;
+    if let Some(m) = &policy.msisdn {
+        if let Some(prefix) = m.prefixes.first() {
+            if !policy.rules.iter().any(|r| named(&r.header)) && !m.ignore_headers.iter().any(named)
+            {
+                let value = format!("{prefix:0<12}");
+                let allowed = m
+                    .allow
+                    .iter()
+                    .any(|n| n.contains(&std::net::IpAddr::V4(UNTRUSTED)));
+                let expect = match m.action {
+                    _ if allowed => Expect::Unchanged,
+                    Action::Count => Expect::Unchanged,
+                    Action::Redact => Expect::Redacted,
+                    Action::Drop => Expect::Dropped,
+                };
+                out.push(Canary {
+                    what: format!("an identity number ({:?})", m.action).to_lowercase(),
+                    frame: frame(UNTRUSTED, port, Some(NUMBER_CANARY_HEADER), &value),
+                    value,
+                    expect,
+                });
+            }
         }
     }
     out
@@ -156,7 +193,7 @@ fn check(ebpf: &mut Ebpf, hook: Hook, c: &Canary) -> Result<()> {
         _ if dropped => bail!("dropped; the policy says pass"),
         Expect::Unchanged if out != c.frame => bail!("the packet was modified"),
         Expect::Unchanged => Ok(()),
-        Expect::Redacted => check_redacted(&c.frame, &out),
+        Expect::Redacted => check_redacted(&c.frame, &out, &c.value),
     }
 }
 
@@ -178,15 +215,15 @@ where
 }
 
 /// The value bytes became filler, nothing else changed but the checksum, which verifies.
-fn check_redacted(input: &[u8], out: &[u8]) -> Result<()> {
+fn check_redacted(input: &[u8], out: &[u8], canary_value: &str) -> Result<()> {
     if out.len() != input.len() {
         bail!("length changed");
     }
     let at = input
-        .windows(CANARY_VALUE.len())
-        .position(|w| w == CANARY_VALUE.as_bytes())
+        .windows(canary_value.len())
+        .position(|w| w == canary_value.as_bytes())
         .context("canary value")?;
-    let value = at..at + CANARY_VALUE.len();
+    let value = at..at + canary_value.len();
     if !out[value.clone()].iter().all(|&b| b == REDACT_FILLER) {
         bail!("the value was not fully overwritten");
     }
@@ -204,13 +241,13 @@ fn check_redacted(input: &[u8], out: &[u8]) -> Result<()> {
 /// Offsets of the TCP checksum in `frame`'s layout (Ethernet 14 + IPv4 20 + 16).
 const CSUM: std::ops::Range<usize> = 50..52;
 
-/// Ethernet + IPv4 + TCP carrying a GET with an optional `header: 000…` line.
-fn frame(dst: Ipv4Addr, port: u16, header: Option<&str>) -> Vec<u8> {
+/// Ethernet + IPv4 + TCP carrying a GET with an optional `header: value` line.
+fn frame(dst: Ipv4Addr, port: u16, header: Option<&str>, value: &str) -> Vec<u8> {
     let mut http = String::from("GET /leakguard-selftest HTTP/1.1\r\nHost: selftest.invalid\r\n");
     if let Some(h) = header {
         // The canary uses the header as configured; names are validated tokens.
         debug_assert!(name::key(h.as_bytes()).is_ok());
-        http.push_str(&format!("{h}: {CANARY_VALUE}\r\n"));
+        http.push_str(&format!("{h}: {value}\r\n"));
     }
     http.push_str("\r\n");
     let payload = http.as_bytes();

@@ -62,3 +62,34 @@ fn a_guard_that_disagrees_with_the_policy_fails_the_self_test() {
     let report = selftest::run(&mut g.ebpf, &policy(Action::Drop), &HOOKS).unwrap();
     assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
 }
+
+/// With `[msisdn]` on, a canary carries a number (a configured prefix, then zeros) under a
+/// header no rule names; a kernel whose number check is off fails it.
+#[test]
+fn the_number_check_has_a_canary() {
+    let mut p = policy(Action::Redact);
+    p.msisdn = Some(leakguard::policy::Msisdn {
+        prefixes: vec!["44".into()],
+        action: Action::Redact,
+        ignore_headers: vec![],
+        allow: vec![],
+    });
+    let mut g = Guard::load(&p).unwrap();
+    let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
+    assert!(report.ok(), "{:?}", report.failures);
+    assert_eq!(report.canaries, 6 * 3);
+    assert_eq!(
+        g.counters(leakguard_common::MSISDN_RULE_ID)
+            .unwrap()
+            .outcomes,
+        [0; 4]
+    );
+    // The kernel without the check: the canary's number passes in clear.
+    let mut off = Guard::load(&policy(Action::Redact)).unwrap();
+    let report = selftest::run(&mut off.ebpf, &p, &HOOKS).unwrap();
+    assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
+    assert!(report
+        .failures
+        .iter()
+        .all(|f| f.contains("identity number")));
+}
