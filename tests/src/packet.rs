@@ -75,7 +75,9 @@ pub const TRUSTED_V6: [u8; 16] = [
 ];
 
 /// Source ports for new frames: each frame is its own flow unless a test says otherwise
-/// (`sport`), so the kernel's per-flow state never links unrelated test packets.
+/// (`sport`), so the kernel's per-flow state never links unrelated test packets. The
+/// counter is per process and wraps after 50,000 frames: a test that needs more flows
+/// clones one frame and sets `sport` itself.
 fn next_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);

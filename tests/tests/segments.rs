@@ -267,8 +267,12 @@ fn a_full_flow_table_keeps_single_segment_heads_exact() {
     // Open heads on more distinct flows than the table holds.
     let flows = leakguard_common::FLOW_ENTRIES as usize + 4096;
     let open = b"GET / HTTP/1.1\r\nHost: a\r\nCookie: c=1";
+    // One template: `Frame::http_v4` draws a fresh source port from a per-process counter
+    // that the tests running alongside rely on not to wrap.
+    let template = Frame::http_v4(open);
     for i in 0..flows {
-        let f = Frame::http_v4(open)
+        let f = template
+            .clone()
             .sport(1024 + (i % 60_000) as u16)
             .dst_v4([203, 0, 113, (i / 60_000) as u8 + 100])
             .build();
