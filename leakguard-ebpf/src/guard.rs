@@ -121,9 +121,11 @@ pub enum Verdict {
 
 #[inline(always)]
 pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
-    // The counters of this interface and hook: one array load finds the slot.
     let ifindex = p.ifindex();
-    let canary = p.is_canary();
+    let parsed = parse(p);
+    // Self-test canaries are TCP segments: other packets skip the marker check.
+    let canary = matches!(parsed, Parsed::Tcp(_)) && p.is_canary();
+    // The counters of this interface and hook: one array load finds the slot.
     let slot = if canary {
         CANARY_SLOT
     } else {
@@ -138,7 +140,7 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
     // SAFETY: per-CPU value, only this program run touches it.
     let stats = unsafe { &mut *stats };
     stats.packets += 1;
-    let flow = match parse(p) {
+    let flow = match parsed {
         Parsed::Tcp(flow) => flow,
         Parsed::Fragment => {
             stats.fragments += 1;

@@ -134,6 +134,12 @@ impl Daemon {
         .with_context(|| format!("daemon log:\n{}", self.logs()))
     }
 
+    /// The process id of the running daemon.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn signal(&self, sig: libc::c_int) {
         if let Some(c) = &self.child {
             // SAFETY: kill(2) on our child's pid.

@@ -76,3 +76,49 @@ pub fn browser_get(len: usize) -> Vec<u8> {
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// A browser-like GET of about `len` bytes with `lines` header lines (at least 12): the
+/// lines of [`browser_get`], more of the kind a page load carries, and a `Cookie` that
+/// makes up the length.
+#[must_use]
+pub fn browser_get_lines(len: usize, lines: usize) -> Vec<u8> {
+    const MORE: [&str; 24] = [
+        "Sec-Fetch-Dest: document",
+        "Sec-Fetch-Mode: navigate",
+        "Sec-Fetch-Site: none",
+        "Sec-Fetch-User: ?1",
+        "Sec-CH-UA-Mobile: ?1",
+        "Sec-CH-UA-Platform: \"Android\"",
+        "Pragma: no-cache",
+        "Priority: u=0, i",
+        "X-Requested-With: com.android.chrome",
+        "X-Forwarded-Proto: http",
+        "Via: 1.1 gateway",
+        "Origin: http://www.example.com",
+        "If-None-Match: \"5f2a-1b3\"",
+        "TE: trailers",
+        "Save-Data: on",
+        "Viewport-Width: 412",
+        "Device-Memory: 8",
+        "DPR: 2.625",
+        "Downlink: 10",
+        "ECT: 4g",
+        "RTT: 50",
+        "Width: 1080",
+        "Purpose: prefetch",
+        "X-Client-Data: CIe2yQEIo7bJAQ",
+    ];
+    let base = browser_get(0);
+    let head = String::from_utf8(base).unwrap();
+    let (before_cookie, _) = head.split_once("Cookie: sid=").unwrap();
+    let mut s = before_cookie.to_owned();
+    for l in MORE.iter().take(lines.saturating_sub(12)) {
+        s.push_str(l);
+        s.push_str("\r\n");
+    }
+    let fixed = s.len() + "Cookie: sid=\r\n\r\n".len();
+    s.push_str("Cookie: sid=");
+    s.push_str(&"q".repeat(len.saturating_sub(fixed)));
+    s.push_str("\r\n\r\n");
+    s.into_bytes()
+}

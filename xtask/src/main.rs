@@ -43,7 +43,8 @@ enum Cmd {
 
 /// Debian packages: LLVM 22 to build bpf-linker; iproute2, curl and ethtool for the
 /// end-to-end tests; nftables to lose segments on purpose (real retransmissions);
-/// prometheus for `promtool check metrics`; bpftool to inspect programs.
+/// prometheus for `promtool check metrics`; bpftool to inspect programs; nginx, wrk and
+/// HAProxy for the end-to-end benchmark.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -55,6 +56,9 @@ const APT_PACKAGES: &[&str] = &[
     "nftables",
     "prometheus",
     "bpftool",
+    "nginx-light",
+    "wrk",
+    "haproxy",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13";
@@ -223,6 +227,16 @@ fn bench(quick: bool) -> Result<()> {
     if !is_root() {
         bail!("the benchmark loads BPF programs: run it as root");
     }
+    // The end-to-end part runs the real daemon, found beside the bench binary.
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "leakguard",
+        "--bin",
+        "leakguard",
+    ])?;
     let mut args = vec![
         "run",
         "--release",

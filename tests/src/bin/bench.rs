@@ -1,148 +1,335 @@
-//! Per-packet cost of the programs by `BPF_PROG_TEST_RUN` with repeat, each row beside the
-//! empty program of the same hook measured in the same run. `cargo xtask bench`.
+//! `cargo xtask bench [--quick]`: what leakguard costs, as ratios within one run (these
+//! machines are shared; absolute times alone mean little). Prints markdown tables and
+//! writes `target/bench/results.json`.
 //!
-//! Rounds alternate baseline and program so drift on a shared machine hits both alike;
-//! the table shows medians over rounds.
+//! 1. Kernel cost per packet by `BPF_PROG_TEST_RUN` with repeat, each row beside the empty
+//!    program of the same hook; rounds alternate the two so drift hits both alike; medians.
+//!    Scaling with the number of rules and with request length; a head across segments.
+//! 2. End to end (`e2e`): client → gateway → server namespaces, Debian's nginx as the
+//!    server and wrk as the load (a Lua script adds identity headers): no filter; the
+//!    `leakguard run` daemon on the gateway's TC egress (redact); on the gateway's
+//!    client-side XDP (count); and HAProxy in the gateway deleting the same headers.
+//! 3. During the end-to-end runs: the kernel's own accounting (`kernel.bpf_stats_enabled`)
+//!    of ns per real packet, the maps' memory, the daemon's peak RSS.
 
-use anyhow::{Context as _, Result};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
 use leakguard::{
     object::{PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_TC_EGRESS, PROG_XDP},
     policy::{Action, KernelPolicy, Rule},
 };
 use leakguard_tests::{
+    daemon::{wait_for, Daemon},
     guard::Guard,
-    http::{browser_get, MSISDN},
+    http::{browser_get, browser_get_lines, ACR, MSISDN, UIDH},
+    netns::{sh, veth, Netns},
     packet::Frame,
 };
-
-const ROUNDS: usize = 7;
-const REPEAT: u32 = 200_000;
+use serde_json::{json, Value};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
+struct Cfg {
+    rounds: usize,
+    repeat: u32,
+    samples: usize,
+    e2e_secs: u64,
+}
+
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (rounds, repeat) = if quick { (3, 50_000) } else { (ROUNDS, REPEAT) };
-    let policy = |action| KernelPolicy {
-        rules: vec![Rule {
-            header: "X-MSISDN".into(),
-            action,
-            allow: vec![],
-        }],
+    let cfg = if quick {
+        Cfg {
+            rounds: 3,
+            repeat: 50_000,
+            samples: 300,
+            e2e_secs: 3,
+        }
+    } else {
+        Cfg {
+            rounds: 7,
+            repeat: 200_000,
+            samples: 3000,
+            e2e_secs: 10,
+        }
+    };
+    let started = Instant::now();
+    let mut results = json!({ "quick": quick });
+    results["kernel"] = kernel(&cfg)?;
+    results["rules"] = rules(&cfg)?;
+    results["length"] = length(&cfg)?;
+    results["segments"] = segments(&cfg)?;
+    results["e2e"] = e2e(&cfg)?;
+    results["seconds"] = json!(started.elapsed().as_secs_f64());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+    println!(
+        "\nresults: {} ({:.0} s)",
+        path.canonicalize().unwrap_or(path).display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn rule(header: &str, action: Action) -> Rule {
+    Rule {
+        header: header.into(),
+        action,
+        allow: vec![],
+    }
+}
+
+fn policy(rules: Vec<Rule>) -> KernelPolicy {
+    KernelPolicy {
+        rules,
         ..KernelPolicy::default()
-    };
+    }
+}
+
+/// `req` with an `X-MSISDN` line before the blank line.
+fn with_msisdn(req: &[u8]) -> Vec<u8> {
+    let mut v = req.to_vec();
+    let at = v.len() - 2;
+    v.splice(at..at, format!("X-MSISDN: {MSISDN}\r\n").bytes());
+    v
+}
+
+const HOOKS: [(&str, &str, &str, bool); 2] = [
+    ("xdp", PROG_BASELINE_XDP, PROG_XDP, false),
+    ("tc", PROG_BASELINE_TC, PROG_TC_EGRESS, true),
+];
+
+/// Median ns per run of the empty program and of leakguard on `frame`, alternating, as
+/// the kernel times them (whole ns per run; its XDP test loop also does per-run work it
+/// leaves out of the timing, about 300 ns here, so a wall clock would mislead).
+fn pair(
+    g: &mut Guard,
+    cfg: &Cfg,
+    base: &str,
+    prog: &str,
+    tc: bool,
+    frame: &[u8],
+) -> Result<(f64, f64)> {
+    let (mut b, mut p) = (Vec::new(), Vec::new());
+    for _ in 0..cfg.rounds {
+        b.push(g.time_program(base, tc, frame, cfg.repeat)?.2.as_nanos() as f64);
+        p.push(g.time_program(prog, tc, frame, cfg.repeat)?.2.as_nanos() as f64);
+    }
+    Ok((median(b), median(p)))
+}
+
+fn kernel(cfg: &Cfg) -> Result<Value> {
+    let count = policy(vec![rule("X-MSISDN", Action::Count)]);
+    let redact = policy(vec![rule("X-MSISDN", Action::Redact)]);
     let clean = browser_get(600);
-    let with_id = |r: &[u8]| {
-        let mut v = r.to_vec();
-        let at = v.len() - 2;
-        v.splice(at..at, format!("X-MSISDN: {MSISDN}\r\n").bytes());
-        v
+    let mut body = vec![0u8; 1400];
+    body[0] = 0x1f; // gzip magic: a body segment, not a request
+    body[1] = 0x8b;
+    let deep = {
+        // A 16 KiB request whose identity header sits at byte 6,000 (XDP only: a TC test
+        // run takes at most ~3.7 KB; the TC figure for a real GSO packet is in e2e).
+        let mut r =
+            leakguard_tests::http::get_with_header_at(6000, &[&format!("X-MSISDN: {MSISDN}")]);
+        let pad = 16_000usize.saturating_sub(r.len());
+        let at = r.len() - 2;
+        r.splice(
+            at..at,
+            format!("X-Pad: {}\r\n", "p".repeat(pad.saturating_sub(10))).bytes(),
+        );
+        r
     };
-    let cases: Vec<(&str, Action, Vec<u8>)> = vec![
+    let cases: Vec<(&str, &KernelPolicy, Vec<u8>, bool)> = vec![
         (
             "UDP 80 B",
-            Action::Count,
+            &count,
             Frame::http_v4(&[0; 38]).udp().build(),
+            true,
         ),
         (
-            "TCP to 443, 600 B",
-            Action::Count,
-            Frame::http_v4(&clean).dport(443).build(),
+            "TCP to 443, 1,400 B",
+            &count,
+            Frame::http_v4(&[0x16; 1400]).dport(443).build(),
+            true,
+        ),
+        (
+            "TCP to 80, body segment 1,400 B",
+            &count,
+            Frame::http_v4(&body).build(),
+            true,
         ),
         (
             "HTTP GET 600 B, 12 headers, no identity header",
-            Action::Count,
+            &count,
             Frame::http_v4(&clean).build(),
+            true,
         ),
         (
             "same + X-MSISDN, count",
-            Action::Count,
-            Frame::http_v4(&with_id(&browser_get(574))).build(),
+            &count,
+            Frame::http_v4(&with_msisdn(&browser_get(574))).build(),
+            true,
         ),
         (
             "same + X-MSISDN, redact",
-            Action::Redact,
-            Frame::http_v4(&with_id(&browser_get(574))).build(),
+            &redact,
+            Frame::http_v4(&with_msisdn(&browser_get(574))).build(),
+            true,
+        ),
+        (
+            "HTTP GET 1,400 B, 30 headers, large cookie",
+            &count,
+            Frame::http_v4(&browser_get_lines(1400, 30)).build(),
+            true,
+        ),
+        (
+            "HTTP GET 16 KiB, X-MSISDN at byte 6,000, redact",
+            &redact,
+            Frame::http_v4(&deep).build(),
+            false,
         ),
     ];
+    println!(
+        "## Kernel cost per packet (BPF_PROG_TEST_RUN, {} rounds × {} repeats, medians)\n",
+        cfg.rounds, cfg.repeat
+    );
     println!("| case | frame bytes | hook | empty program ns | leakguard ns | ratio |");
     println!("|---|---:|---|---:|---:|---:|");
-    for (name, act, frame) in &cases {
-        let mut g = Guard::load(&policy(*act))?;
-        for (hook, base, prog, tc) in [
-            ("xdp", PROG_BASELINE_XDP, PROG_XDP, false),
-            ("tc", PROG_BASELINE_TC, PROG_TC_EGRESS, true),
-        ] {
-            let (mut b, mut p) = (Vec::new(), Vec::new());
-            for _ in 0..rounds {
-                b.push(g.time_program(base, tc, frame, repeat)?.2.as_nanos() as f64);
-                p.push(g.time_program(prog, tc, frame, repeat)?.2.as_nanos() as f64);
+    let mut rows = Vec::new();
+    for (name, pol, frame, tc_too) in &cases {
+        let mut g = Guard::load(pol)?;
+        let mut pol16 = (*pol).clone();
+        pol16.max_payload_bytes = 16384;
+        if frame.len() > 4096 {
+            g.set_policy(&pol16)?;
+        }
+        for (hook, base, prog, tc) in HOOKS {
+            if tc && !tc_too {
+                continue;
             }
-            let (b, p) = (median(b), median(p));
+            let (b, p) = pair(&mut g, cfg, base, prog, tc, frame)?;
             println!(
                 "| {name} | {} | {hook} | {b:.0} | {p:.0} | {:.1}x |",
                 frame.len(),
                 p / b
             );
+            rows.push(
+                json!({"case": name, "frame_bytes": frame.len(), "hook": hook,
+                "empty_ns": b, "leakguard_ns": p, "ratio": p / b}),
+            );
         }
     }
-    segments(quick)?;
-    Ok(())
+    Ok(Value::Array(rows))
 }
 
-/// The cost of a head that spans segments: a 600 B request whose first segment ends inside
-/// the head (the flow entry is created) and whose second segment resumes from it, against
-/// the same request in one segment. A continuation needs a flow entry that its own run
-/// consumes, so every sample is one run (`repeat` = 1, the kernel's own timing) after the
-/// first segment set the entry up; the other rows are timed the same way for a fair
-/// comparison. Medians over the samples.
-fn segments(quick: bool) -> Result<()> {
-    let samples = if quick { 300 } else { 3000 };
-    let policy = KernelPolicy {
-        rules: vec![Rule {
-            header: "X-MSISDN".into(),
-            action: Action::Redact,
-            allow: vec![],
-        }],
-        ..KernelPolicy::default()
-    };
+/// The 600 B request against 1, 30 and 1,000 rules: the cost must stay flat.
+fn rules(cfg: &Cfg) -> Result<Value> {
+    let clean = Frame::http_v4(&browser_get(600)).build();
+    let id = Frame::http_v4(&with_msisdn(&browser_get(574))).build();
+    println!("\n## Rules: the 600 B request against 1, 30 and 1,000 rules\n");
+    println!("| rules | request | hook | empty ns | leakguard ns | ratio | vs 1 rule |");
+    println!("|---:|---|---|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for (req_name, frame) in [("no identity header", &clean), ("X-MSISDN, redact", &id)] {
+        for (hook, base, prog, tc) in HOOKS {
+            let mut first = None;
+            for n in [1usize, 30, 1000] {
+                // Names like real identity headers: X-<word>-<n> and a few catalog ones.
+                let mut rs = vec![rule("X-MSISDN", Action::Redact)];
+                rs.extend((1..n).map(|i| rule(&format!("X-Subscriber-Id-{i}"), Action::Count)));
+                let mut g = Guard::load(&policy(rs))?;
+                let (b, p) = pair(&mut g, cfg, base, prog, tc, frame)?;
+                let vs = p / *first.get_or_insert(p);
+                println!(
+                    "| {n} | {req_name} | {hook} | {b:.0} | {p:.0} | {:.1}x | {:+.0}% |",
+                    p / b,
+                    (vs - 1.0) * 100.0
+                );
+                rows.push(
+                    json!({"rules": n, "request": req_name, "hook": hook, "empty_ns": b,
+                    "leakguard_ns": p, "ratio": p / b, "vs_one_rule": vs}),
+                );
+            }
+        }
+    }
+    Ok(Value::Array(rows))
+}
+
+/// Request length 200 B to 4 KiB: ns per byte (least-squares slope).
+fn length(cfg: &Cfg) -> Result<Value> {
+    let mut g = Guard::load(&policy(vec![rule("X-MSISDN", Action::Redact)]))?;
+    println!("\n## Request length (12 headers, the cookie grows)\n");
+    println!("| bytes | hook | empty ns | leakguard ns | ratio |");
+    println!("|---:|---|---:|---:|---:|");
+    let mut rows = Vec::new();
+    let mut slopes = serde_json::Map::new();
+    for (hook, base, prog, tc) in HOOKS {
+        let mut pts = Vec::new();
+        for len in [200usize, 400, 800, 1600, 3200, 4096] {
+            // A TC test run takes at most ~3.7 KB of packet.
+            if tc && len > 3200 {
+                continue;
+            }
+            let frame = Frame::http_v4(&browser_get(len)).build();
+            let (b, p) = pair(&mut g, cfg, base, prog, tc, &frame)?;
+            println!("| {len} | {hook} | {b:.0} | {p:.0} | {:.1}x |", p / b);
+            rows.push(json!({"bytes": len, "hook": hook, "empty_ns": b, "leakguard_ns": p, "ratio": p / b}));
+            pts.push((len as f64, p));
+        }
+        let n = pts.len() as f64;
+        let (sx, sy) = pts.iter().fold((0.0, 0.0), |a, (x, y)| (a.0 + x, a.1 + y));
+        let (mx, my) = (sx / n, sy / n);
+        let slope = pts.iter().map(|(x, y)| (x - mx) * (y - my)).sum::<f64>()
+            / pts.iter().map(|(x, _)| (x - mx).powi(2)).sum::<f64>();
+        println!("| slope | {hook} | | {slope:.2} ns/byte | |");
+        slopes.insert(hook.into(), json!(slope));
+    }
+    Ok(json!({"rows": rows, "ns_per_byte": slopes}))
+}
+
+/// A head across two segments: first segment (creates the flow entry) and continuation
+/// (consumes it) against the same request in one segment. A continuation needs the entry
+/// its own run consumes, so every sample is one run (`repeat` = 1, the kernel's timing).
+fn segments(cfg: &Cfg) -> Result<Value> {
     let mut req = browser_get(574);
-    let at = req.len() - 2;
-    req.splice(at..at, format!("X-MSISDN: {MSISDN}\r\n").bytes());
+    req = with_msisdn(&req);
     let cut = req.len() / 2;
-    let mut g = Guard::load(&policy)?;
-    println!();
+    let mut g = Guard::load(&policy(vec![rule("X-MSISDN", Action::Redact)]))?;
     println!(
-        "Segments of one flow: {} B request with X-MSISDN (redact), cut at byte {cut}; \
-         one run per sample, medians of {samples}",
-        req.len()
+        "\n## A head across segments ({} B request with X-MSISDN, redact, cut at byte {cut}; one run per sample, medians of {})\n",
+        req.len(),
+        cfg.samples
     );
-    println!();
     println!("| case | hook | ns | vs empty program |");
     println!("|---|---|---:|---:|");
-    for (hook, base, prog, tc) in [
-        ("xdp", PROG_BASELINE_XDP, PROG_XDP, false),
-        ("tc", PROG_BASELINE_TC, PROG_TC_EGRESS, true),
-    ] {
+    let mut rows = Vec::new();
+    let template = Frame::http_v4(b"");
+    for (hook, base, prog, tc) in HOOKS {
         let whole_frame = Frame::http_v4(&req).build();
         let (mut empty, mut whole, mut first, mut cont) = (vec![], vec![], vec![], vec![]);
-        for i in 0..samples {
-            let ns = |d: std::time::Duration| d.as_nanos() as f64;
+        for i in 0..cfg.samples {
+            let ns = |d: Duration| d.as_nanos() as f64;
             empty.push(ns(g.time_program(base, tc, &whole_frame, 1)?.2));
             whole.push(ns(g.time_program(prog, tc, &whole_frame, 1)?.2));
             // A new flow each sample: its first segment creates the entry, the second
-            // consumes it (the head completes, the entry is deleted).
+            // consumes it (the head completes, the entry goes).
             let sport = 10_000 + (i % 50_000) as u16;
-            let a = Frame::http_v4(&req[..cut]).sport(sport).seq(1_000).build();
-            let b = Frame::http_v4(&req[cut..])
-                .sport(sport)
-                .seq(1_000 + cut as u32)
-                .build();
-            first.push(ns(g.time_program(prog, tc, &a, 1)?.2));
-            cont.push(ns(g.time_program(prog, tc, &b, 1)?.2));
+            let mut a = template.clone().sport(sport).seq(1_000);
+            a.payload = req[..cut].to_vec();
+            let mut b = template.clone().sport(sport).seq(1_000 + cut as u32);
+            b.payload = req[cut..].to_vec();
+            first.push(ns(g.time_program(prog, tc, &a.build(), 1)?.2));
+            cont.push(ns(g.time_program(prog, tc, &b.build(), 1)?.2));
         }
         let e = median(empty);
         for (name, v) in [
@@ -152,25 +339,27 @@ fn segments(quick: bool) -> Result<()> {
         ] {
             let m = median(v);
             println!("| {name} | {hook} | {m:.0} | {:.1}x |", m / e);
+            rows.push(json!({"case": name, "hook": hook, "ns": m, "empty_ns": e, "ratio": m / e}));
         }
         println!("| empty program | {hook} | {e:.0} | 1.0x |");
     }
     let s = g.stats()?;
-    anyhow::ensure!(
-        s.continuations >= 2 * samples as u64,
-        "the continuation rows did not run as continuations ({} of {})",
-        s.continuations,
-        2 * samples
-    );
-    println!();
+    if s.continuations < 2 * cfg.samples as u64 {
+        bail!(
+            "the continuation rows did not run as continuations ({})",
+            s.continuations
+        );
+    }
+    let memlock = map_memlock(&g, leakguard::maps::MAP_FLOWS)?;
     println!(
-        "Flow table: {} entries of {} B key + {} B value, preallocated; the kernel charges {:.1} MiB for it.",
+        "\nFlow table: {} entries of {} B key + {} B value, preallocated; the kernel charges {:.1} MiB for it.",
         leakguard_common::FLOW_ENTRIES,
         size_of::<leakguard_common::FlowKey>(),
         size_of::<leakguard_common::FlowState>(),
-        map_memlock(&g, leakguard::maps::MAP_FLOWS)? as f64 / (1024.0 * 1024.0)
+        memlock as f64 / (1024.0 * 1024.0)
     );
-    Ok(())
+    Ok(json!({"rows": rows, "flow_table_bytes": memlock,
+        "flow_entries": leakguard_common::FLOW_ENTRIES}))
 }
 
 /// The kernel's memory accounting of a map (`memlock` in its fdinfo).
@@ -179,12 +368,349 @@ fn map_memlock(g: &Guard, name: &str) -> Result<u64> {
     let m = g.ebpf.map(name).with_context(|| format!("map {name}"))?;
     let data = match m {
         aya::maps::Map::LruHashMap(d) | aya::maps::Map::HashMap(d) => d,
-        _ => anyhow::bail!("map {name} is not a hash map"),
+        _ => bail!("map {name} is not a hash map"),
     };
-    let fd = data.fd().as_fd().as_raw_fd();
+    fdinfo_memlock(data.fd().as_fd().as_raw_fd())
+}
+
+fn fdinfo_memlock(fd: i32) -> Result<u64> {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
     info.lines()
         .find_map(|l| l.strip_prefix("memlock:"))
         .and_then(|v| v.trim().parse().ok())
         .context("memlock in fdinfo")
+}
+
+// ---------------------------------------------------------------------------------------
+// End to end.
+
+const CLI: &str = "192.0.2.10";
+const GW_CLI: &str = "192.0.2.1";
+const GW_SRV: &str = "198.51.100.1";
+const SRV: &str = "198.51.100.10";
+const GW_CLI_IF: &str = "bgwc";
+const GW_SRV_IF: &str = "bgws";
+
+struct Topo {
+    cli: Netns,
+    gw: Netns,
+    srv: Netns,
+    dir: PathBuf,
+}
+
+fn topology() -> Result<Topo> {
+    let cli = Netns::new("bcli")?;
+    let gw = Netns::new("bgw")?;
+    let srv = Netns::new("bsrv")?;
+    veth(
+        &cli,
+        "bcli0",
+        &format!("{CLI}/24"),
+        &gw,
+        GW_CLI_IF,
+        &format!("{GW_CLI}/24"),
+    )?;
+    veth(
+        &gw,
+        GW_SRV_IF,
+        &format!("{GW_SRV}/24"),
+        &srv,
+        "bsrv0",
+        &format!("{SRV}/24"),
+    )?;
+    cli.ip(&["route", "add", "default", "via", GW_CLI])?;
+    srv.ip(&["route", "add", "default", "via", GW_SRV])?;
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &gw.name,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ])?;
+    let dir = std::env::temp_dir().join(format!("leakguard-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(Topo { cli, gw, srv, dir })
+}
+
+/// A background process killed on drop.
+struct Bg(Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(ns: &Netns, to: SocketAddr) -> Result<()> {
+    wait_for(&format!("{to} to accept"), Duration::from_secs(10), || {
+        ns.enter(|| std::net::TcpStream::connect_timeout(&to, Duration::from_millis(200)).is_ok())
+            .unwrap_or(false)
+    })
+}
+
+fn nginx(t: &Topo) -> Result<Bg> {
+    let conf = t.dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{ access_log off; keepalive_requests 1000000;\n\
+               client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n\
+               uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+               server {{ listen {SRV}:80; location / {{ return 200 \"ok\\n\"; }} }} }}\n",
+            d = t.dir.display()
+        ),
+    )?;
+    let child = t
+        .srv
+        .command("nginx")
+        .args(["-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("nginx (Debian's nginx-light, installed by `cargo xtask setup`)")?;
+    let bg = Bg(child);
+    wait_port(&t.srv, SocketAddr::new(SRV.parse()?, 80))?;
+    Ok(bg)
+}
+
+fn haproxy(t: &Topo) -> Result<Bg> {
+    let conf = t.dir.join("haproxy.cfg");
+    std::fs::write(
+        &conf,
+        format!(
+            "global\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend fe\n  bind {GW_CLI}:80\n  http-request del-header X-MSISDN\n  http-request del-header X-UIDH\n  http-request del-header X-ACR\n  default_backend be\n\
+             backend be\n  http-reuse always\n  server s1 {SRV}:80\n"
+        ),
+    )?;
+    let child =
+        t.gw.command("haproxy")
+            .args(["-db", "-f"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("haproxy (Debian's haproxy, installed by `cargo xtask setup`)")?;
+    let bg = Bg(child);
+    wait_port(&t.cli, SocketAddr::new(GW_CLI.parse()?, 80))?;
+    Ok(bg)
+}
+
+/// wrk's figures: requests per second and latency percentiles in ms.
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: u64,
+}
+
+fn wrk(t: &Topo, url: &str, secs: u64) -> Result<Load> {
+    let lua = t.dir.join("headers.lua");
+    std::fs::write(
+        &lua,
+        format!(
+            "wrk.headers[\"X-MSISDN\"] = \"{MSISDN}\"\nwrk.headers[\"X-UIDH\"] = \"{UIDH}\"\nwrk.headers[\"X-ACR\"] = \"{ACR}\"\n"
+        ),
+    )?;
+    let out = t
+        .cli
+        .command("wrk")
+        .args(["-t2", "-c32", &format!("-d{secs}s"), "--latency", "-s"])
+        .arg(&lua)
+        .arg(url)
+        .output()
+        .context("wrk (Debian's wrk, installed by `cargo xtask setup`)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.contains("Non-2xx") || text.contains("Socket errors") {
+        bail!("wrk against {url} failed or saw errors:\n{text}");
+    }
+    let ms = |s: &str| -> Option<f64> {
+        let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic())?);
+        let v: f64 = num.parse().ok()?;
+        Some(match unit {
+            "us" => v / 1000.0,
+            "ms" => v,
+            "s" => v * 1000.0,
+            _ => return None,
+        })
+    };
+    let pct = |p: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(p).and_then(|r| ms(r.trim())))
+    };
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok());
+    let requests = text
+        .lines()
+        .find_map(|l| {
+            l.split_once(" requests in ")
+                .map(|(n, _)| n.trim().parse().ok())
+        })
+        .flatten();
+    match (rps, pct("50%"), pct("99%"), requests) {
+        (Some(rps), Some(p50_ms), Some(p99_ms), Some(requests)) => Ok(Load {
+            rps,
+            p50_ms,
+            p99_ms,
+            requests,
+        }),
+        _ => bail!("cannot read wrk's output:\n{text}"),
+    }
+}
+
+/// The kernel keeps 15 bytes of a program's name.
+fn kernel_name(p: &aya::programs::ProgramInfo, name: &str) -> bool {
+    p.name_as_str()
+        .is_some_and(|n| !n.is_empty() && name.starts_with(n) && n.len() >= name.len().min(15))
+}
+
+/// The kernel's accounting (`bpf_stats_enabled`) of a loaded program: (run ns, runs).
+fn prog_stats(name: &str) -> Result<(u64, u64)> {
+    let mut total = (0, 0);
+    for p in aya::programs::loaded_programs().flatten() {
+        if kernel_name(&p, name) {
+            total.0 += p.run_time().as_nanos() as u64;
+            total.1 += p.run_count();
+        }
+    }
+    Ok(total)
+}
+
+/// Memory the kernel charges for the maps a loaded program uses.
+fn prog_map_bytes(name: &str) -> Result<u64> {
+    let mut bytes = 0;
+    for p in aya::programs::loaded_programs().flatten() {
+        if !kernel_name(&p, name) {
+            continue;
+        }
+        for id in p.map_ids()?.unwrap_or_default() {
+            let m = aya::maps::MapInfo::from_id(id)?;
+            let fd = m.fd()?;
+            use std::os::fd::{AsFd as _, AsRawFd as _};
+            bytes += fdinfo_memlock(fd.as_fd().as_raw_fd())?;
+        }
+        break;
+    }
+    Ok(bytes)
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+const DAEMON_RULES: &str = "[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n\n[[rule]]\nheader = \"X-UIDH\"\naction = \"redact\"\n\n[[rule]]\nheader = \"X-ACR\"\naction = \"count\"\n";
+
+fn e2e(cfg: &Cfg) -> Result<Value> {
+    let t = topology()?;
+    let _nginx = nginx(&t)?;
+    sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=1"])?;
+    let direct = format!("http://{SRV}/");
+    let mut runs: Vec<(String, Load, Value)> = Vec::new();
+
+    // Warm up (ARP, nginx), then the baseline.
+    let _ = wrk(&t, &direct, 1)?;
+    runs.push((
+        "no filter".into(),
+        wrk(&t, &direct, cfg.e2e_secs)?,
+        json!({}),
+    ));
+
+    for (name, hook, iface, prog, action) in [
+        (
+            "leakguard TC egress (gateway → server), redact",
+            "tc-egress",
+            GW_SRV_IF,
+            PROG_TC_EGRESS,
+            "redact",
+        ),
+        (
+            "leakguard XDP (gateway's client side), count",
+            "xdp",
+            GW_CLI_IF,
+            PROG_XDP,
+            "count",
+        ),
+    ] {
+        let rules = DAEMON_RULES.replace("\"redact\"", &format!("\"{action}\""));
+        let body = format!("[[attach]]\ninterface = \"{iface}\"\nhook = \"{hook}\"\n\n[scan]\nbuiltin_catalog = \"off\"\n\n{rules}");
+        let mut d = Daemon::new(&t.gw, &body)?;
+        d.start()?;
+        let before = prog_stats(prog)?;
+        let load = wrk(&t, &direct, cfg.e2e_secs)?;
+        let after = prog_stats(prog)?;
+        let runs_n = after.1 - before.1;
+        let ns = if runs_n > 0 {
+            (after.0 - before.0) as f64 / runs_n as f64
+        } else {
+            0.0
+        };
+        let maps = prog_map_bytes(prog)?;
+        let rss = d.pid().and_then(vm_hwm_kib).unwrap_or(0);
+        d.stop()?;
+        let _ = d.cli("detach");
+        runs.push((
+            name.into(),
+            load,
+            json!({"kernel_ns_per_packet": ns, "kernel_packets": runs_n,
+                   "map_bytes": maps, "daemon_peak_rss_kib": rss}),
+        ));
+    }
+
+    let hap = haproxy(&t)?;
+    let _ = wrk(&t, &format!("http://{GW_CLI}/"), 1)?;
+    runs.push((
+        "HAProxy in the gateway, del-header".into(),
+        wrk(&t, &format!("http://{GW_CLI}/"), cfg.e2e_secs)?,
+        json!({}),
+    ));
+    drop(hap);
+    sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=0"])?;
+
+    let base = (runs[0].1.rps, runs[0].1.p50_ms, runs[0].1.p99_ms);
+    println!(
+        "\n## End to end: wrk (2 threads, 32 connections, {} s each, identity headers by Lua) → nginx, through the gateway\n",
+        cfg.e2e_secs
+    );
+    println!("| run | requests/s | vs no filter | p50 ms | p99 ms | p99 vs no filter | kernel ns/packet | maps MiB | daemon peak RSS MiB |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for (name, l, extra) in &runs {
+        let f = |k: &str| extra.get(k).and_then(Value::as_f64);
+        let cell = |v: Option<f64>, scale: f64, digits: usize| {
+            v.map_or("–".to_owned(), |x| format!("{:.*}", digits, x / scale))
+        };
+        println!(
+            "| {name} | {:.0} | {:.1}% | {:.2} | {:.2} | {:+.1}% | {} | {} | {} |",
+            l.rps,
+            100.0 * l.rps / base.0,
+            l.p50_ms,
+            l.p99_ms,
+            100.0 * (l.p99_ms / base.2 - 1.0),
+            cell(f("kernel_ns_per_packet"), 1.0, 0),
+            cell(f("map_bytes"), 1024.0 * 1024.0, 1),
+            cell(f("daemon_peak_rss_kib"), 1024.0, 1),
+        );
+        let mut row = json!({"run": name, "requests_per_s": l.rps, "requests": l.requests,
+            "p50_ms": l.p50_ms, "p99_ms": l.p99_ms, "rps_vs_no_filter": l.rps / base.0,
+            "p50_vs_no_filter": l.p50_ms / base.1, "p99_vs_no_filter": l.p99_ms / base.2});
+        if let (Value::Object(r), Value::Object(e)) = (&mut row, extra) {
+            r.extend(e.clone());
+        }
+        rows.push(row);
+    }
+    let _ = std::fs::remove_dir_all(&t.dir);
+    Ok(Value::Array(rows))
 }
