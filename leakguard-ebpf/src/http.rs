@@ -248,11 +248,56 @@ fn run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         }
         S_VALUE => value_run(s, pos, n),
         S_NUM => num_run(s, pos, n),
-        S_METHOD => method_run(s, pos, n),
-        S_VERSION => version_run(s, pos, n),
-        S_TARGET => target_run(s, pos, n),
+        S_METHOD | S_TARGET | S_VERSION => request_line_run(s, pos, n),
         _ => pos,
     }
+}
+
+/// The request line in one call where it fits: method, target and version runs in
+/// sequence (each hands over to the next at its SP), then the line end. Each run is a
+/// single-path loop whose exit position goes through map memory, so the sequence adds to
+/// the verifier's work rather than multiplying it.
+#[inline(always)]
+fn request_line_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+    let mut p = pos;
+    if s.st.f.state == S_METHOD {
+        p = method_run(s, p, n);
+    }
+    if s.st.f.state == S_TARGET {
+        p = target_run(s, p, n);
+    }
+    if s.st.f.state == S_VERSION && s.st.f.tok != VERSION_DONE {
+        p = version_run(s, p, n);
+    }
+    if s.st.f.state == S_VERSION && s.st.f.tok == VERSION_DONE {
+        // [CR] LF ends the request line (anything else is left to `step`).
+        let at = if ends_on(s, p, n, b'\r') { p + 1 } else { p };
+        if ends_on(s, at, n, b'\n') {
+            s.st.heads += 1;
+            s.st.f.state = S_LINE_START;
+            s.st.f.flags = 0;
+            return after_lf(s, at + 1, n);
+        }
+    }
+    p
+}
+
+/// The byte after an LF that ended a line (the state is `S_LINE_START`): a blank line
+/// ([CR] LF) ends the head here, in the same call, rather than a byte per call later.
+#[inline(always)]
+fn after_lf(s: &mut Scratch, q: u32, n: u32) -> u32 {
+    let q = forget(&mut s.st.pos, q);
+    if ends_on(s, q, n, b'\n') {
+        s.st.f.flags = 0;
+        end_head(&mut s.st);
+        return q + 1;
+    }
+    if ends_on(s, q, n, b'\r') && ends_on(s, q + 1, n, b'\n') {
+        s.st.f.flags = 0;
+        end_head(&mut s.st);
+        return q + 2;
+    }
+    q
 }
 
 /// Reads `HTTP/1.` and the minor version digit; any other byte is left to `step`, which
@@ -396,7 +441,7 @@ fn skip_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         let lf = w + (hit.trailing_zeros() >> 3);
         if lf < n {
             s.st.f.state = S_LINE_START;
-            return lf + 1;
+            return after_lf(s, lf + 1, n);
         }
         // A stale LF past the window's end: every byte up to `n` was skipped. (Returning
         // `w` here would move the scan backwards, onto bytes already taken.)
@@ -681,7 +726,7 @@ fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     let end = forget(&mut s.st.pos, pos + k);
     if ends_on(s, end, n, b'\n') {
         s.st.f.state = S_LINE_START;
-        return end + 1;
+        return after_lf(s, end + 1, n);
     }
     end
 }
