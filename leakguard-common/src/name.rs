@@ -49,6 +49,22 @@ const fn build_fold() -> [u8; 256] {
     t
 }
 
+/// [`fold`] of every token byte, 0 for every other byte: one load per name byte both
+/// tests and folds it in the kernel's name loop.
+pub static TFOLD: [u8; 256] = build_tfold();
+
+const fn build_tfold() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        if is_tchar(b as u8) {
+            t[b] = fold(b as u8);
+        }
+        b += 1;
+    }
+    t
+}
+
 /// RFC 9110 `tchar`: `!#$%&'*+-.^_`|~`, digits and letters.
 #[must_use]
 pub const fn is_tchar(c: u8) -> bool {
@@ -137,6 +153,7 @@ mod tests {
         assert_eq!(CLASS[b'\r' as usize], C_CTL);
         for b in 0..=255u8 {
             assert_eq!(FOLD[b as usize], fold(b));
+            assert_eq!(TFOLD[b as usize] != 0, is_tchar(b));
         }
     }
 }
