@@ -107,11 +107,40 @@ extern "C" fn window<P: Packet>(idx: u32, ctx: *mut c_void) -> i64 {
         };
         s.st.scanned += end.saturating_sub(from);
     }
-    if s.st.dirty != 0 && p.store(w.payload_off + off, s.buf.as_ptr(), n) != 0 {
+    if s.st.dirty != 0 && store_dirty(&p, s, w.payload_off + off, n) != 0 {
         s.st.store_failed = 1;
         return 1;
     }
     i64::from(s.st.stop != 0)
+}
+
+/// Bytes written back around a small redaction: from the 256-byte boundary below it.
+const STORE_CHUNK: u32 = 512;
+const _: () = assert!(SCAN_WINDOW as u32 % 256 == 0 && STORE_CHUNK <= 2 * 256);
+
+/// Writes the redacted bytes of the window back to the packet: only the 512 bytes around
+/// them when they span at most 256 (a value or two: the common case, and the TC helper
+/// then re-sums little of the checksum), else the whole window.
+#[inline(always)]
+fn store_dirty<P: Packet>(p: &P, s: &Scratch, at: u32, n: u32) -> i64 {
+    let (lo, hi) = (s.st.dirty_lo, s.st.dirty_hi);
+    if hi > lo && hi - lo <= 256 && lo < n {
+        // A 256-aligned start below 16,128 and a length of at most 512: the verifier sees
+        // the copy stays inside the buffer.
+        let c = lo & (SCAN_WINDOW as u32 - 256);
+        let len = opaque64(u64::from((n - c.min(n)).min(STORE_CHUNK)));
+        if len == 0 {
+            return 0;
+        }
+        let len = opaque64(len);
+        if len > u64::from(STORE_CHUNK) {
+            return -1;
+        }
+        // SAFETY: `c + len <= SCAN_WINDOW`: the bytes lie inside `buf`.
+        let src = unsafe { s.buf.as_ptr().add(c as usize) };
+        return p.store(at + c, src, len as u32);
+    }
+    p.store(at, s.buf.as_ptr(), n)
 }
 
 pub enum Verdict {

@@ -75,8 +75,11 @@ pub struct ScanState {
     pub stop: u32,
     /// Bytes consumed in the window when the scan stopped early.
     pub stopped_at: u32,
-    /// The window holds redacted bytes and must be written back.
+    /// The window holds redacted bytes and must be written back; `[dirty_lo, dirty_hi)`
+    /// spans them (window positions).
     pub dirty: u32,
+    pub dirty_lo: u32,
+    pub dirty_hi: u32,
     /// 1 when a `drop` rule matched.
     pub drop: u32,
     // Per-segment counts, flushed to STATS once.
@@ -749,8 +752,20 @@ fn filled(st: &mut ScanState, pos: u32, k: u32, sum_old: u64) {
     let lows = u64::from(k) - highs;
     st.sum_old += sum_old;
     st.sum_new += u64::from(REDACT_FILLER) * ((highs << 8) + lows);
-    st.dirty = 1;
+    mark_dirty(st, pos, pos + k);
     st.redacted = 1;
+}
+
+/// Window bytes `[lo, hi)` were overwritten.
+#[inline(always)]
+fn mark_dirty(st: &mut ScanState, lo: u32, hi: u32) {
+    if st.dirty == 0 || lo < st.dirty_lo {
+        st.dirty_lo = lo;
+    }
+    if st.dirty == 0 || hi > st.dirty_hi {
+        st.dirty_hi = hi;
+    }
+    st.dirty = 1;
 }
 
 /// Overwrites window bytes `[pos, end)` (at most `MAX` of them) with the filler;
@@ -1006,6 +1021,6 @@ fn redact_byte(s: &mut Scratch, i: usize, old: u8) {
     let shift = if i & 1 == 0 { 8 } else { 0 };
     s.st.sum_old += u64::from(old) << shift;
     s.st.sum_new += u64::from(REDACT_FILLER) << shift;
-    s.st.dirty = 1;
+    mark_dirty(&mut s.st, i as u32, i as u32 + 1);
     s.st.redacted = 1;
 }
