@@ -44,7 +44,7 @@ enum Cmd {
 /// Debian packages: LLVM 22 to build bpf-linker; iproute2, curl and ethtool for the
 /// end-to-end tests; nftables to lose segments on purpose (real retransmissions);
 /// prometheus for `promtool check metrics`; bpftool to inspect programs; nginx, wrk and
-/// HAProxy for the end-to-end benchmark.
+/// HAProxy for the end-to-end benchmark; systemd for `systemd-analyze` on the unit file.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -56,6 +56,7 @@ const APT_PACKAGES: &[&str] = &[
     "nftables",
     "prometheus",
     "bpftool",
+    "systemd",
     "nginx-light",
     "wrk",
     "haproxy",
