@@ -85,6 +85,43 @@ pub enum Command {
     /// List the built-in catalog of identity headers: name, what it carries, where it is
     /// seen. Names match case-insensitively and with '_' equal to '-'.
     Headers,
+    /// Write man pages and shell completions (bash, zsh, fish) into a directory: used to
+    /// build the Debian package.
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output directory (`man/` and `completions/` are created in it).
+        out: PathBuf,
+    },
+}
+
+/// Writes the man pages (one for `leakguard`, one per subcommand) and the completions.
+pub fn generate_assets(out: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory as _;
+    let man = out.join("man");
+    let comp = out.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&comp)?;
+    let cmd = Cli::command();
+    let write_page = |cmd: clap::Command, file: String| -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).section("8").render(&mut buf)?;
+        std::fs::write(man.join(file), buf)
+    };
+    write_page(cmd.clone(), "leakguard.8".into())?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("leakguard-{}", sub.get_name());
+        write_page(sub.clone().name(name.clone()), format!("{name}.8"))?;
+    }
+    for (shell, file) in [
+        (clap_complete::Shell::Bash, "leakguard.bash"),
+        (clap_complete::Shell::Zsh, "_leakguard"),
+        (clap_complete::Shell::Fish, "leakguard.fish"),
+    ] {
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "leakguard", &mut buf);
+        std::fs::write(comp.join(file), buf)?;
+    }
+    Ok(())
 }
 
 /// The default policy path, for help texts.

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Headers => headers(&mut out),
+        Command::GenerateAssets { out: dir } => leakguard::cli::generate_assets(&dir),
     };
     match r {
         // A reader that went away (`| head`) is not an error of ours.

@@ -33,6 +33,9 @@ enum Cmd {
     },
     /// `cargo fmt --check` and `cargo clippy -D warnings`.
     Lint,
+    /// Build the Debian package (cargo-deb): binary, systemd unit, default policy
+    /// (conffile), man pages, completions, dashboard and alert rules. Prints its path.
+    Package,
     /// Per-packet cost of the programs against the empty program (as root).
     Bench {
         /// Fewer rounds and repeats.
@@ -68,7 +71,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Setup => setup(),
-        Cmd::Test { args } => setup().and_then(|()| test(&args)),
+        Cmd::Test { args } => setup()
+            .and_then(|()| package().map(drop))
+            .and_then(|()| test(&args)),
+        Cmd::Package => setup()
+            .and_then(|()| package())
+            .map(|deb| println!("{}", deb.display())),
         Cmd::Lint => lint(),
         Cmd::Demo => setup().and_then(|()| demo()),
         Cmd::Bench { quick } => setup().and_then(|()| bench(quick)),
@@ -179,6 +187,54 @@ fn bpf_linker() -> Result<()> {
         .args(["--no-default-features", "--features", "llvm-22"])
         .env("LLVM_PREFIX", LLVM_PREFIX)
         .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX))
+}
+
+/// cargo-deb, at this version, installed once (like bpf-linker).
+const CARGO_DEB_VERSION: &str = "3";
+
+fn cargo_deb() -> Result<()> {
+    if output(Command::new("cargo").args(["deb", "--version"])).is_some_and(|v| {
+        v.split_whitespace()
+            .any(|w| w.starts_with(&format!("{CARGO_DEB_VERSION}.")))
+    }) {
+        return Ok(());
+    }
+    run(Command::new("cargo")
+        .args(["install", "--locked", "cargo-deb"])
+        .args(["--version", &format!("^{CARGO_DEB_VERSION}")]))
+}
+
+/// The release binary, its generated man pages and completions, then the .deb.
+fn package() -> Result<std::path::PathBuf> {
+    cargo_deb()?;
+    let root = root_dir();
+    run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "leakguard",
+        "--bin",
+        "leakguard",
+    ]))?;
+    let assets = root.join("target/assets");
+    let _ = std::fs::remove_dir_all(&assets);
+    run(Command::new(root.join("target/release/leakguard"))
+        .arg("generate-assets")
+        .arg(&assets))?;
+    let out = output(Command::new("cargo").current_dir(&root).args([
+        "deb",
+        "-p",
+        "leakguard",
+        "--no-build",
+        "--quiet",
+    ]))
+    .context("cargo deb failed (run it by hand to see why)")?;
+    let deb = out.lines().last().unwrap_or_default().trim();
+    if !deb.ends_with(".deb") {
+        bail!("cargo deb printed no package path: {out}");
+    }
+    Ok(std::path::PathBuf::from(deb))
 }
 
 fn test(args: &[String]) -> Result<()> {
