@@ -82,6 +82,24 @@ pub enum Command {
         /// The policy file.
         path: PathBuf,
     },
+    /// Replay a capture (pcap or pcapng) through the guard's kernel program under a policy,
+    /// and report every identity header or number it finds: time, source, destination,
+    /// header name and what the policy does. Heads spanning segments are followed. Never
+    /// prints a value. Needs the privileges to load BPF programs (root); touches nothing
+    /// that is attached or pinned.
+    #[command(
+        after_help = "Example:\n  leakguard audit --config /etc/leakguard/leakguard.toml gateway.pcapng\n  leakguard audit --format json capture.pcap | jq '.summary'"
+    )]
+    Audit {
+        /// The policy file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Output: a table with a summary per header, or JSON.
+        #[arg(long, value_enum, default_value_t = crate::audit::Format::Table)]
+        format: crate::audit::Format,
+        /// The capture (pcap or pcapng; Ethernet, Linux cooked, raw IP or loopback).
+        capture: PathBuf,
+    },
     /// List the built-in catalog of identity headers: name, what it carries, where it is
     /// seen. Names match case-insensitively and with '_' equal to '-'.
     Headers,

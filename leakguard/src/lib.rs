@@ -4,6 +4,7 @@
 //! headers and count, redact or drop them; this crate loads them and fills their maps.
 
 pub mod attach;
+pub mod audit;
 pub mod cli;
 pub mod daemon;
 pub mod maps;

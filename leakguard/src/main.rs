@@ -68,6 +68,14 @@ fn main() -> ExitCode {
             }
         },
         Command::Headers => headers(&mut out),
+        Command::Audit {
+            config,
+            format,
+            capture,
+        } => match leakguard::audit::run(&config, &capture, format, &mut out) {
+            Ok(()) => Ok(()),
+            Err(e) => return fail(&e),
+        },
         Command::GenerateAssets { out: dir } => leakguard::cli::generate_assets(&dir),
     };
     match r {

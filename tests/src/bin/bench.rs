@@ -39,6 +39,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 struct Cfg {
+    audit_packets: usize,
     rounds: usize,
     repeat: u32,
     samples: usize,
@@ -49,6 +50,7 @@ fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let cfg = if quick {
         Cfg {
+            audit_packets: 100_000,
             rounds: 3,
             repeat: 50_000,
             samples: 300,
@@ -56,6 +58,7 @@ fn main() -> Result<()> {
         }
     } else {
         Cfg {
+            audit_packets: 1_000_000,
             rounds: 7,
             repeat: 200_000,
             samples: 3000,
@@ -68,6 +71,7 @@ fn main() -> Result<()> {
     results["rules"] = rules(&cfg)?;
     results["length"] = length(&cfg)?;
     results["segments"] = segments(&cfg)?;
+    results["audit"] = audit(&cfg)?;
     results["e2e"] = e2e(&cfg)?;
     results["seconds"] = json!(started.elapsed().as_secs_f64());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
@@ -379,6 +383,78 @@ fn fdinfo_memlock(fd: i32) -> Result<u64> {
         .find_map(|l| l.strip_prefix("memlock:"))
         .and_then(|v| v.trim().parse().ok())
         .context("memlock in fdinfo")
+}
+
+/// `leakguard audit` on a capture of `cfg.audit_packets` packets: a third requests (some
+/// with identity headers, some heads split in two segments), the rest ACKs and body
+/// segments, many flows.
+fn audit(cfg: &Cfg) -> Result<Value> {
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("audit.pcap");
+    let req = with_msisdn(&browser_get(400));
+    let clean = browser_get(420);
+    let cut = req.len() / 2;
+    let body = vec![0x1f; 1200];
+    {
+        let mut w = PcapWriter::new(std::io::BufWriter::new(std::fs::File::create(&path)?))?;
+        let mut t = Duration::from_secs(1_764_000_000);
+        let mut i = 0usize;
+        while i < cfg.audit_packets {
+            let sport = 1024 + (i / 6 % 60_000) as u16;
+            let flow = Frame::http_v4(b"")
+                .sport(sport)
+                .dst_v4([203, 0, 113, (i % 200) as u8]);
+            let mut frames = Vec::new();
+            let mut f = flow.clone().seq(100);
+            match i / 6 % 3 {
+                0 => f.payload = clean.clone(),
+                1 => f.payload = req.clone(),
+                _ => {
+                    f.payload = req[..cut].to_vec();
+                    let mut g = flow.clone().seq(100 + cut as u32);
+                    g.payload = req[cut..].to_vec();
+                    frames.push(f.build());
+                    f = g;
+                }
+            }
+            frames.push(f.build());
+            let mut ack = flow.clone().seq(5000);
+            ack.payload = Vec::new();
+            let mut seg = flow.clone().seq(6000);
+            seg.payload = body.clone();
+            while frames.len() < 6 {
+                frames.push(if frames.len() % 2 == 0 {
+                    ack.build()
+                } else {
+                    seg.build()
+                });
+            }
+            for fr in frames {
+                t += Duration::from_micros(10);
+                w.write_packet(&PcapPacket::new(t, fr.len() as u32, &fr))?;
+                i += 1;
+            }
+        }
+    }
+    let policy = policy(vec![rule("X-MSISDN", Action::Redact)]);
+    let report = leakguard::audit::replay(&policy, &path)?;
+    let pps = report.packets as f64 / report.seconds;
+    println!(
+        "\n## leakguard audit\n\n{} packets ({} MB capture) in {:.1} s: {:.0} packets/s, {} findings, {} continuations",
+        report.packets,
+        std::fs::metadata(&path)?.len() / 1_000_000,
+        report.seconds,
+        pps,
+        report.findings.len(),
+        report.continuations
+    );
+    let _ = std::fs::remove_file(&path);
+    Ok(
+        json!({"packets": report.packets, "seconds": report.seconds, "packets_per_second": pps,
+        "findings": report.findings.len()}),
+    )
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,364 @@
+//! `leakguard audit`: replays a capture (pcap or pcapng) through the real kernel program
+//! (XDP, by `BPF_PROG_TEST_RUN`, in a private copy of the maps: nothing attached or pinned
+//! is touched) under a policy, and reports every identity header or number it finds:
+//! time, source, destination, header name and what the policy does — never a value.
+//!
+//! The program's own flow table follows heads across segments, exactly as on a gateway.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    io::{BufReader, Read, Write},
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    time::{Duration, Instant, UNIX_EPOCH},
+};
+
+use anyhow::{bail, Context as _, Result};
+use aya::{
+    maps::{MapData, RingBuf},
+    programs::{TestRun, TestRunOptions, Xdp},
+    Ebpf,
+};
+use leakguard_common::{action, Event, FAMILY_IPV4, MSISDN_RULE_ID};
+use pcap_file::{
+    pcap::PcapReader,
+    pcapng::{Block, PcapNgReader},
+    DataLink,
+};
+use serde_json::json;
+
+use crate::{
+    maps,
+    object::{EBPF_OBJECT, PROG_XDP},
+    policy::file,
+};
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people, then a summary per header.
+    Table,
+    /// One JSON document: findings, summary, counts.
+    Json,
+}
+
+/// One identity header or number seen in the capture.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub time: Duration,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub header: String,
+    pub action: &'static str,
+}
+
+/// What a replay found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub packets: u64,
+    /// Packets of a link type the replay does not read, or too large for a test run.
+    pub skipped: u64,
+    pub heads: u64,
+    pub continuations: u64,
+    pub seconds: f64,
+}
+
+/// The largest frame a test run of the XDP program takes.
+const MAX_FRAME: usize = 65_000;
+
+/// Replays `capture` under the policy in `config`; writes the report to `out`.
+pub fn run(config: &Path, capture: &Path, format: Format, out: &mut impl Write) -> Result<()> {
+    let cfg = file::load(config).map_err(anyhow::Error::from)?;
+    let report = replay(&cfg.kernel, capture)?;
+    match format {
+        Format::Table => write_table(&report, out)?,
+        Format::Json => write_json(&report, out)?,
+    }
+    Ok(())
+}
+
+/// Replays a capture through the XDP program loaded with `policy`.
+pub fn replay(policy: &crate::policy::KernelPolicy, capture: &Path) -> Result<Report> {
+    let mut ebpf = load(policy)?;
+    let ids = maps::apply(&mut ebpf, policy)?;
+    let names: HashMap<u32, String> = ids
+        .by_rule
+        .iter()
+        .zip(&policy.rules)
+        .map(|(&id, r)| (id, r.header.clone()))
+        .collect();
+    let mut ring: RingBuf<MapData> = RingBuf::try_from(
+        ebpf.take_map(maps::MAP_EVENTS)
+            .context("the EVENTS map is missing")?,
+    )?;
+    let mut report = Report::default();
+    let started = Instant::now();
+    let mut buf = vec![0u8; MAX_FRAME + 256];
+    let file = File::open(capture).with_context(|| format!("opening {}", capture.display()))?;
+    packets(file, |time, link, data| {
+        report.packets += 1;
+        let Some(frame) = to_ethernet(link, data) else {
+            report.skipped += 1;
+            return Ok(());
+        };
+        if frame.len() > MAX_FRAME || frame.len() < 14 {
+            report.skipped += 1;
+            return Ok(());
+        }
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROG_XDP)
+            .context("the XDP program is missing")?
+            .try_into()?;
+        prog.test_run(TestRunOptions {
+            data_in: Some(&frame),
+            data_out: Some(&mut buf),
+            repeat: 1,
+            ..TestRunOptions::default()
+        })
+        .context("BPF_PROG_TEST_RUN of the XDP program")?;
+        while let Some(item) = ring.next() {
+            if item.len() != size_of::<Event>() {
+                continue;
+            }
+            // SAFETY: the kernel wrote an `Event` (same repr(C) type) of this size.
+            let e: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            report.findings.push(finding(&e, time, &names));
+        }
+        Ok(())
+    })?;
+    let stats = maps::stats(&ebpf)?;
+    report.heads = stats.heads;
+    report.continuations = stats.continuations;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn load(policy: &crate::policy::KernelPolicy) -> Result<Ebpf> {
+    let _ = policy;
+    if !may_load_bpf() {
+        return Err(privileges("EPERM"));
+    }
+    let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(|e| privileges(&chain(&e)))?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROG_XDP)
+        .context("the XDP program is missing")?
+        .try_into()?;
+    prog.load().map_err(|e| privileges(&format!("{e:#}")))?;
+    Ok(ebpf)
+}
+
+/// The error and its sources, one string.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// Root, or CAP_BPF (or CAP_SYS_ADMIN) in the effective set.
+fn may_load_bpf() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return true; // let the kernel decide
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_none_or(|caps| caps & ((1 << CAP_BPF) | (1 << CAP_SYS_ADMIN)) != 0)
+}
+
+/// A load failure, explained when it is one of privileges.
+fn privileges(e: &str) -> anyhow::Error {
+    if e.contains("Operation not permitted") || e.contains("EPERM") {
+        anyhow::anyhow!(
+            "audit runs the guard's BPF program on the capture and needs the privileges to \
+             load it: run it as root (or with CAP_BPF and CAP_PERFMON)"
+        )
+    } else {
+        anyhow::anyhow!("loading the BPF program: {e}")
+    }
+}
+
+fn finding(e: &Event, time: Duration, names: &HashMap<u32, String>) -> Finding {
+    let ip = |a: &[u8; 16]| -> IpAddr {
+        if e.family == FAMILY_IPV4 {
+            IpAddr::from([a[0], a[1], a[2], a[3]])
+        } else {
+            IpAddr::from(*a)
+        }
+    };
+    let header = if e.rule_id == MSISDN_RULE_ID {
+        let len = (e.name_len as usize).min(e.name.name.len());
+        let name = &e.name.name[..len];
+        if name.iter().all(|&b| leakguard_common::name::is_tchar(b)) && !name.is_empty() {
+            format!("{} (number)", String::from_utf8_lossy(name))
+        } else {
+            "(number)".into()
+        }
+    } else {
+        names
+            .get(&e.rule_id)
+            .cloned()
+            .unwrap_or_else(|| format!("rule-{}", e.rule_id))
+    };
+    Finding {
+        time,
+        src: SocketAddr::new(ip(&e.saddr), e.sport),
+        dst: SocketAddr::new(ip(&e.daddr), e.dport),
+        header,
+        action: action::name(e.action),
+    }
+}
+
+/// Calls `f(time, link type, bytes)` for every packet of a pcap or pcapng file.
+fn packets(file: File, mut f: impl FnMut(Duration, DataLink, &[u8]) -> Result<()>) -> Result<()> {
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut magic = [0u8; 4];
+    r.read_exact(&mut magic)
+        .context("reading the capture's magic number")?;
+    // Put the magic back in front.
+    let r = std::io::Read::chain(&magic[..], r);
+    match u32::from_le_bytes(magic) {
+        0x0a0d_0d0a => {
+            let mut ng = PcapNgReader::new(r).context("reading the pcapng header")?;
+            let mut links: Vec<DataLink> = Vec::new();
+            while let Some(block) = ng.next_block() {
+                match block.context("reading a pcapng block")? {
+                    Block::SectionHeader(_) => links.clear(),
+                    Block::InterfaceDescription(i) => links.push(i.linktype),
+                    Block::EnhancedPacket(p) => {
+                        let link = links
+                            .get(p.interface_id as usize)
+                            .copied()
+                            .unwrap_or(DataLink::ETHERNET);
+                        f(p.timestamp, link, &p.data)?;
+                    }
+                    Block::SimplePacket(p) => {
+                        let link = links.first().copied().unwrap_or(DataLink::ETHERNET);
+                        f(Duration::ZERO, link, &p.data)?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 => {
+            let mut pcap = PcapReader::new(r).context("reading the pcap header")?;
+            let link = pcap.header().datalink;
+            while let Some(p) = pcap.next_packet() {
+                let p = p.context("reading a pcap packet")?;
+                f(p.timestamp, link, &p.data)?;
+            }
+        }
+        m => bail!("not a pcap or pcapng capture (magic number {m:#010x})"),
+    }
+    Ok(())
+}
+
+/// The packet as an Ethernet frame (what the XDP program reads), or `None` for a link
+/// type the replay does not read.
+fn to_ethernet(link: DataLink, data: &[u8]) -> Option<Vec<u8>> {
+    let eth = |ethertype: u16, ip: &[u8]| {
+        let mut f = Vec::with_capacity(14 + ip.len());
+        f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(ip);
+        f
+    };
+    let by_version = |ip: &[u8]| match ip.first()? >> 4 {
+        4 => Some(eth(0x0800, ip)),
+        6 => Some(eth(0x86dd, ip)),
+        _ => None,
+    };
+    match link {
+        DataLink::ETHERNET => Some(data.to_vec()),
+        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => by_version(data),
+        // Linux cooked capture: 16-byte header, protocol in its last two bytes.
+        DataLink::LINUX_SLL if data.len() >= 16 => {
+            Some(eth(u16::from_be_bytes([data[14], data[15]]), &data[16..]))
+        }
+        // Version 2: 20-byte header, protocol first.
+        DataLink::LINUX_SLL2 if data.len() >= 20 => {
+            Some(eth(u16::from_be_bytes([data[0], data[1]]), &data[20..]))
+        }
+        // BSD loopback: a 4-byte address family in host order.
+        DataLink::NULL | DataLink::LOOP if data.len() >= 4 => by_version(&data[4..]),
+        _ => None,
+    }
+}
+
+fn rfc3339(t: Duration) -> String {
+    humantime::format_rfc3339_micros(UNIX_EPOCH + t).to_string()
+}
+
+/// Findings per header and action.
+fn summary(r: &Report) -> BTreeMap<(String, &'static str), u64> {
+    let mut s = BTreeMap::new();
+    for f in &r.findings {
+        *s.entry((f.header.clone(), f.action)).or_insert(0) += 1;
+    }
+    s
+}
+
+fn write_table(r: &Report, out: &mut impl Write) -> Result<()> {
+    writeln!(
+        out,
+        "{:<27} {:<41} {:<41} {:<32} action",
+        "time", "source", "destination", "header"
+    )?;
+    for f in &r.findings {
+        writeln!(
+            out,
+            "{:<27} {:<41} {:<41} {:<32} {}",
+            rfc3339(f.time),
+            f.src,
+            f.dst,
+            f.header,
+            f.action
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "{:<40} {:<7} {:>10}", "header", "action", "requests")?;
+    for ((h, a), n) in summary(r) {
+        writeln!(out, "{h:<40} {a:<7} {n:>10}")?;
+    }
+    writeln!(
+        out,
+        "\n{} packets ({} skipped: link type or size), {} request heads, {} continuation segments, {} findings; {:.0} packets/s",
+        r.packets,
+        r.skipped,
+        r.heads,
+        r.continuations,
+        r.findings.len(),
+        r.packets as f64 / r.seconds.max(1e-9)
+    )?;
+    Ok(())
+}
+
+fn write_json(r: &Report, out: &mut impl Write) -> Result<()> {
+    let findings: Vec<_> = r
+        .findings
+        .iter()
+        .map(|f| {
+            json!({"time": rfc3339(f.time), "source": f.src.to_string(),
+                   "destination": f.dst.to_string(), "header": f.header, "action": f.action})
+        })
+        .collect();
+    let summary: Vec<_> = summary(r)
+        .into_iter()
+        .map(|((h, a), n)| json!({"header": h, "action": a, "requests": n}))
+        .collect();
+    let doc = json!({"findings": findings, "summary": summary, "packets": r.packets,
+        "skipped": r.skipped, "request_heads": r.heads, "continuations": r.continuations,
+        "packets_per_second": r.packets as f64 / r.seconds.max(1e-9)});
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)?;
+    Ok(())
+}
