@@ -402,27 +402,31 @@ fn audit(cfg: &Cfg) -> Result<Value> {
         let mut t = Duration::from_secs(1_764_000_000);
         let mut i = 0usize;
         while i < cfg.audit_packets {
-            let sport = 1024 + (i / 6 % 60_000) as u16;
+            // Ports come round again after 60,000 flows: sequence numbers keep growing, as
+            // a reused port's next connection's would (no false retransmissions).
+            let g = (i / 6) as u32;
+            let sport = 1024 + (g % 60_000) as u16;
+            let base = 100u32.wrapping_add(g.wrapping_mul(20_000));
             let flow = Frame::http_v4(b"")
                 .sport(sport)
-                .dst_v4([203, 0, 113, (i % 200) as u8]);
+                .dst_v4([203, 0, 113, (g % 200) as u8]);
             let mut frames = Vec::new();
-            let mut f = flow.clone().seq(100);
-            match i / 6 % 3 {
+            let mut f = flow.clone().seq(base);
+            match g % 3 {
                 0 => f.payload = clean.clone(),
                 1 => f.payload = req.clone(),
                 _ => {
                     f.payload = req[..cut].to_vec();
-                    let mut g = flow.clone().seq(100 + cut as u32);
-                    g.payload = req[cut..].to_vec();
+                    let mut second = flow.clone().seq(base + cut as u32);
+                    second.payload = req[cut..].to_vec();
                     frames.push(f.build());
-                    f = g;
+                    f = second;
                 }
             }
             frames.push(f.build());
-            let mut ack = flow.clone().seq(5000);
+            let mut ack = flow.clone().seq(base + 5_000);
             ack.payload = Vec::new();
-            let mut seg = flow.clone().seq(6000);
+            let mut seg = flow.clone().seq(base + 6_000);
             seg.payload = body.clone();
             while frames.len() < 6 {
                 frames.push(if frames.len() % 2 == 0 {
@@ -510,12 +514,21 @@ fn topology() -> Result<Topo> {
     Ok(Topo { cli, gw, srv, dir })
 }
 
-/// A background process killed on drop.
+/// A background process in a process group of its own, killed with the whole group on
+/// drop (nginx's workers outlive a killed master otherwise).
 struct Bg(Child);
+
+impl Bg {
+    fn spawn(cmd: &mut std::process::Command) -> std::io::Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+        cmd.process_group(0).spawn().map(Self)
+    }
+}
 
 impl Drop for Bg {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SAFETY: kill(2) on the process group this child leads.
+        unsafe { libc::kill(-(self.0.id() as libc::pid_t), libc::SIGKILL) };
         let _ = self.0.wait();
     }
 }
@@ -541,16 +554,15 @@ fn nginx(t: &Topo) -> Result<Bg> {
             d = t.dir.display()
         ),
     )?;
-    let child = t
-        .srv
-        .command("nginx")
-        .args(["-c"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("nginx (Debian's nginx-light, installed by `cargo xtask setup`)")?;
-    let bg = Bg(child);
+    let bg = Bg::spawn(
+        t.srv
+            .command("nginx")
+            .args(["-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .context("nginx (Debian's nginx-light, installed by `cargo xtask setup`)")?;
     wait_port(&t.srv, SocketAddr::new(SRV.parse()?, 80))?;
     Ok(bg)
 }
@@ -565,15 +577,14 @@ fn haproxy(t: &Topo) -> Result<Bg> {
              backend be\n  http-reuse always\n  server s1 {SRV}:80\n"
         ),
     )?;
-    let child =
+    let bg = Bg::spawn(
         t.gw.command("haproxy")
             .args(["-db", "-f"])
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("haproxy (Debian's haproxy, installed by `cargo xtask setup`)")?;
-    let bg = Bg(child);
+            .stderr(Stdio::null()),
+    )
+    .context("haproxy (Debian's haproxy, installed by `cargo xtask setup`)")?;
     wait_port(&t.cli, SocketAddr::new(GW_CLI.parse()?, 80))?;
     Ok(bg)
 }
