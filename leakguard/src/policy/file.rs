@@ -164,6 +164,27 @@ struct RuleToml {
 
 /// Reads and validates a policy file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let refuse = |message: String| ConfigError {
+        path: path.to_owned(),
+        at: None,
+        message,
+    };
+    // The policy decides what leaves the gateway: whoever can change the file can turn
+    // the guard off. A link could be pointed elsewhere by whoever controls its target.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() {
+            return Err(refuse(
+                "the policy file is a symbolic link; give the file itself".into(),
+            ));
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o002 != 0 {
+            return Err(refuse(format!(
+                "the policy file is writable by every user (mode {mode:04o}); fix it with chmod o-w"
+            )));
+        }
+    }
     let bytes = std::fs::read(path).map_err(|e| ConfigError {
         path: path.to_owned(),
         at: None,
@@ -746,6 +767,31 @@ action = "drop"
 
     /// A bad file, where its error must point, and words its message must contain.
     type BadCase = (String, Option<(usize, usize)>, &'static [&'static str]);
+
+    #[test]
+    fn unsafe_files_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("leakguard-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "[[attach]]\ninterface = \"eth0\"\nhook = \"xdp\"\n").unwrap();
+        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(load(&good).is_ok());
+        let open = dir.join("open.toml");
+        std::fs::copy(&good, &open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = load(&open).unwrap_err().to_string();
+        assert!(
+            e.contains("writable by every user") && e.contains("0666"),
+            "{e}"
+        );
+        let link = dir.join("link.toml");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        let e = load(&link).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn bad_files_name_the_place_the_key_and_the_value() {
