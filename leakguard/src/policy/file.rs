@@ -302,6 +302,16 @@ impl Parser<'_> {
             Some(m) => self.msisdn(m)?,
             None => None,
         };
+        if let Some(m) = &msisdn {
+            // Ignored names share the kernel's rule table.
+            if rules.len() + m.ignore_headers.len() > MAX_RULES as usize {
+                return Err(self.err_nowhere(format!(
+                    "{} rules and {} msisdn.ignore_headers: the kernel holds at most {MAX_RULES} names",
+                    rules.len(),
+                    m.ignore_headers.len()
+                )));
+            }
+        }
         Ok(Config {
             pin_path,
             selftest_interval,
@@ -474,9 +484,11 @@ impl Parser<'_> {
                 origin.push(Origin::Catalog);
             }
         }
-        if rules.len() > MAX_RULES as usize {
+        // One id of the kernel's table is the identity-number check's.
+        let max = MAX_RULES as usize - 1;
+        if rules.len() > max {
             return Err(self.err_nowhere(format!(
-                "{} rules (with the catalog): the kernel holds at most {MAX_RULES}",
+                "{} rules (with the catalog): the kernel holds at most {max}",
                 rules.len()
             )));
         }
