@@ -38,7 +38,7 @@ const TICK: Duration = Duration::from_secs(1);
 pub fn require_root() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("leakguard needs root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN) to load and attach its programs");
+        bail!("leakguard needs root with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN to load and attach its programs (the systemd unit grants exactly these)");
     }
     Ok(())
 }

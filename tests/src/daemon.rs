@@ -51,6 +51,9 @@ pub struct Daemon {
     starts: u32,
     /// Extra environment for `leakguard run` (e.g. NOTIFY_SOCKET).
     pub env: Vec<(String, String)>,
+    /// A command `leakguard run` is started through, inside the namespace (e.g. `setpriv`
+    /// with a capability set).
+    pub wrapper: Vec<String>,
     /// `metrics.listen` inside the daemon's namespace (port 0 by default: any).
     metrics: String,
     body: String,
@@ -72,6 +75,7 @@ impl Daemon {
             child: None,
             starts: 0,
             env: Vec::new(),
+            wrapper: Vec::new(),
             metrics: "127.0.0.1:0".into(),
             body: body.to_owned(),
         };
@@ -116,6 +120,7 @@ impl Daemon {
         let log = std::fs::File::create(self.log_path(self.starts))?;
         let child = Command::new("nsenter")
             .arg(format!("--net={}", self.ns_path.display()))
+            .args(&self.wrapper)
             .arg(leakguard_bin()?)
             .args(["run", "--log-format", "json", "--config"])
             .arg(&self.config)

@@ -6,7 +6,12 @@ use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
 use leakguard::metrics::{render, Inputs};
 use leakguard_common::{hook, MatchKey, Stats, MSISDN_RULE_ID};
-use leakguard_tests::daemon::leakguard_bin;
+use leakguard_tests::{
+    daemon::{leakguard_bin, Daemon},
+    http::{find, MSISDN},
+    server::HttpServer,
+    topo::{curl, topo, CLI_IF, SRV_V4},
+};
 
 fn packaging() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packaging")
@@ -180,4 +185,62 @@ fn the_dashboard_and_the_rules_name_exported_metrics() {
             "no panel for {needed}"
         );
     }
+}
+
+/// The daemon works with exactly the capabilities the unit grants (and no others): started
+/// through `setpriv` with the unit's CapabilityBoundingSet as its whole bounding, inheritable
+/// and ambient set, it attaches, passes its self-test and redacts.
+#[test]
+fn the_daemon_runs_with_only_the_units_capabilities() {
+    let unit = std::fs::read_to_string(packaging().join("leakguard.service")).unwrap();
+    let caps: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .unwrap()
+        .split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase())
+        .collect();
+    assert_eq!(caps.len(), 3, "{caps:?}");
+    let set = format!(
+        "-all,{}",
+        caps.iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let t = topo();
+    let server = HttpServer::start(
+        &t.srv,
+        std::net::SocketAddr::new(SRV_V4.parse().unwrap(), 80),
+    )
+    .unwrap();
+    let mut d = Daemon::new(
+        &t.cli,
+        &format!("[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n"),
+    )
+    .unwrap();
+    d.wrapper = vec![
+        "setpriv".into(),
+        format!("--inh-caps={set}"),
+        format!("--ambient-caps={set}"),
+        format!("--bounding-set={set}"),
+    ];
+    d.start().unwrap_or_else(|e| panic!("{e:#}"));
+    let st = curl(
+        &t.cli,
+        &format!("http://{SRV_V4}/"),
+        &[format!("X-MSISDN: {MSISDN}")],
+        10,
+    );
+    assert!(st.success());
+    let heads = server.heads();
+    assert_eq!(heads.len(), 1);
+    assert!(find(&heads[0], MSISDN.as_bytes()).is_none(), "redacted");
+    let logs = d.logs();
+    assert!(
+        !logs.contains("self-test failed") && !logs.contains("ERROR"),
+        "{logs}"
+    );
+    d.stop().unwrap();
+    let _ = d.cli("detach");
 }
