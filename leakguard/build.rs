@@ -9,6 +9,8 @@ use anyhow::Context as _;
 fn main() -> anyhow::Result<()> {
     let toolchain = std::env::var("RUSTUP_TOOLCHAIN").unwrap_or_else(|_| "stable".to_owned());
     println!("cargo:rerun-if-env-changed=RUSTUP_TOOLCHAIN");
+    // The build id compiled into the programs (see `leakguard_common::build_id`).
+    println!("cargo:rerun-if-env-changed=LEAKGUARD_EBPF_BUILD");
     // Read by aya-build and inherited by the cargo it spawns.
     std::env::set_var("RUSTC_BOOTSTRAP", "1");
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../leakguard-ebpf");

@@ -291,13 +291,35 @@ pub struct Event {
     pub daddr: [u8; 16],
     /// Bytes of `name` used.
     pub name_len: u32,
-    pub _pad2: u32,
+    /// The build of the program that sent the event ([`build_id`]): shows which program
+    /// was enforcing, across upgrades.
+    pub build: u32,
     /// The header name as the scanner folded it (lowercase, `_` as `-`), zero padded:
     /// how a match of the identity-number check tells the operator which header carried
     /// the number. Never a byte of the value.
     pub name: NameKey,
 }
 const _: () = assert!(core::mem::size_of::<Event>() == 56 + 8 + MAX_NAME_LEN);
+
+/// The build id compiled into a kernel object: `LEAKGUARD_EBPF_BUILD` (a decimal `u32`)
+/// when the object was built, 0 when unset. Packagers number their builds; the tests build
+/// a second object with another id to prove an upgrade in place.
+#[must_use]
+pub const fn build_id(env: Option<&str>) -> u32 {
+    let Some(s) = env else { return 0 };
+    let b = s.as_bytes();
+    let mut n: u32 = 0;
+    let mut i = 0;
+    while i < b.len() {
+        assert!(
+            b[i].is_ascii_digit(),
+            "LEAKGUARD_EBPF_BUILD must be decimal digits"
+        );
+        n = n * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    n
+}
 
 #[cfg(feature = "user")]
 mod pod {

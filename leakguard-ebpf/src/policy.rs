@@ -167,6 +167,10 @@ pub fn allowed(pkt: &mut PacketMeta, group: u8) -> bool {
     pkt.allow_mask & (1u64 << (group & 63)) != 0
 }
 
+/// This object's build id (see `leakguard_common::build_id`); an immediate in the code,
+/// so two builds with different ids are two different programs to the kernel.
+const BUILD: u32 = leakguard_common::build_id(option_env!("LEAKGUARD_EBPF_BUILD"));
+
 /// Sends the match event, with the header name. Never carries a byte of the value.
 #[inline(always)]
 pub fn emit(st: &ScanState, rule_id: u32, outcome: u8) -> bool {
@@ -191,7 +195,7 @@ pub fn emit(st: &ScanState, rule_id: u32, outcome: u8) -> bool {
         copy_words::<2>((*ev).saddr.as_mut_ptr(), pkt.saddr.0.as_ptr());
         copy_words::<2>((*ev).daddr.as_mut_ptr(), pkt.daddr.0.as_ptr());
         (*ev).name_len = st.f.name_len.min(MAX_NAME_LEN as u32);
-        (*ev)._pad2 = 0;
+        (*ev).build = BUILD;
         copy_words::<{ MAX_NAME_LEN / 8 }>((*ev).name.name.as_mut_ptr(), st.f.name.name.as_ptr());
     }
     e.submit(0);

@@ -19,21 +19,21 @@ use aya::{
 
 use crate::{
     maps::ALL_MAPS,
-    object::{EBPF_OBJECT, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
+    object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
     pins::Pins,
     policy::file::{Attach, Hook},
 };
 
-/// Loads the object with every map pinned under `pins` (created on first use, reused
-/// after), and verifies the guard programs.
-pub fn load(pins: &Pins) -> Result<Ebpf> {
+/// Loads `object` (normally [`crate::object::EBPF_OBJECT`]) with every map pinned under `pins` (created
+/// on first use, reused after), and verifies the guard programs.
+pub fn load(pins: &Pins, object: &[u8]) -> Result<Ebpf> {
     let paths: Vec<(&str, std::path::PathBuf)> =
         ALL_MAPS.iter().map(|m| (*m, pins.map(m))).collect();
     let mut loader = EbpfLoader::new();
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
-    let mut ebpf = loader.load(EBPF_OBJECT).context(
+    let mut ebpf = loader.load(object).context(
         "loading the eBPF object (pinned maps from an incompatible version? `leakguard detach` removes them)",
     )?;
     for name in [PROG_TC_EGRESS, PROG_TC_INGRESS] {

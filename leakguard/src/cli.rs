@@ -51,6 +51,11 @@ pub enum Command {
         /// The policy file.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Load the kernel programs from this BPF object instead of the ones built into
+        /// the binary (a staged program upgrade: the running guard's links switch to it in
+        /// one atomic update). The object must share this version's map layouts.
+        #[arg(long, value_name = "FILE")]
+        ebpf_object: Option<PathBuf>,
     },
     /// Show what is guarded, from the pinned state alone (works with the daemon stopped):
     /// interfaces and hooks, policy digest, counters per header and action. Exit 1 when

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use aya::maps::{Array, Map};
 use aya::{
     maps::{MapData, RingBuf},
@@ -27,6 +27,7 @@ use crate::{
     attach::{self, Outcome},
     maps::{self, MAP_EVENTS, MAP_IFSLOT, MAP_MATCHES, MAP_STATS},
     metrics, netlink,
+    object::EBPF_OBJECT,
     pins::Pins,
     policy::file::{self, Attach, Config},
     selftest,
@@ -34,14 +35,6 @@ use crate::{
 
 /// How often missing interfaces are looked for and events are drained and logged.
 const TICK: Duration = Duration::from_secs(1);
-
-pub fn require_root() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("leakguard needs root with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN to load and attach its programs (the systemd unit grants exactly these)");
-    }
-    Ok(())
-}
 
 struct Daemon {
     config_path: PathBuf,
@@ -71,13 +64,20 @@ struct Daemon {
 /// How often the tracked-flows gauge is recounted.
 const FLOW_COUNT_EVERY: Duration = Duration::from_secs(10);
 
-pub async fn run(config_path: &Path) -> Result<()> {
+pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
+    crate::privileges::require()?;
     let config = file::load(config_path).map_err(anyhow::Error::from)?;
-    require_root()?;
+    // Read before anything is touched: a missing object must not cost the guard.
+    let object = match ebpf_object {
+        Some(p) => Some(
+            std::fs::read(p).with_context(|| format!("reading the eBPF object {}", p.display()))?,
+        ),
+        None => None,
+    };
     let pins = Pins::new(&config.pin_path);
     pins.prepare()?;
     let adopting = !pins.links()?.is_empty();
-    let mut ebpf = attach::load(&pins)?;
+    let mut ebpf = attach::load(&pins, object.as_deref().unwrap_or(EBPF_OBJECT))?;
     // The policy goes in before any link points at these programs.
     let ids = maps::apply(&mut ebpf, &config.kernel)
         .context("writing the policy into the kernel maps")?;
@@ -488,7 +488,7 @@ impl Daemon {
     /// Logs the events of the last tick, one line per (interface, hook, destination,
     /// header, outcome) with a count: repeats are aggregated, never a value.
     fn log_events(&self, ring: &mut RingBuf<MapData>) {
-        let mut agg: BTreeMap<(u32, u8, IpAddr, u32, u8, String), u64> = BTreeMap::new();
+        let mut agg: BTreeMap<EventKey, u64> = BTreeMap::new();
         while let Some(item) = ring.next() {
             if item.len() != size_of::<Event>() {
                 continue;
@@ -510,10 +510,10 @@ impl Daemon {
                     .cloned()
                     .unwrap_or_else(|| "(unknown rule)".into())
             };
-            *agg.entry((e.ifindex, e.hook, dst, e.rule_id, e.action, header))
+            *agg.entry((e.ifindex, e.hook, dst, e.rule_id, e.action, header, e.build))
                 .or_default() += 1;
         }
-        for ((ifindex, h, dst, rule, outcome, header), n) in agg {
+        for ((ifindex, h, dst, rule, outcome, header, build), n) in agg {
             let what = if rule == MSISDN_RULE_ID {
                 "identity number"
             } else {
@@ -526,11 +526,16 @@ impl Daemon {
                 header = %header,
                 action = action::name(outcome),
                 count = n,
+                program_build = build,
                 "{what}"
             );
         }
     }
 }
+
+/// What one log line aggregates: interface index, hook, destination, rule id, outcome,
+/// header name, program build.
+type EventKey = (u32, u8, IpAddr, u32, u8, String, u32);
 
 /// The header name carried by an event, printable by construction (token bytes).
 fn event_name(e: &Event) -> String {

@@ -13,5 +13,6 @@ pub mod netlink;
 pub mod object;
 pub mod pins;
 pub mod policy;
+pub mod privileges;
 pub mod selftest;
 pub mod status;

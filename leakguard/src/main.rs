@@ -30,7 +30,10 @@ fn main() -> ExitCode {
     init_logs(cli.log_format);
     let mut out = io::stdout().lock();
     let r = match cli.command {
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            ebpf_object,
+        } => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -38,7 +41,7 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(&anyhow::anyhow!("starting the runtime: {e}")),
             };
-            return match rt.block_on(daemon::run(&config)) {
+            return match rt.block_on(daemon::run(&config, ebpf_object.as_deref())) {
                 Ok(()) => ExitCode::from(exit::OK),
                 Err(e) => fail(&e),
             };
@@ -50,7 +53,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Detach { config, pin_path } => {
-            let removed = daemon::require_root()
+            let removed = leakguard::privileges::require()
                 .and_then(|()| pins_of(&config, pin_path.as_deref()))
                 .and_then(|p| attach::detach_all(&p));
             match removed {

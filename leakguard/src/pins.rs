@@ -70,6 +70,7 @@ impl Pins {
         let top = Path::new("/sys/fs/bpf");
         if self.root.starts_with(top) && !is_bpffs(top)? {
             mount_bpffs(top)?;
+            tracing::info!(path = %top.display(), "no BPF filesystem was mounted; mounted one");
         }
         for dir in [
             &self.root,

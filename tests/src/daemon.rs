@@ -54,6 +54,8 @@ pub struct Daemon {
     /// A command `leakguard run` is started through, inside the namespace (e.g. `setpriv`
     /// with a capability set).
     pub wrapper: Vec<String>,
+    /// Extra arguments of `leakguard run` (e.g. `--ebpf-object`).
+    pub args: Vec<String>,
     /// `metrics.listen` inside the daemon's namespace (port 0 by default: any).
     metrics: String,
     body: String,
@@ -76,6 +78,7 @@ impl Daemon {
             starts: 0,
             env: Vec::new(),
             wrapper: Vec::new(),
+            args: Vec::new(),
             metrics: "127.0.0.1:0".into(),
             body: body.to_owned(),
         };
@@ -124,6 +127,7 @@ impl Daemon {
             .arg(leakguard_bin()?)
             .args(["run", "--log-format", "json", "--config"])
             .arg(&self.config)
+            .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

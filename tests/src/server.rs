@@ -19,7 +19,7 @@ use crate::netns::Netns;
 /// Longest head recorded; the server answers 431 past it, as a real one would.
 const MAX_HEAD: usize = 256 * 1024;
 /// The server stops by itself after this long, whatever the test does.
-const LIFETIME: Duration = Duration::from_secs(120);
+const LIFETIME: Duration = Duration::from_secs(600);
 
 pub struct HttpServer {
     heads: Arc<Mutex<Vec<Vec<u8>>>>,

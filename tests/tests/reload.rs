@@ -13,7 +13,7 @@ use std::{
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use leakguard::{
     attach, maps,
-    object::PROG_XDP,
+    object::{EBPF_OBJECT, PROG_XDP},
     pins::Pins,
     policy::{Action, KernelPolicy, Rule},
 };
@@ -45,9 +45,9 @@ fn no_packet_sees_a_half_applied_policy() {
     let b = policy(Action::Count, Action::Redact);
     // Two instances of the object over the same pinned maps: one runs packets, the other
     // reloads, truly concurrently.
-    let mut writer = attach::load(&pins).unwrap();
+    let mut writer = attach::load(&pins, EBPF_OBJECT).unwrap();
     maps::apply(&mut writer, &a).unwrap();
-    let runner = attach::load(&pins).unwrap();
+    let runner = attach::load(&pins, EBPF_OBJECT).unwrap();
 
     let frame = Frame::http_v4(&get(&[
         &format!("X-MSISDN: {MSISDN}"),

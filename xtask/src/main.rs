@@ -1,4 +1,4 @@
-//! Project commands: `cargo xtask setup | test | lint`.
+//! Project commands: `cargo xtask setup | test | lint | package | demo | bench | fuzz`.
 //!
 //! `setup` installs what a fresh machine lacks to build and test leakguard, and costs a
 //! few process spawns when everything is already there. `test` runs it, then every test.
@@ -31,11 +31,26 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// `cargo fmt --check` and `cargo clippy -D warnings`.
+    /// `cargo fmt --check` (also of the fuzz targets) and `cargo clippy -D warnings`.
     Lint,
     /// Build the Debian package (cargo-deb): binary, systemd unit, default policy
     /// (conffile), man pages, completions, dashboard and alert rules. Prints its path.
     Package,
+    /// Fuzz the kernel programs against the reference model with generated and mutated
+    /// packets through BPF_PROG_TEST_RUN (as root): a million by default, bounded in time;
+    /// `LEAKGUARD_SEED=N` replays a run. Then the cargo-fuzz targets of the user-space
+    /// parsers (policy file, capture reader, reference model), each for a bounded time.
+    Fuzz {
+        /// Packets to run.
+        #[arg(long, default_value_t = 1_000_000)]
+        packets: u64,
+        /// Stop (and fail) after this many seconds.
+        #[arg(long, default_value_t = 1_800)]
+        seconds: u64,
+        /// Seconds of libFuzzer per parser target (0: skip them).
+        #[arg(long, default_value_t = 60)]
+        parser_seconds: u64,
+    },
     /// Per-packet cost of the programs against the empty program (as root).
     Bench {
         /// Fewer rounds and repeats.
@@ -80,6 +95,13 @@ fn main() -> ExitCode {
         Cmd::Lint => lint(),
         Cmd::Demo => setup().and_then(|()| demo()),
         Cmd::Bench { quick } => setup().and_then(|()| bench(quick)),
+        Cmd::Fuzz {
+            packets,
+            seconds,
+            parser_seconds,
+        } => setup()
+            .and_then(|()| fuzz(packets, seconds))
+            .and_then(|()| fuzz_parsers(parser_seconds)),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -250,10 +272,42 @@ fn test(args: &[String]) -> Result<()> {
         "--bin",
         "leakguard",
     ]))?;
+    build_upgrade_object()?;
     run(Command::new("cargo")
         .current_dir(root_dir())
         .args(["test", "--workspace", "--exclude", "leakguard-ebpf"])
         .args(args))
+}
+
+/// The build id of the second kernel object (see `leakguard_common::build_id`).
+const UPGRADE_BUILD: &str = "2";
+
+/// A second build of the kernel programs, with another build id compiled in, for the test
+/// that upgrades a running guard in place (`tests/tests/faults.rs`): built as `aya-build`
+/// builds the embedded one, into `target/ebpf-upgrade/bpfel-unknown-none/release/`.
+fn build_upgrade_object() -> Result<()> {
+    let root = root_dir();
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--package",
+            "leakguard-ebpf",
+            "--bins",
+            "--release",
+        ])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .arg("--target-dir")
+        .arg(root.join("target/ebpf-upgrade"))
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("LEAKGUARD_EBPF_BUILD", UPGRADE_BUILD)
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "--cfg=bpf_target_arch=\"x86_64\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf",
+        )
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER"))
 }
 
 fn demo() -> Result<()> {
@@ -278,6 +332,62 @@ fn demo() -> Result<()> {
         "--bin",
         "demo",
     ])
+}
+
+fn fuzz(packets: u64, seconds: u64) -> Result<()> {
+    if !is_root() {
+        bail!("the fuzzer loads BPF programs: run it as root");
+    }
+    let (packets, seconds) = (packets.to_string(), seconds.to_string());
+    cargo(&[
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "leakguard-tests",
+        "--bin",
+        "fuzz",
+        "--",
+        "--packets",
+        &packets,
+        "--seconds",
+        &seconds,
+    ])
+}
+
+const CARGO_FUZZ_VERSION: &str = "0.13";
+/// The cargo-fuzz targets in `tests/fuzz`.
+const FUZZ_TARGETS: [&str; 3] = ["policy", "capture", "model"];
+
+/// Each cargo-fuzz target for `seconds`, from its seeds (`tests/fuzz/seeds/TARGET`) and
+/// what earlier runs found (`tests/fuzz/corpus/TARGET`, not committed). libFuzzer needs
+/// `-Z` flags: `RUSTC_BOOTSTRAP=1` gives them to the stable toolchain. No sanitizer:
+/// the parsers are safe Rust, and a panic is what the targets look for.
+fn fuzz_parsers(seconds: u64) -> Result<()> {
+    if seconds == 0 {
+        return Ok(());
+    }
+    if !output(Command::new("cargo").args(["fuzz", "--version"]))
+        .is_some_and(|v| v.contains(&format!("cargo-fuzz {CARGO_FUZZ_VERSION}.")))
+    {
+        run(Command::new("cargo")
+            .args(["install", "--locked", "cargo-fuzz"])
+            .args(["--version", &format!("^{CARGO_FUZZ_VERSION}")]))?;
+    }
+    let dir = root_dir().join("tests/fuzz");
+    for t in FUZZ_TARGETS {
+        let corpus = dir.join("corpus").join(t);
+        std::fs::create_dir_all(&corpus)?;
+        run(Command::new("cargo")
+            .current_dir(&dir)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", "--sanitizer", "none", "--release", t])
+            .arg(&corpus)
+            .arg(dir.join("seeds").join(t))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}")))?;
+    }
+    Ok(())
 }
 
 fn bench(quick: bool) -> Result<()> {
@@ -314,6 +424,10 @@ fn lint() -> Result<()> {
     run(Command::new("cargo")
         .current_dir(&root)
         .args(["fmt", "--all", "--", "--check"]))?;
+    // The cargo-fuzz targets are a workspace of their own.
+    run(Command::new("cargo")
+        .current_dir(root.join("tests/fuzz"))
+        .args(["fmt", "--", "--check"]))?;
     run(Command::new("cargo").current_dir(&root).args([
         "clippy",
         "--workspace",
