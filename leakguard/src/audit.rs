@@ -218,9 +218,13 @@ fn finding(e: &Event, time: Duration, names: &HashMap<u32, String>) -> Finding {
     }
 }
 
-/// Calls `f(time, link type, bytes)` for every packet of a pcap or pcapng file.
-fn packets(file: File, mut f: impl FnMut(Duration, DataLink, &[u8]) -> Result<()>) -> Result<()> {
-    let mut r = BufReader::with_capacity(1 << 20, file);
+/// Calls `f(time, link type, bytes)` for every packet of a pcap or pcapng capture (a
+/// fuzz target: `tests/fuzz`).
+pub fn packets(
+    input: impl std::io::Read,
+    mut f: impl FnMut(Duration, DataLink, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut r = BufReader::with_capacity(1 << 20, input);
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic)
         .context("reading the capture's magic number")?;
@@ -264,7 +268,8 @@ fn packets(file: File, mut f: impl FnMut(Duration, DataLink, &[u8]) -> Result<()
 
 /// The packet as an Ethernet frame (what the XDP program reads), or `None` for a link
 /// type the replay does not read.
-fn to_ethernet(link: DataLink, data: &[u8]) -> Option<Vec<u8>> {
+#[must_use]
+pub fn to_ethernet(link: DataLink, data: &[u8]) -> Option<Vec<u8>> {
     let eth = |ethertype: u16, ip: &[u8]| {
         let mut f = Vec::with_capacity(14 + ip.len());
         f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1]);

@@ -4,8 +4,10 @@
 pub mod corpus;
 pub mod daemon;
 pub mod diff;
+pub mod fuzz;
 pub mod guard;
 pub mod http;
+pub mod load;
 pub mod netns;
 pub mod packet;
 pub mod server;

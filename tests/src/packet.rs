@@ -175,6 +175,14 @@ impl Frame {
     }
 
     #[must_use]
+    pub fn src_v4(mut self, addr: [u8; 4]) -> Self {
+        if let Ip::V4 { src, .. } = &mut self.ip {
+            *src = addr;
+        }
+        self
+    }
+
+    #[must_use]
     pub fn dst_v4(mut self, addr: [u8; 4]) -> Self {
         if let Ip::V4 { dst, .. } = &mut self.ip {
             *dst = addr;
