@@ -52,6 +52,8 @@ struct Daemon {
     names: HashMap<u32, String>,
     reloads_ok: u64,
     reloads_rejected: u64,
+    /// Packets interfaces passed between appearing and being guarded (see `appeared`).
+    unguarded: BTreeMap<(String, file::Hook), u64>,
     metrics: Arc<Mutex<String>>,
     /// Result of the last self-test (None before the first).
     selftest_ok: Option<bool>,
@@ -95,6 +97,7 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
         attached_at: HashMap::new(),
         reloads_ok: 0,
         reloads_rejected: 0,
+        unguarded: BTreeMap::new(),
         metrics: Arc::new(Mutex::new(String::new())),
         selftest_ok: None,
         last_selftest: std::time::Instant::now(),
@@ -372,6 +375,16 @@ impl Daemon {
             matches,
             header: &header,
             attached,
+            // Every attachment from the start (at 0), so a first increase is a rate.
+            unguarded: self
+                .config
+                .attach
+                .iter()
+                .map(|a| {
+                    let n = self.unguarded.get(&(a.interface.clone(), a.hook));
+                    (a.interface.clone(), a.hook.name(), n.copied().unwrap_or(0))
+                })
+                .collect(),
             reloads_ok: self.reloads_ok,
             reloads_rejected: self.reloads_rejected,
             selftest_ok: self.selftest_ok == Some(true),
@@ -436,9 +449,12 @@ impl Daemon {
             }
             match attach::attach(&mut self.ebpf, &self.pins, &a) {
                 Ok(Outcome::Missing) => still.push(a),
-                Ok(_) => {
+                Ok(outcome) => {
                     self.attached(&a);
                     tracing::info!(interface = %a.interface, hook = a.hook.name(), "interface appeared; attached");
+                    if outcome == Outcome::Attached {
+                        self.appeared(&a);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(interface = %a.interface, error = %format!("{e:#}"), "attaching failed");
@@ -447,6 +463,25 @@ impl Daemon {
             }
         }
         self.missing = still;
+    }
+
+    /// An interface that appeared while the daemon ran is guarded from its first packet
+    /// only if the attach came first (the daemon attaches on the interface's first netlink
+    /// message, normally before it is up). Packets it had already passed in the hook's
+    /// direction were not scanned: say so, and count them, rather than let it pass
+    /// silently.
+    fn appeared(&mut self, a: &Attach) {
+        let Some(n) = packets_so_far(&a.interface, a.hook) else {
+            return;
+        };
+        if n > 0 {
+            tracing::warn!(interface = %a.interface, hook = a.hook.name(), packets = n,
+                "the interface passed packets before the guard was attached; they were not scanned");
+            *self
+                .unguarded
+                .entry((a.interface.clone(), a.hook))
+                .or_default() += n;
+        }
     }
 
     /// SIGHUP: an invalid file is rejected and the running policy stays.
@@ -545,6 +580,20 @@ fn event_name(e: &Event) -> String {
         return "(unprintable)".into();
     }
     String::from_utf8_lossy(name).into_owned()
+}
+
+/// Packets `iface` has sent (TC egress) or received (XDP, TC ingress) since it was
+/// created, from `/proc/net/dev`, which shows this process's network namespace.
+fn packets_so_far(iface: &str, hook: file::Hook) -> Option<u64> {
+    let dev = std::fs::read_to_string("/proc/net/dev").ok()?;
+    let (_, counters) = dev
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim() == iface)?;
+    // Receive: bytes packets errs drop fifo frame compressed multicast; transmit: bytes
+    // packets …
+    let field = if hook == file::Hook::TcEgress { 9 } else { 1 };
+    counters.split_whitespace().nth(field)?.parse().ok()
 }
 
 fn ifname(index: u32) -> String {

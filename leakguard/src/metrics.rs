@@ -63,6 +63,9 @@ pub struct Inputs<'a> {
     pub header: &'a dyn Fn(u32) -> String,
     /// (interface, hook name, attached now).
     pub attached: Vec<(String, &'static str, bool)>,
+    /// (interface, hook name, packets an interface that appeared while the daemon ran
+    /// had passed before the guard was attached to it).
+    pub unguarded: Vec<(String, &'static str, u64)>,
     pub reloads_ok: u64,
     pub reloads_rejected: u64,
     /// The last self-test passed.
@@ -194,6 +197,21 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
                 hook: (*h).into(),
             })
             .set(i64::from(*up));
+    }
+
+    let unguarded = Family::<AttachLabels, Counter>::default();
+    reg.register(
+        "leakguard_unguarded_packets",
+        "Packets a guarded interface passed, after it appeared, before the guard was attached to it (not scanned)",
+        unguarded.clone(),
+    );
+    for (iface, h, n) in &i.unguarded {
+        unguarded
+            .get_or_create(&AttachLabels {
+                interface: iface.clone(),
+                hook: (*h).into(),
+            })
+            .inc_by(*n);
     }
 
     let reloads = Family::<ResultLabels, Counter>::default();

@@ -363,3 +363,70 @@ fn an_interface_deleted_and_recreated_is_guarded_again() {
     assert!(!last_leaked(&server), "guarded again after re-creation");
     assert_no_values("daemon logs", &d.logs());
 }
+
+/// The window the daemon cannot close, made visible: an interface re-created and passing
+/// traffic while the daemon cannot react (here: stopped with SIGSTOP) leaks until the
+/// attach; the daemon then says how many packets passed unguarded, in its log and in
+/// `leakguard_unguarded_packets_total`, and guards from then on.
+#[test]
+fn packets_before_the_attach_are_reported_not_silent() {
+    let t = topo();
+    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+    let mut d = Daemon::new(&t.cli, &policy("redact"))
+        .unwrap()
+        .with_metrics("127.0.0.1:9718")
+        .unwrap();
+    d.start().unwrap();
+    send(&t, 1);
+    assert!(!last_leaked(&server));
+
+    d.signal(libc::SIGSTOP);
+    t.cli.ip(&["link", "del", CLI_IF]).unwrap();
+    veth(
+        &t.cli,
+        CLI_IF,
+        "192.0.2.1/24",
+        &t.srv,
+        leakguard_tests::topo::SRV_IF,
+        &format!("{SRV_V4}/24"),
+    )
+    .unwrap();
+    send(&t, 2);
+    assert!(
+        last_leaked(&server),
+        "unguarded while the daemon could not act"
+    );
+    d.signal(libc::SIGCONT);
+    wait_for("the report", Duration::from_secs(10), || {
+        d.logs()
+            .contains("passed packets before the guard was attached")
+    })
+    .unwrap_or_else(|e| panic!("{e}:\n{}", d.logs()));
+    send(&t, 3);
+    assert!(!last_leaked(&server), "guarded after the attach");
+
+    let scrape = || {
+        let out = t
+            .cli
+            .command("curl")
+            .args(["-sS", "-m", "5", "http://127.0.0.1:9718/metrics"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let prefix =
+        format!("leakguard_unguarded_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\"}} ");
+    let mut n = 0u64;
+    wait_for("the unguarded counter", Duration::from_secs(10), || {
+        n = scrape()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        n > 0
+    })
+    .unwrap_or_else(|e| panic!("{e}:\n{}", scrape()));
+    // The request's own segments are among them (a handshake and a request at least).
+    assert!(n >= 3, "{n} packets");
+    assert_no_values("daemon logs", &d.logs());
+}

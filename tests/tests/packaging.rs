@@ -120,6 +120,7 @@ fn exported() -> BTreeSet<String> {
         ],
         header: &header,
         attached: vec![("eth1".into(), "tc-egress", true)],
+        unguarded: vec![("eth1".into(), "tc-egress", 0)],
         reloads_ok: 0,
         reloads_rejected: 0,
         selftest_ok: true,
