@@ -74,15 +74,24 @@ const _: () = assert!(core::mem::size_of::<NameKey>() == MAX_NAME_LEN);
 /// has that length and first and last byte. A header line whose bit is clear cannot match,
 /// and skips the hash lookup of its 64-byte key; most lines of a request (Host, Accept,
 /// Cookie…) are such lines. Indexed by length up to 127 so a masked index stays in bounds.
+///
+/// `starts` answers earlier, at the start of a line, from its first two bytes: bit
+/// [`name::start_bit`] is set when some rule's folded name begins with them. A line whose
+/// two bytes no rule name begins with is skipped without reading its name, when the
+/// identity-number check is off (with it on, every value is looked at).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NameFilter {
     pub by_len: [u64; 128],
+    pub starts: [u64; 64],
 }
-const _: () = assert!(core::mem::size_of::<NameFilter>() == 1024);
+const _: () = assert!(core::mem::size_of::<NameFilter>() == 1024 + 512);
 
 impl NameFilter {
-    pub const EMPTY: Self = Self { by_len: [0; 128] };
+    pub const EMPTY: Self = Self {
+        by_len: [0; 128],
+        starts: [0; 64],
+    };
 
     /// Adds a folded name (non-empty, at most `MAX_NAME_LEN` bytes).
     pub fn insert(&mut self, folded: &[u8]) {
@@ -90,6 +99,17 @@ impl NameFilter {
             return;
         };
         self.by_len[folded.len() & 127] |= 1 << name::filter_bit(first, last);
+        if let [a, b, ..] = folded {
+            let (word, bit) = name::start_bit(*a, *b);
+            self.starts[word] |= bit;
+        }
+    }
+
+    /// True when some name inserted begins with the folded bytes `a`, `b`.
+    #[must_use]
+    pub fn may_start(&self, a: u8, b: u8) -> bool {
+        let (word, bit) = name::start_bit(a, b);
+        self.starts[word] & bit != 0
     }
 }
 

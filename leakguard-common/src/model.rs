@@ -166,6 +166,8 @@ struct Scan<'a> {
     f: ModelFlow,
     seq: u32,
     stopped: bool,
+    /// Payload offset where scanning of the current window ends (the kernel's `n`).
+    win_end: usize,
 }
 
 impl Scan<'_> {
@@ -322,10 +324,30 @@ impl Scan<'_> {
         self.redact_range(from, to, lo, hi);
     }
 
+    /// The kernel's line-start prefilter (`NameFilter::starts`) for a line starting at
+    /// payload byte `i`: both bytes scanned in this window, tokens, and no rule name
+    /// begins with them folded; never with the number check on.
+    fn no_rule_starts(&self, i: usize) -> bool {
+        if self.pol.msisdn.is_some() || i + 1 >= self.win_end {
+            return false;
+        }
+        let b = self.out.payload[i + 1];
+        if CLASS[usize::from(b)] & C_TCHAR == 0 {
+            return false;
+        }
+        let (a, b) = (fold(self.out.payload[i]), fold(b));
+        !self
+            .pol
+            .rules
+            .iter()
+            .any(|r| r.key.name[0] == a && r.key.name[1] == b && r.key.name[1] != 0)
+    }
+
     /// One byte of the state machine (`lo`: payload offset of the byte's window).
     fn byte(&mut self, i: usize, lo: usize) {
         let b = self.out.payload[i];
         let class = CLASS[usize::from(b)];
+        let skip_line = self.f.st == S::LineStart && class & C_TCHAR != 0 && self.no_rule_starts(i);
         let f = &mut self.f;
         match f.st {
             S::Method => {
@@ -371,7 +393,13 @@ impl Scan<'_> {
                 }
             }
             S::LineStart => {
-                if class & C_TCHAR != 0 {
+                if skip_line {
+                    // No rule's name begins with the line's first two bytes (and the
+                    // number check is off): skipped unread, as the kernel does.
+                    self.out.lines += 1;
+                    f.redacting = false;
+                    f.st = S::Skip;
+                } else if class & C_TCHAR != 0 {
                     self.out.lines += 1;
                     f.name.clear();
                     f.name.push(fold(b));
@@ -517,6 +545,7 @@ pub fn segment(
         f,
         seq,
         stopped: false,
+        win_end: 0,
     };
 
     // Window by window, as the kernel copies them.
@@ -532,6 +561,7 @@ pub fn segment(
             }
         }
         let (from, scan_end) = (clamp(start, off, n), clamp(limit, off, n));
+        sc.win_end = off + scan_end;
         if from < scan_end {
             for i in off + from..off + scan_end {
                 sc.byte(i, off);

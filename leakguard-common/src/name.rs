@@ -93,6 +93,13 @@ pub const fn filter_bit(first: u8, last: u8) -> u32 {
     ((first ^ last.rotate_left(3)) & 63) as u32
 }
 
+/// The word and bit of [`crate::NameFilter::starts`] for a name's first two folded bytes
+/// (6 bits of each: a collision only costs a skipped skip).
+#[must_use]
+pub const fn start_bit(a: u8, b: u8) -> (usize, u64) {
+    ((a & 63) as usize, 1 << (b & 63))
+}
+
 /// Why a configured header name cannot be a rule key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameError {

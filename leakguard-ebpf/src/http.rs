@@ -19,14 +19,14 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use leakguard_common::{
     action,
     flow::{bcd_digit, prefix_covered, prefix_possible},
-    name::{fold, CLASS, C_CTL, C_TCHAR, C_WS, TFOLD},
+    name::{fold, start_bit, CLASS, C_CTL, C_TCHAR, C_WS, TFOLD},
     FlowState, MAX_METHOD_LEN, MAX_NAME_LEN, MAX_SPANS, MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS,
     NO_ALLOW_GROUP, REDACT_FILLER, SCAN_CHUNK, SCAN_WINDOW,
 };
 
 use crate::{
     bound::{forget, opaque},
-    maps::SCRATCH,
+    maps::{NAME_FILTER, SCRATCH},
     policy,
 };
 
@@ -234,8 +234,16 @@ fn run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     if s.st.f.state == S_LINE_START
         && CLASS[usize::from(s.buf[pos as usize & WINDOW_MASK])] & C_TCHAR != 0
     {
-        // A name starts here: set the line up and read the name in the same call.
-        begin_line(&mut s.st);
+        if no_rule_starts(s, pos, n) {
+            // No rule's name begins with this line's first two bytes: skip the line
+            // without reading its name (the skip run below).
+            s.st.lines += 1;
+            s.st.f.flags = 0;
+            s.st.f.state = S_SKIP;
+        } else {
+            // A name starts here: set the line up and read the name in the same call.
+            begin_line(&mut s.st);
+        }
     }
     match s.st.f.state {
         S_SKIP => skip_run(s, pos, n),
@@ -330,6 +338,27 @@ fn version_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         return end + 1;
     }
     end
+}
+
+/// True when the line starting at `pos` cannot be a rule's header: its first two bytes,
+/// folded, begin no rule name (`NameFilter::starts`). Only with the identity-number check
+/// off (it reads every value) and both bytes in this window and tokens (a one-byte name,
+/// or a line cut by the window, is read as usual).
+#[inline(always)]
+fn no_rule_starts(s: &Scratch, pos: u32, n: u32) -> bool {
+    if s.st.pkt.msisdn_on != 0 || pos + 1 >= n {
+        return false;
+    }
+    let a = TFOLD[usize::from(s.buf[pos as usize & WINDOW_MASK])];
+    let b = TFOLD[usize::from(s.buf[(pos + 1) as usize & WINDOW_MASK])];
+    if b == 0 {
+        return false;
+    }
+    let Some(f) = NAME_FILTER.get(s.st.pkt.gen) else {
+        return false;
+    };
+    let (word, bit) = start_bit(a, b);
+    f.starts[word & 63] & bit == 0
 }
 
 /// A header line starts with a name byte.

@@ -134,7 +134,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
     let malformed = Counter::<u64>::default();
     reg.register(
         "leakguard_malformed_lines",
-        "Header lines that violate RFC 9112 (never matched)",
+        "Header lines that violate RFC 9112 (never matched); with [msisdn] off, only lines whose first two bytes begin some rule's name are read closely enough to tell",
         malformed.clone(),
     );
     let scanned = Counter::<u64>::default();
