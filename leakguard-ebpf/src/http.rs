@@ -732,8 +732,8 @@ fn ows_run(s: &Scratch, pos: u32, n: u32) -> u32 {
     pos + k
 }
 
-/// Overwrites value bytes up to the next CR or LF, and takes an LF (a CR is left for
-/// `step`: it may be a bare CR inside the value).
+/// Overwrites value bytes up to the next CR or LF, and takes an LF or a CR LF (a bare CR
+/// is left for `step`: it may be inside the value).
 ///
 /// Every byte the run takes is overwritten: no choice inside the loop, which LLVM would
 /// turn into a branch and the verifier into a second path per iteration. The checksum
@@ -767,6 +767,12 @@ fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     if ends_on(s, end, n, b'\n') {
         s.st.f.state = S_LINE_START;
         return after_lf(s, end + 1, n);
+    }
+    // CR LF ends the line here too, rather than a byte per call in `step`; a CR not
+    // followed by LF (in this window) is left to `step`.
+    if ends_on(s, end, n, b'\r') && ends_on(s, end + 1, n, b'\n') {
+        s.st.f.state = S_LINE_START;
+        return after_lf(s, end + 2, n);
     }
     end
 }
