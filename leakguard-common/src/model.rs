@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use crate::{
     action,
     flow::{seq_lt, FlowState},
-    name::{fold, CLASS, C_CTL, C_TCHAR, C_WS},
+    name::{fold, start_bit, CLASS, C_CTL, C_TCHAR, C_WS},
     NameKey, MAX_METHOD_LEN, MAX_NAME_LEN, MAX_SPANS, MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS,
     MSISDN_RULE_ID, REDACT_FILLER, SCAN_WINDOW,
 };
@@ -335,12 +335,15 @@ impl Scan<'_> {
         if CLASS[usize::from(b)] & C_TCHAR == 0 {
             return false;
         }
-        let (a, b) = (fold(self.out.payload[i]), fold(b));
+        // The kernel's table keeps 6 bits of each byte: a pair that collides with a rule's
+        // is read like one (`-` and `m` share theirs, say), so the model compares the same
+        // bits.
+        let want = start_bit(fold(self.out.payload[i]), fold(b));
         !self
             .pol
             .rules
             .iter()
-            .any(|r| r.key.name[0] == a && r.key.name[1] == b && r.key.name[1] != 0)
+            .any(|r| r.key.name[1] != 0 && start_bit(r.key.name[0], r.key.name[1]) == want)
     }
 
     /// One byte of the state machine (`lo`: payload offset of the byte's window).
