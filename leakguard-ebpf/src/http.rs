@@ -237,9 +237,7 @@ fn run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         if no_rule_starts(s, pos, n) {
             // No rule's name begins with this line's first two bytes: skip the line
             // without reading its name (the skip run below).
-            s.st.lines += 1;
-            s.st.f.flags = 0;
-            s.st.f.state = S_SKIP;
+            skip_line(&mut s.st);
         } else {
             // A name starts here: set the line up and read the name in the same call.
             begin_line(&mut s.st);
@@ -361,6 +359,14 @@ fn no_rule_starts(s: &Scratch, pos: u32, n: u32) -> bool {
     f.starts[word & 63] & bit == 0
 }
 
+/// A header line that is skipped unread: counted, and no obs-fold continues its value.
+#[inline(always)]
+fn skip_line(st: &mut ScanState) {
+    st.lines += 1;
+    st.f.flags = 0;
+    st.f.state = S_SKIP;
+}
+
 /// Lines skipped in one callback, at most: a callback costs more than skipping a short
 /// line, and most lines of a request are skipped.
 const SKIP_LINES: u32 = 8;
@@ -381,9 +387,7 @@ fn skip_lines(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         {
             break;
         }
-        s.st.lines += 1;
-        s.st.f.flags = 0;
-        s.st.f.state = S_SKIP;
+        skip_line(&mut s.st);
         p = skip_run(s, p0, n);
         k += 1;
     }

@@ -137,7 +137,7 @@ pub fn replay(policy: &crate::policy::KernelPolicy, capture: &Path) -> Result<Re
 
 fn load(policy: &crate::policy::KernelPolicy) -> Result<Ebpf> {
     let _ = policy;
-    if !may_load_bpf() {
+    if !crate::privileges::may_load_bpf() {
         return Err(privileges("EPERM"));
     }
     let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(|e| privileges(&chain(&e)))?;
@@ -159,20 +159,6 @@ fn chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
-}
-
-/// Root, or CAP_BPF (or CAP_SYS_ADMIN) in the effective set.
-fn may_load_bpf() -> bool {
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_BPF: u32 = 39;
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return true; // let the kernel decide
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_none_or(|caps| caps & ((1 << CAP_BPF) | (1 << CAP_SYS_ADMIN)) != 0)
 }
 
 /// A load failure, explained when it is one of privileges.

@@ -36,6 +36,13 @@ pub fn missing(caps: u64) -> Vec<&'static str> {
     m
 }
 
+/// True when this process may load BPF programs (CAP_BPF or CAP_SYS_ADMIN effective), or
+/// when that cannot be told (then the kernel decides): what `audit` needs.
+#[must_use]
+pub fn may_load_bpf() -> bool {
+    effective().is_none_or(|caps| caps & ((1 << CAP_BPF) | (1 << CAP_SYS_ADMIN)) != 0)
+}
+
 /// Fails, naming what is missing, unless this process may load and attach the guard.
 pub fn require() -> Result<()> {
     // SAFETY: geteuid has no preconditions.

@@ -19,7 +19,7 @@ use crate::{
     corpus::{model_policy, policy, request, Rng},
     diff::Differ,
     guard::{Hook, Verdict},
-    packet::{Frame, SERVER_V4, TRUSTED_V4},
+    packet::{subscriber_endpoint, Frame, SERVER_V4, TRUSTED_V4},
 };
 
 /// What a run did.
@@ -96,16 +96,11 @@ fn mutate(rng: &mut Rng, p: &mut Vec<u8>) {
     }
 }
 
-/// A distinct flow for every payload case: its own source address (in 100.64.0.0/10, the
-/// carrier-grade NAT range subscribers sit in) and port, so no case meets another's
-/// per-flow state, however many run.
+/// A distinct flow for every payload case ([`subscriber_endpoint`]), so no case meets
+/// another's per-flow state, however many run.
 fn flow_frame(n: u64, dst: [u8; 4]) -> Frame {
-    let host = (n / 50_000) as u32;
-    let src = (0x6440_0000u32 | (host & 0x003f_ffff)).to_be_bytes();
-    Frame::http_v4(b"")
-        .src_v4(src)
-        .sport(10_000 + (n % 50_000) as u16)
-        .dst_v4(dst)
+    let (src, sport) = subscriber_endpoint(n);
+    Frame::http_v4(b"").src_v4(src).sport(sport).dst_v4(dst)
 }
 
 /// Runs until `max_packets` packets or `max_time`, whichever comes first.
@@ -184,8 +179,7 @@ pub fn run(rng: &mut Rng, seed: u64, max_packets: u64, max_time: Duration) -> Re
         };
         if rng.chance(75) {
             for &hook in hooks {
-                let f = flow.clone().seq(1_000_000);
-                let mut f = f;
+                let mut f = flow.clone().seq(1_000_000);
                 f.payload.clone_from(&payload);
                 d.segment(hook, &f.build(), 1_000_000, &payload, &mut None, &pol, &ctx);
             }

@@ -86,6 +86,15 @@ fn next_port() -> u16 {
     10_000 + (n % 50_000) as u16
 }
 
+/// Subscriber flow `n`'s source address (in 100.64.0.0/10, the carrier-grade NAT range
+/// subscribers sit behind) and port: distinct for every `n` below 2^22 × 50,000, for tests
+/// that need more flows than [`Frame::http_v4`]'s own ports give.
+#[must_use]
+pub fn subscriber_endpoint(n: u64) -> ([u8; 4], u16) {
+    let host = 0x6440_0000u32 | ((n / 50_000) as u32 & 0x003f_ffff);
+    (host.to_be_bytes(), 10_000 + (n % 50_000) as u16)
+}
+
 impl Frame {
     /// An IPv4 TCP segment from a subscriber to a web server on port 80.
     #[must_use]

@@ -27,15 +27,7 @@ pub struct Topo {
 pub fn topo() -> Topo {
     let cli = Netns::new("cli").unwrap();
     let srv = Netns::new("srv").unwrap();
-    veth(
-        &cli,
-        CLI_IF,
-        "192.0.2.1/24",
-        &srv,
-        SRV_IF,
-        &format!("{SRV_V4}/24"),
-    )
-    .unwrap();
+    link_v4(&cli, &srv).unwrap();
     cli.ip(&[
         "-6",
         "addr",
@@ -57,6 +49,19 @@ pub fn topo() -> Topo {
     ])
     .unwrap();
     Topo { cli, srv }
+}
+
+/// The client ⟷ server veth pair with its IPv4 addresses: made by [`topo`], and again by
+/// tests that delete the client's interface.
+pub fn link_v4(cli: &Netns, srv: &Netns) -> anyhow::Result<()> {
+    veth(
+        cli,
+        CLI_IF,
+        "192.0.2.1/24",
+        srv,
+        SRV_IF,
+        &format!("{SRV_V4}/24"),
+    )
 }
 
 /// curl in `ns`, with extra request header lines; bounded by `max_secs`.

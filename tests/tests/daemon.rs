@@ -9,7 +9,7 @@ use leakguard_tests::{
     http::{find, MSISDN, VALUES},
     netns::veth,
     server::HttpServer,
-    topo::{curl, topo, CLI_IF, SRV_V4},
+    topo::{curl, link_v4, topo, CLI_IF, SRV_V4},
 };
 
 fn policy(action: &str) -> String {
@@ -39,6 +39,22 @@ fn assert_no_values(what: &str, text: &str) {
     for v in VALUES {
         assert!(!text.contains(v), "{what} contains an identity value");
     }
+}
+
+/// `GET /metrics` from the daemon listening on 127.0.0.1:`port` in the client namespace.
+fn scrape(t: &leakguard_tests::topo::Topo, port: u16) -> String {
+    let out = t
+        .cli
+        .command("curl")
+        .args([
+            "-sS",
+            "-m",
+            "5",
+            &format!("http://127.0.0.1:{port}/metrics"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn stdout(o: &std::process::Output) -> String {
@@ -230,15 +246,7 @@ fn metrics_are_labelled_linted_and_free_of_values() {
     assert!(st.success());
     assert!(!last_leaked(&server), "the number under a new header name");
 
-    let scrape = || {
-        let out = t
-            .cli
-            .command("curl")
-            .args(["-sS", "-m", "5", "http://127.0.0.1:9717/metrics"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let scrape = || scrape(&t, 9717);
     let want = format!(
         "leakguard_header_matches_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",header=\"X-MSISDN\",action=\"redact\"}} 3"
     );
@@ -346,15 +354,7 @@ fn an_interface_deleted_and_recreated_is_guarded_again() {
         d.logs().contains("interface disappeared")
     })
     .unwrap();
-    veth(
-        &t.cli,
-        CLI_IF,
-        "192.0.2.1/24",
-        &t.srv,
-        leakguard_tests::topo::SRV_IF,
-        &format!("{SRV_V4}/24"),
-    )
-    .unwrap();
+    link_v4(&t.cli, &t.srv).unwrap();
     wait_for("the re-attach", Duration::from_secs(5), || {
         d.logs().contains("interface appeared; attached")
     })
@@ -382,15 +382,7 @@ fn packets_before_the_attach_are_reported_not_silent() {
 
     d.signal(libc::SIGSTOP);
     t.cli.ip(&["link", "del", CLI_IF]).unwrap();
-    veth(
-        &t.cli,
-        CLI_IF,
-        "192.0.2.1/24",
-        &t.srv,
-        leakguard_tests::topo::SRV_IF,
-        &format!("{SRV_V4}/24"),
-    )
-    .unwrap();
+    link_v4(&t.cli, &t.srv).unwrap();
     send(&t, 2);
     assert!(
         last_leaked(&server),
@@ -405,15 +397,7 @@ fn packets_before_the_attach_are_reported_not_silent() {
     send(&t, 3);
     assert!(!last_leaked(&server), "guarded after the attach");
 
-    let scrape = || {
-        let out = t
-            .cli
-            .command("curl")
-            .args(["-sS", "-m", "5", "http://127.0.0.1:9718/metrics"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let scrape = || scrape(&t, 9718);
     let prefix =
         format!("leakguard_unguarded_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\"}} ");
     let mut n = 0u64;

@@ -12,7 +12,7 @@ use leakguard_tests::{
     diff::Differ,
     guard::{Hook, Verdict},
     http::{find, MSISDN},
-    packet::{tcp_payload, Frame, SERVER_V4},
+    packet::{subscriber_endpoint, tcp_payload, Frame, SERVER_V4},
 };
 
 /// Flows opened by the flood.
@@ -23,18 +23,11 @@ const CHECK_EVERY: u32 = 1_000;
 const OPEN: &[u8] = b"GET / HTTP/1.1\r\nHost: www.example.com\r\nX-MSISDN: 4477";
 const REST: &[u8] = b"00900123\r\n\r\n";
 
-/// Flow `n`'s source address (in 100.64.0.0/10, where subscribers sit behind carrier NAT)
-/// and port: distinct for every `n` below 2^22 × 50,000.
-fn endpoint(n: u32) -> ([u8; 4], u16) {
-    let host = 0x6440_0000u32 | ((n / 50_000) & 0x003f_ffff);
-    (host.to_be_bytes(), 10_000 + (n % 50_000) as u16)
-}
-
 /// The flood's frames are one template with the address and port patched in (building
 /// a million frames from scratch would dominate the run). XDP does not check the IPv4
 /// header checksum, and the guard adjusts the TCP checksum incrementally either way.
 fn patch(template: &mut [u8], n: u32) {
-    let (src, sport) = endpoint(n);
+    let (src, sport) = subscriber_endpoint(u64::from(n));
     template[26..30].copy_from_slice(&src);
     template[34..36].copy_from_slice(&sport.to_be_bytes());
 }
@@ -54,7 +47,7 @@ fn a_million_flows_leave_one_segment_heads_exact_and_recent_heads_followed() {
         if n % CHECK_EVERY == CHECK_EVERY - 1 {
             // A head in one segment on a flow of its own (outside the flood's range).
             let payload = request(&mut rng);
-            let (src, sport) = endpoint(FLOWS + n / CHECK_EVERY);
+            let (src, sport) = subscriber_endpoint(u64::from(FLOWS + n / CHECK_EVERY));
             let frame = Frame::http_v4(payload.as_bytes())
                 .src_v4(src)
                 .sport(sport)

@@ -16,9 +16,8 @@ use leakguard_tests::{
     daemon::{leakguard_bin, wait_for, Daemon},
     http::{find, MSISDN, UIDH, VALUES},
     load::Load,
-    netns::veth,
     server::HttpServer,
-    topo::{topo, CLI_IF, SRV_IF, SRV_V4},
+    topo::{link_v4, topo, CLI_IF, SRV_V4},
 };
 
 /// Requests the run must reach, at least.
@@ -93,8 +92,8 @@ fn upgrade_object() -> PathBuf {
     p
 }
 
-/// The redact count of `header`'s row in `leakguard status`.
-fn redacted(d: &Daemon, header: &str) -> u64 {
+/// `leakguard status`, checked to succeed and to carry no identity value.
+fn status(d: &Daemon) -> String {
     let out = d.cli("status").unwrap();
     assert!(
         out.status.success(),
@@ -105,22 +104,25 @@ fn redacted(d: &Daemon, header: &str) -> u64 {
     for v in VALUES {
         assert!(!text.contains(v), "status output carries an identity value");
     }
-    let line = text
+    text
+}
+
+/// The redact count of `header`'s row in a status report.
+fn redacted(report: &str, header: &str) -> u64 {
+    let line = report
         .lines()
         .find(|l| l.starts_with(header))
-        .unwrap_or_else(|| panic!("no {header} row in:\n{text}"));
+        .unwrap_or_else(|| panic!("no {header} row in:\n{report}"));
     line.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
 
-/// One number out of the status report's `segments:` or `packets` lines.
-fn status_figure(d: &Daemon, label: &str) -> u64 {
-    let out = d.cli("status").unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let at = text
+/// The number after `label` in a status report (its `segments:` or `packets` lines).
+fn figure(report: &str, label: &str) -> u64 {
+    let at = report
         .find(label)
-        .unwrap_or_else(|| panic!("{label} in:\n{text}"))
+        .unwrap_or_else(|| panic!("{label} in:\n{report}"))
         + label.len();
-    text[at..]
+    report[at..]
         .trim_start()
         .split(|c: char| !c.is_ascii_digit())
         .next()
@@ -232,15 +234,7 @@ fn no_request_leaks_through_kills_reloads_upgrades_and_interface_loss() {
         load.tally.unsent.load(Ordering::Relaxed) >= unsent_before + 20
     })
     .unwrap();
-    veth(
-        &t.cli,
-        CLI_IF,
-        "192.0.2.1/24",
-        &t.srv,
-        SRV_IF,
-        &format!("{SRV_V4}/24"),
-    )
-    .unwrap();
+    link_v4(&t.cli, &t.srv).unwrap();
     wait_for("the re-attach", STEP, || {
         count(&d.logs(), "interface appeared; attached") > appeared
     })
@@ -267,10 +261,11 @@ fn no_request_leaks_through_kills_reloads_upgrades_and_interface_loss() {
         .iter()
         .filter(|h| find(h, b"X-MSISDN: ").is_some())
         .count() as u64;
-    let kernel = redacted(&d, "x-msisdn");
-    let kernel_uidh = redacted(&d, "x-uidh");
-    let resent = status_figure(&d, "retransmissions");
-    let gap_drops = status_figure(&d, "dropped for a gap");
+    let report = status(&d);
+    let kernel = redacted(&report, "x-msisdn");
+    let kernel_uidh = redacted(&report, "x-uidh");
+    let resent = figure(&report, "retransmissions");
+    let gap_drops = figure(&report, "dropped for a gap");
     println!(
         "client: {ok} answered, {in_doubt} in doubt, {unsent} not sent ({knocked} while the \
          interface was gone); server: {} heads, \

@@ -323,15 +323,26 @@ fn demo() -> Result<()> {
         "--bin",
         "leakguard",
     ])?;
-    cargo(&[
+    run_tests_bin("demo", &[])
+}
+
+/// `cargo run --release` of one of the test crate's binaries (demo, bench, fuzz), with
+/// its own arguments.
+fn run_tests_bin(bin: &str, args: &[&str]) -> Result<()> {
+    let mut all = vec![
         "run",
         "--release",
         "--quiet",
         "-p",
         "leakguard-tests",
         "--bin",
-        "demo",
-    ])
+        bin,
+    ];
+    if !args.is_empty() {
+        all.push("--");
+        all.extend_from_slice(args);
+    }
+    cargo(&all)
 }
 
 fn fuzz(packets: u64, seconds: u64) -> Result<()> {
@@ -339,20 +350,7 @@ fn fuzz(packets: u64, seconds: u64) -> Result<()> {
         bail!("the fuzzer loads BPF programs: run it as root");
     }
     let (packets, seconds) = (packets.to_string(), seconds.to_string());
-    cargo(&[
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "leakguard-tests",
-        "--bin",
-        "fuzz",
-        "--",
-        "--packets",
-        &packets,
-        "--seconds",
-        &seconds,
-    ])
+    run_tests_bin("fuzz", &["--packets", &packets, "--seconds", &seconds])
 }
 
 const CARGO_FUZZ_VERSION: &str = "0.13";
@@ -404,19 +402,7 @@ fn bench(quick: bool) -> Result<()> {
         "--bin",
         "leakguard",
     ])?;
-    let mut args = vec![
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "leakguard-tests",
-        "--bin",
-        "bench",
-    ];
-    if quick {
-        args.extend(["--", "--quick"]);
-    }
-    cargo(&args)
+    run_tests_bin("bench", if quick { &["--quick"] } else { &[] })
 }
 
 fn lint() -> Result<()> {
