@@ -84,13 +84,16 @@ const _: () = assert!(core::mem::size_of::<NameKey>() == MAX_NAME_LEN);
 pub struct NameFilter {
     pub by_len: [u64; 128],
     pub starts: [u64; 64],
+    /// Seed of [`name::hash`] for this generation's rule table (see [`RuleSlot`]).
+    pub seed: u64,
 }
-const _: () = assert!(core::mem::size_of::<NameFilter>() == 1024 + 512);
+const _: () = assert!(core::mem::size_of::<NameFilter>() == 1024 + 512 + 8);
 
 impl NameFilter {
     pub const EMPTY: Self = Self {
         by_len: [0; 128],
         starts: [0; 64],
+        seed: 0,
     };
 
     /// Adds a folded name (non-empty, at most `MAX_NAME_LEN` bytes).
@@ -111,6 +114,38 @@ impl NameFilter {
         let (word, bit) = name::start_bit(a, b);
         self.starts[word] & bit != 0
     }
+}
+
+/// A slot of the kernel's rule table (`RULE_TABLE`: [`RULE_SLOTS`] per generation).
+///
+/// The table is open addressing over [`name::hash`] of the folded name, probed linearly
+/// from slot [`name::slot`]`(hash, 0)`: every rule lies within [`RULE_PROBES`] slots of
+/// its home (the daemon picks a generation's seed so that all do), and an empty slot
+/// (`hash == 0`) ends a search early. A header name costs an 8-word hash and one array
+/// load per probe, where a hash map hashes its 64-byte key with jhash; the name is
+/// compared in full before a slot counts as a match.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleSlot {
+    pub hash: u64,
+    pub name: NameKey,
+    pub rule: Rule,
+}
+const _: () = assert!(core::mem::size_of::<RuleSlot>() == 8 + MAX_NAME_LEN + 8);
+
+impl RuleSlot {
+    pub const EMPTY: Self = Self {
+        hash: 0,
+        name: NameKey {
+            name: [0; MAX_NAME_LEN],
+        },
+        rule: Rule {
+            id: 0,
+            action: 0,
+            allow_group: 0,
+            _pad: [0; 2],
+        },
+    };
 }
 
 /// Value of the `RULES` hash map.
@@ -203,6 +238,26 @@ pub struct MatchKey {
     pub _pad: [u8; 6],
 }
 const _: () = assert!(core::mem::size_of::<MatchKey>() == 16);
+
+/// Match counters of one (slot, hook) (per-CPU array `MATCH_COUNTS`, indexed like
+/// `STATS`): `n[rule * OUTCOMES + outcome]` for rule ids below [`MATCH_ARRAY_RULES`].
+/// One array load and an add per match, where the `MATCHES` hash, which keeps the rest
+/// (larger rule ids, the identity-number check, interfaces without a slot of their own),
+/// hashes a key and may insert.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatchCounts {
+    pub n: [u64; MATCH_ARRAY_RULES as usize * action::OUTCOMES],
+}
+const _: () = assert!(core::mem::size_of::<MatchCounts>() == 4096);
+
+impl Default for MatchCounts {
+    fn default() -> Self {
+        Self {
+            n: [0; MATCH_ARRAY_RULES as usize * action::OUTCOMES],
+        }
+    }
+}
 
 /// Index of `STATS` for a slot and hook.
 #[must_use]
@@ -353,6 +408,8 @@ mod pod {
     unsafe impl aya::Pod for super::PortSet {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::NameFilter {}
+    unsafe impl aya::Pod for super::RuleSlot {}
+    unsafe impl aya::Pod for super::MatchCounts {}
     unsafe impl aya::Pod for super::IfSlot {}
     unsafe impl aya::Pod for super::MatchKey {}
     unsafe impl aya::Pod for super::FlowKey {}

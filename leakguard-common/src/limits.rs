@@ -7,6 +7,12 @@ pub const MAX_NAME_LEN: usize = 64;
 /// Rules (identity header names) the kernel can hold: size of `RULES` and `RULE_COUNTERS`.
 pub const MAX_RULES: u32 = 4096;
 
+/// Slots of the kernel's rule table per generation (`RuleSlot`): a power of two, four
+/// times `MAX_RULES`, so that linear probing keeps every rule within `RULE_PROBES` of its
+/// home slot for nearly every seed.
+pub const RULE_SLOTS: u32 = 4 * MAX_RULES;
+/// Slots a rule-table lookup probes at most.
+pub const RULE_PROBES: u32 = 8;
 /// Distinct allowlists: each is one bit of the `u64` mask stored in the allowlist tries.
 pub const MAX_ALLOW_GROUPS: usize = 64;
 
@@ -57,6 +63,10 @@ pub const HOOKS: u32 = 3;
 /// counters of its interface; an interface whose index collides with another attached
 /// one counts in slot 0 (the daemon logs it).
 pub const IFSLOT_ENTRIES: u32 = 1024;
+/// Rule ids counted per (slot, hook) in the `MATCH_COUNTS` array; ids from here on, and
+/// interfaces without a slot, count in the `MATCHES` hash. The daemon gives ids lowest
+/// first, so a policy of up to this many rules counts every match in the array.
+pub const MATCH_ARRAY_RULES: u32 = 128;
 /// Distinct (interface, hook, rule, outcome) match counters.
 pub const MAX_MATCH_KEYS: u32 = 16384;
 
@@ -86,5 +96,6 @@ pub const EVENT_RING_BYTES: u32 = 256 * 1024;
 pub const REDACT_FILLER: u8 = b'*';
 
 const _: () = assert!(SCAN_WINDOW.is_power_of_two());
+const _: () = assert!(RULE_SLOTS.is_power_of_two());
 const _: () = assert!((SCAN_WINDOW as u32).is_multiple_of(SCAN_CHUNK));
 const _: () = assert!(MAX_SCAN_BYTES.is_multiple_of(SCAN_WINDOW as u32));

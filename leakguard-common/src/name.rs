@@ -110,6 +110,35 @@ pub enum NameError {
 }
 
 /// The map key for a configured header name, or why it cannot be one.
+/// Hash of a folded, zero-padded name for the kernel's rule table (`RuleSlot`): the
+/// eight words of the key, each mixed in with a multiply, under a per-generation `seed`.
+/// Never 0 (0 marks an empty slot). The same arithmetic in kernel and user space; words
+/// are read little endian on both.
+#[inline(always)]
+#[must_use]
+pub fn hash(name: &NameKey, seed: u64) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let words = name.name.as_ptr().cast::<u64>();
+    let mut h = seed;
+    let mut i = 0;
+    while i < MAX_NAME_LEN / 8 {
+        // SAFETY: `NameKey` is 8-byte aligned and MAX_NAME_LEN bytes long.
+        let w = u64::from_le(unsafe { core::ptr::read(words.add(i)) });
+        h = (h ^ w).wrapping_mul(K);
+        h ^= h >> 29;
+        i += 1;
+    }
+    h = h.wrapping_mul(K);
+    (h ^ (h >> 32)) | 1
+}
+
+/// The rule table slot of probe `k` for hash `h`.
+#[inline(always)]
+#[must_use]
+pub const fn slot(h: u64, k: u32) -> u32 {
+    (h as u32).wrapping_add(k) & (crate::RULE_SLOTS - 1)
+}
+
 pub fn key(name: &[u8]) -> Result<NameKey, NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);

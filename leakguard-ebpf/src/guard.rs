@@ -232,7 +232,18 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
             }
         }
     }
-    scan(p, &flow, payload_len, hook, canary, gen, stats, &key, entry)
+    scan(
+        p,
+        &flow,
+        payload_len,
+        hook,
+        slot,
+        canary,
+        gen,
+        stats,
+        &key,
+        entry,
+    )
 }
 
 /// `ScanState::kind`: what the segment is to its flow.
@@ -327,6 +338,7 @@ fn scan<P: Packet>(
     flow: &Flow,
     payload_len: u32,
     hook: u8,
+    slot: u32,
     canary: bool,
     gen: u32,
     stats: &mut Stats,
@@ -362,7 +374,7 @@ fn scan<P: Packet>(
         msisdn_action: cfg.msisdn_action,
         msisdn_allow_group: cfg.msisdn_allow_group,
         _pad0: 0,
-        _pad1: 0,
+        slot,
         allow_mask: 0,
         saddr: flow.saddr,
         daddr: flow.daddr,

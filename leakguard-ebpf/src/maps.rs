@@ -6,9 +6,10 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use leakguard_common::{
-    DigitKey, FlowKey, FlowState, IfSlot, MatchKey, NameFilter, NameKey, PortSet, Rule,
-    RuleCounters, ScanConfig, Stats, EVENT_RING_BYTES, FLOW_ENTRIES, HOOKS, IFSLOT_ENTRIES,
-    MAX_ALLOW_PREFIXES, MAX_MATCH_KEYS, MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SLOTS,
+    DigitKey, FlowKey, FlowState, IfSlot, MatchCounts, MatchKey, NameFilter, NameKey, PortSet,
+    Rule, RuleCounters, RuleSlot, ScanConfig, Stats, EVENT_RING_BYTES, FLOW_ENTRIES, HOOKS,
+    IFSLOT_ENTRIES, MAX_ALLOW_PREFIXES, MAX_MATCH_KEYS, MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SLOTS,
+    RULE_SLOTS,
 };
 
 use crate::http::Scratch;
@@ -34,11 +35,18 @@ pub static PORTS: Array<PortSet> = Array::with_max_entries(2, 0);
 #[map]
 pub static NAME_FILTER: Array<NameFilter> = Array::with_max_entries(2, 0);
 
-/// Identity headers: folded name → rule, one map per generation.
+/// Identity headers: folded name → rule, one map per generation. The daemon's record of
+/// a generation's rules (ids stay with names across reloads and restarts); the programs
+/// look rules up in `RULE_TABLE`, written from the same policy.
 #[map]
 pub static RULES_0: HashMap<NameKey, Rule> = HashMap::with_max_entries(MAX_RULES, 0);
 #[map]
 pub static RULES_1: HashMap<NameKey, Rule> = HashMap::with_max_entries(MAX_RULES, 0);
+
+/// The rule table the programs search (`leakguard_common::RuleSlot`): `RULE_SLOTS` slots
+/// per generation, generation `g` at `g * RULE_SLOTS`.
+#[map]
+pub static RULE_TABLE: Array<RuleSlot> = Array::with_max_entries(2 * RULE_SLOTS, 0);
 
 /// Allowlists: destination prefix → mask of allow groups that trust it. User space stores,
 /// for each prefix, the union with every shorter prefix that contains it, so the single
@@ -86,6 +94,12 @@ pub static IFSLOT: Array<IfSlot> = Array::with_max_entries(IFSLOT_ENTRIES, 0);
 #[map]
 pub static MATCHES: PerCpuHashMap<MatchKey, u64> =
     PerCpuHashMap::with_max_entries(MAX_MATCH_KEYS, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Match counters per (slot, hook) for rule ids below `MATCH_ARRAY_RULES` (indexed like
+/// `STATS`); the daemon reads the slots of guarded interfaces.
+#[map]
+pub static MATCH_COUNTS: PerCpuArray<MatchCounts> =
+    PerCpuArray::with_max_entries(MAX_SLOTS * HOOKS, 0);
 
 /// Match events.
 #[map]

@@ -3,15 +3,17 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use leakguard_common::{
-    action, name::filter_bit, Event, MatchKey, FAMILY_IPV4, IGNORE_ACTION, MAX_NAME_LEN,
-    MSISDN_RULE_ID, NO_ALLOW_GROUP,
+    action,
+    name::{self, filter_bit},
+    stats_index, Event, MatchKey, NameKey, Rule, FAMILY_IPV4, IGNORE_ACTION, MATCH_ARRAY_RULES,
+    MAX_NAME_LEN, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES, RULE_SLOTS,
 };
 
 use crate::{
     http::ScanState,
     maps::{
-        ALLOW_V4_0, ALLOW_V4_1, ALLOW_V6_0, ALLOW_V6_1, EVENTS, MATCHES, MSISDN_PREFIX_0,
-        MSISDN_PREFIX_1, NAME_FILTER, RULES_0, RULES_1, RULE_COUNTERS,
+        ALLOW_V4_0, ALLOW_V4_1, ALLOW_V6_0, ALLOW_V6_1, EVENTS, MATCHES, MATCH_COUNTS,
+        MSISDN_PREFIX_0, MSISDN_PREFIX_1, NAME_FILTER, RULE_COUNTERS, RULE_TABLE,
     },
     parse::Addr,
 };
@@ -36,7 +38,8 @@ pub struct PacketMeta {
     pub msisdn_allow_group: u8,
     // Padding as scalars: a byte array would be cleared by a call to BPF's memset.
     pub _pad0: u8,
-    pub _pad1: u32,
+    /// The interface's counter slot (0: none of its own; see `IFSLOT`).
+    pub slot: u32,
     pub allow_mask: u64,
     pub saddr: Addr,
     pub daddr: Addr,
@@ -55,18 +58,44 @@ pub fn match_header(st: &mut ScanState) -> Option<u8> {
     if filter.by_len[len & 127] & (1 << filter_bit(first, last)) == 0 {
         return None;
     }
-    // SAFETY: the value is copied out at once; rules are replaced, not mutated, by the daemon.
-    let rule = unsafe {
-        *if gen == 0 {
-            RULES_0.get_ptr(&st.f.name)
-        } else {
-            RULES_1.get_ptr(&st.f.name)
-        }?
-    };
+    let rule = find_rule(gen, name::hash(&st.f.name, filter.seed), &st.f.name)?;
     if rule.action == IGNORE_ACTION {
         return Some(IGNORE_ACTION);
     }
     Some(found(st, rule.id, rule.action, rule.allow_group))
+}
+
+/// The rule of a folded name in generation `gen`'s rule table: linear probing from the
+/// hash's home slot, at most `RULE_PROBES` slots, ended early by an empty one.
+#[inline(always)]
+fn find_rule(gen: u32, h: u64, name: &NameKey) -> Option<Rule> {
+    let base = (gen & 1) * RULE_SLOTS;
+    let mut k = 0;
+    while k < RULE_PROBES {
+        let slot = RULE_TABLE.get(base + name::slot(h, k))?;
+        if slot.hash == 0 {
+            return None;
+        }
+        if slot.hash == h && same_name(&slot.name, name) {
+            return Some(slot.rule);
+        }
+        k += 1;
+    }
+    None
+}
+
+/// Compares two keys a word at a time (a slice compare would call BPF's bytewise memcmp).
+#[inline(always)]
+fn same_name(a: &NameKey, b: &NameKey) -> bool {
+    let (a, b) = (a.name.as_ptr().cast::<u64>(), b.name.as_ptr().cast::<u64>());
+    let mut diff = 0;
+    let mut i = 0;
+    while i < MAX_NAME_LEN / 8 {
+        // SAFETY: both keys are 8-byte aligned and MAX_NAME_LEN bytes long.
+        diff |= unsafe { core::ptr::read(a.add(i)) ^ core::ptr::read(b.add(i)) };
+        i += 1;
+    }
+    diff == 0
 }
 
 /// A match of rule `id` (or of the identity-number check): the outcome after the
@@ -112,10 +141,26 @@ pub fn number_prefix(pkt: &PacketMeta, bcd: u64, len: u32) -> Option<u8> {
     .copied()
 }
 
-/// The per-interface match counter. Matches are rare, so a hash lookup here is cheap;
-/// NOEXIST keeps a concurrent first insert on another CPU from being overwritten.
+/// The per-interface match counter: in the interface's `MATCH_COUNTS` entry when it has
+/// a slot and the rule id is below `MATCH_ARRAY_RULES`, else in the `MATCHES` hash.
 #[inline(always)]
 fn count_match(pkt: &PacketMeta, rule_id: u32, outcome: u8) {
+    if pkt.slot != 0 && rule_id < MATCH_ARRAY_RULES {
+        if let Some(c) = MATCH_COUNTS.get_ptr_mut(stats_index(pkt.slot, pkt.hook)) {
+            let i = (rule_id as usize * action::OUTCOMES + usize::from(outcome))
+                & (MATCH_ARRAY_RULES as usize * action::OUTCOMES - 1);
+            // SAFETY: this CPU's value; the index is masked to the array's length.
+            unsafe { (*c).n[i] += 1 };
+            return;
+        }
+    }
+    count_match_hash(pkt, rule_id, outcome);
+}
+
+/// The `MATCHES` hash counter. NOEXIST keeps a concurrent first insert on another CPU
+/// from being overwritten.
+#[inline(always)]
+fn count_match_hash(pkt: &PacketMeta, rule_id: u32, outcome: u8) {
     // Built as two words: a `MatchKey` literal clears its padding array with a call to
     // BPF's byte-at-a-time memset. Layout (little endian): ifindex, rule_id | hook,
     // outcome, zero padding.

@@ -17,7 +17,7 @@ use aya::{
     Ebpf,
 };
 use leakguard_common::{
-    action, hook, Event, IfSlot, FAMILY_IPV4, IFSLOT_ENTRIES, MAX_SLOTS, MSISDN_RULE_ID,
+    action, hook, Event, IfSlot, MatchKey, FAMILY_IPV4, IFSLOT_ENTRIES, MAX_SLOTS, MSISDN_RULE_ID,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -25,7 +25,7 @@ use sd_notify::NotifyState;
 
 use crate::{
     attach::{self, Outcome},
-    maps::{self, MAP_EVENTS, MAP_IFSLOT, MAP_MATCHES, MAP_STATS},
+    maps::{self, MAP_EVENTS, MAP_IFSLOT, MAP_MATCHES, MAP_MATCH_COUNTS, MAP_STATS},
     metrics, netlink,
     object::EBPF_OBJECT,
     pins::Pins,
@@ -316,6 +316,15 @@ impl Daemon {
                 tracing::warn!(interface = %iface, "no counter slot left; counted as interface=\"other\"");
                 return;
             };
+            // A slot new to this interface starts its match counters from zero.
+            if let Err(e) = self
+                .ebpf
+                .map_mut(MAP_MATCH_COUNTS)
+                .context("MATCH_COUNTS map")
+                .and_then(|m| maps::clear_match_counts(m, free))
+            {
+                tracing::error!(interface = %iface, error = %format!("{e:#}"), "cannot clear the match counters");
+            }
             self.slots.insert(iface.to_owned(), free);
             free
         };
@@ -348,10 +357,27 @@ impl Daemon {
             .into_iter()
             .map(|(slot, h, s)| (by_slot.get(&slot).map_or("other", |n| n).to_owned(), h, s))
             .collect();
-        let matches = maps::matches_of(self.ebpf.map(MAP_MATCHES).context("MATCHES map")?)?
-            .into_iter()
-            .map(|(k, n)| (ifname(k.ifindex), k, n))
-            .collect();
+        let mut matches: Vec<(String, MatchKey, u64)> =
+            maps::matches_of(self.ebpf.map(MAP_MATCHES).context("MATCHES map")?)?
+                .into_iter()
+                .map(|(k, n)| (ifname(k.ifindex), k, n))
+                .collect();
+        let counts = self
+            .ebpf
+            .map(MAP_MATCH_COUNTS)
+            .context("MATCH_COUNTS map")?;
+        for (iface, &slot) in &self.slots {
+            for (hook, rule_id, outcome, n) in maps::match_counts_of(counts, slot)? {
+                let key = MatchKey {
+                    ifindex: 0,
+                    rule_id,
+                    hook,
+                    outcome,
+                    _pad: [0; 6],
+                };
+                matches.push((iface.clone(), key, n));
+            }
+        }
         let header = |id: u32| {
             self.names
                 .get(&id)

@@ -15,8 +15,9 @@ use aya::{
 use ipnet::IpNet;
 use leakguard_common::{
     flow::prefix_entry, name, DigitKey, NameFilter, NameKey, PortSet, Rule as KRule, RuleCounters,
-    ScanConfig, Stats, IGNORE_ACTION, MAX_ALLOW_GROUPS, MAX_MSISDN_PREFIXES, MAX_RULES,
-    MAX_SCAN_BYTES, MIN_SCAN_BYTES, MSISDN_MAX_DIGITS, MSISDN_RULE_ID, NO_ALLOW_GROUP,
+    RuleSlot, ScanConfig, Stats, IGNORE_ACTION, MAX_ALLOW_GROUPS, MAX_MSISDN_PREFIXES, MAX_RULES,
+    MAX_SCAN_BYTES, MIN_SCAN_BYTES, MSISDN_MAX_DIGITS, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES,
+    RULE_SLOTS,
 };
 
 use crate::policy::KernelPolicy;
@@ -26,6 +27,7 @@ pub const MAP_ACTIVE: &str = "ACTIVE";
 pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_PORTS: &str = "PORTS";
 pub const MAP_NAME_FILTER: &str = "NAME_FILTER";
+pub const MAP_RULE_TABLE: &str = "RULE_TABLE";
 /// The per-generation maps, indexed by generation.
 pub const MAP_RULES: [&str; 2] = ["RULES_0", "RULES_1"];
 pub const MAP_ALLOW_V4: [&str; 2] = ["ALLOW_V4_0", "ALLOW_V4_1"];
@@ -36,6 +38,7 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_SCRATCH: &str = "SCRATCH";
 pub const MAP_IFSLOT: &str = "IFSLOT";
 pub const MAP_MATCHES: &str = "MATCHES";
+pub const MAP_MATCH_COUNTS: &str = "MATCH_COUNTS";
 pub const MAP_MSISDN_PREFIX: [&str; 2] = ["MSISDN_PREFIX_0", "MSISDN_PREFIX_1"];
 pub const MAP_FLOWS: &str = "FLOWS";
 
@@ -45,6 +48,7 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_CONFIG,
     MAP_PORTS,
     MAP_NAME_FILTER,
+    MAP_RULE_TABLE,
     MAP_RULES[0],
     MAP_RULES[1],
     MAP_ALLOW_V4[0],
@@ -57,6 +61,7 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_SCRATCH,
     MAP_IFSLOT,
     MAP_MATCHES,
+    MAP_MATCH_COUNTS,
     MAP_MSISDN_PREFIX[0],
     MAP_MSISDN_PREFIX[1],
     MAP_FLOWS,
@@ -90,6 +95,8 @@ pub enum ApplyError {
         "{0} msisdn prefixes, the kernel holds at most {MAX_MSISDN_PREFIXES} (with their starts)"
     )]
     TooManyPrefixes(usize),
+    #[error("no seed of the rule table keeps every rule within {RULE_PROBES} slots of its home")]
+    RuleTable,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> ApplyError {
@@ -109,6 +116,8 @@ pub struct Compiled {
     pub ports: Box<PortSet>,
     pub rules: Vec<(NameKey, KRule)>,
     pub name_filter: Box<NameFilter>,
+    /// The generation's slots of `RULE_TABLE` (`RULE_SLOTS` of them).
+    pub rule_table: Vec<RuleSlot>,
     pub allow_v4: Vec<(Key<[u8; 4]>, u64)>,
     pub allow_v6: Vec<(Key<[u8; 16]>, u64)>,
     /// The identity-number prefixes and every start of one (see `prefix_entry`).
@@ -251,6 +260,8 @@ pub fn compile_with_ids(
             .unwrap_or(key.name.len());
         name_filter.insert(&key.name[..len]);
     }
+    let (seed, rule_table) = rule_table(&rules)?;
+    name_filter.seed = seed;
     let mut allow_v4 = Vec::new();
     let mut allow_v6 = Vec::new();
     for (net, mask) in masks {
@@ -270,9 +281,43 @@ pub fn compile_with_ids(
         ports,
         rules,
         name_filter,
+        rule_table,
         allow_v4,
         allow_v6,
     })
+}
+
+/// Seeds tried for the rule table. With `RULE_SLOTS = 4 × MAX_RULES` a full table fits
+/// within `RULE_PROBES` for about two seeds in three, a small one for nearly every seed.
+const RULE_SEEDS: u64 = 64;
+
+/// The rule table of `rules` (see `RuleSlot`): the first seed, of a fixed sequence, for
+/// which linear probing places every rule within `RULE_PROBES` slots of its home.
+fn rule_table(rules: &[(NameKey, KRule)]) -> Result<(u64, Vec<RuleSlot>), ApplyError> {
+    'seeds: for k in 0..RULE_SEEDS {
+        // splitmix64 of k: well-spread seeds, the same on every run.
+        let mut seed = k.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        seed = (seed ^ (seed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        seed = (seed ^ (seed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        seed ^= seed >> 31;
+        let mut table = vec![RuleSlot::EMPTY; RULE_SLOTS as usize];
+        for (key, rule) in rules {
+            let h = name::hash(key, seed);
+            let Some(free) = (0..RULE_PROBES)
+                .map(|p| name::slot(h, p) as usize)
+                .find(|&i| table[i].hash == 0)
+            else {
+                continue 'seeds;
+            };
+            table[free] = RuleSlot {
+                hash: h,
+                name: *key,
+                rule: *rule,
+            };
+        }
+        return Ok((seed, table));
+    }
+    Err(ApplyError::RuleTable)
 }
 
 /// The allow group of an allowlist (one per distinct list), or `NO_ALLOW_GROUP`.
@@ -402,6 +447,16 @@ pub fn apply(ebpf: &mut Ebpf, policy: &KernelPolicy) -> Result<RuleIds, ApplyErr
         .set(target, *c.name_filter, 0)
         .map_err(map_err(MAP_NAME_FILTER))?;
 
+    // Every slot of the generation: a slot left from an older policy could otherwise
+    // end a probe sequence too late (never too early: empty slots are written too).
+    let mut table: Array<&mut MapData, RuleSlot> =
+        Array::try_from(map(ebpf, MAP_RULE_TABLE)?).map_err(map_err(MAP_RULE_TABLE))?;
+    for (i, slot) in c.rule_table.iter().enumerate() {
+        table
+            .set(target * RULE_SLOTS + i as u32, slot, 0)
+            .map_err(map_err(MAP_RULE_TABLE))?;
+    }
+
     let v4_name = MAP_ALLOW_V4[target as usize];
     let mut v4: LpmTrie<&mut MapData, [u8; 4], u64> =
         LpmTrie::try_from(map(ebpf, v4_name)?).map_err(map_err(v4_name))?;
@@ -530,6 +585,43 @@ pub fn stats_by_slot(m: &aya::maps::Map) -> Result<Vec<(u32, u8, Stats)>, ApplyE
         }
     }
     Ok(out)
+}
+
+/// The `MATCH_COUNTS` of counter slot `slot`, summed over CPUs, as (hook, rule id,
+/// outcome, count) for every non-zero counter.
+pub fn match_counts_of(
+    m: &aya::maps::Map,
+    slot: u32,
+) -> Result<Vec<(u8, u32, u8, u64)>, ApplyError> {
+    let a: PerCpuArray<&MapData, leakguard_common::MatchCounts> =
+        PerCpuArray::try_from(m).map_err(map_err(MAP_MATCH_COUNTS))?;
+    let mut out = Vec::new();
+    for hook in 0..leakguard_common::HOOKS as u8 {
+        let idx = leakguard_common::stats_index(slot, hook);
+        let per_cpu = a.get(&idx, 0).map_err(map_err(MAP_MATCH_COUNTS))?;
+        const OUTCOMES: usize = leakguard_common::action::OUTCOMES;
+        for i in 0..leakguard_common::MATCH_ARRAY_RULES as usize * OUTCOMES {
+            let n: u64 = per_cpu.iter().map(|c| c.n[i]).sum();
+            if n != 0 {
+                out.push((hook, (i / OUTCOMES) as u32, (i % OUTCOMES) as u8, n));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Zeroes the `MATCH_COUNTS` of counter slot `slot` (a slot newly given to an interface).
+pub fn clear_match_counts(m: &mut aya::maps::Map, slot: u32) -> anyhow::Result<()> {
+    let mut a: PerCpuArray<&mut MapData, leakguard_common::MatchCounts> = PerCpuArray::try_from(m)?;
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
+    for hook in 0..leakguard_common::HOOKS as u8 {
+        let zero = aya::maps::PerCpuValues::try_from(vec![
+            leakguard_common::MatchCounts::default();
+            cpus
+        ])?;
+        a.set(leakguard_common::stats_index(slot, hook), zero, 0)?;
+    }
+    Ok(())
 }
 
 /// Match counters per (interface index, hook, rule, outcome), summed over CPUs.

@@ -12,7 +12,15 @@ use leakguard::{
     },
     policy::KernelPolicy,
 };
-use leakguard_common::{action, Event, RuleCounters, Stats};
+use leakguard_common::{action, Event, IfSlot, RuleCounters, Stats, IFSLOT_ENTRIES};
+
+/// A `MATCHES` hash key: (interface index, hook, rule id, outcome).
+pub type HashMatch = (u32, u8, u32, u8);
+/// A `MATCH_COUNTS` counter of a slot: (hook, rule id, outcome).
+pub type ArrayMatch = (u8, u32, u8);
+
+/// The interface `BPF_PROG_TEST_RUN` runs packets on: the network namespace's loopback.
+pub const TEST_RUN_IFINDEX: u32 = 1;
 
 /// The three hooks, as a test table dimension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +171,36 @@ impl Guard {
     /// Count of `outcome` for `rule_id`.
     pub fn count(&self, rule_id: u32, outcome: u8) -> Result<u64> {
         Ok(self.counters(rule_id)?.outcomes[usize::from(outcome)])
+    }
+
+    /// Gives interface `ifindex` counter slot `slot`, as the daemon does for a guarded
+    /// interface (`BPF_PROG_TEST_RUN` runs on the loopback device: [`TEST_RUN_IFINDEX`]).
+    pub fn give_slot(&mut self, ifindex: u32, slot: u32) -> Result<()> {
+        let m = self.ebpf.map_mut(maps::MAP_IFSLOT).context("IFSLOT")?;
+        let mut a: aya::maps::Array<_, IfSlot> = aya::maps::Array::try_from(m)?;
+        a.set(ifindex % IFSLOT_ENTRIES, IfSlot { ifindex, slot }, 0)?;
+        Ok(())
+    }
+
+    /// The `MATCHES` hash counters: (interface index, hook, rule id, outcome) → count.
+    pub fn match_hash(&self) -> Result<Vec<(HashMatch, u64)>> {
+        let m = self.ebpf.map(maps::MAP_MATCHES).context("MATCHES")?;
+        Ok(maps::matches_of(m)?
+            .into_iter()
+            .map(|(k, n)| ((k.ifindex, k.hook, k.rule_id, k.outcome), n))
+            .collect())
+    }
+
+    /// The `MATCH_COUNTS` counters of `slot`: (hook, rule id, outcome) → count.
+    pub fn match_array(&self, slot: u32) -> Result<Vec<(ArrayMatch, u64)>> {
+        let m = self
+            .ebpf
+            .map(maps::MAP_MATCH_COUNTS)
+            .context("MATCH_COUNTS")?;
+        Ok(maps::match_counts_of(m, slot)?
+            .into_iter()
+            .map(|(h, r, o, n)| ((h, r, o), n))
+            .collect())
     }
 
     /// Drains the event ring.

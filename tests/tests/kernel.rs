@@ -5,7 +5,7 @@
 use leakguard::policy::{Action, KernelPolicy, Rule};
 use leakguard_common::{action, hook, Event, FAMILY_IPV4, FAMILY_IPV6, REDACT_FILLER};
 use leakguard_tests::{
-    guard::{Guard, Hook, Verdict},
+    guard::{Guard, Hook, Verdict, TEST_RUN_IFINDEX},
     http::{browser_get, find, get, get_with_header_at, ACR, MSISDN, UIDH, VALUES},
     packet::{
         arp, tcp_checksum_ok, tcp_header_len, tcp_payload, Ext, Frame, CLIENT_V4, SERVER_V4,
@@ -761,5 +761,108 @@ fn policy_replacement() {
         g.run(Hook::Xdp, &msisdn).unwrap().out,
         msisdn,
         "old rule removed"
+    );
+}
+
+fn count_rules(names: &[String]) -> KernelPolicy {
+    KernelPolicy {
+        rules: names.iter().map(|n| rule(n, Action::Count, &[])).collect(),
+        ..KernelPolicy::default()
+    }
+}
+
+/// Every rule of a full table is found (the rule table's probing), and names that pass
+/// the length/first/last prefilter without being rules are not.
+#[test]
+fn a_full_rule_table_finds_every_rule_and_nothing_else() {
+    const RULES: usize = leakguard_common::MAX_RULES as usize - 1;
+    let names: Vec<String> = (0..RULES).map(|i| format!("X-Id-{i:04}")).collect();
+    let mut g = Guard::load(&count_rules(&names)).unwrap();
+    for hook in Hook::ALL {
+        for (c, chunk) in names.chunks(64).enumerate() {
+            // Each rule, and a non-rule of the same length and first and last byte
+            // (indexes 5000 and up are not rules).
+            let mut lines: Vec<String> = chunk.iter().map(|n| format!("{n}: 1")).collect();
+            lines.extend(chunk.iter().map(|n| format!("X-Id-5{}: 1", &n[6..])));
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let r = g.run(hook, &Frame::http_v4(&get(&refs)).build()).unwrap();
+            assert_eq!(r.verdict, Verdict::Pass);
+            // An event per rule line, in order; none for the others.
+            let ids: Vec<u32> = g.events().unwrap().iter().map(|e| e.rule_id).collect();
+            let want: Vec<u32> = (c * 64..c * 64 + chunk.len()).map(|i| i as u32).collect();
+            assert_eq!(ids, want, "{hook:?}");
+        }
+    }
+    for (id, name) in names.iter().enumerate() {
+        let c = g.counters(id as u32).unwrap();
+        assert_eq!(
+            c.outcomes[usize::from(action::COUNT)],
+            3,
+            "{name} (rule {id}): one match per hook"
+        );
+    }
+    let s = g.stats().unwrap();
+    assert_eq!(
+        s.lines,
+        3 * 2 * RULES as u64 + 3 * 3 * RULES.div_ceil(64) as u64
+    );
+}
+
+/// Match counters: in the interface's `MATCH_COUNTS` slot for rule ids below
+/// `MATCH_ARRAY_RULES` once the interface has a slot; in the `MATCHES` hash otherwise.
+#[test]
+fn match_counters_by_slot_and_in_the_hash() {
+    let high = leakguard_common::MATCH_ARRAY_RULES as usize;
+    let names: Vec<String> = (0..=high).map(|i| format!("X-Rule-{i}")).collect();
+    let mut g = Guard::load(&count_rules(&names)).unwrap();
+    let frame = Frame::http_v4(&get(&["X-Rule-0: 1", &format!("X-Rule-{high}: 1")])).build();
+    let run_all = |g: &mut Guard| {
+        for hook in Hook::ALL {
+            assert_eq!(g.run(hook, &frame).unwrap().verdict, Verdict::Pass);
+        }
+    };
+    const SLOT: u32 = 5;
+    let count = action::COUNT;
+    run_all(&mut g);
+    let events = g.events().unwrap();
+    assert_eq!(events.len(), 6);
+    assert!(events.iter().all(|e| e.ifindex == TEST_RUN_IFINDEX));
+    let mut want_hash: Vec<_> = Hook::ALL
+        .iter()
+        .flat_map(|h| {
+            [
+                ((TEST_RUN_IFINDEX, h.id(), 0, count), 1),
+                ((TEST_RUN_IFINDEX, h.id(), high as u32, count), 1),
+            ]
+        })
+        .collect();
+    want_hash.sort();
+    let mut hash = g.match_hash().unwrap();
+    hash.sort();
+    assert_eq!(hash, want_hash, "no slot: every match in the hash");
+    assert_eq!(g.match_array(SLOT).unwrap(), vec![]);
+
+    g.give_slot(TEST_RUN_IFINDEX, SLOT).unwrap();
+    run_all(&mut g);
+    let mut array = g.match_array(SLOT).unwrap();
+    array.sort();
+    let mut want_array: Vec<_> = Hook::ALL.iter().map(|h| ((h.id(), 0, count), 1)).collect();
+    want_array.sort();
+    assert_eq!(array, want_array, "with a slot: rule 0 in the array");
+    let mut hash = g.match_hash().unwrap();
+    hash.sort();
+    for ((k, n), (wk, wn)) in hash.iter().zip(&want_hash) {
+        assert_eq!(k, wk);
+        let moved = k.2 == high as u32;
+        assert_eq!(
+            *n,
+            wn + u64::from(moved),
+            "{k:?}: only the high rule id still in the hash"
+        );
+    }
+    assert_eq!(
+        g.match_array(SLOT + 1).unwrap(),
+        vec![],
+        "other slots untouched"
     );
 }
