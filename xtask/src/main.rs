@@ -56,6 +56,9 @@ enum Cmd {
         /// Fewer rounds and repeats.
         #[arg(long)]
         quick: bool,
+        /// Only these parts (comma-separated): kernel, rules, length, segments, audit, e2e.
+        #[arg(long, value_name = "PARTS")]
+        only: Option<String>,
     },
 }
 
@@ -94,7 +97,7 @@ fn main() -> ExitCode {
             .map(|deb| println!("{}", deb.display())),
         Cmd::Lint => lint(),
         Cmd::Demo => setup().and_then(|()| demo()),
-        Cmd::Bench { quick } => setup().and_then(|()| bench(quick)),
+        Cmd::Bench { quick, only } => setup().and_then(|()| bench(quick, only.as_deref())),
         Cmd::Fuzz {
             packets,
             seconds,
@@ -388,7 +391,7 @@ fn fuzz_parsers(seconds: u64) -> Result<()> {
     Ok(())
 }
 
-fn bench(quick: bool) -> Result<()> {
+fn bench(quick: bool, only: Option<&str>) -> Result<()> {
     if !is_root() {
         bail!("the benchmark loads BPF programs: run it as root");
     }
@@ -402,7 +405,14 @@ fn bench(quick: bool) -> Result<()> {
         "--bin",
         "leakguard",
     ])?;
-    run_tests_bin("bench", if quick { &["--quick"] } else { &[] })
+    let mut args = Vec::new();
+    if quick {
+        args.push("--quick");
+    }
+    if let Some(parts) = only {
+        args.extend(["--only", parts]);
+    }
+    run_tests_bin("bench", &args)
 }
 
 fn lint() -> Result<()> {

@@ -26,7 +26,7 @@ use leakguard::{
 };
 use leakguard_tests::{
     daemon::{wait_for, Daemon},
-    guard::Guard,
+    guard::{Guard, TEST_RUN_IFINDEX},
     http::{browser_get, browser_get_lines, ACR, MSISDN, UIDH},
     netns::{sh, veth, Netns},
     packet::Frame,
@@ -44,6 +44,7 @@ struct Cfg {
     repeat: u32,
     samples: usize,
     e2e_secs: u64,
+    e2e_rounds: usize,
 }
 
 fn main() -> Result<()> {
@@ -55,6 +56,7 @@ fn main() -> Result<()> {
             repeat: 50_000,
             samples: 300,
             e2e_secs: 3,
+            e2e_rounds: 1,
         }
     } else {
         Cfg {
@@ -63,16 +65,17 @@ fn main() -> Result<()> {
             repeat: 200_000,
             samples: 3000,
             e2e_secs: 10,
+            e2e_rounds: 3,
         }
     };
+    let only = only_parts()?;
     let started = Instant::now();
     let mut results = json!({ "quick": quick });
-    results["kernel"] = kernel(&cfg)?;
-    results["rules"] = rules(&cfg)?;
-    results["length"] = length(&cfg)?;
-    results["segments"] = segments(&cfg)?;
-    results["audit"] = audit(&cfg)?;
-    results["e2e"] = e2e(&cfg)?;
+    for (part, run) in PARTS {
+        if only.as_ref().is_none_or(|o| o.iter().any(|p| p == part)) {
+            results[*part] = run(&cfg)?;
+        }
+    }
     results["seconds"] = json!(started.elapsed().as_secs_f64());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -84,6 +87,35 @@ fn main() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The benchmark's parts, in the order they run.
+type Part = fn(&Cfg) -> Result<Value>;
+
+const PARTS: &[(&str, Part)] = &[
+    ("kernel", kernel),
+    ("rules", rules),
+    ("length", length),
+    ("segments", segments),
+    ("audit", audit),
+    ("e2e", e2e),
+];
+
+/// `--only a,b`: the parts to run (all without it).
+fn only_parts() -> Result<Option<Vec<String>>> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(i) = args.iter().position(|a| a == "--only") else {
+        return Ok(None);
+    };
+    let list = args.get(i + 1).context("--only needs a list of parts")?;
+    let parts: Vec<String> = list.split(',').map(|p| p.trim().to_owned()).collect();
+    for p in &parts {
+        if !PARTS.iter().any(|(name, _)| name == p) {
+            let names: Vec<&str> = PARTS.iter().map(|(n, _)| *n).collect();
+            bail!("unknown part {p:?}: the parts are {}", names.join(", "));
+        }
+    }
+    Ok(Some(parts))
 }
 
 fn rule(header: &str, action: Action) -> Rule {
@@ -212,6 +244,7 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
     let mut rows = Vec::new();
     for (name, pol, frame, tc_too) in &cases {
         let mut g = Guard::load(pol)?;
+        g.give_slot(TEST_RUN_IFINDEX, 1)?;
         let mut pol16 = (*pol).clone();
         pol16.max_payload_bytes = 16384;
         if frame.len() > 4096 {
@@ -252,6 +285,7 @@ fn rules(cfg: &Cfg) -> Result<Value> {
                 let mut rs = vec![rule("X-MSISDN", Action::Redact)];
                 rs.extend((1..n).map(|i| rule(&format!("X-Subscriber-Id-{i}"), Action::Count)));
                 let mut g = Guard::load(&policy(rs))?;
+                g.give_slot(TEST_RUN_IFINDEX, 1)?;
                 let (b, p) = pair(&mut g, cfg, base, prog, tc, frame)?;
                 let vs = p / *first.get_or_insert(p);
                 println!(
@@ -272,6 +306,7 @@ fn rules(cfg: &Cfg) -> Result<Value> {
 /// Request length 200 B to 4 KiB: ns per byte (least-squares slope).
 fn length(cfg: &Cfg) -> Result<Value> {
     let mut g = Guard::load(&policy(vec![rule("X-MSISDN", Action::Redact)]))?;
+    g.give_slot(TEST_RUN_IFINDEX, 1)?;
     println!("\n## Request length (12 headers, the cookie grows)\n");
     println!("| bytes | hook | empty ns | leakguard ns | ratio |");
     println!("|---:|---|---:|---:|---:|");
@@ -309,6 +344,7 @@ fn segments(cfg: &Cfg) -> Result<Value> {
     req = with_msisdn(&req);
     let cut = req.len() / 2;
     let mut g = Guard::load(&policy(vec![rule("X-MSISDN", Action::Redact)]))?;
+    g.give_slot(TEST_RUN_IFINDEX, 1)?;
     println!(
         "\n## A head across segments ({} B request with X-MSISDN, redact, cut at byte {cut}; one run per sample, medians of {})\n",
         req.len(),
@@ -690,6 +726,19 @@ fn prog_map_bytes(name: &str) -> Result<u64> {
     Ok(bytes)
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime: fields 14 and 15 of proc(5), 12 and 13 after the name.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
+}
+
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
@@ -700,103 +749,183 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 
 const DAEMON_RULES: &str = "[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n\n[[rule]]\nheader = \"X-UIDH\"\naction = \"redact\"\n\n[[rule]]\nheader = \"X-ACR\"\naction = \"count\"\n";
 
+/// One end-to-end configuration.
+#[derive(Clone, Copy)]
+enum Setup {
+    Direct,
+    Leakguard {
+        hook: &'static str,
+        iface: &'static str,
+        prog: &'static str,
+        action: &'static str,
+    },
+    Haproxy,
+}
+
+const SETUPS: [(&str, Setup); 5] = [
+    ("no filter", Setup::Direct),
+    (
+        "leakguard TC egress (gateway → server), count",
+        Setup::Leakguard {
+            hook: "tc-egress",
+            iface: GW_SRV_IF,
+            prog: PROG_TC_EGRESS,
+            action: "count",
+        },
+    ),
+    (
+        "leakguard TC egress (gateway → server), redact",
+        Setup::Leakguard {
+            hook: "tc-egress",
+            iface: GW_SRV_IF,
+            prog: PROG_TC_EGRESS,
+            action: "redact",
+        },
+    ),
+    (
+        "leakguard XDP (gateway's client side), count",
+        Setup::Leakguard {
+            hook: "xdp",
+            iface: GW_CLI_IF,
+            prog: PROG_XDP,
+            action: "count",
+        },
+    ),
+    ("HAProxy in the gateway, del-header", Setup::Haproxy),
+];
+
+/// One wrk run through `setup`, with the kernel's and the daemon's figures for leakguard.
+fn e2e_run(t: &Topo, cfg: &Cfg, setup: Setup) -> Result<(Load, Value)> {
+    let direct = format!("http://{SRV}/");
+    match setup {
+        Setup::Direct => Ok((wrk(t, &direct, cfg.e2e_secs)?, json!({}))),
+        Setup::Haproxy => {
+            let _hap = haproxy(t)?;
+            let url = format!("http://{GW_CLI}/");
+            // Warm up: HAProxy's first connections to the server.
+            let _ = wrk(t, &url, 1)?;
+            Ok((wrk(t, &url, cfg.e2e_secs)?, json!({})))
+        }
+        Setup::Leakguard {
+            hook,
+            iface,
+            prog,
+            action,
+        } => {
+            let rules = DAEMON_RULES.replace("\"redact\"", &format!("\"{action}\""));
+            let body = format!("[[attach]]\ninterface = \"{iface}\"\nhook = \"{hook}\"\n\n[scan]\nbuiltin_catalog = \"off\"\n\n{rules}");
+            let mut d = Daemon::new(&t.gw, &body)?;
+            d.start()?;
+            let cpu_before = d.pid().and_then(cpu_secs);
+            let before = prog_stats(prog)?;
+            let load = wrk(t, &direct, cfg.e2e_secs)?;
+            let after = prog_stats(prog)?;
+            let cpu_after = d.pid().and_then(cpu_secs);
+            let daemon_cpu = match (cpu_before, cpu_after) {
+                (Some(a), Some(b)) => Some(100.0 * (b - a) / cfg.e2e_secs as f64),
+                _ => None,
+            };
+            let runs_n = after.1 - before.1;
+            let ns = if runs_n > 0 {
+                (after.0 - before.0) as f64 / runs_n as f64
+            } else {
+                0.0
+            };
+            let maps = prog_map_bytes(prog)?;
+            let rss = d.pid().and_then(vm_hwm_kib).unwrap_or(0);
+            d.stop()?;
+            let _ = d.cli("detach");
+            Ok((
+                load,
+                json!({"kernel_ns_per_packet": ns, "kernel_packets": runs_n,
+                       "map_bytes": maps, "daemon_peak_rss_kib": rss,
+                       "daemon_cpu_percent": daemon_cpu}),
+            ))
+        }
+    }
+}
+
+/// Median of a field over rounds (None when no round has it).
+fn median_of(vals: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let v: Vec<f64> = vals.flatten().collect();
+    (!v.is_empty()).then(|| median(v))
+}
+
 fn e2e(cfg: &Cfg) -> Result<Value> {
     let t = topology()?;
     let _nginx = nginx(&t)?;
     sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=1"])?;
-    let direct = format!("http://{SRV}/");
-    let mut runs: Vec<(String, Load, Value)> = Vec::new();
-
-    // Warm up (ARP, nginx), then the baseline.
-    let _ = wrk(&t, &direct, 1)?;
-    runs.push((
-        "no filter".into(),
-        wrk(&t, &direct, cfg.e2e_secs)?,
-        json!({}),
-    ));
-
-    for (name, hook, iface, prog, action) in [
-        (
-            "leakguard TC egress (gateway → server), redact",
-            "tc-egress",
-            GW_SRV_IF,
-            PROG_TC_EGRESS,
-            "redact",
-        ),
-        (
-            "leakguard XDP (gateway's client side), count",
-            "xdp",
-            GW_CLI_IF,
-            PROG_XDP,
-            "count",
-        ),
-    ] {
-        let rules = DAEMON_RULES.replace("\"redact\"", &format!("\"{action}\""));
-        let body = format!("[[attach]]\ninterface = \"{iface}\"\nhook = \"{hook}\"\n\n[scan]\nbuiltin_catalog = \"off\"\n\n{rules}");
-        let mut d = Daemon::new(&t.gw, &body)?;
-        d.start()?;
-        let before = prog_stats(prog)?;
-        let load = wrk(&t, &direct, cfg.e2e_secs)?;
-        let after = prog_stats(prog)?;
-        let runs_n = after.1 - before.1;
-        let ns = if runs_n > 0 {
-            (after.0 - before.0) as f64 / runs_n as f64
-        } else {
-            0.0
-        };
-        let maps = prog_map_bytes(prog)?;
-        let rss = d.pid().and_then(vm_hwm_kib).unwrap_or(0);
-        d.stop()?;
-        let _ = d.cli("detach");
-        runs.push((
-            name.into(),
-            load,
-            json!({"kernel_ns_per_packet": ns, "kernel_packets": runs_n,
-                   "map_bytes": maps, "daemon_peak_rss_kib": rss}),
-        ));
+    // Warm up (ARP, nginx).
+    let _ = wrk(&t, &format!("http://{SRV}/"), 1)?;
+    // Rounds of every setup in turn, each round starting one setup later, so that drift
+    // in the machine's speed falls on all of them alike; each run is compared with the
+    // no-filter run of its own round.
+    let mut runs: Vec<Vec<(Load, Value)>> = SETUPS.iter().map(|_| Vec::new()).collect();
+    for round in 0..cfg.e2e_rounds {
+        for k in 0..SETUPS.len() {
+            let i = (k + round) % SETUPS.len();
+            runs[i].push(e2e_run(&t, cfg, SETUPS[i].1)?);
+        }
     }
-
-    let hap = haproxy(&t)?;
-    let _ = wrk(&t, &format!("http://{GW_CLI}/"), 1)?;
-    runs.push((
-        "HAProxy in the gateway, del-header".into(),
-        wrk(&t, &format!("http://{GW_CLI}/"), cfg.e2e_secs)?,
-        json!({}),
-    ));
-    drop(hap);
     sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=0"])?;
 
-    let base = (runs[0].1.rps, runs[0].1.p50_ms, runs[0].1.p99_ms);
     println!(
-        "\n## End to end: wrk (2 threads, 32 connections, {} s each, identity headers by Lua) → nginx, through the gateway\n",
-        cfg.e2e_secs
+        "\n## End to end: wrk (2 threads, 32 connections, {} s each, identity headers by Lua) → nginx, through the gateway; medians of {} alternating rounds\n",
+        cfg.e2e_secs, cfg.e2e_rounds
     );
-    println!("| run | requests/s | vs no filter | p50 ms | p99 ms | p99 vs no filter | kernel ns/packet | maps MiB | daemon peak RSS MiB |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| run | requests/s | vs no filter (rounds: min–max) | p50 ms | p99 ms | p99 vs no filter | kernel ns/packet | maps MiB | daemon peak RSS MiB | daemon CPU % |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let base = &runs[0];
     let mut rows = Vec::new();
-    for (name, l, extra) in &runs {
-        let f = |k: &str| extra.get(k).and_then(Value::as_f64);
+    for ((name, _), rs) in SETUPS.iter().zip(&runs) {
+        let ratio = |f: fn(&Load) -> f64| -> Vec<f64> {
+            rs.iter()
+                .zip(base)
+                .map(|(r, b)| f(&r.0) / f(&b.0))
+                .collect()
+        };
+        let rps_ratios = ratio(|l| l.rps);
+        let p50_ratios = ratio(|l| l.p50_ms);
+        let p99_ratios = ratio(|l| l.p99_ms);
+        let extra = |k: &str| median_of(rs.iter().map(|r| r.1.get(k).and_then(Value::as_f64)));
         let cell = |v: Option<f64>, scale: f64, digits: usize| {
             v.map_or("–".to_owned(), |x| format!("{:.*}", digits, x / scale))
         };
+        let rps = median(rs.iter().map(|r| r.0.rps).collect());
+        let p50 = median(rs.iter().map(|r| r.0.p50_ms).collect());
+        let p99 = median(rs.iter().map(|r| r.0.p99_ms).collect());
+        let lo = rps_ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rps_ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         println!(
-            "| {name} | {:.0} | {:.1}% | {:.2} | {:.2} | {:+.1}% | {} | {} | {} |",
-            l.rps,
-            100.0 * l.rps / base.0,
-            l.p50_ms,
-            l.p99_ms,
-            100.0 * (l.p99_ms / base.2 - 1.0),
-            cell(f("kernel_ns_per_packet"), 1.0, 0),
-            cell(f("map_bytes"), 1024.0 * 1024.0, 1),
-            cell(f("daemon_peak_rss_kib"), 1024.0, 1),
+            "| {name} | {rps:.0} | {:.1}% ({:.1}–{:.1}%) | {p50:.2} | {p99:.2} | {:+.1}% | {} | {} | {} | {} |",
+            100.0 * median(rps_ratios.clone()),
+            100.0 * lo,
+            100.0 * hi,
+            100.0 * (median(p99_ratios.clone()) - 1.0),
+            cell(extra("kernel_ns_per_packet"), 1.0, 0),
+            cell(extra("map_bytes"), 1024.0 * 1024.0, 1),
+            cell(extra("daemon_peak_rss_kib"), 1024.0, 1),
+            cell(extra("daemon_cpu_percent"), 1.0, 1),
         );
-        let mut row = json!({"run": name, "requests_per_s": l.rps, "requests": l.requests,
-            "p50_ms": l.p50_ms, "p99_ms": l.p99_ms, "rps_vs_no_filter": l.rps / base.0,
-            "p50_vs_no_filter": l.p50_ms / base.1, "p99_vs_no_filter": l.p99_ms / base.2});
-        if let (Value::Object(r), Value::Object(e)) = (&mut row, extra) {
-            r.extend(e.clone());
-        }
-        rows.push(row);
+        let rounds: Vec<Value> = rs
+            .iter()
+            .map(|(l, e)| {
+                let mut r = json!({"requests_per_s": l.rps, "requests": l.requests,
+                    "p50_ms": l.p50_ms, "p99_ms": l.p99_ms});
+                if let (Value::Object(r), Value::Object(e)) = (&mut r, e) {
+                    r.extend(e.clone());
+                }
+                r
+            })
+            .collect();
+        rows.push(
+            json!({"run": name, "requests_per_s": rps, "p50_ms": p50, "p99_ms": p99,
+            "rps_vs_no_filter": median(rps_ratios), "p50_vs_no_filter": median(p50_ratios),
+            "p99_vs_no_filter": median(p99_ratios),
+            "kernel_ns_per_packet": extra("kernel_ns_per_packet"),
+            "map_bytes": extra("map_bytes"), "daemon_peak_rss_kib": extra("daemon_peak_rss_kib"),
+            "daemon_cpu_percent": extra("daemon_cpu_percent"), "rounds": rounds}),
+        );
     }
     let _ = std::fs::remove_dir_all(&t.dir);
     Ok(Value::Array(rows))
