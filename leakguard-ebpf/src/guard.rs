@@ -224,12 +224,17 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
         // TLS on the wrong port) passes before any scan setup. Two bytes, not one: LLVM
         // turns a one-byte check `p + 1 > end` into `p >= end`, from which the verifier
         // learns no readable range.
-        if let Some(b) = ptr_at::<[u8; 2], P>(p, flow.payload_off as usize) {
+        let first = if let Some(b) = ptr_at::<[u8; 2], P>(p, flow.payload_off as usize) {
             // SAFETY: bounds checked by `ptr_at`.
-            if CLASS[usize::from(unsafe { (*b)[0] })] & C_TCHAR == 0 {
-                stats.bodies += 1;
-                return Verdict::Pass;
-            }
+            Some(unsafe { (*b)[0] })
+        } else {
+            // The payload is paged (TC): copy its first bytes out.
+            let mut b = [0u8; 2];
+            (p.load(flow.payload_off, b.as_mut_ptr(), 2) == 0).then_some(b[0])
+        };
+        if first.is_some_and(|b| CLASS[usize::from(b)] & C_TCHAR == 0) {
+            stats.bodies += 1;
+            return Verdict::Pass;
         }
     }
     scan(

@@ -65,16 +65,68 @@ impl Tc {
     }
 
     /// Makes sure the headers are linear: a GSO skb built elsewhere may start paged.
+    ///
+    /// Most skbs with paged data have every header linear and only the payload in pages
+    /// (TCP's own, forwarded ones): those are left as they are, since a pull moves the
+    /// payload into the linear part, often by reallocating it, for every such packet; the
+    /// scanner reads the payload through `bpf_skb_load_bytes` wherever it lies.
     #[inline(always)]
     pub fn pull_headers(&self) {
         let len = self.len();
         let linear = (self.data_end() - self.data()) as u32;
         let want = if len < HEADER_PULL { len } else { HEADER_PULL };
-        if linear < want {
+        if linear < want && !self.headers_linear() {
             // SAFETY: valid skb context; failure leaves the skb as it was and the parser
             // then passes the packet.
             unsafe { bpf_skb_pull_data(self.skb(), want) };
         }
+    }
+}
+
+impl Tc {
+    /// True when the linear part holds every header the parser reads, for the common
+    /// stacks: Ethernet, then IPv4 or IPv6 without extension headers, then TCP up to the
+    /// end of its options, or a protocol that is not TCP (of which only the IP header is
+    /// read). Anything else (VLAN tags, IPv6 extension headers, a header cut by the
+    /// linear end) answers false, and the headers are pulled.
+    #[inline(always)]
+    fn headers_linear(&self) -> bool {
+        const ETH: usize = 14;
+        let Some(eth) = ptr_at::<[u8; ETH], _>(self, 0) else {
+            return false;
+        };
+        // SAFETY (every dereference below): bounds checked by `ptr_at`.
+        let ethertype = u16::from_be_bytes(unsafe { [(*eth)[12], (*eth)[13]] });
+        let (proto, l4) = match ethertype {
+            0x0800 => {
+                let Some(ip) = ptr_at::<[u8; 20], _>(self, ETH) else {
+                    return false;
+                };
+                let ihl = usize::from(unsafe { (*ip)[0] } & 0x0f) * 4;
+                (unsafe { (*ip)[9] }, ETH + ihl)
+            }
+            0x86dd => {
+                let Some(ip) = ptr_at::<[u8; 40], _>(self, ETH) else {
+                    return false;
+                };
+                let next = unsafe { (*ip)[6] };
+                // Extension headers (hop-by-hop, routing, fragment, AH, destination
+                // options) are walked by the parser: let it have them linear.
+                if matches!(next, 0 | 43 | 44 | 51 | 60) {
+                    return false;
+                }
+                (next, ETH + 40)
+            }
+            _ => return false,
+        };
+        if proto != 6 {
+            return true;
+        }
+        let Some(tcp) = ptr_at::<[u8; 20], _>(self, l4) else {
+            return false;
+        };
+        let doff = usize::from(unsafe { (*tcp)[12] } >> 4) * 4;
+        self.data() + l4 + doff <= self.data_end()
     }
 }
 
