@@ -753,6 +753,12 @@ const DAEMON_RULES: &str = "[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"
 #[derive(Clone, Copy)]
 enum Setup {
     Direct,
+    /// The empty program of a hook attached where leakguard would be: the floor of any
+    /// filter on that hook.
+    Empty {
+        xdp: bool,
+        iface: &'static str,
+    },
     Leakguard {
         hook: &'static str,
         iface: &'static str,
@@ -762,8 +768,15 @@ enum Setup {
     Haproxy,
 }
 
-const SETUPS: [(&str, Setup); 5] = [
+const SETUPS: [(&str, Setup); 7] = [
     ("no filter", Setup::Direct),
+    (
+        "empty TC egress program (gateway → server)",
+        Setup::Empty {
+            xdp: false,
+            iface: GW_SRV_IF,
+        },
+    ),
     (
         "leakguard TC egress (gateway → server), count",
         Setup::Leakguard {
@@ -791,14 +804,70 @@ const SETUPS: [(&str, Setup); 5] = [
             action: "count",
         },
     ),
+    (
+        "empty XDP program (gateway's client side)",
+        Setup::Empty {
+            xdp: true,
+            iface: GW_CLI_IF,
+        },
+    ),
     ("HAProxy in the gateway, del-header", Setup::Haproxy),
 ];
+
+/// Attaches the empty program of a hook to `iface` in the gateway; detached on drop.
+fn attach_empty(t: &Topo, xdp: bool, iface: &str) -> Result<aya::Ebpf> {
+    use aya::programs::{
+        links::LinkOrder, tc::TcAttachOptions, SchedClassifier, TcAttachType, Xdp, XdpMode,
+    };
+    let mut ebpf = aya::Ebpf::load(leakguard::object::EBPF_OBJECT)?;
+    t.gw.enter(|| -> Result<()> {
+        if xdp {
+            let p: &mut Xdp = ebpf
+                .program_mut(PROG_BASELINE_XDP)
+                .context("baseline")?
+                .try_into()?;
+            p.load()?;
+            p.attach(iface, XdpMode::Driver)?;
+        } else {
+            let p: &mut SchedClassifier = ebpf
+                .program_mut(PROG_BASELINE_TC)
+                .context("baseline")?
+                .try_into()?;
+            p.load()?;
+            p.attach_with_options(
+                iface,
+                TcAttachType::Egress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )?;
+        }
+        Ok(())
+    })??;
+    Ok(ebpf)
+}
 
 /// One wrk run through `setup`, with the kernel's and the daemon's figures for leakguard.
 fn e2e_run(t: &Topo, cfg: &Cfg, setup: Setup) -> Result<(Load, Value)> {
     let direct = format!("http://{SRV}/");
     match setup {
         Setup::Direct => Ok((wrk(t, &direct, cfg.e2e_secs)?, json!({}))),
+        Setup::Empty { xdp, iface } => {
+            let prog = if xdp {
+                PROG_BASELINE_XDP
+            } else {
+                PROG_BASELINE_TC
+            };
+            let ebpf = attach_empty(t, xdp, iface)?;
+            let before = prog_stats(prog)?;
+            let load = wrk(t, &direct, cfg.e2e_secs)?;
+            let after = prog_stats(prog)?;
+            drop(ebpf);
+            let runs_n = after.1 - before.1;
+            let ns = (after.0 - before.0) as f64 / runs_n.max(1) as f64;
+            Ok((
+                load,
+                json!({"kernel_ns_per_packet": ns, "kernel_packets": runs_n}),
+            ))
+        }
         Setup::Haproxy => {
             let _hap = haproxy(t)?;
             let url = format!("http://{GW_CLI}/");
