@@ -1,16 +1,19 @@
-//! `cargo xtask bench [--quick]`: what leakguard costs, as ratios within one run (these
-//! machines are shared; absolute times alone mean little). Prints markdown tables and
-//! writes `target/bench/results.json`.
+//! `cargo xtask bench [--quick] [--only PARTS]`: what leakguard costs, as ratios within one
+//! run (these machines are shared; absolute times alone mean little). Prints markdown
+//! tables and writes `target/bench/results.json`.
 //!
 //! 1. Kernel cost per packet by `BPF_PROG_TEST_RUN` with repeat, each row beside the empty
 //!    program of the same hook; rounds alternate the two so drift hits both alike; medians.
 //!    Scaling with the number of rules and with request length; a head across segments.
+//!    The test-run interface has a counter slot, as a guarded interface has.
 //! 2. End to end (`e2e`): client → gateway → server namespaces, Debian's nginx as the
-//!    server and wrk as the load (a Lua script adds identity headers): no filter; the
-//!    `leakguard run` daemon on the gateway's TC egress (redact); on the gateway's
-//!    client-side XDP (count); and HAProxy in the gateway deleting the same headers.
+//!    server and wrk as the load (a Lua script adds identity headers): no filter; the empty
+//!    TC and XDP programs where leakguard attaches (the floor of any filter there); the
+//!    `leakguard run` daemon on the gateway's TC egress (count, redact) and client-side XDP
+//!    (count); HAProxy in the gateway deleting the same headers. Rounds of every setup in
+//!    turn; each run is compared with the same round's no-filter run; medians.
 //! 3. During the end-to-end runs: the kernel's own accounting (`kernel.bpf_stats_enabled`)
-//!    of ns per real packet, the maps' memory, the daemon's peak RSS.
+//!    of ns per real packet, the maps' memory, the daemon's peak RSS and CPU.
 
 use std::{
     net::SocketAddr,
@@ -924,8 +927,8 @@ fn e2e(cfg: &Cfg) -> Result<Value> {
     let t = topology()?;
     let _nginx = nginx(&t)?;
     sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=1"])?;
-    // Warm up (ARP, nginx).
-    let _ = wrk(&t, &format!("http://{SRV}/"), 1)?;
+    // Warm up (ARP, nginx, and the machine after the parts before).
+    let _ = wrk(&t, &format!("http://{SRV}/"), 3)?;
     // Rounds of every setup in turn, each round starting one setup later, so that drift
     // in the machine's speed falls on all of them alike; each run is compared with the
     // no-filter run of its own round.
@@ -934,6 +937,12 @@ fn e2e(cfg: &Cfg) -> Result<Value> {
         for k in 0..SETUPS.len() {
             let i = (k + round) % SETUPS.len();
             runs[i].push(e2e_run(&t, cfg, SETUPS[i].1)?);
+            // The per-packet figures need the kernel's accounting on throughout.
+            if std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")?.trim() != "1" {
+                bail!(
+                    "kernel.bpf_stats_enabled was turned off during the run (by another process?)"
+                );
+            }
         }
     }
     sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=0"])?;
