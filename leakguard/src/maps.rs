@@ -719,6 +719,44 @@ mod tests {
         }
     }
 
+    /// The kernel's search, in user space: the slot of `key`, if any.
+    fn find(table: &[RuleSlot], seed: u64, key: &NameKey) -> Option<usize> {
+        let h = name::hash(key, seed);
+        (0..RULE_PROBES)
+            .map(|k| name::slot(h, k) as usize)
+            .take_while(|&i| table[i].hash != 0)
+            .find(|&i| table[i].hash == h && table[i].name == *key)
+    }
+
+    #[test]
+    fn rule_table_holds_every_rule_within_the_probe_limit() {
+        for n in [0usize, 1, 30, MAX_RULES as usize - 1] {
+            let rules: Vec<(NameKey, KRule)> = (0..n)
+                .map(|i| {
+                    let key = name::key(format!("X-Header-{i}").as_bytes()).unwrap();
+                    let r = KRule {
+                        id: i as u32,
+                        action: 0,
+                        allow_group: NO_ALLOW_GROUP,
+                        _pad: [0; 2],
+                    };
+                    (key, r)
+                })
+                .collect();
+            let (seed, table) = rule_table(&rules).unwrap();
+            assert_eq!(table.len(), RULE_SLOTS as usize);
+            assert_eq!(table.iter().filter(|s| s.hash != 0).count(), n);
+            for (key, r) in &rules {
+                let i = find(&table, seed, key).expect("every rule is found");
+                assert_eq!(table[i].rule, *r);
+            }
+            let other = name::key(b"X-Header-none").unwrap();
+            assert_eq!(find(&table, seed, &other), None);
+            // The same rules give the same table: a reload writes what is there.
+            assert_eq!(rule_table(&rules).unwrap().0, seed);
+        }
+    }
+
     #[test]
     fn nested_prefixes_carry_every_group() {
         let p = KernelPolicy {
