@@ -1,12 +1,16 @@
 //! Policy lookups for a complete header name: rule, allowlist, then counting and the
 //! match event. Runs once per header line whose name is complete, never per byte.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA},
+    helpers::bpf_ktime_get_ns,
+    maps::lpm_trie::Key,
+};
 use leakguard_common::{
     action,
     name::{self, filter_bit},
-    stats_index, Event, MatchKey, NameKey, Rule, FAMILY_IPV4, IGNORE_ACTION, MATCH_ARRAY_RULES,
-    MAX_NAME_LEN, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES, RULE_SLOTS,
+    stats_index, Event, MatchKey, NameKey, Rule, EVENT_RING_BYTES, FAMILY_IPV4, IGNORE_ACTION,
+    MATCH_ARRAY_RULES, MAX_NAME_LEN, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES, RULE_SLOTS,
 };
 
 use crate::{
@@ -216,9 +220,19 @@ pub fn allowed(pkt: &mut PacketMeta, group: u8) -> bool {
 /// so two builds with different ids are two different programs to the kernel.
 const BUILD: u32 = leakguard_common::build_id(option_env!("LEAKGUARD_EBPF_BUILD"));
 
+/// Ring-buffer space an event takes: the 8-byte record header and the event, 8-aligned.
+const EVENT_RECORD_BYTES: u64 = (8 + core::mem::size_of::<Event>() as u64 + 7) & !7;
+
 /// Sends the match event, with the header name. Never carries a byte of the value.
 #[inline(always)]
 pub fn emit(st: &ScanState, rule_id: u32, outcome: u8) -> bool {
+    // A full ring (matches outrunning the daemon's drain) is seen without the ring's
+    // lock, which a reserve takes even to fail. Racy by design: a drain right after the
+    // query costs one lost event, counted like any other.
+    if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) + EVENT_RECORD_BYTES > u64::from(EVENT_RING_BYTES)
+    {
+        return false;
+    }
     let Some(mut e) = EVENTS.reserve::<Event>(0) else {
         return false;
     };

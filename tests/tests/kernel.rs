@@ -866,3 +866,30 @@ fn match_counters_by_slot_and_in_the_hash() {
         "other slots untouched"
     );
 }
+
+/// A full event ring drops events, counts each dropped one, and never a counter: every
+/// match is counted whether or not its event fit. Draining makes room again.
+#[test]
+fn a_full_event_ring_loses_events_not_counts() {
+    let mut g = load();
+    let frame = Frame::http_v4(&get(&[&format!("X-ACR: {ACR}")])).build();
+    // Record size: an 8-byte header and the event, 8-aligned.
+    let record = (8 + size_of::<Event>()).next_multiple_of(8);
+    let capacity = leakguard_common::EVENT_RING_BYTES as usize / record;
+    let runs = capacity + 100;
+    for _ in 0..runs {
+        assert_eq!(g.run(Hook::Xdp, &frame).unwrap().verdict, Verdict::Pass);
+    }
+    assert_eq!(g.count(R_ACR, action::COUNT).unwrap(), runs as u64);
+    let s = g.stats().unwrap();
+    let delivered = g.events().unwrap().len();
+    assert_eq!(delivered as u64 + s.events_lost, runs as u64);
+    assert!(
+        (capacity - 1..=capacity).contains(&delivered),
+        "the ring holds {capacity} events; {delivered} delivered"
+    );
+    // Drained: the next event fits.
+    g.run(Hook::Xdp, &frame).unwrap();
+    assert_eq!(g.events().unwrap().len(), 1);
+    assert_eq!(g.stats().unwrap().events_lost, s.events_lost);
+}
