@@ -344,11 +344,14 @@ pub const FAMILY_IPV6: u8 = 6;
 
 /// One match, sent through the `EVENTS` ring buffer. Carries where and what matched,
 /// never a byte of the header value.
+///
+/// A rule's match sends only the head (`EVENT_HEAD_BYTES`: with the ring's 8-byte record
+/// header, one cache line): the rule id names the header. A match of the identity-number
+/// check sends the whole event, with the header name the number came under. Read either
+/// with [`Event::from_record`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
-    pub ts_ns: u64,
     pub ifindex: u32,
     pub rule_id: u32,
     /// [`hook`] value.
@@ -364,17 +367,62 @@ pub struct Event {
     /// IPv4 addresses use the first 4 bytes; network byte order.
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
-    /// Bytes of `name` used.
+    /// Bytes of `name` used (0 in a rule's event: the name is not sent).
     pub name_len: u32,
     /// The build of the program that sent the event ([`build_id`]): shows which program
     /// was enforcing, across upgrades.
     pub build: u32,
     /// The header name as the scanner folded it (lowercase, `_` as `-`), zero padded:
     /// how a match of the identity-number check tells the operator which header carried
-    /// the number. Never a byte of the value.
+    /// the number. Never a byte of the value. Not sent for a rule's match.
     pub name: NameKey,
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 56 + 8 + MAX_NAME_LEN);
+const _: () = assert!(core::mem::size_of::<Event>() == 56 + MAX_NAME_LEN);
+
+/// Bytes of an [`Event`] a rule's match sends: every field before `name`.
+pub const EVENT_HEAD_BYTES: usize = core::mem::offset_of!(Event, name);
+const _: () = assert!(EVENT_HEAD_BYTES == 56);
+
+impl Event {
+    /// The event in a ring-buffer record: a head (`name` zero) or a whole event. `None`
+    /// for any other length.
+    #[must_use]
+    pub fn from_record(record: &[u8]) -> Option<Self> {
+        if record.len() != EVENT_HEAD_BYTES && record.len() != core::mem::size_of::<Self>() {
+            return None;
+        }
+        let mut e = Self {
+            ifindex: 0,
+            rule_id: 0,
+            hook: 0,
+            action: 0,
+            family: 0,
+            _pad: 0,
+            sport: 0,
+            dport: 0,
+            saddr: [0; 16],
+            daddr: [0; 16],
+            name_len: 0,
+            build: 0,
+            name: NameKey {
+                name: [0; MAX_NAME_LEN],
+            },
+        };
+        // SAFETY: `Event` is repr(C) and made of integers only (any bytes are a valid
+        // value); `record.len()` bytes fit in it (checked above).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                record.as_ptr(),
+                core::ptr::from_mut(&mut e).cast::<u8>(),
+                record.len(),
+            );
+        }
+        if record.len() == EVENT_HEAD_BYTES {
+            e.name_len = 0;
+        }
+        Some(e)
+    }
+}
 
 /// The build id compiled into a kernel object: `LEAKGUARD_EBPF_BUILD` (a decimal `u32`)
 /// when the object was built, 0 when unset. Packagers number their builds; the tests build

@@ -3,14 +3,14 @@
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA},
-    helpers::bpf_ktime_get_ns,
     maps::lpm_trie::Key,
 };
 use leakguard_common::{
     action,
     name::{self, filter_bit},
-    stats_index, Event, MatchKey, NameKey, Rule, EVENT_RING_BYTES, FAMILY_IPV4, IGNORE_ACTION,
-    MATCH_ARRAY_RULES, MAX_NAME_LEN, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES, RULE_SLOTS,
+    stats_index, Event, MatchKey, NameKey, Rule, EVENT_HEAD_BYTES, EVENT_RING_BYTES, FAMILY_IPV4,
+    IGNORE_ACTION, MATCH_ARRAY_RULES, MAX_NAME_LEN, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES,
+    RULE_SLOTS,
 };
 
 use crate::{
@@ -220,29 +220,68 @@ pub fn allowed(pkt: &mut PacketMeta, group: u8) -> bool {
 /// so two builds with different ids are two different programs to the kernel.
 const BUILD: u32 = leakguard_common::build_id(option_env!("LEAKGUARD_EBPF_BUILD"));
 
-/// Ring-buffer space an event takes: the 8-byte record header and the event, 8-aligned.
-const EVENT_RECORD_BYTES: u64 = (8 + core::mem::size_of::<Event>() as u64 + 7) & !7;
+/// Ring-buffer space a rule's event takes: the 8-byte record header and the event head.
+const EVENT_RECORD_BYTES: u64 = 8 + EVENT_HEAD_BYTES as u64;
+const _: () = assert!(EVENT_RECORD_BYTES == 64);
 
-/// Sends the match event, with the header name. Never carries a byte of the value.
+/// Sends the match event. A rule's match sends the head only (the rule id names the
+/// header); the identity-number check's sends the header name too. Never a byte of the
+/// value.
 #[inline(always)]
 pub fn emit(st: &ScanState, rule_id: u32, outcome: u8) -> bool {
     // A full ring (matches outrunning the daemon's drain) is seen without the ring's
-    // lock, which a reserve takes even to fail. Racy by design: a drain right after the
-    // query costs one lost event, counted like any other.
-    if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) + EVENT_RECORD_BYTES > u64::from(EVENT_RING_BYTES)
+    // lock, which a reserve takes even to fail. The kernel refuses a record unless the
+    // data after it stays under the ring's size: with 64-byte records the ring takes
+    // 4,095, not 4,096. Racy by design: a drain right after the query costs one lost
+    // event, counted like any other.
+    if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) + EVENT_RECORD_BYTES
+        >= u64::from(EVENT_RING_BYTES)
     {
         return false;
     }
-    let Some(mut e) = EVENTS.reserve::<Event>(0) else {
-        return false;
-    };
+    if rule_id == MSISDN_RULE_ID {
+        // The whole event: the header name the number came under.
+        let Some(mut e) = EVENTS.reserve_bytes(core::mem::size_of::<Event>(), 0) else {
+            return false;
+        };
+        let ev = e.as_mut_ptr().cast::<Event>();
+        // SAFETY: the reservation is a whole `Event`, 8-byte aligned; the name is copied
+        // a word at a time (volatile: a 64-byte copy would become BPF's bytewise memcpy).
+        unsafe {
+            fill_head(ev, st, rule_id, outcome);
+            (*ev).name_len = st.f.name_len.min(MAX_NAME_LEN as u32);
+            copy_words::<{ MAX_NAME_LEN / 8 }>(
+                (*ev).name.name.as_mut_ptr(),
+                st.f.name.name.as_ptr(),
+            );
+        }
+        e.submit(0);
+    } else {
+        // The head only: the rule id names the header.
+        let Some(mut e) = EVENTS.reserve_bytes(EVENT_HEAD_BYTES, 0) else {
+            return false;
+        };
+        let ev = e.as_mut_ptr().cast::<Event>();
+        // SAFETY: the reservation holds every field before `name`, 8-byte aligned; only
+        // those are written.
+        unsafe {
+            fill_head(ev, st, rule_id, outcome);
+            (*ev).name_len = 0;
+        }
+        e.submit(0);
+    }
+    true
+}
+
+/// Writes every field of the event head but `name_len`.
+///
+/// # Safety
+/// `ev` must point to at least `EVENT_HEAD_BYTES` writable bytes, 8-byte aligned.
+#[inline(always)]
+unsafe fn fill_head(ev: *mut Event, st: &ScanState, rule_id: u32, outcome: u8) {
     let pkt = &st.pkt;
-    let ev = e.as_mut_ptr();
-    // SAFETY: `ev` is the reserved, suitably aligned `Event`; every field is written
-    // before submit. The name is copied a word at a time (volatile: a 64-byte struct
-    // copy would become a call to BPF's byte-at-a-time memcpy).
+    // SAFETY: per the contract; every field written lies before `name`.
     unsafe {
-        (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).ifindex = pkt.ifindex;
         (*ev).rule_id = rule_id;
         (*ev).hook = pkt.hook;
@@ -253,12 +292,8 @@ pub fn emit(st: &ScanState, rule_id: u32, outcome: u8) -> bool {
         (*ev).dport = pkt.dport;
         copy_words::<2>((*ev).saddr.as_mut_ptr(), pkt.saddr.0.as_ptr());
         copy_words::<2>((*ev).daddr.as_mut_ptr(), pkt.daddr.0.as_ptr());
-        (*ev).name_len = st.f.name_len.min(MAX_NAME_LEN as u32);
         (*ev).build = BUILD;
-        copy_words::<{ MAX_NAME_LEN / 8 }>((*ev).name.name.as_mut_ptr(), st.f.name.name.as_ptr());
     }
-    e.submit(0);
-    true
 }
 
 /// Copies `N` 8-byte words, volatile so LLVM cannot turn it into a call to BPF's

@@ -119,11 +119,9 @@ pub fn replay(policy: &crate::policy::KernelPolicy, capture: &Path) -> Result<Re
         })
         .context("BPF_PROG_TEST_RUN of the XDP program")?;
         while let Some(item) = ring.next() {
-            if item.len() != size_of::<Event>() {
+            let Some(e) = Event::from_record(&item) else {
                 continue;
-            }
-            // SAFETY: the kernel wrote an `Event` (same repr(C) type) of this size.
-            let e: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            };
             report.findings.push(finding(&e, time, &names));
         }
         Ok(())

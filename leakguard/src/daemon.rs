@@ -551,11 +551,9 @@ impl Daemon {
     fn log_events(&self, ring: &mut RingBuf<MapData>) {
         let mut agg: BTreeMap<EventKey, u64> = BTreeMap::new();
         while let Some(item) = ring.next() {
-            if item.len() != size_of::<Event>() {
+            let Some(e) = Event::from_record(&item) else {
                 continue;
-            }
-            // SAFETY: the kernel wrote an `Event` of this size.
-            let e: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            };
             let dst = if e.family == FAMILY_IPV4 {
                 IpAddr::from([e.daddr[0], e.daddr[1], e.daddr[2], e.daddr[3]])
             } else {

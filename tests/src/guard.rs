@@ -209,9 +209,7 @@ impl Guard {
         let mut ring = aya::maps::RingBuf::try_from(m)?;
         let mut events = Vec::new();
         while let Some(item) = ring.next() {
-            assert_eq!(item.len(), size_of::<Event>(), "event size");
-            // SAFETY: the kernel wrote an `Event` (same repr(C) type) of this size.
-            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+            events.push(Event::from_record(&item).expect("an event head or a whole event"));
         }
         Ok(events)
     }

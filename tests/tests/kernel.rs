@@ -695,8 +695,10 @@ fn events_describe_the_match_without_the_value() {
     assert_eq!(&e.saddr[..4], &CLIENT_V4);
     assert_eq!(&e.daddr[..4], &SERVER_V4);
     assert_eq!((e.sport, e.dport), (40000, 80));
-    assert!(e.ts_ns > 0);
-    assert_eq!(&e.name.name[..e.name_len as usize], b"x-msisdn");
+    assert_eq!(
+        e.name_len, 0,
+        "a rule's event names its header by the rule id only"
+    );
     assert_eq!(
         (events[1].rule_id, events[1].action),
         (R_ACR, action::COUNT)
@@ -873,8 +875,8 @@ fn match_counters_by_slot_and_in_the_hash() {
 fn a_full_event_ring_loses_events_not_counts() {
     let mut g = load();
     let frame = Frame::http_v4(&get(&[&format!("X-ACR: {ACR}")])).build();
-    // Record size: an 8-byte header and the event, 8-aligned.
-    let record = (8 + size_of::<Event>()).next_multiple_of(8);
+    // Record size: an 8-byte header and a rule's event (the head), 8-aligned.
+    let record = (8 + leakguard_common::EVENT_HEAD_BYTES).next_multiple_of(8);
     let capacity = leakguard_common::EVENT_RING_BYTES as usize / record;
     let runs = capacity + 100;
     for _ in 0..runs {
@@ -892,4 +894,34 @@ fn a_full_event_ring_loses_events_not_counts() {
     g.run(Hook::Xdp, &frame).unwrap();
     assert_eq!(g.events().unwrap().len(), 1);
     assert_eq!(g.stats().unwrap().events_lost, s.events_lost);
+}
+
+/// A rule's match sends the event head (the rule id names the header); a match of the
+/// identity-number check sends the header name the number came under. Neither carries
+/// any of the value.
+#[test]
+fn number_events_carry_the_header_name_rule_events_do_not() {
+    let mut p = policy();
+    p.msisdn = Some(leakguard::policy::Msisdn {
+        prefixes: vec!["44".into()],
+        action: Action::Redact,
+        ignore_headers: vec![],
+        allow: vec![],
+    });
+    let mut g = Guard::load(&p).unwrap();
+    let req = get(&[
+        &format!("X-ACR: {ACR}"),
+        &format!("X_Subscriber_No: {MSISDN}"),
+    ]);
+    g.run(Hook::TcEgress, &Frame::http_v4(&req).build())
+        .unwrap();
+    let events = g.events().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!((events[0].rule_id, events[0].name_len), (R_ACR, 0));
+    assert_eq!(events[0].name.name, [0; leakguard_common::MAX_NAME_LEN]);
+    let n = &events[1];
+    assert_eq!(n.rule_id, leakguard_common::MSISDN_RULE_ID);
+    assert_eq!(n.action, action::REDACT);
+    assert_eq!(&n.name.name[..n.name_len as usize], b"x-subscriber-no");
+    assert!(n.name.name[n.name_len as usize..].iter().all(|&b| b == 0));
 }

@@ -27,6 +27,7 @@ use leakguard::{
     object::{PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_TC_EGRESS, PROG_XDP},
     policy::{Action, KernelPolicy, Rule},
 };
+use leakguard_common::EVENT_HEAD_BYTES;
 use leakguard_tests::{
     daemon::{wait_for, Daemon},
     guard::{Guard, TEST_RUN_IFINDEX},
@@ -286,7 +287,8 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
                 .as_nanos() as f64,
         );
         // The ring now holds 1,000 events: fill it, then time matches it cannot take.
-        g.time_program(PROG_TC_EGRESS, true, &frame, 2000)?;
+        let capacity = leakguard_common::EVENT_RING_BYTES / (8 + EVENT_HEAD_BYTES as u32);
+        g.time_program(PROG_TC_EGRESS, true, &frame, capacity)?;
         f.push(
             g.time_program(PROG_TC_EGRESS, true, &frame, 1000)?
                 .2
