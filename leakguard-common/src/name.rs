@@ -109,7 +109,6 @@ pub enum NameError {
     NotToken(usize),
 }
 
-/// The map key for a configured header name, or why it cannot be one.
 /// Hash of a folded, zero-padded name for the kernel's rule table (`RuleSlot`): the
 /// eight words of the key, each mixed in with a multiply, under a per-generation `seed`.
 /// Never 0 (0 marks an empty slot). The same arithmetic in kernel and user space; words
@@ -139,6 +138,7 @@ pub const fn slot(h: u64, k: u32) -> u32 {
     (h as u32).wrapping_add(k) & (crate::RULE_SLOTS - 1)
 }
 
+/// The map key for a configured header name, or why it cannot be one.
 pub fn key(name: &[u8]) -> Result<NameKey, NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);

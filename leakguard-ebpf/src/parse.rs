@@ -7,16 +7,16 @@ use leakguard_common::{FAMILY_IPV4, FAMILY_IPV6, MAX_IPV6_EXT_HEADERS, MAX_VLAN_
 
 use crate::pkt::{ptr_at, Packet};
 
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+pub(crate) const ETH_P_IPV4: u16 = 0x0800;
+pub(crate) const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_ROUTING: u8 = 43;
-const IPPROTO_FRAGMENT: u8 = 44;
-const IPPROTO_AH: u8 = 51;
-const IPPROTO_DSTOPTS: u8 = 60;
+pub(crate) const IPPROTO_TCP: u8 = 6;
+pub(crate) const IPPROTO_HOPOPTS: u8 = 0;
+pub(crate) const IPPROTO_ROUTING: u8 = 43;
+pub(crate) const IPPROTO_FRAGMENT: u8 = 44;
+pub(crate) const IPPROTO_AH: u8 = 51;
+pub(crate) const IPPROTO_DSTOPTS: u8 = 60;
 
 /// Deepest TCP payload start accepted; deeper header stacks pass unscanned.
 pub const MAX_HEADER_DEPTH: usize = 512;

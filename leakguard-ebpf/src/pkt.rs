@@ -6,6 +6,11 @@ use core::ffi::c_void;
 
 use leakguard_common::CANARY_MAGIC;
 
+use crate::parse::{
+    ETH_P_IPV4, ETH_P_IPV6, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
+    IPPROTO_ROUTING, IPPROTO_TCP,
+};
+
 use aya_ebpf::{
     bindings::{__sk_buff, xdp_md, BPF_F_RECOMPUTE_CSUM},
     helpers::generated::{
@@ -81,9 +86,7 @@ impl Tc {
             unsafe { bpf_skb_pull_data(self.skb(), want) };
         }
     }
-}
 
-impl Tc {
     /// True when the linear part holds every header the parser reads, for the common
     /// stacks: Ethernet, then IPv4 or IPv6 without extension headers, then TCP up to the
     /// end of its options, or a protocol that is not TCP (of which only the IP header is
@@ -98,28 +101,35 @@ impl Tc {
         // SAFETY (every dereference below): bounds checked by `ptr_at`.
         let ethertype = u16::from_be_bytes(unsafe { [(*eth)[12], (*eth)[13]] });
         let (proto, l4) = match ethertype {
-            0x0800 => {
+            ETH_P_IPV4 => {
                 let Some(ip) = ptr_at::<[u8; 20], _>(self, ETH) else {
                     return false;
                 };
                 let ihl = usize::from(unsafe { (*ip)[0] } & 0x0f) * 4;
                 (unsafe { (*ip)[9] }, ETH + ihl)
             }
-            0x86dd => {
+            ETH_P_IPV6 => {
                 let Some(ip) = ptr_at::<[u8; 40], _>(self, ETH) else {
                     return false;
                 };
                 let next = unsafe { (*ip)[6] };
                 // Extension headers (hop-by-hop, routing, fragment, AH, destination
                 // options) are walked by the parser: let it have them linear.
-                if matches!(next, 0 | 43 | 44 | 51 | 60) {
+                if matches!(
+                    next,
+                    IPPROTO_HOPOPTS
+                        | IPPROTO_ROUTING
+                        | IPPROTO_FRAGMENT
+                        | IPPROTO_AH
+                        | IPPROTO_DSTOPTS
+                ) {
                     return false;
                 }
                 (next, ETH + 40)
             }
             _ => return false,
         };
-        if proto != 6 {
+        if proto != IPPROTO_TCP {
             return true;
         }
         let Some(tcp) = ptr_at::<[u8; 20], _>(self, l4) else {

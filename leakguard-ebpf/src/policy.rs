@@ -239,6 +239,8 @@ pub fn emit(st: &ScanState, rule_id: u32, outcome: u8) -> bool {
     {
         return false;
     }
+    // One reservation per branch: the verifier needs a reservation's size constant on
+    // every path, so the two sizes cannot share one call.
     if rule_id == MSISDN_RULE_ID {
         // The whole event: the header name the number came under.
         let Some(mut e) = EVENTS.reserve_bytes(core::mem::size_of::<Event>(), 0) else {
