@@ -26,6 +26,42 @@ pub struct FlowKey {
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
 
+/// The `FLOW_HINTS` counter of a flow: the key's eleven words (read as `u32`s: the key
+/// is 4-byte aligned, and the verifier wants aligned stack reads) folded by xor into one
+/// `u64`, then mixed (two multiplies). Cheap on purpose: it runs for every HTTP-port
+/// segment. Only speed depends on its spread: keys that share a counter cost each other
+/// a `FLOWS` lookup, never a missed entry.
+///
+/// Part of the pinned maps' layout: a new hash with old pinned counters would miss
+/// entries, so changing it means renaming `FLOW_HINTS` (see the daemon's `maps`).
+#[inline(always)]
+#[must_use]
+pub fn hint_slot(key: &FlowKey) -> u32 {
+    const WORDS: usize = core::mem::size_of::<FlowKey>() / 4;
+    let words = core::ptr::from_ref(key).cast::<u32>();
+    let (mut lo, mut hi) = (0u32, 0u32);
+    let mut i = 0;
+    while i < WORDS {
+        // SAFETY: `FlowKey` is 44 bytes of plain integers, 4-byte aligned.
+        let w = unsafe { words.add(i).read() };
+        if i % 2 == 0 {
+            lo ^= w;
+        } else {
+            hi ^= w;
+        }
+        i += 1;
+    }
+    // MurmurHash3's 64-bit finalizer: one multiply alone leaves fields that differ in a
+    // few middle bits (a subscriber's address) on half the slots.
+    let mut h = u64::from(hi) << 32 | u64::from(lo);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h as u32 & (crate::FLOW_HINT_SLOTS - 1)
+}
+
 /// Sequence numbers of a run of redacted bytes: `[start, end)`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -167,7 +203,47 @@ pub const fn bcd_digit(digit: u8, index: u32) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::{collections::HashSet, vec::Vec};
+
     use super::*;
+
+    /// Flows of a gateway differ in a few bits (source port, the subscriber's address):
+    /// the hint counters spread them about as well as random slots would (10,000 keys in
+    /// 65,536 slots: 9,270 distinct expected).
+    #[test]
+    fn hint_slots_spread_flows_that_differ_in_port_or_address() {
+        let base = FlowKey {
+            saddr: [10, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            daddr: [203, 0, 113, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            sport: 0,
+            dport: 80,
+            ifindex: 3,
+            hook: 0,
+            family: 4,
+            _pad: [0; 2],
+        };
+        let by_port = (0..10_000u16).map(|p| FlowKey {
+            sport: 20_000 + p,
+            ..base
+        });
+        let by_addr = (0..10_000u16).map(|a| {
+            let mut k = FlowKey {
+                sport: 40_000,
+                ..base
+            };
+            k.saddr[2..4].copy_from_slice(&a.to_be_bytes());
+            k
+        });
+        for (what, keys) in [
+            ("port", by_port.collect::<Vec<_>>()),
+            ("address", by_addr.collect()),
+        ] {
+            let slots: HashSet<u32> = keys.iter().map(hint_slot).collect();
+            assert!(slots.iter().all(|&s| s < crate::FLOW_HINT_SLOTS));
+            assert!(slots.len() > 9_000, "by {what}: {} distinct", slots.len());
+        }
+    }
 
     #[test]
     fn spans_merge_runs_and_forget_the_oldest() {

@@ -76,6 +76,10 @@ pub const MAX_MATCH_KEYS: u32 = 16384;
 /// Memory: key and value (`FlowKey`, `FlowState`) plus the kernel's per-element
 /// overhead, preallocated; the README states the measured figure.
 pub const FLOW_ENTRIES: u32 = 65536;
+/// Counters of `FLOW_HINTS`: how many `FLOWS` entries may have keys that hash to each
+/// (`flow::hint_slot`). A power of two; 512 KiB of `u64`s (BPF's atomics are 64-bit
+/// here), as much memory as the flow table's bucket array a lookup would touch.
+pub const FLOW_HINT_SLOTS: u32 = 65536;
 /// Redacted runs remembered per flow for retransmissions (a ring).
 pub const MAX_SPANS: usize = 4;
 
@@ -97,5 +101,6 @@ pub const REDACT_FILLER: u8 = b'*';
 
 const _: () = assert!(SCAN_WINDOW.is_power_of_two());
 const _: () = assert!(RULE_SLOTS.is_power_of_two());
+const _: () = assert!(FLOW_HINT_SLOTS.is_power_of_two());
 const _: () = assert!((SCAN_WINDOW as u32).is_multiple_of(SCAN_CHUNK));
 const _: () = assert!(MAX_SCAN_BYTES.is_multiple_of(SCAN_WINDOW as u32));

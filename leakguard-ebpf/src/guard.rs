@@ -13,6 +13,7 @@ use leakguard_common::{
 use crate::{
     act::csum_diff,
     bound::{forget, opaque64},
+    flows,
     http::{number_pending, open_head, refill_window, scan_window, Scratch},
     maps::{ACTIVE, CONFIG, FLOWS, IFSLOT, PORTS, SCRATCH, STATS},
     parse::{parse, Flow, Parsed},
@@ -208,16 +209,15 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
     };
     if flow.tcp_flags & (TCP_SYN | TCP_RST) != 0 && !canary {
         // A new or reset connection: whatever was saved for this 4-tuple is stale.
-        let _ = FLOWS.remove(&key);
+        if flows::may_have(&key) {
+            flows::remove(&key);
+        }
     }
     if payload_len == 0 {
         return Verdict::Pass;
     }
-    let entry = if canary {
-        None
-    } else {
-        FLOWS.get_ptr_mut(&key)
-    };
+    // Most segments' flows have no entry, and their hint says so without a lookup.
+    let entry = if canary { None } else { flows::get(&key) };
     if entry.is_none() {
         // Without saved state a segment starts a request or is not scanned: a request
         // line starts with a method token, so a segment whose first byte cannot (a body,
@@ -501,12 +501,8 @@ fn save_flow(s: &mut Scratch, key: &FlowKey, end_seq: u32, open: bool, truncated
     let keep = !truncated && (open || (had_entry && f.nspans != 0));
     match entry {
         Some(e) if keep => copy_flow(e, f),
-        Some(_) => {
-            let _ = FLOWS.remove(key);
-        }
-        None if keep => {
-            let _ = FLOWS.insert(key, f, 0);
-        }
+        Some(_) => flows::remove(key),
+        None if keep => flows::insert(key, f),
         None => {}
     }
 }

@@ -9,6 +9,8 @@ mod act;
 #[cfg(target_arch = "bpf")]
 mod bound;
 #[cfg(target_arch = "bpf")]
+mod flows;
+#[cfg(target_arch = "bpf")]
 mod guard;
 #[cfg(target_arch = "bpf")]
 mod http;

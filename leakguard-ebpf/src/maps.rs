@@ -7,9 +7,9 @@ use aya_ebpf::{
 };
 use leakguard_common::{
     DigitKey, FlowKey, FlowState, IfSlot, MatchCounts, MatchKey, NameFilter, NameKey, PortSet,
-    Rule, RuleCounters, RuleSlot, ScanConfig, Stats, EVENT_RING_BYTES, FLOW_ENTRIES, HOOKS,
-    IFSLOT_ENTRIES, MAX_ALLOW_PREFIXES, MAX_MATCH_KEYS, MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SLOTS,
-    RULE_SLOTS,
+    Rule, RuleCounters, RuleSlot, ScanConfig, Stats, EVENT_RING_BYTES, FLOW_ENTRIES,
+    FLOW_HINT_SLOTS, HOOKS, IFSLOT_ENTRIES, MAX_ALLOW_PREFIXES, MAX_MATCH_KEYS,
+    MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SLOTS, RULE_SLOTS,
 };
 
 use crate::http::Scratch;
@@ -77,6 +77,17 @@ pub static MSISDN_PREFIX_1: LpmTrie<DigitKey, u8> =
 /// a full table evicts the least recently used flow.
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOW_ENTRIES, 0);
+
+/// How many `FLOWS` entries may have a key that hashes to each counter
+/// (`leakguard_common::flow::hint_slot`): a segment whose counter is zero has no entry,
+/// and skips the flow-table lookup (most segments: heads within one segment never make
+/// an entry). Never below the true count: raised before an insert, lowered after a
+/// removal that found the entry; entries the LRU evicts leave their counts too high,
+/// which costs lookups, never a missed entry. Shared by all CPUs (atomic updates).
+#[map]
+/// One more entry than counters: the daemon's mark that the counters cover the flow table
+/// (`leakguard::maps::cover_flows`); no program reads it.
+pub static FLOW_HINTS: Array<u64> = Array::with_max_entries(FLOW_HINT_SLOTS + 1, 0);
 
 /// Per-CPU counters per rule (index = `Rule::id`) and outcome.
 #[map]

@@ -18,7 +18,7 @@ use aya::{
 };
 
 use crate::{
-    maps::ALL_MAPS,
+    maps::{ALL_MAPS, MAP_FLOWS},
     object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
     pins::Pins,
     policy::file::{Attach, Hook},
@@ -29,6 +29,8 @@ use crate::{
 pub fn load(pins: &Pins, object: &[u8]) -> Result<Ebpf> {
     let paths: Vec<(&str, std::path::PathBuf)> =
         ALL_MAPS.iter().map(|m| (*m, pins.map(m))).collect();
+    // Before the load, which creates the pins it does not find.
+    let flows_reused = pins.map(MAP_FLOWS).exists();
     let mut loader = EbpfLoader::new();
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
@@ -36,6 +38,12 @@ pub fn load(pins: &Pins, object: &[u8]) -> Result<Ebpf> {
     let mut ebpf = loader.load(object).context(
         "loading the eBPF object (pinned maps from an incompatible version? `leakguard detach` removes them)",
     )?;
+    if crate::maps::cover_flows(&mut ebpf, flows_reused).context("preparing the flow hints")? {
+        tracing::warn!(
+            "the pinned flow table predates its hints (FLOW_HINTS): every HTTP-port segment \
+             looks it up, as before hints, until `leakguard detach` and a new start"
+        );
+    }
     for name in [PROG_TC_EGRESS, PROG_TC_INGRESS] {
         let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
         p.load()

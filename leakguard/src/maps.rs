@@ -15,9 +15,9 @@ use aya::{
 use ipnet::IpNet;
 use leakguard_common::{
     flow::prefix_entry, name, DigitKey, NameFilter, NameKey, PortSet, Rule as KRule, RuleCounters,
-    RuleSlot, ScanConfig, Stats, IGNORE_ACTION, MAX_ALLOW_GROUPS, MAX_MSISDN_PREFIXES, MAX_RULES,
-    MAX_SCAN_BYTES, MIN_SCAN_BYTES, MSISDN_MAX_DIGITS, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES,
-    RULE_SLOTS,
+    RuleSlot, ScanConfig, Stats, FLOW_HINT_SLOTS, IGNORE_ACTION, MAX_ALLOW_GROUPS,
+    MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SCAN_BYTES, MIN_SCAN_BYTES, MSISDN_MAX_DIGITS,
+    MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES, RULE_SLOTS,
 };
 
 use crate::policy::KernelPolicy;
@@ -41,6 +41,7 @@ pub const MAP_MATCHES: &str = "MATCHES";
 pub const MAP_MATCH_COUNTS: &str = "MATCH_COUNTS";
 pub const MAP_MSISDN_PREFIX: [&str; 2] = ["MSISDN_PREFIX_0", "MSISDN_PREFIX_1"];
 pub const MAP_FLOWS: &str = "FLOWS";
+pub const MAP_FLOW_HINTS: &str = "FLOW_HINTS";
 
 /// Every map of the object: all are pinned by the daemon.
 pub const ALL_MAPS: &[&str] = &[
@@ -65,6 +66,7 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_MSISDN_PREFIX[0],
     MAP_MSISDN_PREFIX[1],
     MAP_FLOWS,
+    MAP_FLOW_HINTS,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -543,6 +545,43 @@ fn replace_trie<K: aya::Pod + Ord, V: aya::Pod>(
         trie.remove(&k)?;
     }
     Ok(())
+}
+
+/// `FLOW_HINTS[FLOW_HINT_SLOTS]` once the counters are known to cover every `FLOWS` entry.
+pub const HINTS_COVER: u64 = u64::from_le_bytes(*b"lg-hints");
+
+/// Makes the flow table's hints (`FLOW_HINTS`, see the kernel's `flows` module) cover it
+/// before any program of this object runs. Called once per load, with whether the flow
+/// table was reused from the pins.
+///
+/// Counters that have covered the table since it was made carry the mark. Without the
+/// mark and with a new flow table, both are empty: the counters are exact. Without the
+/// mark over a reused table (pins from a version without hints, or a start that failed
+/// before the mark), entries exist that no counter counts, and programs of the old
+/// version may still be adding them: every counter is raised to at least 1, which makes
+/// every segment look the table up (the cost before hints) until `leakguard detach`.
+/// Returns true then.
+pub fn cover_flows(ebpf: &mut Ebpf, flows_reused: bool) -> Result<bool, ApplyError> {
+    let mut hints: Array<&mut MapData, u64> =
+        Array::try_from(map(ebpf, MAP_FLOW_HINTS)?).map_err(map_err(MAP_FLOW_HINTS))?;
+    if hints
+        .get(&FLOW_HINT_SLOTS, 0)
+        .map_err(map_err(MAP_FLOW_HINTS))?
+        == HINTS_COVER
+    {
+        return Ok(false);
+    }
+    if flows_reused {
+        for i in 0..FLOW_HINT_SLOTS {
+            if hints.get(&i, 0).map_err(map_err(MAP_FLOW_HINTS))? == 0 {
+                hints.set(i, 1, 0).map_err(map_err(MAP_FLOW_HINTS))?;
+            }
+        }
+    }
+    hints
+        .set(FLOW_HINT_SLOTS, HINTS_COVER, 0)
+        .map_err(map_err(MAP_FLOW_HINTS))?;
+    Ok(flows_reused)
 }
 
 /// Entries in the flow table (one key walk: the kernel keeps no count for a hash map).

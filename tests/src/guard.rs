@@ -12,7 +12,10 @@ use leakguard::{
     },
     policy::KernelPolicy,
 };
-use leakguard_common::{action, Event, IfSlot, RuleCounters, Stats, IFSLOT_ENTRIES};
+use leakguard_common::{
+    action, flow::hint_slot, Event, FlowKey, FlowState, IfSlot, RuleCounters, Stats,
+    FLOW_HINT_SLOTS, IFSLOT_ENTRIES,
+};
 
 /// A `MATCHES` hash key: (interface index, hook, rule id, outcome).
 pub type HashMatch = (u32, u8, u32, u8);
@@ -90,6 +93,33 @@ impl Guard {
         }
         maps::apply(&mut ebpf, policy)?;
         Ok(Self { ebpf })
+    }
+
+    /// The guard programs as the daemon loads them, with their maps pinned under `pins`
+    /// (made or reused: `leakguard::attach::load`), and `policy` written.
+    pub fn load_pinned(pins: &leakguard::pins::Pins, policy: &KernelPolicy) -> Result<Self> {
+        pins.prepare()?;
+        let mut ebpf = leakguard::attach::load(pins, EBPF_OBJECT)?;
+        maps::apply(&mut ebpf, policy)?;
+        Ok(Self { ebpf })
+    }
+
+    /// The flow table's keys and its hint counters (`FLOW_HINTS`).
+    pub fn flow_hints(&self) -> Result<FlowHints> {
+        let m = self.ebpf.map(maps::MAP_FLOWS).context("FLOWS")?;
+        let flows: aya::maps::HashMap<_, FlowKey, FlowState> = aya::maps::HashMap::try_from(m)?;
+        let keys = flows.keys().collect::<Result<Vec<_>, _>>()?;
+        let m = self.ebpf.map(maps::MAP_FLOW_HINTS).context("FLOW_HINTS")?;
+        let hints: aya::maps::Array<_, u64> = aya::maps::Array::try_from(m)?;
+        let mut counters = (0..=FLOW_HINT_SLOTS)
+            .map(|i| hints.get(&i, 0))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mark = counters.pop().unwrap_or(0);
+        Ok(FlowHints {
+            keys,
+            counters,
+            mark,
+        })
     }
 
     /// Replaces the policy (maps only; the programs stay loaded).
@@ -219,4 +249,38 @@ impl Guard {
 #[must_use]
 pub fn outcome_name(o: u8) -> &'static str {
     action::name(o)
+}
+
+/// A snapshot of `FLOWS`' keys and the `FLOW_HINTS` counters.
+pub struct FlowHints {
+    pub keys: Vec<FlowKey>,
+    /// One per hint slot.
+    pub counters: Vec<u64>,
+    /// The daemon's "counters cover the table" mark (`leakguard::maps::HINTS_COVER`).
+    pub mark: u64,
+}
+
+impl FlowHints {
+    /// Entries whose counter is zero: segments of these flows would skip their state.
+    #[must_use]
+    pub fn uncovered(&self) -> usize {
+        self.keys
+            .iter()
+            .filter(|k| self.counters[hint_slot(k) as usize] == 0)
+            .count()
+    }
+
+    /// Slots whose counter differs from the number of entries hashing to it: none when
+    /// no entry was evicted (every insertion and removal counted, nothing drifted).
+    #[must_use]
+    pub fn inexact(&self) -> usize {
+        let mut want = vec![0u64; self.counters.len()];
+        for k in &self.keys {
+            want[hint_slot(k) as usize] += 1;
+        }
+        want.iter()
+            .zip(&self.counters)
+            .filter(|(a, b)| a != b)
+            .count()
+    }
 }

@@ -3,12 +3,16 @@
 //! a bounded random sample (seeded; `LEAKGUARD_SEED=N` replays) with multiple cuts,
 //! retransmissions (as sent and coalesced), lost segments and sequence-number wrap.
 
-use leakguard::policy::{Action, KernelPolicy};
+use leakguard::{
+    maps::HINTS_COVER,
+    pins::Pins,
+    policy::{Action, KernelPolicy},
+};
 use leakguard_common::model::{Kind, ModelFlow, ModelPolicy};
 use leakguard_tests::{
     corpus::{model_policy, policy, request, Rng},
     diff::Differ,
-    guard::Hook,
+    guard::{Guard, Hook},
     http::MSISDN,
     packet::{Frame, SERVER_V4, TRUSTED_V4},
 };
@@ -142,6 +146,8 @@ fn random_cuts_retransmissions_and_losses() {
     let (mut rng, seed) = Rng::from_env();
     const FLOWS: usize = 250;
     let mut numbers = 0;
+    // Most flow entries tracked at a hint check (the checks saw some).
+    let mut tracked = 0;
     for msisdn in [Some(Action::Redact), Some(Action::Drop), None] {
         let mut p: KernelPolicy = policy(msisdn);
         let mut d = Differ::new(&p);
@@ -203,6 +209,16 @@ fn random_cuts_retransmissions_and_losses() {
             );
             numbers += d.g.stats().unwrap().msisdn_values - before;
             let _ = d.g.events();
+            if case % 25 == 24 {
+                // Nothing evicted here: every counter is exactly its entries.
+                let h = d.g.flow_hints().unwrap();
+                assert_eq!(
+                    (h.uncovered(), h.inexact()),
+                    (0, 0),
+                    "flow hints off after {ctx}"
+                );
+                tracked = tracked.max(h.keys.len());
+            }
         }
         println!(
             "{} kernel runs matched the model (msisdn {msisdn:?})",
@@ -219,6 +235,7 @@ fn random_cuts_retransmissions_and_losses() {
         );
     }
     assert!(numbers > 0, "the corpus exercised the number check");
+    assert!(tracked > 0, "the hint checks saw flow entries");
 }
 
 /// Regression (found by the random test): a segment that ends inside a skipped line, after
@@ -287,6 +304,8 @@ fn a_full_flow_table_keeps_single_segment_heads_exact() {
         tracked as usize > leakguard_common::FLOW_ENTRIES as usize * 9 / 10,
         "the table is full: {tracked} entries"
     );
+    // Evicted entries leave their counters high; no entry is left without one.
+    assert_eq!(d.g.flow_hints().unwrap().uncovered(), 0);
     let (mut rng, seed) = Rng::from_env();
     let pol = model_policy(&p, SERVER_V4.into());
     for case in 0..300 {
@@ -319,4 +338,64 @@ fn a_full_flow_table_keeps_single_segment_heads_exact() {
         "full table, two segments",
     );
     assert!(!String::from_utf8_lossy(&outs.concat()).contains(&MSISDN[2..]));
+}
+
+/// A head open across a daemon restart, and across an upgrade from pins without flow
+/// hints, is continued: the hints kept (restart) or raised over the reused flow table
+/// (upgrade), so the continuation finds its state and its identity values are redacted.
+#[test]
+fn a_head_open_across_a_restart_or_an_upgrade_is_continued() {
+    let root = format!("/sys/fs/bpf/leakguard-test-hints-{}", std::process::id());
+    let pins = Pins::new(std::path::Path::new(&root));
+    let _ = std::fs::remove_dir_all(&pins.root);
+    let p = policy(Some(Action::Redact));
+    let req = REQUESTS[0].as_bytes();
+    let cut = REQUESTS[0].find("X-MSISDN").unwrap() + 4;
+    let digits = &MSISDN[2..];
+    assert!(String::from_utf8_lossy(&req[cut..]).contains(digits));
+    // Segments of one new flow each (its own source port).
+    let open = |g: &mut Guard| {
+        let flow = Frame::http_v4(b"").seq(40_000);
+        let mut first = flow.clone();
+        first.payload = req[..cut].to_vec();
+        g.run(Hook::Xdp, &first.build()).unwrap();
+        let mut rest = flow.seq(40_000 + cut as u32);
+        rest.payload = req[cut..].to_vec();
+        rest.build()
+    };
+    let continued = |g: &mut Guard, rest: &[u8], when: &str| {
+        let out = g.run(Hook::Xdp, rest).unwrap().out;
+        assert!(
+            !String::from_utf8_lossy(&out).contains(digits),
+            "the head's continuation was not followed {when}"
+        );
+    };
+
+    let mut g = Guard::load_pinned(&pins, &p).unwrap();
+    let h = g.flow_hints().unwrap();
+    assert_eq!(h.mark, HINTS_COVER, "new pins are marked");
+    assert!(h.counters.iter().all(|&c| c == 0), "new pins: no counts");
+    let a = open(&mut g);
+    assert_eq!(g.flow_hints().unwrap().keys.len(), 1);
+    drop(g);
+
+    // A restart: the pinned counters are kept as they are.
+    let mut g = Guard::load_pinned(&pins, &p).unwrap();
+    let h = g.flow_hints().unwrap();
+    assert_eq!((h.keys.len(), h.uncovered(), h.inexact()), (1, 0, 0));
+    continued(&mut g, &a, "after a restart");
+    let b = open(&mut g);
+    drop(g);
+
+    // Pins of a version without hints: a flow table with an entry, no FLOW_HINTS.
+    std::fs::remove_file(pins.map(leakguard::maps::MAP_FLOW_HINTS)).unwrap();
+    let mut g = Guard::load_pinned(&pins, &p).unwrap();
+    let h = g.flow_hints().unwrap();
+    assert_eq!(h.mark, HINTS_COVER);
+    assert!(h.counters.iter().all(|&c| c >= 1), "every counter raised");
+    // The first flow's entry stays too: it remembers its redactions for retransmissions.
+    assert_eq!((h.keys.len(), h.uncovered()), (2, 0));
+    continued(&mut g, &b, "after an upgrade from pins without hints");
+    drop(g);
+    std::fs::remove_dir_all(&pins.root).unwrap();
 }
