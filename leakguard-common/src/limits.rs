@@ -95,6 +95,12 @@ pub const MAX_MSISDN_PREFIXES: u32 = 1024;
 /// Size of the match-event ring buffer (bytes, a power of two and page multiple).
 pub const EVENT_RING_BYTES: u32 = 256 * 1024;
 
+/// What the pinned maps mean: their layouts, and the hashes that place entries in them
+/// (`name::hash` for `RULE_TABLE`, `flow::hint_slot` for `FLOW_HINTS`). Bumped whenever
+/// one changes; a daemon refuses pins of another version (`leakguard detach` first),
+/// since its programs would misread them. 2: the rule hash of parallel multiplies.
+pub const MAP_LAYOUT_VERSION: u64 = 2;
+
 /// Byte written over every byte of a redacted value. `*` is a valid field-vchar and a
 /// token char, so the request stays well formed.
 pub const REDACT_FILLER: u8 = b'*';

@@ -23,6 +23,11 @@ use crate::http::Scratch;
 #[map]
 pub static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 
+/// `MAP_LAYOUT_VERSION` of the daemon that made these maps (one entry; no program reads
+/// it): a daemon with another version refuses the pins.
+#[map]
+pub static LAYOUT: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Scan settings per generation.
 #[map]
 pub static CONFIG: Array<ScanConfig> = Array::with_max_entries(2, 0);

@@ -7,6 +7,7 @@ use std::{ffi::CString, path::Path};
 
 use anyhow::{Context as _, Result};
 use aya::{
+    maps::{Array, MapData},
     programs::{
         links::{FdLink, LinkOrder, PinnedLink},
         tc::SchedClassifierLink,
@@ -16,9 +17,10 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
+use leakguard_common::MAP_LAYOUT_VERSION;
 
 use crate::{
-    maps::{ALL_MAPS, MAP_FLOWS},
+    maps::{ALL_MAPS, MAP_ACTIVE, MAP_FLOWS, MAP_LAYOUT},
     object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
     pins::Pins,
     policy::file::{Attach, Hook},
@@ -29,6 +31,7 @@ use crate::{
 pub fn load(pins: &Pins, object: &[u8]) -> Result<Ebpf> {
     let paths: Vec<(&str, std::path::PathBuf)> =
         ALL_MAPS.iter().map(|m| (*m, pins.map(m))).collect();
+    check_layout(pins)?;
     // Before the load, which creates the pins it does not find.
     let flows_reused = pins.map(MAP_FLOWS).exists();
     let mut loader = EbpfLoader::new();
@@ -38,10 +41,16 @@ pub fn load(pins: &Pins, object: &[u8]) -> Result<Ebpf> {
     let mut ebpf = loader.load(object).context(
         "loading the eBPF object (pinned maps from an incompatible version? `leakguard detach` removes them)",
     )?;
+    let mut layout: Array<&mut MapData, u64> =
+        Array::try_from(ebpf.map_mut(MAP_LAYOUT).context(MAP_LAYOUT)?)?;
+    layout
+        .set(0, MAP_LAYOUT_VERSION, 0)
+        .context("writing the map layout version")?;
     if crate::maps::cover_flows(&mut ebpf, flows_reused).context("preparing the flow hints")? {
         tracing::warn!(
-            "the pinned flow table predates its hints (FLOW_HINTS): every HTTP-port segment \
-             looks it up, as before hints, until `leakguard detach` and a new start"
+            "the pinned flow table was not marked as covered by its hints (FLOW_HINTS): \
+             every HTTP-port segment looks it up, as before hints, until `leakguard detach` \
+             and a new start"
         );
     }
     for name in [PROG_TC_EGRESS, PROG_TC_INGRESS] {
@@ -53,6 +62,34 @@ pub fn load(pins: &Pins, object: &[u8]) -> Result<Ebpf> {
     p.load()
         .with_context(|| format!("the kernel refused program {PROG_XDP}"))?;
     Ok(ebpf)
+}
+
+/// Refuses pinned maps that mean something else to this build (`MAP_LAYOUT_VERSION`):
+/// its programs would misread them. Maps pinned without a version pin are version 1
+/// (from before versions were kept); a version pin still 0 is from a start that stopped
+/// right after making it, and is taken.
+fn check_layout(pins: &Pins) -> Result<()> {
+    if !pins.map(MAP_ACTIVE).exists() {
+        return Ok(());
+    }
+    let path = pins.map(MAP_LAYOUT);
+    let found = if path.exists() {
+        let data = MapData::from_pin(&path)
+            .with_context(|| format!("opening the pinned {}", path.display()))?;
+        let layout: Array<MapData, u64> = Array::try_from(aya::maps::Map::Array(data))?;
+        layout.get(&0, 0)?
+    } else {
+        1
+    };
+    if found != 0 && found != MAP_LAYOUT_VERSION {
+        anyhow::bail!(
+            "the maps pinned under {} have map layout {found}, this leakguard uses \
+             {MAP_LAYOUT_VERSION}: stop the daemon, run `leakguard detach` (the guard is off \
+             until the next start, well under a second), then start it",
+            pins.root.display()
+        );
+    }
+    Ok(())
 }
 
 /// Pins the loaded programs under `progs/`, replacing the pins of a previous run (the

@@ -24,6 +24,7 @@ use crate::policy::KernelPolicy;
 
 /// Map names, as declared in `leakguard-ebpf/src/maps.rs`.
 pub const MAP_ACTIVE: &str = "ACTIVE";
+pub const MAP_LAYOUT: &str = "LAYOUT";
 pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_PORTS: &str = "PORTS";
 pub const MAP_NAME_FILTER: &str = "NAME_FILTER";
@@ -67,6 +68,7 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_MSISDN_PREFIX[1],
     MAP_FLOWS,
     MAP_FLOW_HINTS,
+    MAP_LAYOUT,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -556,11 +558,11 @@ pub const HINTS_COVER: u64 = u64::from_le_bytes(*b"lg-hints");
 ///
 /// Counters that have covered the table since it was made carry the mark. Without the
 /// mark and with a new flow table, both are empty: the counters are exact. Without the
-/// mark over a reused table (pins from a version without hints, or a start that failed
-/// before the mark), entries exist that no counter counts, and programs of the old
-/// version may still be adding them: every counter is raised to at least 1, which makes
-/// every segment look the table up (the cost before hints) until `leakguard detach`.
-/// Returns true then.
+/// mark over a reused table (a start that stopped between making the counters and
+/// marking them, or a counter pin removed by hand), entries may exist that no counter
+/// counts: every counter is raised to at least 1, which makes every segment look the
+/// table up (the cost before hints) until `leakguard detach`. Returns true then. (Pins
+/// from before hints have an older `MAP_LAYOUT_VERSION` and are refused before this.)
 pub fn cover_flows(ebpf: &mut Ebpf, flows_reused: bool) -> Result<bool, ApplyError> {
     let mut hints: Array<&mut MapData, u64> =
         Array::try_from(map(ebpf, MAP_FLOW_HINTS)?).map_err(map_err(MAP_FLOW_HINTS))?;

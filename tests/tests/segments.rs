@@ -340,11 +340,12 @@ fn a_full_flow_table_keeps_single_segment_heads_exact() {
     assert!(!String::from_utf8_lossy(&outs.concat()).contains(&MSISDN[2..]));
 }
 
-/// A head open across a daemon restart, and across an upgrade from pins without flow
-/// hints, is continued: the hints kept (restart) or raised over the reused flow table
-/// (upgrade), so the continuation finds its state and its identity values are redacted.
+/// A head open across a daemon restart, and across a start over a flow table whose hint
+/// counters were lost, is continued: the hints kept (restart) or raised over the reused
+/// flow table, so the continuation finds its state and its identity values are
+/// redacted. Pins of another map layout are refused.
 #[test]
-fn a_head_open_across_a_restart_or_an_upgrade_is_continued() {
+fn a_head_open_across_a_restart_is_continued_and_other_layouts_are_refused() {
     let root = format!("/sys/fs/bpf/leakguard-test-hints-{}", std::process::id());
     let pins = Pins::new(std::path::Path::new(&root));
     let _ = std::fs::remove_dir_all(&pins.root);
@@ -387,7 +388,8 @@ fn a_head_open_across_a_restart_or_an_upgrade_is_continued() {
     let b = open(&mut g);
     drop(g);
 
-    // Pins of a version without hints: a flow table with an entry, no FLOW_HINTS.
+    // The counters' pin lost (a start that stopped before marking them looks the same):
+    // a flow table with an entry, no counter for it.
     std::fs::remove_file(pins.map(leakguard::maps::MAP_FLOW_HINTS)).unwrap();
     let mut g = Guard::load_pinned(&pins, &p).unwrap();
     let h = g.flow_hints().unwrap();
@@ -395,7 +397,34 @@ fn a_head_open_across_a_restart_or_an_upgrade_is_continued() {
     assert!(h.counters.iter().all(|&c| c >= 1), "every counter raised");
     // The first flow's entry stays too: it remembers its redactions for retransmissions.
     assert_eq!((h.keys.len(), h.uncovered()), (2, 0));
-    continued(&mut g, &b, "after an upgrade from pins without hints");
+    continued(&mut g, &b, "after a start over counters lost");
     drop(g);
+
+    // Pins from before layout versions (no LAYOUT pin), or of another version.
+    let refused = |why: &str| {
+        let err = Guard::load_pinned(&pins, &p)
+            .err()
+            .map(|e| format!("{e:#}"));
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("leakguard detach")),
+            "pins {why} are refused, naming the way out: {err:?}"
+        );
+    };
+    let layout = pins.map(leakguard::maps::MAP_LAYOUT);
+    std::fs::remove_file(&layout).unwrap();
+    refused("without a layout version");
+    std::fs::remove_dir_all(&pins.root).unwrap();
+    let g = Guard::load_pinned(&pins, &p).unwrap();
+    let m = g.ebpf.map(leakguard::maps::MAP_LAYOUT).unwrap();
+    let v: aya::maps::Array<_, u64> = aya::maps::Array::try_from(m).unwrap();
+    assert_eq!(v.get(&0, 0).unwrap(), leakguard_common::MAP_LAYOUT_VERSION);
+    drop(g);
+    let data = aya::maps::MapData::from_pin(&layout).unwrap();
+    let mut v: aya::maps::Array<_, u64> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
+    v.set(0, leakguard_common::MAP_LAYOUT_VERSION + 1, 0)
+        .unwrap();
+    refused("of another layout version");
     std::fs::remove_dir_all(&pins.root).unwrap();
 }
