@@ -433,15 +433,19 @@ fn segments(cfg: &Cfg) -> Result<Value> {
         );
     }
     let memlock = map_memlock(&g, leakguard::maps::MAP_FLOWS)?;
+    let hints = map_memlock(&g, leakguard::maps::MAP_FLOW_HINTS)?;
     println!(
-        "\nFlow table: {} entries of {} B key + {} B value, preallocated; the kernel charges {:.1} MiB for it.",
+        "\nFlow table: {} entries of {} B key + {} B value, preallocated; the kernel charges {:.1} MiB for it, and {:.1} MiB for its hint counters.",
         leakguard_common::FLOW_ENTRIES,
         size_of::<leakguard_common::FlowKey>(),
         size_of::<leakguard_common::FlowState>(),
-        memlock as f64 / (1024.0 * 1024.0)
+        memlock as f64 / (1024.0 * 1024.0),
+        hints as f64 / (1024.0 * 1024.0)
     );
-    Ok(json!({"rows": rows, "flow_table_bytes": memlock,
-        "flow_entries": leakguard_common::FLOW_ENTRIES}))
+    Ok(
+        json!({"rows": rows, "flow_table_bytes": memlock, "flow_hint_bytes": hints,
+        "flow_entries": leakguard_common::FLOW_ENTRIES}),
+    )
 }
 
 /// The kernel's memory accounting of a map (`memlock` in its fdinfo).
