@@ -118,7 +118,9 @@ fn found(st: &mut ScanState, id: u32, act: u8, allow_group: u8) -> u8 {
         unsafe { (*c).outcomes[usize::from(outcome) & (action::OUTCOMES - 1)] += 1 };
     }
     count_match(&st.pkt, id, outcome);
-    if !emit(st, id, outcome) {
+    // Once the ring was found full, the segment's later matches do not ask again (the
+    // query is a helper call on the ring's shared page): their events are lost too.
+    if st.events_lost != 0 || !emit(st, id, outcome) {
         st.events_lost += 1;
     }
     outcome
