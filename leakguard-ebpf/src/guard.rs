@@ -16,7 +16,7 @@ use crate::{
     flows,
     http::{number_pending, open_head, refill_window, scan_window, Scratch},
     maps::{ACTIVE, CONFIG, FLOWS, IFSLOT, PORTS, SCRATCH, STATS},
-    parse::{parse, Flow, Parsed},
+    parse::{parse, Addr, Flow, Parsed},
     pkt::{ptr_at, Packet},
     policy::PacketMeta,
 };
@@ -180,7 +180,7 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
     // SAFETY: per-CPU value, only this program run touches it.
     let stats = unsafe { &mut *stats };
     stats.packets += 1;
-    let flow = match parsed {
+    let mut flow = match parsed {
         Parsed::Tcp(flow) => flow,
         Parsed::Fragment => {
             stats.fragments += 1;
@@ -195,11 +195,14 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
         _ => return Verdict::Pass,
     }
     stats.tcp_http += 1;
+    let Some((saddr, daddr)) = flow.complete(p) else {
+        return Verdict::Pass;
+    };
     let payload_len = flow.payload_len(p);
     // Canaries never touch the flow table: they are complete heads by construction.
     let key = FlowKey {
-        saddr: flow.saddr.0,
-        daddr: flow.daddr.0,
+        saddr: saddr.0,
+        daddr: daddr.0,
         sport: flow.sport,
         dport: flow.dport,
         ifindex,
@@ -381,8 +384,8 @@ fn scan<P: Packet>(
         _pad0: 0,
         slot,
         allow_mask: 0,
-        saddr: flow.saddr,
-        daddr: flow.daddr,
+        saddr: Addr(key.saddr),
+        daddr: Addr(key.daddr),
     };
 
     s.st.seq = flow.seq;

@@ -47,10 +47,13 @@ impl Addr {
 /// What the scanner needs to know about a TCP segment.
 pub struct Flow {
     pub family: u8,
-    pub saddr: Addr,
-    pub daddr: Addr,
-    pub sport: u16,
+    /// Offsets of the source address (the destination follows it) and of the TCP header.
+    pub addr_off: u32,
+    pub l4_off: u32,
+    /// Read by `parse`; the fields after it, and the addresses, by `complete`: only
+    /// HTTP-port segments need them.
     pub dport: u16,
+    pub sport: u16,
     /// TCP sequence number (host order) and flags byte.
     pub seq: u32,
     pub tcp_flags: u8,
@@ -63,6 +66,53 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// Reads the rest of the TCP header (ports apart) and the addresses: only HTTP-port
+    /// segments need them, so other packets never pay for the loads. None for a data
+    /// offset below 20 (not a TCP header), or if the bytes are no longer in the linear
+    /// part (nothing between `parse` and here changes the packet).
+    #[inline(always)]
+    pub fn complete<P: Packet>(&mut self, p: &P) -> Option<(Addr, Addr)> {
+        let l4 = self.l4_off as usize;
+        if l4 > MAX_HEADER_DEPTH {
+            return None;
+        }
+        let t: *const [u8; 20] = ptr_at(p, l4)?;
+        // SAFETY: bounds checked by `ptr_at`.
+        let t = unsafe { &*t };
+        let doff = usize::from(t[12] >> 4) * 4;
+        if doff < 20 {
+            return None;
+        }
+        self.sport = u16::from_be_bytes([t[0], t[1]]);
+        self.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+        self.tcp_flags = t[13];
+        self.csum_off = (l4 + 16) as u32;
+        self.payload_off = (l4 + doff) as u32;
+        self.addrs(p)
+    }
+
+    /// Source and destination addresses.
+    #[inline(always)]
+    fn addrs<P: Packet>(&self, p: &P) -> Option<(Addr, Addr)> {
+        let off = self.addr_off as usize;
+        if off > MAX_HEADER_DEPTH {
+            return None;
+        }
+        if self.family == FAMILY_IPV4 {
+            let h: *const [u8; 8] = ptr_at(p, off)?;
+            // SAFETY: bounds checked by `ptr_at`.
+            let h = unsafe { &*h };
+            return Some((Addr::v4(&h[0..4]), Addr::v4(&h[4..8])));
+        }
+        let h: *const [u8; 32] = ptr_at(p, off)?;
+        // SAFETY: bounds checked by `ptr_at`.
+        let h = unsafe { &*h };
+        let (mut s, mut d) = (Addr([0; 16]), Addr([0; 16]));
+        s.0.copy_from_slice(&h[0..16]);
+        d.0.copy_from_slice(&h[16..32]);
+        Some((s, d))
+    }
+
     /// TCP payload length. The datagram may be shorter than the frame (Ethernet padding)
     /// or, for GSO, longer than the linear part: take the smaller of the IP length and
     /// the packet length. Called only for HTTP-port segments (on XDP it costs a helper).
@@ -134,8 +184,7 @@ fn parse_ipv4<P: Packet>(p: &P, off: usize, flow: &mut Flow) -> Option<Result<(u
         return None;
     }
     flow.family = FAMILY_IPV4;
-    flow.saddr = Addr::v4(&h[12..16]);
-    flow.daddr = Addr::v4(&h[16..20]);
+    flow.addr_off = off as u32 + 12;
     // tot_len 0 is BIG TCP (a GSO packet over 64 KiB): the skb length rules then.
     let tot_len = u32::from(u16::from_be_bytes([h[2], h[3]]));
     let end = if tot_len == 0 {
@@ -156,8 +205,7 @@ fn parse_ipv6<P: Packet>(p: &P, off: usize, flow: &mut Flow) -> Option<Result<(u
         return None;
     }
     flow.family = FAMILY_IPV6;
-    flow.saddr.0.copy_from_slice(&h[8..24]);
-    flow.daddr.0.copy_from_slice(&h[24..40]);
+    flow.addr_off = off as u32 + 8;
     // payload_len 0 is a jumbogram (RFC 2675): the packet length rules then.
     let plen = u32::from(u16::from_be_bytes([h[4], h[5]]));
     let end = if plen == 0 {
@@ -219,8 +267,8 @@ fn parse_inner<P: Packet>(p: &P) -> Option<Result<Flow, ()>> {
     let (proto, l3) = parse_eth(p)?;
     let mut flow = Flow {
         family: 0,
-        saddr: Addr([0; 16]),
-        daddr: Addr([0; 16]),
+        addr_off: 0,
+        l4_off: 0,
         sport: 0,
         dport: 0,
         seq: 0,
@@ -241,19 +289,13 @@ fn parse_inner<P: Packet>(p: &P) -> Option<Result<Flow, ()>> {
     if l4 > MAX_HEADER_DEPTH {
         return None;
     }
+    // The destination port decides whether anything else is needed (`Flow::complete`);
+    // the whole fixed header must be there all the same.
     let t: *const [u8; 20] = ptr_at(p, l4)?;
     // SAFETY: bounds checked by `ptr_at`.
     let t = unsafe { &*t };
-    let doff = usize::from(t[12] >> 4) * 4;
-    if doff < 20 {
-        return None;
-    }
-    flow.sport = u16::from_be_bytes([t[0], t[1]]);
     flow.dport = u16::from_be_bytes([t[2], t[3]]);
-    flow.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
-    flow.tcp_flags = t[13];
-    flow.csum_off = (l4 + 16) as u32;
-    flow.payload_off = (l4 + doff) as u32;
+    flow.l4_off = l4 as u32;
     flow.ip_end = ip_end;
     Some(Ok(flow))
 }
