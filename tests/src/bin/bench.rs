@@ -453,8 +453,8 @@ fn map_memlock(g: &Guard, name: &str) -> Result<u64> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
     let m = g.ebpf.map(name).with_context(|| format!("map {name}"))?;
     let data = match m {
-        aya::maps::Map::LruHashMap(d) | aya::maps::Map::HashMap(d) => d,
-        _ => bail!("map {name} is not a hash map"),
+        aya::maps::Map::LruHashMap(d) | aya::maps::Map::HashMap(d) | aya::maps::Map::Array(d) => d,
+        _ => bail!("map {name} is not a hash map or an array"),
     };
     fdinfo_memlock(data.fd().as_fd().as_raw_fd())
 }
