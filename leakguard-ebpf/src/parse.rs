@@ -50,8 +50,8 @@ pub struct Flow {
     /// Offsets of the source address (the destination follows it) and of the TCP header.
     pub addr_off: u32,
     pub l4_off: u32,
-    /// Read by `parse`; the fields after it, and the addresses, by `complete`: only
-    /// HTTP-port segments need them.
+    /// Read by `parse`, with `ip_end`. The other TCP fields below, and the addresses, are
+    /// read by `complete`: only HTTP-port segments need them.
     pub dport: u16,
     pub sport: u16,
     /// TCP sequence number (host order) and flags byte.
