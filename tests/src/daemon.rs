@@ -119,9 +119,38 @@ impl Daemon {
 
     /// Starts `leakguard run`; returns once its log says it is running.
     pub fn start(&mut self) -> Result<()> {
+        let child = self.spawn()?;
+        self.child = Some(child);
+        let n = self.starts;
+        let path = self.log_path(n);
+        wait_for("the daemon to run", Duration::from_secs(20), || {
+            std::fs::read_to_string(&path).is_ok_and(|l| l.contains("leakguard running"))
+        })
+        .with_context(|| format!("daemon log:\n{}", self.logs()))
+    }
+
+    /// Runs `leakguard run` where it is expected to refuse to start: its exit status.
+    pub fn run_to_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let mut c = self.spawn()?;
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(st) = c.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() > end {
+                let _ = c.kill();
+                let _ = c.wait();
+                bail!("leakguard run did not exit; log:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Spawns `leakguard run` in the namespace, its stderr to the next log file.
+    fn spawn(&mut self) -> Result<Child> {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts))?;
-        let child = Command::new("nsenter")
+        Command::new("nsenter")
             .arg(format!("--net={}", self.ns_path.display()))
             .args(&self.wrapper)
             .arg(leakguard_bin()?)
@@ -133,14 +162,7 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("spawning leakguard run")?;
-        self.child = Some(child);
-        let n = self.starts;
-        let path = self.log_path(n);
-        wait_for("the daemon to run", Duration::from_secs(20), || {
-            std::fs::read_to_string(&path).is_ok_and(|l| l.contains("leakguard running"))
-        })
-        .with_context(|| format!("daemon log:\n{}", self.logs()))
+            .context("spawning leakguard run")
     }
 
     /// The process id of the running daemon.

@@ -125,6 +125,23 @@ fn guard_survives_sigkill_restart_and_only_detach_removes_it() {
     send(&t, 4);
     assert!(!last_leaked(&server), "redacted after SIGTERM");
 
+    // Pins of another map layout (an upgrade across a layout change): the start is
+    // refused, naming the way out, and the pinned guard goes on enforcing.
+    let pin = d.pin_path.join("maps").join(leakguard::maps::MAP_LAYOUT);
+    let layout = |v: u64| {
+        let data = aya::maps::MapData::from_pin(&pin).unwrap();
+        let mut a: aya::maps::Array<_, u64> =
+            aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
+        a.set(0, v, 0).unwrap();
+    };
+    layout(leakguard_common::MAP_LAYOUT_VERSION + 1);
+    let st = d.run_to_exit(Duration::from_secs(20)).unwrap();
+    assert!(!st.success(), "a start over another layout is refused");
+    assert!(d.logs().contains("leakguard detach"), "{}", d.logs());
+    send(&t, 40);
+    assert!(!last_leaked(&server), "redacted while a start is refused");
+    layout(leakguard_common::MAP_LAYOUT_VERSION);
+
     // detach is the only way to remove it.
     let out = d.cli("detach").unwrap();
     assert!(out.status.success());
