@@ -5,7 +5,9 @@
 //! 1. Kernel cost per packet by `BPF_PROG_TEST_RUN` with repeat, each row beside the empty
 //!    program of the same hook; rounds alternate the two so drift hits both alike; medians.
 //!    Scaling with the number of rules and with request length; a head across segments.
-//!    The test-run interface has a counter slot, as a guarded interface has.
+//!    The test-run interface has a counter slot, as a guarded interface has. A 16 KiB
+//!    request as one GSO skb on TC (`gso`), by the kernel's accounting on real traffic:
+//!    a TC test run takes ~3.7 KB at most.
 //! 2. End to end (`e2e`): client → gateway → server namespaces, Debian's nginx as the
 //!    server and wrk as the load (a Lua script adds identity headers): no filter; the empty
 //!    TC and XDP programs where leakguard attaches (the floor of any filter there); the
@@ -50,6 +52,8 @@ struct Cfg {
     samples: usize,
     e2e_secs: u64,
     e2e_rounds: usize,
+    /// Requests per setup in the `gso` part.
+    gso_requests: u32,
 }
 
 fn main() -> Result<()> {
@@ -62,6 +66,7 @@ fn main() -> Result<()> {
             samples: 300,
             e2e_secs: 3,
             e2e_rounds: 1,
+            gso_requests: 300,
         }
     } else {
         Cfg {
@@ -71,6 +76,7 @@ fn main() -> Result<()> {
             samples: 3000,
             e2e_secs: 10,
             e2e_rounds: 5,
+            gso_requests: 3000,
         }
     };
     let only = only_parts()?;
@@ -103,6 +109,7 @@ const PARTS: &[(&str, Part)] = &[
     ("length", length),
     ("segments", segments),
     ("audit", audit),
+    ("gso", gso),
     ("e2e", e2e),
 ];
 
@@ -170,6 +177,18 @@ fn pair(
     Ok((median(b), median(p)))
 }
 
+/// A 16 KiB request whose identity header sits at byte 6,000.
+fn deep_request() -> Vec<u8> {
+    let mut r = leakguard_tests::http::get_with_header_at(6000, &[&format!("X-MSISDN: {MSISDN}")]);
+    let pad = 16_000usize.saturating_sub(r.len());
+    let at = r.len() - 2;
+    r.splice(
+        at..at,
+        format!("X-Pad: {}\r\n", "p".repeat(pad.saturating_sub(10))).bytes(),
+    );
+    r
+}
+
 fn kernel(cfg: &Cfg) -> Result<Value> {
     let count = policy(vec![rule("X-MSISDN", Action::Count)]);
     let redact = policy(vec![rule("X-MSISDN", Action::Redact)]);
@@ -177,19 +196,9 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
     let mut body = vec![0u8; 1400];
     body[0] = 0x1f; // gzip magic: a body segment, not a request
     body[1] = 0x8b;
-    let deep = {
-        // A 16 KiB request whose identity header sits at byte 6,000 (XDP only: a TC test
-        // run takes at most ~3.7 KB; the TC figure for a real GSO packet is in e2e).
-        let mut r =
-            leakguard_tests::http::get_with_header_at(6000, &[&format!("X-MSISDN: {MSISDN}")]);
-        let pad = 16_000usize.saturating_sub(r.len());
-        let at = r.len() - 2;
-        r.splice(
-            at..at,
-            format!("X-Pad: {}\r\n", "p".repeat(pad.saturating_sub(10))).bytes(),
-        );
-        r
-    };
+    // XDP only: a TC test run takes at most ~3.7 KB; the TC figure for a real GSO skb of
+    // this request is the `gso` part.
+    let deep = deep_request();
     let cases: Vec<(&str, &KernelPolicy, Vec<u8>, bool)> = vec![
         (
             "UDP 80 B",
@@ -987,6 +996,115 @@ fn e2e_run(t: &Topo, cfg: &Cfg, setup: Setup) -> Result<(Load, Value)> {
             ))
         }
     }
+}
+
+/// A 16 KiB request (X-MSISDN at byte 6,000) as one GSO skb on the gateway's TC egress,
+/// which a test run cannot take (~3.7 KB at most). One connection from the client to a
+/// sink on the server; each request is written whole and its one-byte answer awaited,
+/// so each leaves the client as one skb, which veth and the gateway forward as it is.
+/// The kernel's accounting gives ns per request for the empty TC program and for
+/// leakguard (redact, 16 KiB scan limit); the sink checks every request arrived redacted.
+fn gso(cfg: &Cfg) -> Result<Value> {
+    use std::io::{Read as _, Write as _};
+    let t = topology()?;
+    let req = deep_request();
+    let digits = MSISDN.as_bytes()[2..].to_vec();
+    let addr: SocketAddr = format!("{SRV}:80").parse()?;
+    // Sockets keep the namespace they were made in.
+    let listener = t.srv.enter(|| std::net::TcpListener::bind(addr))??;
+    let len = req.len();
+    let sink = std::thread::spawn(move || -> Result<()> {
+        let (mut s, _) = listener.accept()?;
+        let mut buf = vec![0u8; len];
+        loop {
+            match s.read_exact(&mut buf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+            let leaked = buf.windows(digits.len()).any(|w| w == digits.as_slice());
+            s.write_all(if leaked { b"1" } else { b"0" })?;
+        }
+    });
+    let mut c = t.cli.enter(|| std::net::TcpStream::connect(addr))??;
+    c.set_nodelay(true)?;
+    // Requests sent, and how many arrived with the number.
+    let mut send = |n: u32| -> Result<u32> {
+        let mut leaked = 0;
+        for _ in 0..n {
+            c.write_all(&req)?;
+            let mut a = [0u8; 1];
+            c.read_exact(&mut a)?;
+            leaked += u32::from(a[0] == b'1');
+        }
+        Ok(leaked)
+    };
+    // Warm-up: the congestion window grows past one request.
+    send(200)?;
+    sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=1"])?;
+    let n = cfg.gso_requests;
+    let measure =
+        |prog: &str, send: &mut dyn FnMut(u32) -> Result<u32>| -> Result<(f64, f64, u32)> {
+            let before = prog_stats(prog)?;
+            let leaked = send(n)?;
+            let after = prog_stats(prog)?;
+            let runs = (after.1 - before.1).max(1);
+            Ok((
+                (after.0 - before.0) as f64 / f64::from(n),
+                runs as f64 / f64::from(n),
+                leaked,
+            ))
+        };
+    let ebpf = attach_empty(&t, false, GW_SRV_IF)?;
+    let empty = measure(PROG_BASELINE_TC, &mut send)?;
+    drop(ebpf);
+    let mut runs = Vec::new();
+    for action in ["count", "redact"] {
+        let body = format!(
+            "[[attach]]\ninterface = \"{GW_SRV_IF}\"\nhook = \"tc-egress\"\n\n[scan]\nbuiltin_catalog = \"off\"\nmax_payload_bytes = 16384\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"{action}\"\n"
+        );
+        let mut d = Daemon::new(&t.gw, &body)?;
+        d.start()?;
+        runs.push((action, measure(PROG_TC_EGRESS, &mut send)?));
+        d.stop()?;
+        let _ = d.cli("detach");
+    }
+    sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=0"])?;
+    drop(c);
+    sink.join()
+        .map_err(|_| anyhow::anyhow!("the sink panicked"))??;
+    let _ = std::fs::remove_dir_all(&t.dir);
+    // The number arrives through the empty program and under count, never under redact.
+    for (what, leaked, want) in [
+        ("the empty program", empty.2, n),
+        ("count", runs[0].1 .2, n),
+        ("redact", runs[1].1 .2, 0),
+    ] {
+        if leaked != want {
+            bail!(
+                "{leaked} of {n} requests arrived with the number through {what} (expected {want})"
+            );
+        }
+    }
+    println!(
+        "\n## A 16 KiB request (X-MSISDN at byte 6,000) as a GSO skb on TC egress ({n} requests on one connection, each awaited; kernel accounting)\n"
+    );
+    println!("| program | ns per request | packets per request | vs empty program |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| empty TC program | {:.0} | {:.2} | 1.0x |",
+        empty.0, empty.1
+    );
+    let mut rows =
+        vec![json!({"run": "empty", "ns_per_request": empty.0, "packets_per_request": empty.1})];
+    for (action, (ns, pkts, _)) in &runs {
+        println!(
+            "| leakguard, {action} | {ns:.0} | {pkts:.2} | {:.1}x |",
+            ns / empty.0
+        );
+        rows.push(json!({"run": action, "ns_per_request": ns, "packets_per_request": pkts}));
+    }
+    Ok(json!({"requests": n, "request_bytes": len, "rows": rows}))
 }
 
 /// Median of a field over rounds (None when no round has it).
