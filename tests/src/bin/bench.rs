@@ -1015,6 +1015,8 @@ fn gso(cfg: &Cfg) -> Result<Value> {
     let len = req.len();
     let sink = std::thread::spawn(move || -> Result<()> {
         let (mut s, _) = listener.accept()?;
+        // Bounded: a stalled client (between its setups a daemon starts) ends the sink.
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut buf = vec![0u8; len];
         loop {
             match s.read_exact(&mut buf) {
@@ -1028,6 +1030,8 @@ fn gso(cfg: &Cfg) -> Result<Value> {
     });
     let mut c = t.cli.enter(|| std::net::TcpStream::connect(addr))??;
     c.set_nodelay(true)?;
+    // Bounded: a request that gets no answer fails the part instead of hanging it.
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
     // Requests sent, and how many arrived with the number.
     let mut send = |n: u32| -> Result<u32> {
         let mut leaked = 0;
