@@ -346,9 +346,17 @@ fn a_full_flow_table_keeps_single_segment_heads_exact() {
 /// redacted. Pins of another map layout are refused.
 #[test]
 fn a_head_open_across_a_restart_is_continued_and_other_layouts_are_refused() {
+    /// Removes the pins however the test ends.
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
     let root = format!("/sys/fs/bpf/leakguard-test-hints-{}", std::process::id());
     let pins = Pins::new(std::path::Path::new(&root));
     let _ = std::fs::remove_dir_all(&pins.root);
+    let _cleanup = Cleanup(pins.root.clone());
     let p = policy(Some(Action::Redact));
     let req = REQUESTS[0].as_bytes();
     let cut = REQUESTS[0].find("X-MSISDN").unwrap() + 4;
