@@ -33,7 +33,7 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
 /// a `FLOWS` lookup, never a missed entry.
 ///
 /// Part of the pinned maps' layout: a new hash with old pinned counters would miss
-/// entries, so changing it means renaming `FLOW_HINTS` (see the daemon's `maps`).
+/// entries, so changing it means bumping `MAP_LAYOUT_VERSION`.
 #[inline(always)]
 #[must_use]
 pub fn hint_slot(key: &FlowKey) -> u32 {

@@ -99,6 +99,17 @@ pub fn policy(msisdn_action: Option<Action>) -> KernelPolicy {
     }
 }
 
+/// The bare identity-number check: prefix 44, no header ignored, no destination trusted.
+#[must_use]
+pub fn number_check(action: Action) -> Msisdn {
+    Msisdn {
+        prefixes: vec!["44".into()],
+        action,
+        ignore_headers: vec![],
+        allow: vec![],
+    }
+}
+
 /// The model's view of `policy` for a packet to `dst`. Rule ids are the policy's order
 /// (a fresh object assigns them so).
 #[must_use]

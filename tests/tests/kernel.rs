@@ -902,12 +902,7 @@ fn a_full_event_ring_loses_events_not_counts() {
 #[test]
 fn number_events_carry_the_header_name_rule_events_do_not() {
     let mut p = policy();
-    p.msisdn = Some(leakguard::policy::Msisdn {
-        prefixes: vec!["44".into()],
-        action: Action::Redact,
-        ignore_headers: vec![],
-        allow: vec![],
-    });
+    p.msisdn = Some(leakguard_tests::corpus::number_check(Action::Redact));
     let mut g = Guard::load(&p).unwrap();
     let req = get(&[
         &format!("X-ACR: {ACR}"),

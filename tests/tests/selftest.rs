@@ -68,12 +68,7 @@ fn a_guard_that_disagrees_with_the_policy_fails_the_self_test() {
 #[test]
 fn the_number_check_has_a_canary() {
     let mut p = policy(Action::Redact);
-    p.msisdn = Some(leakguard::policy::Msisdn {
-        prefixes: vec!["44".into()],
-        action: Action::Redact,
-        ignore_headers: vec![],
-        allow: vec![],
-    });
+    p.msisdn = Some(leakguard_tests::corpus::number_check(Action::Redact));
     let mut g = Guard::load(&p).unwrap();
     let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
     assert!(report.ok(), "{:?}", report.failures);
