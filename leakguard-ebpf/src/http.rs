@@ -506,8 +506,16 @@ fn skip_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         w += 16;
         k += 1;
     }
-    // The first LF: in the first word if it has one, else in the second.
-    let (w, hit) = if lo != 0 { (w, lo) } else { (w + 8, hi) };
+    // The first LF: in the first word if it has one, else in the second. With neither,
+    // the loop ran out of words or of window, and `w` is the first byte not yet read
+    // (the loop advances `w` only past words without an LF).
+    let (w, hit) = if lo != 0 {
+        (w, lo)
+    } else if hi != 0 {
+        (w + 8, hi)
+    } else {
+        (w, 0)
+    };
     let w = forget(&mut s.st.pos, w);
     if hit != 0 {
         let lf = w + (hit.trailing_zeros() >> 3);

@@ -187,16 +187,69 @@ pub fn eol(rng: &mut Rng) -> &'static str {
     EOLS[rng.below(EOLS.len())]
 }
 
+/// A long request target (the kernel reads a target eight bytes at a time, 256 per call),
+/// sometimes with a byte that ends the line early (a control, DEL); non-ASCII bytes are
+/// target bytes.
+fn long_target(rng: &mut Rng) -> String {
+    let mut t = String::from("/");
+    for _ in 0..1 + rng.below(300) {
+        t.push(*rng.pick(&['a', '/', '?', '=', '%', '-', '~', '7', '\u{e9}']));
+    }
+    if rng.chance(20) {
+        let bad = *rng.pick(&['\u{7f}', '\t', '\u{1}', '\u{1f}']);
+        let at = rng.below(t.len());
+        let at = (0..=at).rev().find(|&i| t.is_char_boundary(i)).unwrap_or(0);
+        t.insert(at, bad);
+    }
+    t
+}
+
+/// A long header value (a cookie): its line is skipped over several kernel calls (256
+/// bytes each) and ends at any byte of any word; sometimes a number sits at its end.
+fn long_value(rng: &mut Rng) -> String {
+    if rng.chance(50) {
+        "q".repeat(200 + rng.below(300))
+    } else {
+        format!("sid={}; 447700900123", "z".repeat(rng.below(500)))
+    }
+}
+
 /// One request head (sometimes malformed, sometimes followed by a body).
 pub fn request(rng: &mut Rng) -> String {
     let mut s = String::new();
     let method = *rng.pick(&[
         "GET", "POST", "HEAD", "PROPFIND", "get", "G E T", "GET", "GET",
     ]);
-    let target = *rng.pick(&["/", "/a/b?c=d", "http://example.com/x", "/\u{1}", "*"]);
+    // At most one long part per head, a target or a line, so that three pipelined heads
+    // stay within what a TC test run takes (~3.7 KB).
+    let long = rng.below(100);
+    let target = if long < 15 {
+        long_target(rng)
+    } else {
+        (*rng.pick(&["/", "/a/b?c=d", "http://example.com/x", "/\u{1}", "*"])).to_owned()
+    };
     let version = *rng.pick(&["HTTP/1.1", "HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/1.x"]);
     s.push_str(&format!("{method} {target} {version}{}", eol(rng)));
-    for _ in 0..rng.below(10) {
+    let lines = rng.below(10);
+    let long_line = ((15..30).contains(&long) && lines > 0).then(|| rng.below(lines));
+    for i in 0..lines {
+        if long_line == Some(i) {
+            let v = long_value(rng);
+            let name = match rng.below(3) {
+                0 => {
+                    let base = *rng.pick(NAMES);
+                    spell(rng, base)
+                }
+                1 => {
+                    let base = *rng.pick(OTHER);
+                    spell(rng, base)
+                }
+                _ => "no colon".to_owned(),
+            };
+            let colon = if name == "no colon" { " " } else { ":" };
+            s.push_str(&format!("{name}{colon}{v}{}", eol(rng)));
+            continue;
+        }
         match rng.below(12) {
             0 => s.push_str(&format!(" folded continuation{}", eol(rng))),
             1 => s.push_str(&format!("no colon here{}", eol(rng))),
@@ -219,4 +272,25 @@ pub fn request(rng: &mut Rng) -> String {
         s.push_str("X-MSISDN: 447700900123\r\n\r\n"); // a body that looks like a header
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{request, Rng};
+
+    /// Tests pipeline up to three heads into one frame and run it on TC too, whose test
+    /// runs take at most ~3.7 KB of packet: the corpus must stay well under that (with
+    /// room for the fuzzer's inserted bytes), while still producing long heads.
+    #[test]
+    fn three_pipelined_heads_fit_a_tc_test_run() {
+        let mut rng = Rng(7);
+        let (mut max, mut long) = (0, 0);
+        for _ in 0..200_000 {
+            let n: usize = (0..3).map(|_| request(&mut rng).len()).sum();
+            max = max.max(n);
+            long += usize::from(n > 1_500);
+        }
+        assert!(max < 3_000, "{max} bytes");
+        assert!(long > 100, "only {long} heads over 1,500 bytes");
+    }
 }

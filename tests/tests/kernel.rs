@@ -746,6 +746,30 @@ fn realistic_request_with_long_cookie() {
     }
 }
 
+/// A header right after a long skipped line is read, wherever that line's LF falls: the
+/// kernel skips a line eight bytes at a time, 256 bytes per call, and a line running past
+/// one call's bytes must go on exactly where that call stopped. Three ways a line is
+/// skipped: no rule starts with its first bytes, its name is no rule, it has no colon.
+#[test]
+fn a_header_after_a_long_skipped_line_is_read_wherever_that_line_ends() {
+    let mut g = load();
+    for lead in ["Cookie: ", "X-Forwarded-Host: ", "no colon "] {
+        for len in 200..=600 {
+            let req = format!(
+                "GET / HTTP/1.1\r\n{lead}{}\r\nX-MSISDN: {MSISDN}\r\n\r\n",
+                "q".repeat(len)
+            );
+            let input = Frame::http_v4(req.as_bytes()).build();
+            for hook in Hook::ALL {
+                let r = g.run(hook, &input).unwrap();
+                assert_eq!(r.verdict, Verdict::Pass);
+                let case = format!("{lead:?} line of {len} value bytes");
+                assert_redacted(&case, hook, &input, &r.out, &[MSISDN]);
+            }
+        }
+    }
+}
+
 /// Replacing the policy takes effect for the next packet, and removed rules stop matching.
 #[test]
 fn policy_replacement() {
