@@ -13,6 +13,7 @@ pub mod limits;
 #[cfg(feature = "model")]
 pub mod model;
 pub mod name;
+pub mod swar;
 
 pub use flow::{FlowKey, FlowState, Span};
 pub use limits::*;

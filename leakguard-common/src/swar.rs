@@ -1,0 +1,115 @@
+//! Byte tests on eight bytes at once (SIMD within a register), for the kernel's runs.
+//!
+//! Each function returns a mask with bit 7 of byte `j` set where byte `j` of the
+//! little-endian word `x` is a stop byte. Only the *lowest* set bit is exact: a borrow
+//! out of a true stop byte may flag bytes above it. That is all a run needs: it stops at
+//! the first one (`trailing_zeros() / 8`).
+//!
+//! Why the lowest bit is exact: for `(x - n·ONES) & !x & HIGHS` (n ≤ 128), no byte below
+//! the first byte under `n` borrows, and a byte `b ≥ n` that receives no borrow yields
+//! `b - n`, whose bit 7 is set only when `b ≥ 128 + n`, where `!b` clears it.
+
+/// One in every byte.
+pub const ONES: u64 = 0x0101_0101_0101_0101;
+/// Bit 7 of every byte.
+pub const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Bytes below `n` (`n ≤ 128`).
+#[inline(always)]
+#[must_use]
+pub const fn below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(ONES * n as u64) & !x & HIGHS
+}
+
+/// Bytes equal to `b`.
+#[inline(always)]
+#[must_use]
+pub const fn equal(x: u64, b: u8) -> u64 {
+    below(x ^ (ONES * b as u64), 1)
+}
+
+/// Line feeds: where a skipped line ends.
+#[inline(always)]
+#[must_use]
+pub const fn lf(x: u64) -> u64 {
+    equal(x, b'\n')
+}
+
+/// Bytes that end a request target: SP, a control byte (below 0x20) or DEL. The same set
+/// as `b == b' ' || CLASS[b] & C_CTL != 0` (tested below).
+#[inline(always)]
+#[must_use]
+pub const fn target_end(x: u64) -> u64 {
+    below(x, b' ' + 1) | equal(x, 0x7f)
+}
+
+/// Index of the first flagged byte of a non-zero mask.
+#[inline(always)]
+#[must_use]
+pub const fn first(mask: u64) -> u32 {
+    mask.trailing_zeros() >> 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::{CLASS, C_CTL};
+
+    /// The first flagged byte of `f(word)`, or 8.
+    fn first_of(f: fn(u64) -> u64, bytes: [u8; 8]) -> u32 {
+        let m = f(u64::from_le_bytes(bytes));
+        if m == 0 {
+            8
+        } else {
+            first(m)
+        }
+    }
+
+    fn check(f: fn(u64) -> u64, stop: fn(u8) -> bool) {
+        // Every byte value at every position, behind a run of every other value (borrows
+        // and false positives come from the neighbours), and a stop byte after it.
+        for at in 0..8 {
+            for b in 0..=255u8 {
+                for fill in [0u8, b' ', b'a', 0x7f, 0x80, 0xa0, 0xff, b'\n', 0x21] {
+                    let mut w = [fill; 8];
+                    w[at] = b;
+                    let want = w.iter().position(|&c| stop(c)).map_or(8, |i| i as u32);
+                    assert_eq!(first_of(f, w), want, "{w:02x?}");
+                }
+            }
+        }
+        // Pseudo-random words (a fixed xorshift, so the test is repeatable).
+        let mut r = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            let w = r.to_le_bytes();
+            let want = w.iter().position(|&c| stop(c)).map_or(8, |i| i as u32);
+            assert_eq!(first_of(f, w), want, "{w:02x?}");
+        }
+    }
+
+    #[test]
+    fn lf_finds_the_first_line_feed() {
+        check(lf, |c| c == b'\n');
+    }
+
+    #[test]
+    fn target_end_is_sp_or_a_control_byte() {
+        check(target_end, |c| {
+            c == b' ' || CLASS[usize::from(c)] & C_CTL != 0
+        });
+    }
+
+    #[test]
+    fn below_is_exact_at_the_first_byte() {
+        for n in [1u8, 0x21, 0x41, 0x80] {
+            for b in 0..=255u8 {
+                let w = u64::from_le_bytes([b, 0xff, 0, 0x80, n, 0x7f, 1, b]);
+                let m = below(w, n);
+                assert_eq!(m & 0x80 != 0, b < n, "n {n:#x} b {b:#x}");
+            }
+        }
+    }
+}
