@@ -1,12 +1,14 @@
 //! Test support: the real programs loaded into the kernel, packets built with etherparse,
 //! and network namespaces for end-to-end runs. Every resource is an RAII guard.
 
+pub mod cases;
 pub mod corpus;
 pub mod daemon;
 pub mod diff;
 pub mod fuzz;
 pub mod guard;
 pub mod http;
+pub mod jit;
 pub mod load;
 pub mod netns;
 pub mod packet;

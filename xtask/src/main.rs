@@ -1,4 +1,5 @@
-//! Project commands: `cargo xtask setup | test | lint | package | demo | bench | fuzz`.
+//! Project commands: `cargo xtask setup | test | lint | package | demo | bench | profile |
+//! fuzz`.
 //!
 //! `setup` installs what a fresh machine lacks to build and test leakguard, and costs a
 //! few process spawns when everything is already there. `test` runs it, then every test.
@@ -56,9 +57,32 @@ enum Cmd {
         /// Fewer rounds and repeats.
         #[arg(long)]
         quick: bool,
-        /// Only these parts (comma-separated): kernel, rules, length, segments, audit, e2e.
+        /// Only these parts (comma-separated): kernel, rules, length, segments, audit, gso,
+        /// e2e.
         #[arg(long, value_name = "PARTS")]
         only: Option<String>,
+    },
+    /// Where one of the benchmark's kernel cases spends its time, by source line of the
+    /// kernel programs: `perf record` samples the CPU running the case in a test-run loop,
+    /// and the programs' line info maps the JIT-ed code back to source (as root; installs
+    /// Debian's linux-perf if perf is missing). Says where to look; `bench` says how much a
+    /// change saves.
+    Profile {
+        /// The case's number (`--list` shows them; 3 is the 600 B request).
+        #[arg(long, default_value_t = 3)]
+        case: usize,
+        /// The hook whose program runs the case.
+        #[arg(long, default_value = "xdp", value_parser = ["xdp", "tc"])]
+        hook: String,
+        /// Seconds to sample (1-120).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rows of the source tables.
+        #[arg(long, default_value_t = 30)]
+        top: usize,
+        /// List the cases and exit.
+        #[arg(long)]
+        list: bool,
     },
 }
 
@@ -98,6 +122,13 @@ fn main() -> ExitCode {
         Cmd::Lint => lint(),
         Cmd::Demo => setup().and_then(|()| demo()),
         Cmd::Bench { quick, only } => setup().and_then(|()| bench(quick, only.as_deref())),
+        Cmd::Profile {
+            case,
+            hook,
+            seconds,
+            top,
+            list,
+        } => setup().and_then(|()| profile(case, &hook, seconds, top, list)),
         Cmd::Fuzz {
             packets,
             seconds,
@@ -172,15 +203,19 @@ fn apt() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    apt_install(&missing)
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
     if !is_root() {
         bail!(
-            "missing Debian packages {missing:?}; run `cargo xtask setup` as root, or install them"
+            "missing Debian packages {packages:?}; run `cargo xtask setup` as root, or install them"
         );
     }
     run(Command::new("apt-get").args(["update", "-qq"]))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
@@ -413,6 +448,32 @@ fn bench(quick: bool, only: Option<&str>) -> Result<()> {
         args.extend(["--only", parts]);
     }
     run_tests_bin("bench", &args)
+}
+
+fn profile(case: usize, hook: &str, seconds: u64, top: usize, list: bool) -> Result<()> {
+    if list {
+        return run_tests_bin("profile", &["--list"]);
+    }
+    if !is_root() {
+        bail!("profiling loads BPF programs and samples the kernel: run it as root");
+    }
+    if output(Command::new("perf").arg("--version")).is_none() {
+        apt_install(&["linux-perf"])?;
+    }
+    let (case, seconds, top) = (case.to_string(), seconds.to_string(), top.to_string());
+    run_tests_bin(
+        "profile",
+        &[
+            "--case",
+            &case,
+            "--hook",
+            hook,
+            "--seconds",
+            &seconds,
+            "--top",
+            &top,
+        ],
+    )
 }
 
 fn lint() -> Result<()> {

@@ -28,13 +28,14 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use leakguard::{
     object::{PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_TC_EGRESS, PROG_XDP},
-    policy::{Action, KernelPolicy, Rule},
+    policy::Action,
 };
 use leakguard_common::EVENT_HEAD_BYTES;
 use leakguard_tests::{
+    cases::{deep_request, kernel_cases, policy, rule, with_msisdn, Case},
     daemon::{wait_for, Daemon},
     guard::{Guard, TEST_RUN_IFINDEX},
-    http::{browser_get, browser_get_lines, ACR, MSISDN, UIDH},
+    http::{browser_get, ACR, MSISDN, UIDH},
     netns::{sh, veth, Netns},
     packet::Frame,
 };
@@ -130,29 +131,6 @@ fn only_parts() -> Result<Option<Vec<String>>> {
     Ok(Some(parts))
 }
 
-fn rule(header: &str, action: Action) -> Rule {
-    Rule {
-        header: header.into(),
-        action,
-        allow: vec![],
-    }
-}
-
-fn policy(rules: Vec<Rule>) -> KernelPolicy {
-    KernelPolicy {
-        rules,
-        ..KernelPolicy::default()
-    }
-}
-
-/// `req` with an `X-MSISDN` line before the blank line.
-fn with_msisdn(req: &[u8]) -> Vec<u8> {
-    let mut v = req.to_vec();
-    let at = v.len() - 2;
-    v.splice(at..at, format!("X-MSISDN: {MSISDN}\r\n").bytes());
-    v
-}
-
 const HOOKS: [(&str, &str, &str, bool); 2] = [
     ("xdp", PROG_BASELINE_XDP, PROG_XDP, false),
     ("tc", PROG_BASELINE_TC, PROG_TC_EGRESS, true),
@@ -177,78 +155,10 @@ fn pair(
     Ok((median(b), median(p)))
 }
 
-/// A 16 KiB request whose identity header sits at byte 6,000.
-fn deep_request() -> Vec<u8> {
-    let mut r = leakguard_tests::http::get_with_header_at(6000, &[&format!("X-MSISDN: {MSISDN}")]);
-    let pad = 16_000usize.saturating_sub(r.len());
-    let at = r.len() - 2;
-    r.splice(
-        at..at,
-        format!("X-Pad: {}\r\n", "p".repeat(pad.saturating_sub(10))).bytes(),
-    );
-    r
-}
-
 fn kernel(cfg: &Cfg) -> Result<Value> {
     let count = policy(vec![rule("X-MSISDN", Action::Count)]);
-    let redact = policy(vec![rule("X-MSISDN", Action::Redact)]);
     let clean = browser_get(600);
-    let mut body = vec![0u8; 1400];
-    body[0] = 0x1f; // gzip magic: a body segment, not a request
-    body[1] = 0x8b;
-    // XDP only: a TC test run takes at most ~3.7 KB; the TC figure for a real GSO skb of
-    // this request is the `gso` part.
-    let deep = deep_request();
-    let cases: Vec<(&str, &KernelPolicy, Vec<u8>, bool)> = vec![
-        (
-            "UDP 80 B",
-            &count,
-            Frame::http_v4(&[0; 38]).udp().build(),
-            true,
-        ),
-        (
-            "TCP to 443, 1,400 B",
-            &count,
-            Frame::http_v4(&[0x16; 1400]).dport(443).build(),
-            true,
-        ),
-        (
-            "TCP to 80, body segment 1,400 B",
-            &count,
-            Frame::http_v4(&body).build(),
-            true,
-        ),
-        (
-            "HTTP GET 600 B, 12 headers, no identity header",
-            &count,
-            Frame::http_v4(&clean).build(),
-            true,
-        ),
-        (
-            "same + X-MSISDN, count",
-            &count,
-            Frame::http_v4(&with_msisdn(&browser_get(574))).build(),
-            true,
-        ),
-        (
-            "same + X-MSISDN, redact",
-            &redact,
-            Frame::http_v4(&with_msisdn(&browser_get(574))).build(),
-            true,
-        ),
-        (
-            "HTTP GET 1,400 B, 30 headers, large cookie",
-            &count,
-            Frame::http_v4(&browser_get_lines(1400, 30)).build(),
-            true,
-        ),
-        (
-            "HTTP GET 16 KiB, X-MSISDN at byte 6,000, redact",
-            &redact,
-            Frame::http_v4(&deep).build(),
-            false,
-        ),
-    ];
+    let cases = kernel_cases();
     println!(
         "## Kernel cost per packet (BPF_PROG_TEST_RUN, {} rounds × {} repeats, medians)\n",
         cfg.rounds, cfg.repeat
@@ -256,14 +166,15 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
     println!("| case | frame bytes | hook | empty program ns | leakguard ns | ratio |");
     println!("|---|---:|---|---:|---:|---:|");
     let mut rows = Vec::new();
-    for (name, pol, frame, tc_too) in &cases {
+    for Case {
+        name,
+        policy: pol,
+        frame,
+        tc: tc_too,
+    } in &cases
+    {
         let mut g = Guard::load(pol)?;
         g.give_slot(TEST_RUN_IFINDEX, 1)?;
-        let mut pol16 = (*pol).clone();
-        pol16.max_payload_bytes = 16384;
-        if frame.len() > 4096 {
-            g.set_policy(&pol16)?;
-        }
         for (hook, base, prog, tc) in HOOKS {
             if tc && !tc_too {
                 continue;

@@ -1,0 +1,128 @@
+//! The benchmark's kernel cases (issue 5's list), shared by `cargo xtask bench` and
+//! `cargo xtask profile`, so that a profile is of exactly what the benchmark times.
+
+use leakguard::policy::{Action, KernelPolicy, Rule};
+
+use crate::{
+    http::{browser_get, browser_get_lines, get_with_header_at, MSISDN},
+    packet::Frame,
+};
+
+/// One packet under one policy.
+pub struct Case {
+    pub name: &'static str,
+    pub policy: KernelPolicy,
+    pub frame: Vec<u8>,
+    /// Also on TC: a TC test run takes at most ~3.7 KB of packet.
+    pub tc: bool,
+}
+
+#[must_use]
+pub fn rule(header: &str, action: Action) -> Rule {
+    Rule {
+        header: header.into(),
+        action,
+        allow: vec![],
+    }
+}
+
+#[must_use]
+pub fn policy(rules: Vec<Rule>) -> KernelPolicy {
+    KernelPolicy {
+        rules,
+        ..KernelPolicy::default()
+    }
+}
+
+/// `req` with an `X-MSISDN` line before the blank line.
+#[must_use]
+pub fn with_msisdn(req: &[u8]) -> Vec<u8> {
+    let mut v = req.to_vec();
+    let at = v.len() - 2;
+    v.splice(at..at, format!("X-MSISDN: {MSISDN}\r\n").bytes());
+    v
+}
+
+/// A 16 KiB request whose identity header sits at byte 6,000.
+#[must_use]
+pub fn deep_request() -> Vec<u8> {
+    let mut r = get_with_header_at(6000, &[&format!("X-MSISDN: {MSISDN}")]);
+    let pad = 16_000usize.saturating_sub(r.len());
+    let at = r.len() - 2;
+    r.splice(
+        at..at,
+        format!("X-Pad: {}\r\n", "p".repeat(pad.saturating_sub(10))).bytes(),
+    );
+    r
+}
+
+/// The kernel-cost cases, in the benchmark's order. Frames over 4 KiB need a policy whose
+/// `max_payload_bytes` covers them (`Case::policy` has it).
+#[must_use]
+pub fn kernel_cases() -> Vec<Case> {
+    let count = policy(vec![rule("X-MSISDN", Action::Count)]);
+    let redact = policy(vec![rule("X-MSISDN", Action::Redact)]);
+    let mut body = vec![0u8; 1400];
+    body[0] = 0x1f; // gzip magic: a body segment, not a request
+    body[1] = 0x8b;
+    let case = |name, policy: &KernelPolicy, frame: Vec<u8>, tc| Case {
+        name,
+        policy: policy.clone(),
+        frame,
+        tc,
+    };
+    vec![
+        case(
+            "UDP 80 B",
+            &count,
+            Frame::http_v4(&[0; 38]).udp().build(),
+            true,
+        ),
+        case(
+            "TCP to 443, 1,400 B",
+            &count,
+            Frame::http_v4(&[0x16; 1400]).dport(443).build(),
+            true,
+        ),
+        case(
+            "TCP to 80, body segment 1,400 B",
+            &count,
+            Frame::http_v4(&body).build(),
+            true,
+        ),
+        case(
+            "HTTP GET 600 B, 12 headers, no identity header",
+            &count,
+            Frame::http_v4(&browser_get(600)).build(),
+            true,
+        ),
+        case(
+            "same + X-MSISDN, count",
+            &count,
+            Frame::http_v4(&with_msisdn(&browser_get(574))).build(),
+            true,
+        ),
+        case(
+            "same + X-MSISDN, redact",
+            &redact,
+            Frame::http_v4(&with_msisdn(&browser_get(574))).build(),
+            true,
+        ),
+        case(
+            "HTTP GET 1,400 B, 30 headers, large cookie",
+            &count,
+            Frame::http_v4(&browser_get_lines(1400, 30)).build(),
+            true,
+        ),
+        // XDP only; the TC figure for a real GSO skb of this request is the `gso` part.
+        Case {
+            name: "HTTP GET 16 KiB, X-MSISDN at byte 6,000, redact",
+            policy: KernelPolicy {
+                max_payload_bytes: 16384,
+                ..redact.clone()
+            },
+            frame: Frame::http_v4(&deep_request()).build(),
+            tc: false,
+        },
+    ]
+}
