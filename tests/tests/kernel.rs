@@ -770,6 +770,26 @@ fn a_header_after_a_long_skipped_line_is_read_wherever_that_line_ends() {
     }
 }
 
+/// The same for the request target, read eight bytes at a time, 256 per call: a header
+/// after a request line whose target ends on every byte of every word, across calls.
+#[test]
+fn a_header_after_a_long_target_is_read_wherever_the_target_ends() {
+    let mut g = load();
+    for len in 1..=600 {
+        let req = format!(
+            "GET /{} HTTP/1.1\r\nX-MSISDN: {MSISDN}\r\n\r\n",
+            "t".repeat(len)
+        );
+        let input = Frame::http_v4(req.as_bytes()).build();
+        for hook in Hook::ALL {
+            let r = g.run(hook, &input).unwrap();
+            assert_eq!(r.verdict, Verdict::Pass);
+            let case = format!("target of {} bytes", len + 1);
+            assert_redacted(&case, hook, &input, &r.out, &[MSISDN]);
+        }
+    }
+}
+
 /// Replacing the policy takes effect for the next packet, and removed rules stop matching.
 #[test]
 fn policy_replacement() {
