@@ -43,6 +43,37 @@ pub const fn target_end(x: u64) -> u64 {
     below(x, b' ' + 1) | equal(x, 0x7f)
 }
 
+/// CR or LF: where a value ends.
+#[inline(always)]
+#[must_use]
+pub const fn line_end(x: u64) -> u64 {
+    equal(x, b'\r') | equal(x, b'\n')
+}
+
+/// All ones in the low `j` bytes (`j <= 8`).
+#[inline(always)]
+#[must_use]
+pub const fn low_bytes(j: u32) -> u64 {
+    if j >= 8 {
+        !0
+    } else {
+        (1u64 << (8 * j)) - 1
+    }
+}
+
+/// The bytes of a word at an even offset, summed as the Internet checksum weighs them:
+/// even bytes (the first of each 16-bit word, big endian) times 256, odd bytes once.
+/// Four 16-bit lanes of at most 255 each are summed by one multiply (no lane carries).
+#[inline(always)]
+#[must_use]
+pub const fn checksum_weight(x: u64) -> u64 {
+    const LANES: u64 = 0x00ff_00ff_00ff_00ff;
+    const SUM: u64 = 0x0001_0001_0001_0001;
+    let even = (x & LANES).wrapping_mul(SUM) >> 48;
+    let odd = ((x >> 8) & LANES).wrapping_mul(SUM) >> 48;
+    (even << 8) + odd
+}
+
 /// Index of the first flagged byte of a non-zero mask (flags are bit 7 of a byte, as
 /// every function here returns them).
 ///
@@ -123,6 +154,34 @@ mod tests {
             if m != 0 {
                 assert_eq!(first(m), m.trailing_zeros() / 8, "{m:#x}");
             }
+        }
+    }
+
+    #[test]
+    fn line_end_is_cr_or_lf() {
+        check(line_end, |c| c == b'\r' || c == b'\n');
+    }
+
+    #[test]
+    fn low_bytes_and_checksum_weight() {
+        for j in 0..=8u32 {
+            let m = low_bytes(j);
+            assert_eq!(m.count_ones(), 8 * j);
+            assert_eq!(m.trailing_ones(), 8 * j);
+        }
+        let mut r = 0x1234_5678_9abc_def1u64;
+        for i in 0..100_000 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            let x = if i == 0 { !0 } else { r };
+            let want: u64 = x
+                .to_le_bytes()
+                .iter()
+                .enumerate()
+                .map(|(j, &b)| u64::from(b) << if j % 2 == 0 { 8 } else { 0 })
+                .sum();
+            assert_eq!(checksum_weight(x), want, "{x:#x}");
         }
     }
 

@@ -129,6 +129,14 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// Overwrites the aligned 8-byte word of the window containing byte `at`.
+    #[inline(always)]
+    fn set_word(&mut self, at: u32, v: u64) {
+        let off = at as usize & WINDOW_MASK & !7;
+        // SAFETY: as in `word`.
+        unsafe { core::ptr::write(self.buf.as_mut_ptr().add(off).cast::<u64>(), v) }
+    }
+
     /// The aligned 8-byte word of the window containing byte `at`.
     #[inline(always)]
     fn word(&self, at: u32) -> u64 {
@@ -789,38 +797,63 @@ fn ows_run(s: &Scratch, pos: u32, n: u32) -> u32 {
     pos + k
 }
 
-/// Overwrites value bytes up to the next CR or LF, and takes an LF or a CR LF (a bare CR
-/// is left for `step`: it may be inside the value).
+/// Words a value run overwrites per call, at most (64 bytes, as `SCAN_CHUNK`), besides
+/// the last, partial one.
+const VALUE_WORDS: u32 = SCAN_CHUNK / 8;
+
+/// Overwrites value bytes up to the next CR or LF, eight at a time, and takes an LF or a
+/// CR LF (a bare CR is left for `step`: it may be inside the value).
 ///
-/// Every byte the run takes is overwritten: no choice inside the loop, which LLVM would
-/// turn into a branch and the verifier into a second path per iteration. The checksum
-/// parity is arithmetic.
+/// Whole aligned words of the window with no line end are overwritten in the loop (the
+/// bytes before `pos` in the first kept as they are): its body has no branch but its
+/// exits, one verifier path per iteration. The last word, cut by a line end or by the
+/// window's end `n` (bytes past `n` are stale), is blended after the loop. The old
+/// bytes' checksum weight (`swar::checksum_weight`: windows start at even payload
+/// offsets, so an aligned word's even bytes are the high bytes of checksummed words)
+/// goes to `filled`.
 #[inline(always)]
 fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+    const FILLER: u64 = swar::ONES * REDACT_FILLER as u64;
+    let mut w = pos & !7;
+    // Little endian: byte j of a word is bits 8j..8j+8.
+    let mut keep = !0u64 << ((pos & 7) * 8);
     let mut sum_old = 0u64;
     let mut k = 0;
-    while k < SCAN_CHUNK {
-        let i = pos + k;
-        if i >= n {
+    while k < VALUE_WORDS {
+        if w + 8 > n {
             break;
         }
-        let idx = i as usize & WINDOW_MASK;
-        let old = s.buf[idx];
-        if old == b'\n' || old == b'\r' {
+        let x = s.word(w);
+        if swar::line_end(x) & keep != 0 {
             break;
         }
-        s.buf[idx] = REDACT_FILLER;
-        // The window starts at an even payload offset and the TCP payload at an even
-        // offset of the segment: even window index = high byte of a checksummed word.
-        sum_old += u64::from(old) << (((idx as u64 & 1) ^ 1) << 3);
+        sum_old += swar::checksum_weight(x & keep);
+        s.set_word(w, (x & !keep) | (FILLER & keep));
+        keep = !0;
+        w += 8;
         k += 1;
     }
-    if k != 0 {
-        filled(&mut s.st, pos, k, sum_old);
-        s.st.f
-            .note_span(s.st.seq.wrapping_add(s.st.win_off + pos), k);
+    let w = forget(&mut s.st.pos, w);
+    let mut end = w;
+    if k < VALUE_WORDS && w < n {
+        // The last word: up to its first line end, and not past `n`. A line end is never
+        // before `pos` (masked), and `n > pos`, so `end >= pos`.
+        let x = s.word(w);
+        let stop = swar::line_end(x) & keep;
+        let upto = if stop != 0 { swar::first(stop) } else { 8 };
+        let upto = upto.min(n - w);
+        let m = keep & swar::low_bytes(upto);
+        sum_old += swar::checksum_weight(x & m);
+        s.set_word(w, (x & !m) | (FILLER & m));
+        end = w + upto;
     }
-    let end = forget(&mut s.st.pos, pos + k);
+    let taken = end - pos;
+    if taken != 0 {
+        filled(&mut s.st, pos, taken, sum_old);
+        s.st.f
+            .note_span(s.st.seq.wrapping_add(s.st.win_off + pos), taken);
+    }
+    let end = forget(&mut s.st.pos, end);
     if ends_on(s, end, n, b'\n') {
         s.st.f.state = S_LINE_START;
         return after_lf(s, end + 1, n);

@@ -790,6 +790,34 @@ fn a_header_after_a_long_target_is_read_wherever_the_target_ends() {
     }
 }
 
+/// Values are overwritten eight bytes at a time: values of every length from 1 to 150
+/// bytes, starting at every byte of a word, ended by CR LF or LF, are overwritten whole
+/// (and nothing else) with a valid checksum, on every hook.
+#[test]
+fn values_of_every_length_and_alignment_are_fully_redacted() {
+    let mut g = load();
+    for shift in 0..8 {
+        for len in 1..=150 {
+            let value: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            for eol in ["\r\n", "\n"] {
+                let req = format!(
+                    "GET /{} HTTP/1.1{eol}X-MSISDN: {value}{eol}{eol}",
+                    "s".repeat(shift)
+                );
+                let input = Frame::http_v4(req.as_bytes()).build();
+                for hook in Hook::ALL {
+                    let r = g.run(hook, &input).unwrap();
+                    assert_eq!(r.verdict, Verdict::Pass);
+                    let case = format!("value of {len} bytes, target shifted {shift}, {eol:?}");
+                    assert_redacted(&case, hook, &input, &r.out, &[&value]);
+                }
+            }
+        }
+    }
+}
+
 /// Replacing the policy takes effect for the next packet, and removed rules stop matching.
 #[test]
 fn policy_replacement() {
