@@ -50,6 +50,13 @@ pub const fn line_end(x: u64) -> u64 {
     equal(x, b'\r') | equal(x, b'\n')
 }
 
+/// All ones from byte `j` up (`j < 8`): a word's bytes at and after position `j`.
+#[inline(always)]
+#[must_use]
+pub const fn bytes_from(j: u32) -> u64 {
+    !0 << (8 * j)
+}
+
 /// All ones in the low `j` bytes (`j <= 8`).
 #[inline(always)]
 #[must_use]
@@ -163,11 +170,14 @@ mod tests {
     }
 
     #[test]
-    fn low_bytes_and_checksum_weight() {
+    fn byte_masks_and_checksum_weight() {
         for j in 0..=8u32 {
             let m = low_bytes(j);
             assert_eq!(m.count_ones(), 8 * j);
             assert_eq!(m.trailing_ones(), 8 * j);
+            if j < 8 {
+                assert_eq!(bytes_from(j), !m);
+            }
         }
         let mut r = 0x1234_5678_9abc_def1u64;
         for i in 0..100_000 {

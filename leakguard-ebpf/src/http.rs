@@ -453,8 +453,7 @@ const TARGET_WORDS: u32 = 32;
 #[inline(always)]
 fn target_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     let mut w = pos & !7;
-    // Little endian: byte j of a word is bits 8j..8j+8.
-    let mut keep = !0u64 << ((pos & 7) * 8);
+    let mut keep = swar::bytes_from(pos & 7);
     let mut hit = 0u64;
     let mut k = 0;
     while k < TARGET_WORDS {
@@ -510,8 +509,7 @@ const SKIP_WORDS: u32 = 32;
 #[inline(always)]
 fn skip_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     let mut w = pos & !7;
-    // Little endian: byte j of a word is bits 8j..8j+8.
-    let mut keep = !0u64 << ((pos & 7) * 8);
+    let mut keep = swar::bytes_from(pos & 7);
     // Two words per iteration, one exit test for both: the loop's own bookkeeping (bounds,
     // counter) was a third of its cost. The second word may lie past `n` (stale bytes,
     // still inside the buffer): an LF found there does not count (below).
@@ -813,10 +811,8 @@ const VALUE_WORDS: u32 = SCAN_CHUNK / 8;
 /// goes to `filled`.
 #[inline(always)]
 fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
-    const FILLER: u64 = swar::ONES * REDACT_FILLER as u64;
     let mut w = pos & !7;
-    // Little endian: byte j of a word is bits 8j..8j+8.
-    let mut keep = !0u64 << ((pos & 7) * 8);
+    let mut keep = swar::bytes_from(pos & 7);
     let mut sum_old = 0u64;
     let mut k = 0;
     while k < VALUE_WORDS {
@@ -827,8 +823,7 @@ fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         if swar::line_end(x) & keep != 0 {
             break;
         }
-        sum_old += swar::checksum_weight(x & keep);
-        s.set_word(w, (x & !keep) | (FILLER & keep));
+        sum_old += fill_word(s, w, x, keep);
         keep = !0;
         w += 8;
         k += 1;
@@ -842,9 +837,7 @@ fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         let stop = swar::line_end(x) & keep;
         let upto = if stop != 0 { swar::first(stop) } else { 8 };
         let upto = upto.min(n - w);
-        let m = keep & swar::low_bytes(upto);
-        sum_old += swar::checksum_weight(x & m);
-        s.set_word(w, (x & !m) | (FILLER & m));
+        sum_old += fill_word(s, w, x, keep & swar::low_bytes(upto));
         end = w + upto;
     }
     let taken = end - pos;
@@ -865,6 +858,15 @@ fn value_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         return after_lf(s, end + 2, n);
     }
     end
+}
+
+/// Overwrites the bytes of window word `w` (whose value is `x`) that `m` selects with the
+/// filler; returns the old bytes' checksum weight.
+#[inline(always)]
+fn fill_word(s: &mut Scratch, w: u32, x: u64, m: u64) -> u64 {
+    const FILLER: u64 = swar::ONES * REDACT_FILLER as u64;
+    s.set_word(w, (x & !m) | (FILLER & m));
+    swar::checksum_weight(x & m)
 }
 
 /// Accounts for `k` bytes from window position `pos` overwritten with the filler, whose

@@ -141,6 +141,12 @@ pub fn model_policy(policy: &KernelPolicy, dst: std::net::IpAddr) -> ModelPolicy
     }
 }
 
+/// One of `names`, spelled as a gateway might (`spell`).
+fn spelled(rng: &mut Rng, names: &[&str]) -> String {
+    let base = *rng.pick(names);
+    spell(rng, base)
+}
+
 /// A name as a gateway might spell it: case and `-`/`_` variants, sometimes mangled.
 pub fn spell(rng: &mut Rng, base: &str) -> String {
     let mut s: String = base
@@ -235,32 +241,23 @@ pub fn request(rng: &mut Rng) -> String {
     for i in 0..lines {
         if long_line == Some(i) {
             let v = long_value(rng);
-            let name = match rng.below(3) {
-                0 => {
-                    let base = *rng.pick(NAMES);
-                    spell(rng, base)
-                }
-                1 => {
-                    let base = *rng.pick(OTHER);
-                    spell(rng, base)
-                }
-                _ => "no colon".to_owned(),
+            let (name, sep) = match rng.below(3) {
+                0 => (spelled(rng, NAMES), ":"),
+                1 => (spelled(rng, OTHER), ":"),
+                _ => ("no colon".to_owned(), " "),
             };
-            let colon = if name == "no colon" { " " } else { ":" };
-            s.push_str(&format!("{name}{colon}{v}{}", eol(rng)));
+            s.push_str(&format!("{name}{sep}{v}{}", eol(rng)));
             continue;
         }
         match rng.below(12) {
             0 => s.push_str(&format!(" folded continuation{}", eol(rng))),
             1 => s.push_str(&format!("no colon here{}", eol(rng))),
             2..=5 => {
-                let base = *rng.pick(NAMES);
-                let n = spell(rng, base);
+                let n = spelled(rng, NAMES);
                 s.push_str(&format!("{n}:{}{}", value(rng), eol(rng)));
             }
             _ => {
-                let base = *rng.pick(OTHER);
-                let n = spell(rng, base);
+                let n = spelled(rng, OTHER);
                 s.push_str(&format!("{n}:{}{}", value(rng), eol(rng)));
             }
         }
