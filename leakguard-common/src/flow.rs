@@ -26,11 +26,13 @@ pub struct FlowKey {
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
 
-/// The `FLOW_HINTS` counter of a flow: the key's eleven words (read as `u32`s: the key
-/// is 4-byte aligned, and the verifier wants aligned stack reads) folded by xor into one
-/// `u64`, then mixed (two multiplies). Cheap on purpose: it runs for every HTTP-port
-/// segment. Only speed depends on its spread: keys that share a counter cost each other
-/// a `FLOWS` lookup, never a missed entry.
+/// The `FLOW_HINTS` counter of a flow: the key's eleven words (read as little-endian
+/// `u32`s: the key is 4-byte aligned, and the verifier wants aligned stack reads) folded
+/// by xor into one `u64`, even words low, odd words high, then mixed (two multiplies).
+/// Cheap on purpose: it runs for every HTTP-port segment. Only speed depends on its
+/// spread: keys that share a counter cost each other a `FLOWS` lookup, never a missed
+/// entry. The kernel stores its keys a whole word at a time for these loads
+/// (`flows::key`).
 ///
 /// Part of the pinned maps' layout: a new hash with old pinned counters would miss
 /// entries, so changing it means bumping `MAP_LAYOUT_VERSION`.
@@ -43,7 +45,7 @@ pub fn hint_slot(key: &FlowKey) -> u32 {
     let mut i = 0;
     while i < WORDS {
         // SAFETY: `FlowKey` is 44 bytes of plain integers, 4-byte aligned.
-        let w = unsafe { words.add(i).read() };
+        let w = u32::from_le(unsafe { words.add(i).read() });
         if i % 2 == 0 {
             lo ^= w;
         } else {
@@ -242,6 +244,52 @@ mod tests {
             let slots: HashSet<u32> = keys.iter().map(hint_slot).collect();
             assert!(slots.iter().all(|&s| s < crate::FLOW_HINT_SLOTS));
             assert!(slots.len() > 9_000, "by {what}: {} distinct", slots.len());
+        }
+    }
+
+    /// `hint_slot` as its comment defines it, from the fields: the kernel's keys and
+    /// pinned counters of earlier builds depend on the value staying this.
+    fn hint_slot_of_fields(key: &FlowKey) -> u32 {
+        let word =
+            |a: &[u8; 16], i: usize| u32::from_le_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+        let (s, d) = (&key.saddr, &key.daddr);
+        let ports = u32::from(key.sport) | u32::from(key.dport) << 16;
+        let tail = u32::from_le_bytes([key.hook, key.family, key._pad[0], key._pad[1]]);
+        let lo = word(s, 0) ^ word(s, 8) ^ word(d, 0) ^ word(d, 8) ^ ports ^ tail;
+        let hi = word(s, 4) ^ word(s, 12) ^ word(d, 4) ^ word(d, 12) ^ key.ifindex;
+        let mut h = u64::from(hi) << 32 | u64::from(lo);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
+        h as u32 & (crate::FLOW_HINT_SLOTS - 1)
+    }
+
+    #[test]
+    fn hint_slot_hashes_every_field_as_documented() {
+        // Random keys: every byte of every field counts, in its documented place.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..100_000 {
+            let r = [next(), next(), next(), next(), next(), next()];
+            let b = |i: usize| r[i / 8].to_le_bytes()[i % 8];
+            let key = FlowKey {
+                saddr: core::array::from_fn(b),
+                daddr: core::array::from_fn(|i| b(16 + i)),
+                sport: r[4] as u16,
+                dport: (r[4] >> 16) as u16,
+                ifindex: (r[4] >> 32) as u32,
+                hook: r[5] as u8,
+                family: (r[5] >> 8) as u8,
+                _pad: [(r[5] >> 16) as u8, (r[5] >> 24) as u8],
+            };
+            assert_eq!(hint_slot(&key), hint_slot_of_fields(&key), "{key:?}");
         }
     }
 

@@ -200,16 +200,15 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
     };
     let payload_len = flow.payload_len(p);
     // Canaries never touch the flow table: they are complete heads by construction.
-    let key = FlowKey {
-        saddr: saddr.0,
-        daddr: daddr.0,
-        sport: flow.sport,
-        dport: flow.dport,
+    let key = flows::key(
+        saddr.0,
+        daddr.0,
+        flow.sport,
+        flow.dport,
         ifindex,
         hook,
-        family: flow.family,
-        _pad: [0; 2],
-    };
+        flow.family,
+    );
     if flow.tcp_flags & (TCP_SYN | TCP_RST) != 0 && !canary {
         // A new or reset connection: whatever was saved for this 4-tuple is stale.
         if flows::may_have(&key) {

@@ -90,6 +90,13 @@ pub fn kernel_cases() -> Vec<Case> {
             Frame::http_v4(&body).build(),
             true,
         ),
+        // The least a scanned request costs: request line, Host, blank line.
+        case(
+            "HTTP GET 38 B, request line and Host",
+            &count,
+            Frame::http_v4(b"GET / HTTP/1.1\r\nHost: 198.51.100.2\r\n\r\n").build(),
+            true,
+        ),
         case(
             "HTTP GET 600 B, 12 headers, no identity header",
             &count,

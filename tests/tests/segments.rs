@@ -436,3 +436,43 @@ fn a_head_open_across_a_restart_is_continued_and_other_layouts_are_refused() {
     refused("of another layout version");
     std::fs::remove_dir_all(&pins.root).unwrap();
 }
+
+/// The kernel stores a flow's key a word at a time (`flows::key`), not field by field:
+/// the entry of an open head is keyed by exactly the segment's addresses, ports,
+/// interface, hook and family, on every hook and both families.
+#[test]
+fn flow_keys_are_the_segments_fields() {
+    use leakguard_common::{FlowKey, FAMILY_IPV4, FAMILY_IPV6};
+    use leakguard_tests::{
+        guard::TEST_RUN_IFINDEX,
+        packet::{Ip, L4},
+    };
+    let head = b"GET / HTTP/1.1\r\nHost: 203.0.113.80\r\nX-Open: not yet ended";
+    for hook in Hook::ALL {
+        for frame in [Frame::http_v4(head), Frame::http_v6(head)] {
+            let mut g = Guard::load(&policy(Some(Action::Count))).unwrap();
+            g.run(hook, &frame.build()).unwrap();
+            let mut want = FlowKey {
+                ifindex: TEST_RUN_IFINDEX,
+                hook: hook.id(),
+                ..FlowKey::default()
+            };
+            match frame.ip {
+                Ip::V4 { src, dst, .. } => {
+                    want.saddr[..4].copy_from_slice(&src);
+                    want.daddr[..4].copy_from_slice(&dst);
+                    want.family = FAMILY_IPV4;
+                }
+                Ip::V6 { src, dst, .. } => {
+                    (want.saddr, want.daddr) = (src, dst);
+                    want.family = FAMILY_IPV6;
+                }
+            }
+            let L4::Tcp { sport, dport, .. } = frame.l4 else {
+                unreachable!("a TCP frame")
+            };
+            (want.sport, want.dport) = (sport, dport);
+            assert_eq!(g.flow_hints().unwrap().keys, [want], "{hook:?}");
+        }
+    }
+}
