@@ -139,7 +139,7 @@ impl Scratch {
 
     /// The aligned 8-byte word of the window containing byte `at`.
     #[inline(always)]
-    fn word(&self, at: u32) -> u64 {
+    pub fn word(&self, at: u32) -> u64 {
         let off = at as usize & WINDOW_MASK & !7;
         // SAFETY: `off + 8 <= SCAN_WINDOW` and `off` is a multiple of 8 from the 8-aligned
         // start of `buf`.

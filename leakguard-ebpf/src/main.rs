@@ -9,6 +9,8 @@ mod act;
 #[cfg(target_arch = "bpf")]
 mod bound;
 #[cfg(target_arch = "bpf")]
+mod floor;
+#[cfg(target_arch = "bpf")]
 mod flows;
 #[cfg(target_arch = "bpf")]
 mod guard;
@@ -33,6 +35,7 @@ mod programs {
     use leakguard_common::hook;
 
     use crate::{
+        floor::floor,
         guard::{guard, Verdict},
         pkt::{Tc, Xdp},
     };
@@ -74,6 +77,19 @@ mod programs {
 
     #[classifier]
     pub fn baseline_tc_pass(_ctx: TcContext) -> i32 {
+        TC_ACT_UNSPEC
+    }
+
+    /// The floor of a scan (`floor`): copy the frame, test every word for an LF.
+    #[xdp]
+    pub fn baseline_xdp_lf(ctx: XdpContext) -> u32 {
+        floor(&Xdp(ctx.ctx));
+        xdp_action::XDP_PASS
+    }
+
+    #[classifier]
+    pub fn baseline_tc_lf(ctx: TcContext) -> i32 {
+        floor(&Tc(ctx.skb.skb));
         TC_ACT_UNSPEC
     }
 }

@@ -8,7 +8,8 @@ use aya::{
 use leakguard::{
     maps,
     object::{
-        EBPF_OBJECT, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+        EBPF_OBJECT, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FLOOR_TC, PROG_FLOOR_XDP,
+        PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
     },
     policy::KernelPolicy,
 };
@@ -81,12 +82,17 @@ const XDP_PASS: u32 = 2;
 impl Guard {
     pub fn load(policy: &KernelPolicy) -> Result<Self> {
         let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading the leakguard object")?;
-        for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_BASELINE_TC] {
+        for name in [
+            PROG_TC_EGRESS,
+            PROG_TC_INGRESS,
+            PROG_BASELINE_TC,
+            PROG_FLOOR_TC,
+        ] {
             let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
             p.load()
                 .with_context(|| format!("verifier rejected {name}"))?;
         }
-        for name in [PROG_XDP, PROG_BASELINE_XDP] {
+        for name in [PROG_XDP, PROG_BASELINE_XDP, PROG_FLOOR_XDP] {
             let p: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
             p.load()
                 .with_context(|| format!("verifier rejected {name}"))?;

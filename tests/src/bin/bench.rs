@@ -27,7 +27,10 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use leakguard::{
-    object::{PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_TC_EGRESS, PROG_XDP},
+    object::{
+        PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FLOOR_TC, PROG_FLOOR_XDP, PROG_TC_EGRESS,
+        PROG_XDP,
+    },
     policy::Action,
 };
 use leakguard_common::EVENT_HEAD_BYTES;
@@ -136,6 +139,12 @@ const HOOKS: [(&str, &str, &str, bool); 2] = [
     ("tc", PROG_BASELINE_TC, PROG_TC_EGRESS, true),
 ];
 
+/// The floor programs beside the same empty programs.
+const FLOORS: [(&str, &str, &str, bool); 2] = [
+    ("xdp", PROG_BASELINE_XDP, PROG_FLOOR_XDP, false),
+    ("tc", PROG_BASELINE_TC, PROG_FLOOR_TC, true),
+];
+
 /// Median ns per run of the empty program and of leakguard on `frame`, alternating, as
 /// the kernel times them (whole ns per run; its XDP test loop also does per-run work it
 /// leaves out of the timing, about 300 ns here, so a wall clock would mislead).
@@ -190,6 +199,24 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
                 "empty_ns": b, "leakguard_ns": p, "ratio": p / b}),
             );
         }
+    }
+    // The floor: the 600 B request copied into the scratch window and every word of it
+    // tested for an LF, nothing else (`baseline_*_lf`): what reading the bytes costs
+    // before any parsing, beside the same empty program.
+    let floor_name = "floor: the 600 B request copied, every word tested for an LF, no parsing";
+    let floor_frame = Frame::http_v4(&clean).build();
+    let mut g = Guard::load(&count)?;
+    for (hook, base, prog, tc) in FLOORS {
+        let (b, p) = pair(&mut g, cfg, base, prog, tc, &floor_frame)?;
+        println!(
+            "| {floor_name} | {} | {hook} | {b:.0} | {p:.0} | {:.1}x |",
+            floor_frame.len(),
+            p / b
+        );
+        rows.push(
+            json!({"case": floor_name, "frame_bytes": floor_frame.len(), "hook": hook,
+            "empty_ns": b, "leakguard_ns": p, "ratio": p / b}),
+        );
     }
     // The rows above run with the event ring full (nothing drains it during a test-run
     // loop): their matches time a dropped event. A delivered one, on TC (XDP's test loop

@@ -1,0 +1,48 @@
+//! The benchmark's floor (`cargo xtask bench`; never attached by the daemon): the part of
+//! the scanner's work no design of it can skip, and nothing else. The frame is copied
+//! into the scratch window, as the scanner copies a payload, and every 8-byte word of it
+//! is tested for an LF (`swar::lf`, two words per iteration, as the line skip does). No
+//! parsing, no state, no lookups: a request scanned for its line starts costs at least
+//! this, so the bench can say how much of a target the bare reading already takes.
+
+use leakguard_common::swar;
+
+use crate::{bound::opaque64, maps::SCRATCH, pkt::Packet};
+
+/// Bytes the floor reads at most: the bench times it on frames of up to 4 KiB.
+const FLOOR_BYTES: u64 = 4096;
+
+#[inline(always)]
+pub fn floor<P: Packet>(p: &P) {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU value, ours for the program run.
+    let s = unsafe { &mut *s };
+    // Two checks with a barrier between them, as in the scanner's window copy: the
+    // helper's length needs both bounds.
+    let n = opaque64(u64::from(p.len()).min(FLOOR_BYTES));
+    if n == 0 {
+        return;
+    }
+    let n = opaque64(n);
+    if n > FLOOR_BYTES {
+        return;
+    }
+    if p.load(0, s.buf.as_mut_ptr(), n as u32) != 0 {
+        return;
+    }
+    let n = n as u32;
+    let mut lines = 0u32;
+    let mut w = 0u32;
+    while w < FLOOR_BYTES as u32 {
+        if w >= n {
+            break;
+        }
+        let (lo, hi) = (swar::lf(s.word(w)), swar::lf(s.word(w + 8)));
+        lines += u32::from(lo != 0) + u32::from(hi != 0);
+        w += 16;
+    }
+    // Kept, so that the loop is not optimized away (the scanner resets it every run).
+    s.st.lines = lines;
+}
