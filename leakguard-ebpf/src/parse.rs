@@ -115,16 +115,10 @@ impl Flow {
 
     /// TCP payload length. The datagram may be shorter than the frame (Ethernet padding)
     /// or, for GSO, longer than the linear part: take the smaller of the IP length and
-    /// the packet length. Called only for HTTP-port segments (on XDP it costs a helper).
+    /// the packet length.
     #[inline(always)]
     pub fn payload_len<P: Packet>(&self, p: &P) -> u32 {
-        let pkt_end = p.len();
-        let end = if self.ip_end < pkt_end {
-            self.ip_end
-        } else {
-            pkt_end
-        };
-        end.saturating_sub(self.payload_off)
+        p.len_min(self.ip_end).saturating_sub(self.payload_off)
     }
 }
 

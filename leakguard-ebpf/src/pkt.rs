@@ -37,6 +37,11 @@ pub trait Packet: Copy {
     fn data_end(&self) -> usize;
     /// Length of the whole packet, paged part included.
     fn len(&self) -> u32;
+    /// The smaller of `end` and the packet's length.
+    #[inline(always)]
+    fn len_min(&self, end: u32) -> u32 {
+        end.min(self.len())
+    }
     /// Copies `len` bytes at `off` into `dst`. `len` must be verifier-bounded by the caller.
     fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64;
     /// Writes `len` bytes from `src` at `off`.
@@ -229,6 +234,16 @@ impl Packet for Xdp {
     fn len(&self) -> u32 {
         // SAFETY: valid xdp context. Counts fragments of a multi-buffer frame too.
         unsafe { bpf_xdp_get_buff_len(self.0) as u32 }
+    }
+    /// The length is a helper call (several ns); an `end` inside the linear part needs
+    /// none: a frame is at least as long as its linear part.
+    #[inline(always)]
+    fn len_min(&self, end: u32) -> u32 {
+        if end as usize <= self.data_end().saturating_sub(self.data()) {
+            end
+        } else {
+            end.min(self.len())
+        }
     }
     #[inline(always)]
     fn load(&self, off: u32, dst: *mut u8, len: u32) -> i64 {

@@ -640,6 +640,36 @@ fn packets_that_must_pass_untouched() {
     assert_eq!(s.heads, Hook::ALL.len() as u64);
 }
 
+/// Bytes after the IP datagram (an Ethernet trailer, padding) are not the segment's: a
+/// head left open at the datagram's end is not continued into them, whether the frame is
+/// linear or (XDP, large) carries fragments, where the packet length takes a helper call.
+#[test]
+fn bytes_past_the_ip_datagram_are_never_scanned() {
+    let trailer = format!("X-MSISDN: {MSISDN}\r\n\r\n");
+    let short = "GET / HTTP/1.1\r\nHost: a\r\n".to_string();
+    let long = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n",
+        "p".repeat(5000)
+    );
+    for (head, hooks) in [(short, Hook::ALL.to_vec()), (long, vec![Hook::Xdp])] {
+        let mut input = Frame::http_v4(head.as_bytes()).build();
+        input.extend_from_slice(trailer.as_bytes());
+        for hook in hooks {
+            let mut g = Guard::load(&KernelPolicy {
+                max_payload_bytes: 16384,
+                ..policy()
+            })
+            .unwrap();
+            let r = g.run(hook, &input).unwrap();
+            let case = format!("{} B head on {hook:?}", head.len());
+            assert_eq!(r.verdict, Verdict::Pass, "{case}");
+            assert!(r.out == input, "{case}: the trailer was scanned");
+            assert_eq!(counters_total(&g), 0, "{case}");
+            assert_eq!(g.stats().unwrap().bytes, head.len() as u64, "{case}");
+        }
+    }
+}
+
 /// HTTP ports come from the map the daemon fills.
 #[test]
 fn http_ports_come_from_the_policy() {
