@@ -56,6 +56,10 @@ pub fn deep_request() -> Vec<u8> {
     r
 }
 
+/// The case `cargo xtask profile` runs without `--case`: the 600 B request without an
+/// identity header, the one issue 5's main target is about.
+pub const PROFILE_DEFAULT: usize = 4;
+
 /// The kernel-cost cases, in the benchmark's order. Frames over 4 KiB need a policy whose
 /// `max_payload_bytes` covers them (`Case::policy` has it).
 #[must_use]
@@ -132,4 +136,15 @@ pub fn kernel_cases() -> Vec<Case> {
             tc: false,
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{kernel_cases, PROFILE_DEFAULT};
+
+    #[test]
+    fn the_profile_default_is_the_600_byte_request() {
+        let cases = kernel_cases();
+        assert!(cases[PROFILE_DEFAULT].name.starts_with("HTTP GET 600 B"));
+    }
 }

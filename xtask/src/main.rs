@@ -68,9 +68,9 @@ enum Cmd {
     /// Debian's linux-perf if perf is missing). Says where to look; `bench` says how much a
     /// change saves.
     Profile {
-        /// The case's number (`--list` shows them; 3 is the 600 B request).
-        #[arg(long, default_value_t = 3)]
-        case: usize,
+        /// The case's number (`--list` shows them; without it, the 600 B request).
+        #[arg(long)]
+        case: Option<usize>,
         /// The hook whose program runs the case.
         #[arg(long, default_value = "xdp", value_parser = ["xdp", "tc"])]
         hook: String,
@@ -450,7 +450,7 @@ fn bench(quick: bool, only: Option<&str>) -> Result<()> {
     run_tests_bin("bench", &args)
 }
 
-fn profile(case: usize, hook: &str, seconds: u64, top: usize, list: bool) -> Result<()> {
+fn profile(case: Option<usize>, hook: &str, seconds: u64, top: usize, list: bool) -> Result<()> {
     if list {
         return run_tests_bin("profile", &["--list"]);
     }
@@ -460,20 +460,13 @@ fn profile(case: usize, hook: &str, seconds: u64, top: usize, list: bool) -> Res
     if output(Command::new("perf").arg("--version")).is_none() {
         apt_install(&["linux-perf"])?;
     }
-    let (case, seconds, top) = (case.to_string(), seconds.to_string(), top.to_string());
-    run_tests_bin(
-        "profile",
-        &[
-            "--case",
-            &case,
-            "--hook",
-            hook,
-            "--seconds",
-            &seconds,
-            "--top",
-            &top,
-        ],
-    )
+    let (seconds, top) = (seconds.to_string(), top.to_string());
+    let mut args = vec!["--hook", hook, "--seconds", &seconds, "--top", &top];
+    let case = case.map(|c| c.to_string());
+    if let Some(c) = &case {
+        args.extend(["--case", c]);
+    }
+    run_tests_bin("profile", &args)
 }
 
 fn lint() -> Result<()> {

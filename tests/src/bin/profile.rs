@@ -19,7 +19,7 @@ use anyhow::{bail, Context as _, Result};
 use aya::programs::{SchedClassifier, Xdp};
 use leakguard::object::{PROG_TC_EGRESS, PROG_XDP};
 use leakguard_tests::{
-    cases::kernel_cases,
+    cases::{kernel_cases, PROFILE_DEFAULT},
     guard::{Guard, TEST_RUN_IFINDEX},
     jit::JitMap,
 };
@@ -36,7 +36,7 @@ const USAGE: &str = "profile [--case N] [--hook xdp|tc] [--seconds S] [--top N] 
 
 fn args() -> Result<Args> {
     let mut a = Args {
-        case: 3,
+        case: PROFILE_DEFAULT,
         tc: false,
         seconds: 10,
         top: 30,
