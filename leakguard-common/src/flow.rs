@@ -53,8 +53,14 @@ pub fn hint_slot(key: &FlowKey) -> u32 {
         }
         i += 1;
     }
-    // MurmurHash3's 64-bit finalizer: one multiply alone leaves fields that differ in a
-    // few middle bits (a subscriber's address) on half the slots.
+    hint_mix(lo, hi)
+}
+
+/// The slot of the folded key: MurmurHash3's 64-bit finalizer (one multiply alone
+/// leaves fields that differ in a few middle bits, a subscriber's address, on half the
+/// slots).
+#[inline(always)]
+fn hint_mix(lo: u32, hi: u32) -> u32 {
     let mut h = u64::from(hi) << 32 | u64::from(lo);
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -247,7 +253,7 @@ mod tests {
         }
     }
 
-    /// `hint_slot` as its comment defines it, from the fields: the kernel's keys and
+    /// `hint_slot` as its comment defines it, the key's words composed from the fields: the kernel's keys and
     /// pinned counters of earlier builds depend on the value staying this.
     fn hint_slot_of_fields(key: &FlowKey) -> u32 {
         let word =
@@ -257,13 +263,7 @@ mod tests {
         let tail = u32::from_le_bytes([key.hook, key.family, key._pad[0], key._pad[1]]);
         let lo = word(s, 0) ^ word(s, 8) ^ word(d, 0) ^ word(d, 8) ^ ports ^ tail;
         let hi = word(s, 4) ^ word(s, 12) ^ word(d, 4) ^ word(d, 12) ^ key.ifindex;
-        let mut h = u64::from(hi) << 32 | u64::from(lo);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^= h >> 33;
-        h as u32 & (crate::FLOW_HINT_SLOTS - 1)
+        hint_mix(lo, hi)
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Each function returns a mask with bit 7 of byte `j` set where byte `j` of the
 //! little-endian word `x` is a stop byte. Only the *lowest* set bit is exact: a borrow
 //! out of a true stop byte may flag bytes above it. That is all a run needs: it stops at
-//! the first one (`trailing_zeros() / 8`).
+//! the first one (`first`).
 //!
 //! Why the lowest bit is exact: for `(x - n·ONES) & !x & HIGHS` (n ≤ 128), no byte below
 //! the first byte under `n` borrows, and a byte `b ≥ n` that receives no borrow yields

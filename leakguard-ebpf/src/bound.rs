@@ -20,6 +20,22 @@ pub fn opaque64(mut v: u64) -> u64 {
     v
 }
 
+/// `v` when `0 < v <= max`: a length the verifier accepts for a helper that copies
+/// into a buffer of `max` bytes. Two checks with a barrier between them: merged into one
+/// range check by LLVM, they would leave the verifier without a lower bound.
+#[inline(always)]
+pub fn helper_len(v: u64, max: u64) -> Option<u64> {
+    let n = opaque64(v);
+    if n == 0 {
+        return None;
+    }
+    let n = opaque64(n);
+    if n > max {
+        return None;
+    }
+    Some(n)
+}
+
 /// Returns `v` as an unknown value to the verifier: a round trip through map memory,
 /// whose contents the verifier does not track. Used where a loop's many exits (each
 /// with its own precise counter) would otherwise each be explored through the code

@@ -7,7 +7,7 @@
 
 use leakguard_common::swar;
 
-use crate::{bound::opaque64, maps::SCRATCH, pkt::Packet};
+use crate::{bound::helper_len, maps::SCRATCH, pkt::Packet};
 
 /// Bytes the floor reads at most: the bench times it on frames of up to 4 KiB.
 const FLOOR_BYTES: u64 = 4096;
@@ -19,16 +19,9 @@ pub fn floor<P: Packet>(p: &P) {
     };
     // SAFETY: per-CPU value, ours for the program run.
     let s = unsafe { &mut *s };
-    // Two checks with a barrier between them, as in the scanner's window copy: the
-    // helper's length needs both bounds.
-    let n = opaque64(u64::from(p.len()).min(FLOOR_BYTES));
-    if n == 0 {
+    let Some(n) = helper_len(u64::from(p.len()).min(FLOOR_BYTES), FLOOR_BYTES) else {
         return;
-    }
-    let n = opaque64(n);
-    if n > FLOOR_BYTES {
-        return;
-    }
+    };
     if p.load(0, s.buf.as_mut_ptr(), n as u32) != 0 {
         return;
     }

@@ -12,7 +12,7 @@ use leakguard_common::{
 
 use crate::{
     act::csum_diff,
-    bound::{forget, opaque64},
+    bound::{forget, helper_len, opaque64},
     flows,
     http::{number_pending, open_head, refill_window, scan_window, Scratch},
     maps::{ACTIVE, CONFIG, FLOWS, IFSLOT, PORTS, SCRATCH, STATS},
@@ -60,16 +60,12 @@ extern "C" fn window<P: Packet>(idx: u32, ctx: *mut c_void) -> i64 {
     if off >= w.end {
         return 1;
     }
-    // Two checks with a barrier between them: merged into one range check by LLVM, they
-    // would leave the verifier without a lower bound for the helper's length.
-    let n = opaque64(u64::from((w.end - off).min(SCAN_WINDOW as u32)));
-    if n == 0 {
+    let Some(n) = helper_len(
+        u64::from((w.end - off).min(SCAN_WINDOW as u32)),
+        SCAN_WINDOW as u64,
+    ) else {
         return 1;
-    }
-    let n = opaque64(n);
-    if n > SCAN_WINDOW as u64 {
-        return 1;
-    }
+    };
     let n = n as u32;
     if p.load(w.payload_off + off, s.buf.as_mut_ptr(), n) != 0 {
         s.st.load_failed = 1;

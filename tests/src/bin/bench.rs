@@ -189,41 +189,24 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
                 continue;
             }
             let (b, p) = pair(&mut g, cfg, base, prog, tc, frame)?;
-            println!(
-                "| {name} | {} | {hook} | {b:.0} | {p:.0} | {:.1}x |",
-                frame.len(),
-                p / b
-            );
-            rows.push(
-                json!({"case": name, "frame_bytes": frame.len(), "hook": hook,
-                "empty_ns": b, "leakguard_ns": p, "ratio": p / b}),
-            );
+            rows.push(kernel_row(name, frame.len(), hook, b, p));
         }
     }
     // The floor: the 600 B request copied into the scratch window and every word of it
     // tested for an LF, nothing else (`baseline_*_lf`): what reading the bytes costs
     // before any parsing, beside the same empty program.
     let floor_name = "floor: the 600 B request copied, every word tested for an LF, no parsing";
-    let floor_frame = Frame::http_v4(&clean).build();
+    let clean_frame = Frame::http_v4(&clean).build();
     let mut g = Guard::load(&count)?;
     for (hook, base, prog, tc) in FLOORS {
-        let (b, p) = pair(&mut g, cfg, base, prog, tc, &floor_frame)?;
-        println!(
-            "| {floor_name} | {} | {hook} | {b:.0} | {p:.0} | {:.1}x |",
-            floor_frame.len(),
-            p / b
-        );
-        rows.push(
-            json!({"case": floor_name, "frame_bytes": floor_frame.len(), "hook": hook,
-            "empty_ns": b, "leakguard_ns": p, "ratio": p / b}),
-        );
+        let (b, p) = pair(&mut g, cfg, base, prog, tc, &clean_frame)?;
+        rows.push(kernel_row(floor_name, clean_frame.len(), hook, b, p));
     }
     // The rows above run with the event ring full (nothing drains it during a test-run
     // loop): their matches time a dropped event. A delivered one, on TC (XDP's test loop
     // adds per-call work that short loops show): 1,000 runs per sample from a drained
     // ring, beside the request without the header at the same repeat.
     let frame = Frame::http_v4(&with_msisdn(&browser_get(574))).build();
-    let clean_frame = Frame::http_v4(&clean).build();
     let mut g = Guard::load(&count)?;
     g.give_slot(TEST_RUN_IFINDEX, 1)?;
     let (mut d, mut f, mut z) = (Vec::new(), Vec::new(), Vec::new());
@@ -257,6 +240,16 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
     rows.push(json!({"case": "match event, TC", "without_header_ns": z,
         "event_delivered_ns": d, "event_dropped_ns": f}));
     Ok(Value::Array(rows))
+}
+
+/// Prints a row of the kernel table and returns it for `results.json`.
+fn kernel_row(case: &str, frame_bytes: usize, hook: &str, b: f64, p: f64) -> Value {
+    println!(
+        "| {case} | {frame_bytes} | {hook} | {b:.0} | {p:.0} | {:.1}x |",
+        p / b
+    );
+    json!({"case": case, "frame_bytes": frame_bytes, "hook": hook,
+        "empty_ns": b, "leakguard_ns": p, "ratio": p / b})
 }
 
 /// The 600 B request against 1, 30 and 1,000 rules: the cost must stay flat.
