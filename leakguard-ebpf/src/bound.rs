@@ -21,19 +21,17 @@ pub fn opaque64(mut v: u64) -> u64 {
 }
 
 /// `v` when `0 < v <= max`: a length the verifier accepts for a helper that copies
-/// into a buffer of `max` bytes. Two checks with a barrier between them: merged into one
-/// range check by LLVM, they would leave the verifier without a lower bound.
+/// into a buffer of `max` bytes. One unsigned compare of `v - 1` against `max` gives
+/// both bounds, and the length passed on is computed from the compared register: 6.1's
+/// verifier learns no lower bound from `v != 0`, and LLVM, left to itself, merges two
+/// checks into this same compare on a copy and passes the unchecked original.
 #[inline(always)]
 pub fn helper_len(v: u64, max: u64) -> Option<u64> {
-    let n = opaque64(v);
-    if n == 0 {
+    let m = opaque64(v.wrapping_sub(1));
+    if m >= max {
         return None;
     }
-    let n = opaque64(n);
-    if n > max {
-        return None;
-    }
-    Some(n)
+    Some(m + 1)
 }
 
 /// Returns `v` as an unknown value to the verifier: a round trip through map memory,

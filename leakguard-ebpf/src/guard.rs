@@ -12,7 +12,7 @@ use leakguard_common::{
 
 use crate::{
     act::csum_diff,
-    bound::{forget, helper_len, opaque64},
+    bound::{forget, helper_len},
     flows,
     http::{number_pending, open_head, refill_window, scan_window, Scratch},
     maps::{ACTIVE, CONFIG, FLOWS, IFSLOT, PORTS, SCRATCH, STATS},
@@ -137,14 +137,13 @@ fn store_chunk<P: Packet, const ALIGN: u32>(p: &P, s: &Scratch, at: u32, n: u32,
     // An aligned start below SCAN_WINDOW and a length of at most 2 × ALIGN (and at most
     // `n - c`): the verifier sees the copy stays inside the scratch value.
     let c = lo & (SCAN_WINDOW as u32 - ALIGN);
-    let len = opaque64(u64::from((n - c.min(n)).min(2 * ALIGN)));
+    let len = u64::from((n - c.min(n)).min(2 * ALIGN));
     if len == 0 {
         return 0;
     }
-    let len = opaque64(len);
-    if len > u64::from(2 * ALIGN) {
+    let Some(len) = helper_len(len, u64::from(2 * ALIGN)) else {
         return -1;
-    }
+    };
     // SAFETY: `c + len <= n <= SCAN_WINDOW`: the bytes lie inside `buf`.
     let src = unsafe { s.buf.as_ptr().add(c as usize) };
     p.store(at + c, src, len as u32)

@@ -61,6 +61,12 @@ enum Cmd {
         /// e2e.
         #[arg(long, value_name = "PARTS")]
         only: Option<String>,
+        /// A/B: time the kernel cases through this build and through another build of
+        /// the kernel programs (an object file, e.g. a copy of
+        /// target/ebpf-upgrade/bpfel-unknown-none/release/leakguard-ebpf from another
+        /// commit), alternating within each round.
+        #[arg(long, value_name = "OBJECT")]
+        against: Option<PathBuf>,
     },
     /// Where one of the benchmark's kernel cases spends its time, by source line of the
     /// kernel programs: `perf record` samples the CPU running the case in a test-run loop,
@@ -121,7 +127,11 @@ fn main() -> ExitCode {
             .map(|deb| println!("{}", deb.display())),
         Cmd::Lint => lint(),
         Cmd::Demo => setup().and_then(|()| demo()),
-        Cmd::Bench { quick, only } => setup().and_then(|()| bench(quick, only.as_deref())),
+        Cmd::Bench {
+            quick,
+            only,
+            against,
+        } => setup().and_then(|()| bench(quick, only.as_deref(), against.as_deref())),
         Cmd::Profile {
             case,
             hook,
@@ -321,32 +331,26 @@ fn test(args: &[String]) -> Result<()> {
 const UPGRADE_BUILD: &str = "2";
 
 /// A second build of the kernel programs, with another build id compiled in, for the test
-/// that upgrades a running guard in place (`tests/tests/faults.rs`): built as `aya-build`
-/// builds the embedded one, into `target/ebpf-upgrade/bpfel-unknown-none/release/`.
+/// that upgrades a running guard in place (`tests/tests/faults.rs`): the same recipe as the
+/// embedded one (`leakguard/ebpf_build.rs`), into `target/ebpf-upgrade/`.
 fn build_upgrade_object() -> Result<()> {
     let root = root_dir();
-    run(Command::new("cargo")
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--package",
-            "leakguard-ebpf",
-            "--bins",
-            "--release",
-        ])
-        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-        .arg("--target-dir")
-        .arg(root.join("target/ebpf-upgrade"))
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("LEAKGUARD_EBPF_BUILD", UPGRADE_BUILD)
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            "--cfg=bpf_target_arch=\"x86_64\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf",
-        )
-        .env_remove("RUSTC")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER"))
+    let dir = root.join("target/ebpf-upgrade");
+    run(ebpf_cargo(
+        std::path::Path::new("cargo"),
+        &root,
+        &dir,
+        std::env::consts::ARCH,
+    )
+    .env("LEAKGUARD_EBPF_BUILD", UPGRADE_BUILD))?;
+    let obj = ebpf_object(&dir);
+    if !obj.is_file() {
+        bail!("the upgrade build left no object at {}", obj.display());
+    }
+    Ok(())
 }
+
+include!("../../leakguard/ebpf_build.rs");
 
 fn demo() -> Result<()> {
     if !is_root() {
@@ -426,7 +430,7 @@ fn fuzz_parsers(seconds: u64) -> Result<()> {
     Ok(())
 }
 
-fn bench(quick: bool, only: Option<&str>) -> Result<()> {
+fn bench(quick: bool, only: Option<&str>, against: Option<&std::path::Path>) -> Result<()> {
     if !is_root() {
         bail!("the benchmark loads BPF programs: run it as root");
     }
@@ -446,6 +450,18 @@ fn bench(quick: bool, only: Option<&str>) -> Result<()> {
     }
     if let Some(parts) = only {
         args.extend(["--only", parts]);
+    }
+    let against = match against {
+        Some(p) => Some(
+            p.canonicalize()
+                .with_context(|| format!("--against {}", p.display()))?
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        None => None,
+    };
+    if let Some(p) = &against {
+        args.extend(["--only", "kernel", "--against", p]);
     }
     run_tests_bin("bench", &args)
 }
