@@ -138,12 +138,20 @@ fn load(policy: &crate::policy::KernelPolicy) -> Result<Ebpf> {
     if !crate::privileges::may_load_bpf() {
         return Err(privileges("EPERM"));
     }
+    crate::features::check()?;
     let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(|e| privileges(&chain(&e)))?;
     let prog: &mut Xdp = ebpf
         .program_mut(PROG_XDP)
         .context("the XDP program is missing")?
         .try_into()?;
-    prog.load().map_err(|e| privileges(&format!("{e:#}")))?;
+    prog.load().map_err(|e| {
+        let text = chain(&e);
+        if text.contains("Operation not permitted") {
+            privileges(&text)
+        } else {
+            crate::verifier::refused(PROG_XDP, e)
+        }
+    })?;
     Ok(ebpf)
 }
 
