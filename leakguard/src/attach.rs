@@ -10,20 +10,21 @@ use aya::{
     maps::{Array, MapData},
     programs::{
         links::{FdLink, LinkOrder, PinnedLink},
-        tc::SchedClassifierLink,
-        tc::TcAttachOptions,
+        tc::{qdisc_add_clsact, NlOptions, SchedClassifierLink, TcAttachOptions, TcError},
         xdp::XdpLink,
-        SchedClassifier, TcAttachType, Xdp, XdpMode,
+        Link as _, SchedClassifier, TcAttachType, Xdp, XdpMode,
     },
     Ebpf, EbpfLoader,
 };
 use leakguard_common::MAP_LAYOUT_VERSION;
 
 use crate::{
+    features::TcMode,
     maps::{ALL_MAPS, MAP_ACTIVE, MAP_FLOWS, MAP_LAYOUT},
     object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
     pins::Pins,
     policy::file::{Attach, Hook},
+    tc,
 };
 
 /// Loads `object` (normally [`crate::object::EBPF_OBJECT`]) with every map pinned under `pins` (created
@@ -55,12 +56,11 @@ pub fn load(pins: &Pins, object: &[u8]) -> Result<Ebpf> {
     }
     for name in [PROG_TC_EGRESS, PROG_TC_INGRESS] {
         let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
-        p.load()
-            .with_context(|| format!("the kernel refused program {name}"))?;
+        p.load().map_err(|e| crate::verifier::refused(name, e))?;
     }
     let p: &mut Xdp = ebpf.program_mut(PROG_XDP).context(PROG_XDP)?.try_into()?;
     p.load()
-        .with_context(|| format!("the kernel refused program {PROG_XDP}"))?;
+        .map_err(|e| crate::verifier::refused(PROG_XDP, e))?;
     Ok(ebpf)
 }
 
@@ -115,6 +115,9 @@ pub enum Outcome {
     Attached,
     /// A pinned link from a previous run now runs this binary's program.
     Replaced,
+    /// leakguard's TC filter from a previous run (kernels without TCX) now runs this
+    /// binary's program.
+    ReplacedFilter,
     /// The interface does not exist (yet).
     Missing,
 }
@@ -127,8 +130,11 @@ pub fn interface_index(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
-/// Attaches the guard per `a`, or adopts the link a previous run pinned.
+/// Attaches the guard per `a`, or adopts the link (or filter) a previous run left.
 pub fn attach(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
+    if a.hook != Hook::Xdp && crate::features::tc_mode() == TcMode::Netlink {
+        return attach_filter(ebpf, pins, a);
+    }
     let path = pins.link(&a.interface, a.hook);
     if path.exists() {
         match replace(ebpf, &path, a.hook) {
@@ -178,6 +184,62 @@ pub fn attach(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
     Ok(Outcome::Attached)
 }
 
+/// On a kernel without TCX: leakguard's cls_bpf filter (`crate::tc`) on the hook's clsact
+/// parent, made or, when a previous run left it, given this binary's program in place.
+fn attach_filter(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
+    let Some(ifindex) = interface_index(&a.interface) else {
+        return Ok(Outcome::Missing);
+    };
+    let (name, ty) = tc_program(a.hook);
+    let what = || format!("cls_bpf {} on {}", a.hook.name(), a.interface);
+    let existing = tc::ours(ifindex, tc::parent(ty))
+        .with_context(|| format!("reading the TC filters of {}", a.interface))?;
+    let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+    let outcome = if existing.is_some() {
+        // The same priority and handle: cls_bpf swaps the filter's program atomically.
+        let link = SchedClassifierLink::attached(&a.interface, ty, tc::PRIORITY, tc::HANDLE, None)?;
+        let id = p
+            .attach_to_link(link)
+            .with_context(|| format!("replacing the program of {}", what()))?;
+        // The filter belongs to the qdisc, not to this process: never detach it on drop.
+        std::mem::forget(p.take_link(id)?);
+        Outcome::ReplacedFilter
+    } else {
+        match qdisc_add_clsact(&a.interface) {
+            Ok(()) => pin_record(p, &pins.clsact(&a.interface))?,
+            Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("adding a clsact qdisc to {}", a.interface))
+            }
+        }
+        let id = p
+            .attach_with_options(
+                &a.interface,
+                ty,
+                TcAttachOptions::Netlink(NlOptions {
+                    priority: tc::PRIORITY,
+                    handle: tc::HANDLE,
+                    classid: None,
+                }),
+            )
+            .with_context(|| format!("attaching {} (priority {})", what(), tc::PRIORITY))?;
+        std::mem::forget(p.take_link(id)?);
+        Outcome::Attached
+    };
+    pin_record(p, &pins.filter(&a.interface, a.hook))?;
+    Ok(outcome)
+}
+
+/// Pins `p` at `path` (replacing what is there): the record of a filter or qdisc, which
+/// are not BPF objects and cannot be pinned themselves.
+fn pin_record(p: &mut SchedClassifier, path: &Path) -> Result<()> {
+    if path.exists() {
+        std::fs::remove_file(path).with_context(|| format!("replacing {}", path.display()))?;
+    }
+    p.pin(path)
+        .with_context(|| format!("recording at {}", path.display()))
+}
+
 fn tc_program(hook: Hook) -> (&'static str, TcAttachType) {
     match hook {
         Hook::TcIngress => (PROG_TC_INGRESS, TcAttachType::Ingress),
@@ -221,6 +283,14 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
         );
         removed.push(format!("detached {} from {iface}", hook.name()));
     }
+    for (iface, hook, path) in pins.filters()? {
+        removed.push(detach_filter(&iface, hook)?);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    for (iface, path) in pins.clsacts()? {
+        removed.push(remove_clsact(&iface)?);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
     for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP] {
         let p = pins.progs_dir().join(name);
         if p.exists() {
@@ -237,6 +307,7 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
     }
     for dir in [
         pins.links_dir(),
+        pins.filters_dir(),
         pins.progs_dir(),
         pins.maps_dir(),
         pins.root.clone(),
@@ -246,4 +317,52 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
         }
     }
     Ok(removed)
+}
+
+/// Removes leakguard's cls_bpf filter for `hook` from `iface`, if it is still there.
+fn detach_filter(iface: &str, hook: Hook) -> Result<String> {
+    let (_, ty) = tc_program(hook);
+    let Some(ifindex) = interface_index(iface) else {
+        return Ok(format!(
+            "{} filter of {iface}: the interface is gone, and its filter with it",
+            hook.name()
+        ));
+    };
+    if tc::ours(ifindex, tc::parent(ty))?.is_none() {
+        return Ok(format!("{} filter of {iface}: already gone", hook.name()));
+    }
+    SchedClassifierLink::attached(iface, ty, tc::PRIORITY, tc::HANDLE, None)?
+        .detach()
+        .with_context(|| format!("removing the cls_bpf {} filter of {iface}", hook.name()))?;
+    Ok(format!(
+        "detached {} (cls_bpf filter) from {iface}",
+        hook.name()
+    ))
+}
+
+/// Removes the clsact qdisc leakguard added to `iface`, unless filters of others are on
+/// it now: then it stays, and the line says so.
+fn remove_clsact(iface: &str) -> Result<String> {
+    let Some(ifindex) = interface_index(iface) else {
+        return Ok(format!("clsact qdisc of {iface}: the interface is gone"));
+    };
+    let mut others = tc::filters(ifindex, tc::parent(TcAttachType::Ingress))?;
+    others.extend(tc::filters(ifindex, tc::parent(TcAttachType::Egress))?);
+    if !others.is_empty() {
+        return Ok(format!(
+            "left the clsact qdisc leakguard added to {iface}: {} other filter(s) use it",
+            others.len()
+        ));
+    }
+    match tc::delete_clsact(ifindex) {
+        Ok(()) => Ok(format!(
+            "removed the clsact qdisc leakguard added to {iface}"
+        )),
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            Ok(format!("clsact qdisc of {iface}: already gone"))
+        }
+        Err(e) => Err(e).with_context(|| format!("removing the clsact qdisc of {iface}")),
+    }
 }

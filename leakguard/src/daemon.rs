@@ -68,6 +68,7 @@ const FLOW_COUNT_EVERY: Duration = Duration::from_secs(10);
 
 pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
     crate::privileges::require()?;
+    crate::features::check()?;
     let config = file::load(config_path).map_err(anyhow::Error::from)?;
     // Read before anything is touched: a missing object must not cost the guard.
     let object = match ebpf_object {
@@ -120,6 +121,11 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
         rules = d.config.kernel.rules.len(),
         digest = %format!("{:016x}", maps::digest(&d.config.kernel)),
         adopted = adopting,
+        tc = match crate::features::tc_mode() {
+            crate::features::TcMode::Tcx => "tcx",
+            crate::features::TcMode::Netlink => "cls_bpf (no TCX in this kernel)",
+        },
+        kernel = %crate::features::release(),
         "leakguard running"
     );
 
@@ -250,7 +256,40 @@ impl Daemon {
         for name in gone {
             self.lost(&name);
         }
+        self.recheck_filters();
         self.retry_missing();
+    }
+
+    /// On kernels without TCX the guard is a cls_bpf filter, which anyone with
+    /// CAP_NET_ADMIN can delete (`tc qdisc del dev IFACE clsact`): one found gone is
+    /// said loudly and attached again.
+    fn recheck_filters(&mut self) {
+        if crate::features::tc_mode() != crate::features::TcMode::Netlink {
+            return;
+        }
+        let gone: Vec<(String, file::Hook)> = self
+            .attached_at
+            .iter()
+            .filter(|((_, hook), _)| *hook != file::Hook::Xdp)
+            .filter(|((_, hook), ifindex)| {
+                let ty = if *hook == file::Hook::TcIngress {
+                    aya::programs::TcAttachType::Ingress
+                } else {
+                    aya::programs::TcAttachType::Egress
+                };
+                matches!(crate::tc::ours(**ifindex, crate::tc::parent(ty)), Ok(None))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (iface, hook) in gone {
+            tracing::error!(interface = %iface, hook = hook.name(),
+                "leakguard's TC filter was removed from the interface by something else; attaching it again");
+            self.attached_at.remove(&(iface.clone(), hook));
+            self.missing.push(Attach {
+                interface: iface,
+                hook,
+            });
+        }
     }
 
     /// Tells systemd (when started by it) the state, with a one-line STATUS summary.
@@ -455,6 +494,11 @@ impl Daemon {
                     self.attached(&a);
                     tracing::info!(interface = %a.interface, hook = a.hook.name(),
                         "adopted the pinned link; program replaced atomically");
+                }
+                Outcome::ReplacedFilter => {
+                    self.attached(&a);
+                    tracing::info!(interface = %a.interface, hook = a.hook.name(),
+                        "adopted the TC filter; program replaced atomically");
                 }
                 Outcome::Missing => {
                     tracing::warn!(interface = %a.interface, hook = a.hook.name(),

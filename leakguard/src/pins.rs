@@ -4,6 +4,9 @@
 //! PIN_PATH/maps/NAME        every map (policy, counters, events, scratch)
 //! PIN_PATH/progs/NAME       the programs this daemon loaded (for inspection with bpftool)
 //! PIN_PATH/links/IFACE@HOOK the attachment links: the guard stays while they are pinned
+//! PIN_PATH/filters/IFACE@HOOK on kernels without TCX, the program of leakguard's cls_bpf
+//!                           filter on IFACE (the filter lives in the qdisc; this records it)
+//! PIN_PATH/filters/IFACE@clsact  leakguard added IFACE's clsact qdisc (`detach` removes it)
 //! ```
 
 use std::{
@@ -48,6 +51,24 @@ impl Pins {
     }
 
     #[must_use]
+    pub fn filters_dir(&self) -> PathBuf {
+        self.root.join("filters")
+    }
+
+    /// The record of leakguard's cls_bpf filter for `hook` on `interface`.
+    #[must_use]
+    pub fn filter(&self, interface: &str, hook: Hook) -> PathBuf {
+        self.filters_dir()
+            .join(format!("{interface}@{}", hook.name()))
+    }
+
+    /// Present when leakguard added `interface`'s clsact qdisc.
+    #[must_use]
+    pub fn clsact(&self, interface: &str) -> PathBuf {
+        self.filters_dir().join(format!("{interface}@{CLSACT}"))
+    }
+
+    #[must_use]
     pub fn map(&self, name: &str) -> PathBuf {
         self.maps_dir().join(name)
     }
@@ -77,6 +98,7 @@ impl Pins {
             &self.maps_dir(),
             &self.progs_dir(),
             &self.links_dir(),
+            &self.filters_dir(),
         ] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             use std::os::unix::fs::PermissionsExt as _;
@@ -94,29 +116,58 @@ impl Pins {
 
     /// The pinned links: (interface, hook, path).
     pub fn links(&self) -> Result<Vec<(String, Hook, PathBuf)>> {
-        let mut out = Vec::new();
-        let dir = match std::fs::read_dir(self.links_dir()) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e).context("listing pinned links"),
-        };
-        for entry in dir {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((iface, hook)) = name.rsplit_once('@') else {
-                continue;
-            };
-            let hook = match hook {
-                "tc-egress" => Hook::TcEgress,
-                "tc-ingress" => Hook::TcIngress,
-                "xdp" => Hook::Xdp,
-                _ => continue,
-            };
-            out.push((iface.to_owned(), hook, entry.path()));
-        }
-        out.sort();
-        Ok(out)
+        attachments(&self.links_dir())
     }
+
+    /// The recorded cls_bpf filters: (interface, hook, path).
+    pub fn filters(&self) -> Result<Vec<(String, Hook, PathBuf)>> {
+        attachments(&self.filters_dir())
+    }
+
+    /// Interfaces whose clsact qdisc leakguard added: (interface, path of the record).
+    pub fn clsacts(&self) -> Result<Vec<(String, PathBuf)>> {
+        Ok(entries(&self.filters_dir())?
+            .into_iter()
+            .filter_map(|(name, path)| {
+                let (iface, what) = name.rsplit_once('@')?;
+                (what == CLSACT).then(|| (iface.to_owned(), path))
+            })
+            .collect())
+    }
+}
+
+/// The record name of a clsact qdisc leakguard added.
+const CLSACT: &str = "clsact";
+
+/// `IFACE@HOOK` entries of `dir`, sorted.
+fn attachments(dir: &Path) -> Result<Vec<(String, Hook, PathBuf)>> {
+    let mut out: Vec<_> = entries(dir)?
+        .into_iter()
+        .filter_map(|(name, path)| {
+            let (iface, hook) = name.rsplit_once('@')?;
+            Some((iface.to_owned(), Hook::from_name(hook)?, path))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The entries of `dir` (none when it does not exist).
+fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry?;
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.path(),
+        ));
+    }
+    Ok(out)
 }
 
 fn is_bpffs(path: &Path) -> Result<bool> {

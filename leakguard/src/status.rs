@@ -11,6 +11,7 @@ use crate::{
     attach::interface_index,
     maps::{self, MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_RULE_COUNTERS, MAP_STATS},
     pins::Pins,
+    tc,
 };
 
 fn open(pins: &Pins, name: &str) -> Result<Map> {
@@ -29,8 +30,9 @@ pub fn report(pins: &Pins) -> Result<String> {
     }
     let mut s = String::new();
     let links = pins.links()?;
-    if links.is_empty() {
-        writeln!(s, "guarded: nothing (no pinned links)")?;
+    let filters = pins.filters()?;
+    if links.is_empty() && filters.is_empty() {
+        writeln!(s, "guarded: nothing (no pinned links or filters)")?;
     }
     for (iface, hook, _) in &links {
         // The link is pinned, so the guard is attached wherever that interface lives;
@@ -41,6 +43,14 @@ pub fn report(pins: &Pins) -> Result<String> {
             " (interface not visible from this network namespace)"
         };
         writeln!(s, "{iface:<16} {:<10} pinned link{seen}", hook.name())?;
+    }
+    for (iface, hook, _) in &filters {
+        writeln!(
+            s,
+            "{iface:<16} {:<10} {}",
+            hook.name(),
+            filter_state(iface, *hook)
+        )?;
     }
     let gen = maps::active_gen_of(&open(pins, MAP_ACTIVE)?)?;
     let config = maps::config_of(&open(pins, MAP_CONFIG)?, gen)?;
@@ -98,4 +108,29 @@ pub fn report(pins: &Pins) -> Result<String> {
         )?;
     }
     Ok(s)
+}
+
+/// What the kernel says of leakguard's cls_bpf filter on `iface` (kernels without TCX).
+fn filter_state(iface: &str, hook: crate::policy::file::Hook) -> String {
+    let what = format!(
+        "cls_bpf filter (priority {}, handle {:#x})",
+        tc::PRIORITY,
+        u32::from(tc::HANDLE)
+    );
+    let Some(ifindex) = interface_index(iface) else {
+        return format!("{what}: interface not visible from this network namespace");
+    };
+    let parent = if hook == crate::policy::file::Hook::TcIngress {
+        tc::parent(aya::programs::TcAttachType::Ingress)
+    } else {
+        tc::parent(aya::programs::TcAttachType::Egress)
+    };
+    match tc::ours(ifindex, parent) {
+        Ok(Some(f)) => match f.program {
+            Some((name, id)) => format!("{what}, program {name} (id {id})"),
+            None => what,
+        },
+        Ok(None) => format!("{what}: MISSING from the interface (start the daemon to re-attach)"),
+        Err(e) => format!("{what}: cannot read the interface's filters: {e}"),
+    }
 }

@@ -45,6 +45,14 @@ impl Hook {
             Self::Xdp => "xdp",
         }
     }
+
+    /// The hook of a [`Hook::name`].
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::TcEgress, Self::TcIngress, Self::Xdp]
+            .into_iter()
+            .find(|h| h.name() == name)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
