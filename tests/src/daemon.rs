@@ -30,8 +30,20 @@ pub fn leakguard_bin() -> Result<PathBuf> {
         .context("the leakguard binary is missing: use `cargo xtask test` or `cargo xtask demo`")
 }
 
-/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+/// `LEAKGUARD_TIMEOUT_SCALE` (default 1): how much longer to wait for anything. The
+/// kernel matrix runs the tests in an emulated machine (qemu TCG), several times slower.
+#[must_use]
+pub fn timeout_scale() -> u32 {
+    std::env::var("LEAKGUARD_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` (times [`timeout_scale`]) passes.
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let timeout = timeout * timeout_scale();
     let end = Instant::now() + timeout;
     while Instant::now() < end {
         if cond() {
@@ -132,7 +144,7 @@ impl Daemon {
     /// Runs `leakguard run` where it is expected to refuse to start: its exit status.
     pub fn run_to_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
         let mut c = self.spawn()?;
-        let end = Instant::now() + timeout;
+        let end = Instant::now() + timeout * timeout_scale();
         loop {
             if let Some(st) = c.try_wait()? {
                 return Ok(st);
@@ -190,7 +202,7 @@ impl Daemon {
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
         self.signal(libc::SIGTERM);
         let mut c = self.child.take().context("not running")?;
-        let end = Instant::now() + Duration::from_secs(10);
+        let end = Instant::now() + Duration::from_secs(10) * timeout_scale();
         loop {
             if let Some(st) = c.try_wait()? {
                 return Ok(st);

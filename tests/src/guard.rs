@@ -81,7 +81,12 @@ const XDP_PASS: u32 = 2;
 
 impl Guard {
     pub fn load(policy: &KernelPolicy) -> Result<Self> {
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading the leakguard object")?;
+        Self::load_object(EBPF_OBJECT, policy)
+    }
+
+    /// [`Guard::load`] with another build of the kernel programs (the bench's `--against`).
+    pub fn load_object(object: &[u8], policy: &KernelPolicy) -> Result<Self> {
+        let mut ebpf = Ebpf::load(object).context("loading the leakguard object")?;
         for name in [
             PROG_TC_EGRESS,
             PROG_TC_INGRESS,
@@ -90,12 +95,12 @@ impl Guard {
         ] {
             let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
             p.load()
-                .with_context(|| format!("verifier rejected {name}"))?;
+                .map_err(|e| leakguard::verifier::refused(name, e))?;
         }
         for name in [PROG_XDP, PROG_BASELINE_XDP, PROG_FLOOR_XDP] {
             let p: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
             p.load()
-                .with_context(|| format!("verifier rejected {name}"))?;
+                .map_err(|e| leakguard::verifier::refused(name, e))?;
         }
         maps::apply(&mut ebpf, policy)?;
         Ok(Self { ebpf })

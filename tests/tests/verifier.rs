@@ -1,15 +1,27 @@
-//! The programs must load with headroom: a change that brings the verifier near its
-//! 1,000,000-instruction limit fails here, before it fails on some other kernel.
+//! The programs must load with headroom on every kernel of the matrix: a change that
+//! brings a verifier near its 1,000,000-instruction limit fails here.
 
 use aya::programs::{SchedClassifier, Xdp};
 use leakguard::object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 use leakguard_tests::guard::Guard;
 
-/// A quarter of the kernel's limit.
-const BUDGET: u32 = 250_000;
+/// Instructions the verifier may process per program, by kernel: a quarter of its
+/// 1,000,000 limit, but on 6.1, whose verifier prunes less (it marks every scalar precise
+/// once it tracks one across a call), 40% of it. The kernel matrix (`cargo xtask test`)
+/// runs this test on 6.1 and 6.12 too. Measured: 6.1 about 235,000 (TC) and 285,000
+/// (XDP), 6.12 about 99,000-103,000, 6.18 about 101,000-105,000.
+fn budget(release: &str) -> u32 {
+    if release.starts_with("6.1.") {
+        400_000
+    } else {
+        250_000
+    }
+}
 
 #[test]
 fn verifier_cost_has_headroom() {
+    let release = leakguard::features::release();
+    let budget = budget(&release);
     let g = Guard::load(&leakguard::policy::KernelPolicy::default()).unwrap();
     for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP] {
         let p = g.ebpf.program(name).unwrap();
@@ -23,12 +35,12 @@ fn verifier_cost_has_headroom() {
             .verified_instruction_count()
             .expect("kernel reports verified_insns");
         println!(
-            "{name}: {n} instructions verified, {} in the program",
+            "{release} {name}: {n} instructions verified, {} in the program",
             info.size_translated().unwrap_or(0) / 8
         );
         assert!(
-            n <= BUDGET,
-            "{name}: the verifier processed {n} instructions (budget {BUDGET})"
+            n <= budget,
+            "{name}: the verifier of {release} processed {n} instructions (budget {budget})"
         );
     }
 }

@@ -50,6 +50,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 struct Cfg {
+    /// `--against OBJECT`: another build of the kernel programs, timed in the kernel part
+    /// beside this one, round for round (A/B within one run).
+    against: Option<Vec<u8>>,
     audit_packets: usize,
     rounds: usize,
     repeat: u32,
@@ -62,8 +65,17 @@ struct Cfg {
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let against = match args.iter().position(|a| a == "--against") {
+        Some(i) => {
+            let path = args.get(i + 1).context("--against needs an object file")?;
+            Some(std::fs::read(path).with_context(|| format!("reading {path}"))?)
+        }
+        None => None,
+    };
     let cfg = if quick {
         Cfg {
+            against,
             audit_packets: 100_000,
             rounds: 3,
             repeat: 50_000,
@@ -74,6 +86,7 @@ fn main() -> Result<()> {
         }
     } else {
         Cfg {
+            against,
             audit_packets: 1_000_000,
             rounds: 7,
             repeat: 200_000,
@@ -172,6 +185,9 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
         "## Kernel cost per packet (BPF_PROG_TEST_RUN, {} rounds × {} repeats, medians)\n",
         cfg.rounds, cfg.repeat
     );
+    if let Some(object) = &cfg.against {
+        return against(cfg, object, &cases);
+    }
     println!("| case | frame bytes | hook | empty program ns | leakguard ns | ratio |");
     println!("|---|---:|---|---:|---:|---:|");
     let mut rows = Vec::new();
@@ -239,6 +255,48 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
     );
     rows.push(json!({"case": "match event, TC", "without_header_ns": z,
         "event_delivered_ns": d, "event_dropped_ns": f}));
+    Ok(Value::Array(rows))
+}
+
+/// `--against OBJECT`: every kernel case through this build (A) and the other one (B),
+/// alternating within each round, beside the empty program: what a change saves, with
+/// the machine's drift between runs taken out.
+fn against(cfg: &Cfg, object: &[u8], cases: &[Case]) -> Result<Value> {
+    println!("| case | hook | empty ns | this build (A) ns | --against (B) ns | A/B |");
+    println!("|---|---|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for Case {
+        name,
+        policy: pol,
+        frame,
+        tc: tc_too,
+    } in cases
+    {
+        let mut a = Guard::load(pol)?;
+        a.give_slot(TEST_RUN_IFINDEX, 1)?;
+        let mut b = Guard::load_object(object, pol)?;
+        b.give_slot(TEST_RUN_IFINDEX, 1)?;
+        for (hook, base, prog, tc) in HOOKS {
+            if tc && !tc_too {
+                continue;
+            }
+            let (mut e, mut ta, mut tb) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..cfg.rounds * 3 {
+                let ns = |g: &mut Guard, p: &str| -> Result<f64> {
+                    Ok(g.time_program(p, tc, frame, cfg.repeat / 3)?.2.as_nanos() as f64)
+                };
+                e.push(ns(&mut a, base)?);
+                ta.push(ns(&mut a, prog)?);
+                tb.push(ns(&mut b, prog)?);
+            }
+            let (e, ta, tb) = (median(e), median(ta), median(tb));
+            println!(
+                "| {name} | {hook} | {e:.0} | {ta:.0} | {tb:.0} | {:.3} |",
+                ta / tb
+            );
+            rows.push(json!({"case": name, "hook": hook, "empty_ns": e, "a_ns": ta, "b_ns": tb}));
+        }
+    }
     Ok(Value::Array(rows))
 }
 
