@@ -273,6 +273,16 @@ fn replace(ebpf: &mut Ebpf, path: &Path, hook: Hook) -> Result<()> {
 /// removed, for the operator.
 pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
     let mut removed = Vec::new();
+    // Filters first: one that cannot be reached stops the detach before anything else
+    // is removed.
+    for (iface, hook, path) in pins.filters()? {
+        removed.push(detach_filter(&iface, hook)?);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    for (iface, path) in pins.clsacts()? {
+        removed.push(remove_clsact(&iface)?);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
     for (iface, hook, path) in pins.links()? {
         let link =
             PinnedLink::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
@@ -282,14 +292,6 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
                 .with_context(|| format!("unpinning {}", path.display()))?,
         );
         removed.push(format!("detached {} from {iface}", hook.name()));
-    }
-    for (iface, hook, path) in pins.filters()? {
-        removed.push(detach_filter(&iface, hook)?);
-        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-    }
-    for (iface, path) in pins.clsacts()? {
-        removed.push(remove_clsact(&iface)?);
-        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP] {
         let p = pins.progs_dir().join(name);
@@ -319,14 +321,18 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
     Ok(removed)
 }
 
-/// Removes leakguard's cls_bpf filter for `hook` from `iface`, if it is still there.
+/// Removes leakguard's cls_bpf filter for `hook` from `iface`, if it is still there. A
+/// filter belongs to its interface's network namespace: one this process cannot see is
+/// an error, and its record stays, so that a `detach` where it lives can remove it.
 fn detach_filter(iface: &str, hook: Hook) -> Result<String> {
     let (_, ty) = tc_program(hook);
     let Some(ifindex) = interface_index(iface) else {
-        return Ok(format!(
-            "{} filter of {iface}: the interface is gone, and its filter with it",
+        anyhow::bail!(
+            "interface {iface} is not visible from this network namespace: its {} filter \
+             stays (run `leakguard detach` in the interface's namespace, e.g. with \
+             nsenter --net=/run/netns/NAME); nothing was removed",
             hook.name()
-        ));
+        );
     };
     if tc::ours(ifindex, tc::parent(ty))?.is_none() {
         return Ok(format!("{} filter of {iface}: already gone", hook.name()));

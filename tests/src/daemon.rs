@@ -215,6 +215,17 @@ impl Daemon {
         }
     }
 
+    /// A `leakguard` subcommand with this daemon's `--config`, in its network namespace.
+    pub fn cli_in_netns(&self, sub: &str) -> Result<Output> {
+        Command::new("nsenter")
+            .arg(format!("--net={}", self.ns_path.display()))
+            .arg(leakguard_bin()?)
+            .args([sub, "--config"])
+            .arg(&self.config)
+            .output()
+            .with_context(|| format!("running leakguard {sub}"))
+    }
+
     /// A `leakguard` subcommand with this daemon's `--config`.
     pub fn cli(&self, sub: &str) -> Result<Output> {
         Command::new(leakguard_bin()?)
@@ -228,13 +239,24 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
-        // By pin path: the policy file may be the broken one of a reload test.
+        // By pin path: the policy file may be the broken one of a reload test. In the
+        // daemon's namespace, where its TC filters live on kernels without TCX; from
+        // here if that namespace is gone (and its interfaces with it).
         if let Ok(bin) = leakguard_bin() {
-            let _ = Command::new(bin)
+            let inside = Command::new("nsenter")
+                .arg(format!("--net={}", self.ns_path.display()))
+                .arg(&bin)
                 .arg("detach")
                 .arg("--pin-path")
                 .arg(&self.pin_path)
                 .output();
+            if !inside.is_ok_and(|o| o.status.success()) {
+                let _ = Command::new(bin)
+                    .arg("detach")
+                    .arg("--pin-path")
+                    .arg(&self.pin_path)
+                    .output();
+            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -146,9 +146,11 @@ fn daemon_attaches_survives_sigkill_adopts_and_detaches() {
         "no error logged:\n{logs}"
     );
 
-    // detach removes what leakguard added, and only the guard kept the number out.
+    // detach removes what leakguard added, and only the guard kept the number out. Run
+    // where the interface lives, as for the daemon: a cls_bpf filter is reached through
+    // its interface's network namespace.
     d.kill();
-    let out = d.cli("detach").unwrap();
+    let out = d.cli_in_netns("detach").unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -1,5 +1,5 @@
-//! Project commands: `cargo xtask setup | test | lint | package | demo | bench | profile |
-//! fuzz`.
+//! Project commands: `cargo xtask setup | test | matrix | lint | package | demo | bench |
+//! profile | fuzz`.
 //!
 //! `setup` installs what a fresh machine lacks to build and test leakguard, and costs a
 //! few process spawns when everything is already there. `test` runs it, then every test.
@@ -11,6 +11,8 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
+
+mod matrix;
 
 #[derive(Parser)]
 #[command(about = "leakguard's project commands")]
@@ -26,11 +28,23 @@ enum Cmd {
     /// The demo: a subscriber, a gateway running leakguard, and web servers, in network
     /// namespaces; shows what the servers receive without and with the guard (as root).
     Demo,
-    /// Run setup if needed, then every test: unit, kernel-program and end-to-end (as root).
+    /// Run setup if needed, then every test: unit, kernel-program and end-to-end (as root),
+    /// then the kernel matrix (see `matrix`).
     Test {
+        /// This machine's kernel only: skip the kernel matrix.
+        #[arg(long)]
+        host_only: bool,
         /// Extra arguments for `cargo test` (e.g. a test name filter), after `--`.
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// The kernel matrix alone: the verifier budgets, the kernel test-run tests and a
+    /// daemon smoke on Debian 12's 6.1 and 6.12 kernels, each booted under qemu (software
+    /// emulation, ~5 minutes a kernel; as root). Results in target/kernel-matrix/.
+    Matrix {
+        /// Only these kernels (6.1, 6.12); all without it.
+        #[arg(long = "kernel", value_name = "VERSION")]
+        kernels: Vec<String>,
     },
     /// `cargo fmt --check` (also of the fuzz targets) and `cargo clippy -D warnings`.
     Lint,
@@ -119,9 +133,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Setup => setup(),
-        Cmd::Test { args } => setup()
+        Cmd::Test { host_only, args } => setup()
             .and_then(|()| package().map(drop))
-            .and_then(|()| test(&args)),
+            .and_then(|()| test(&args))
+            .and_then(|()| {
+                if host_only {
+                    Ok(())
+                } else {
+                    matrix::run_matrix(&[])
+                }
+            }),
+        Cmd::Matrix { kernels } => setup().and_then(|()| {
+            if !is_root() {
+                bail!("the kernel matrix boots VMs that load BPF programs: run it as root");
+            }
+            matrix::run_matrix(&kernels)
+        }),
         Cmd::Package => setup()
             .and_then(|()| package())
             .map(|deb| println!("{}", deb.display())),
@@ -198,6 +225,7 @@ fn setup() -> Result<()> {
     apt()?;
     rust_src()?;
     bpf_linker()?;
+    matrix::setup()?;
     Ok(())
 }
 
@@ -205,15 +233,18 @@ fn apt() -> Result<()> {
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
         .copied()
-        .filter(|p| {
-            output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
-                .is_none_or(|s| !s.contains("install ok installed"))
-        })
+        .filter(|p| !installed(p))
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
     apt_install(&missing)
+}
+
+/// True when Debian package `p` is installed.
+fn installed(p: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+        .is_some_and(|s| s.contains("install ok installed"))
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {

@@ -1,0 +1,291 @@
+//! The kernel matrix: the kernel-program tests, the verifier budgets and a daemon smoke,
+//! run again on the kernels gateways run: Debian 12's stock 6.1 and its 6.12, each booted
+//! with this machine's root filesystem by virtme-ng under qemu's software emulation (TCG;
+//! KVM does not work on these machines). The test binaries are built here and run there;
+//! results come back through a shared directory under `target/kernel-matrix/`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{apt_install, output, root_dir, run};
+
+/// The kernels: a name, the Debian package that installs it (a metapackage, so a newer
+/// point release replaces an older one), and the prefix of its `/boot/vmlinuz-*`.
+pub const KERNELS: [(&str, &str, &str); 2] = [
+    ("6.1", "linux-image-amd64", "6.1."),
+    ("6.12", "linux-image-6.12-amd64", "6.12."),
+];
+
+/// Debian packages the matrix needs besides the kernels.
+const PACKAGES: [&str; 2] = ["qemu-system-x86", "busybox-static"];
+
+/// virtme-ng from PyPI (`vng`): boots a kernel with the host's root filesystem.
+const VIRTME_NG: &str = "virtme-ng>=1.40,<2";
+
+/// The test files run on each kernel: the verifier budgets first (a program that does not
+/// load fails everything after it), then the daemon, then every kernel test-run table.
+const TESTS: [&str; 3] = ["verifier", "smoke", "kernel"];
+
+/// How much slower than this machine the emulated one runs (measured about 6-13x):
+/// every wait in the tests is stretched by it (`LEAKGUARD_TIMEOUT_SCALE`).
+const TIMEOUT_SCALE: u32 = 15;
+
+/// Longest a kernel's run may take before the stage fails.
+const VM_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// Installs qemu, the kernels and virtme-ng when missing (a few process spawns when not).
+pub fn setup() -> Result<()> {
+    let mut missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .chain(KERNELS.iter().map(|k| k.1))
+        .filter(|p| !crate::installed(p))
+        .collect();
+    missing.dedup();
+    if !missing.is_empty() {
+        // The VMs boot without an initramfs: skip building one per kernel.
+        std::env::set_var("INITRD", "No");
+        apt_install(&missing)?;
+    }
+    if vng().is_none() {
+        run(Command::new("python3").args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            VIRTME_NG,
+        ]))?;
+    }
+    vng().context("virtme-ng installed, but its vng script is not found")?;
+    Ok(())
+}
+
+/// The `vng` script of the Python that pip installs into.
+fn vng() -> Option<PathBuf> {
+    let scripts = output(Command::new("python3").args([
+        "-c",
+        "import sysconfig; print(sysconfig.get_path('scripts'))",
+    ]))?;
+    let p = Path::new(scripts.trim()).join("vng");
+    output(Command::new(&p).arg("--version")).map(|_| p)
+}
+
+/// The newest `/boot/vmlinuz-PREFIX*` (by version order).
+fn kernel_image(prefix: &str) -> Result<PathBuf> {
+    let mut found: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir("/boot")
+        .context("listing /boot")?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            let ver = name.strip_prefix("vmlinuz-")?;
+            ver.starts_with(prefix).then(|| {
+                let key = ver
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse().ok())
+                    .collect();
+                (key, PathBuf::from("/boot").join(&name))
+            })
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|(_, p)| p)
+        .with_context(|| format!("no /boot/vmlinuz-{prefix}* (cargo xtask setup installs it)"))
+}
+
+/// Test binaries of `leakguard-tests`, built for the host: (name, path).
+fn build_tests() -> Result<Vec<(String, PathBuf)>> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root_dir())
+        .args(["test", "--no-run", "--message-format=json", "-p", "leakguard-tests"]);
+    for t in TESTS {
+        cmd.args(["--test", t]);
+    }
+    eprintln!("xtask: running {cmd:?}");
+    let out = cmd.output().context("building the test binaries")?;
+    if !out.status.success() {
+        bail!(
+            "building the test binaries failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut exes = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(m) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if m["reason"] == "compiler-artifact" {
+            if let (Some(name), Some(exe)) =
+                (m["target"]["name"].as_str(), m["executable"].as_str())
+            {
+                exes.push((name.to_owned(), PathBuf::from(exe)));
+            }
+        }
+    }
+    TESTS
+        .iter()
+        .map(|t| {
+            exes.iter()
+                .find(|(n, _)| n == t)
+                .cloned()
+                .with_context(|| format!("cargo built no test binary {t}"))
+        })
+        .collect()
+}
+
+/// One test file's result on one kernel.
+struct Outcome {
+    test: String,
+    code: Option<i32>,
+    secs: u64,
+    log: String,
+}
+
+/// Runs the matrix (every kernel, or those named in `only`); fails if a test fails on
+/// any of them.
+pub fn run_matrix(only: &[String]) -> Result<()> {
+    setup()?;
+    let started = Instant::now();
+    let tests = build_tests()?;
+    let base = root_dir().join("target/kernel-matrix");
+    let mut failed = Vec::new();
+    let mut summary = Vec::new();
+    for (name, _, prefix) in KERNELS {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
+        let image = kernel_image(prefix)?;
+        let release = image
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("vmlinuz-"))
+            .unwrap_or(name)
+            .to_owned();
+        let dir = base.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let t0 = Instant::now();
+        let results = boot_and_test(&image, &dir, &tests)?;
+        let wall = t0.elapsed().as_secs();
+        for r in &results {
+            let ok = r.code == Some(0);
+            summary.push(format!(
+                "{release:<28} {:<9} {:<5} {:>4} s",
+                r.test,
+                if ok { "ok" } else { "FAIL" },
+                r.secs
+            ));
+            // The verifier test prints each program's count: keep them in the summary.
+            summary.extend(
+                r.log
+                    .lines()
+                    .filter(|l| l.contains("instructions verified"))
+                    .map(|l| format!("    {l}")),
+            );
+            if !ok {
+                let tail: Vec<&str> = r.log.lines().rev().take(60).collect();
+                eprintln!(
+                    "--- {} on {release} (exit {:?}); last lines of {}:",
+                    r.test,
+                    r.code,
+                    dir.join(format!("{}.log", r.test)).display()
+                );
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+                failed.push(format!("{} on {release}", r.test));
+            }
+        }
+        summary.push(format!("{release:<28} booted and tested in {wall} s"));
+    }
+    println!("kernel matrix ({} s):", started.elapsed().as_secs());
+    for l in &summary {
+        println!("  {l}");
+    }
+    if !failed.is_empty() {
+        bail!("kernel matrix: failed {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Boots `image` and runs every test binary in it; reads back each result.
+fn boot_and_test(image: &Path, dir: &Path, tests: &[(String, PathBuf)]) -> Result<Vec<Outcome>> {
+    // /tmp is private inside; everything that must come back goes to `dir`.
+    let mut script = String::from(
+        "#!/bin/sh\n\
+         # Written by `cargo xtask test`: runs inside the virtual machine, as root.\n\
+         mount -t bpf bpf /sys/fs/bpf 2>/dev/null\n\
+         ulimit -l unlimited\n",
+    );
+    script.push_str(&format!(
+        "export LEAKGUARD_TIMEOUT_SCALE={TIMEOUT_SCALE} RUST_BACKTRACE=1\n\
+         uname -r > '{d}/release'\n",
+        d = dir.display()
+    ));
+    for (name, exe) in tests {
+        script.push_str(&format!(
+            "s=$(date +%s)\n'{exe}' --nocapture > '{d}/{name}.log' 2>&1; echo $? > '{d}/{name}.rc'\n\
+             echo $(( $(date +%s) - s )) > '{d}/{name}.secs'\n",
+            exe = exe.display(),
+            d = dir.display()
+        ));
+    }
+    let path = dir.join("run.sh");
+    std::fs::write(&path, script)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    let vng = vng().context("vng")?;
+    let console = std::fs::File::create(dir.join("console.log"))?;
+    let mut child = Command::new(vng)
+        .arg("--run")
+        .arg(image)
+        .args(["--disable-kvm", "--memory", "2G", "--cpus", "2"])
+        .arg(format!("--rwdir={}", dir.display()))
+        .arg("--exec")
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stdout(console.try_clone()?)
+        .stderr(console)
+        .spawn()
+        .context("starting vng")?;
+    eprintln!("xtask: booting {} (log: {})", image.display(), dir.join("console.log").display());
+    let end = Instant::now() + VM_TIMEOUT;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{} did not finish in {VM_TIMEOUT:?} (console: {})",
+                image.display(),
+                dir.join("console.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    if read("release").trim().is_empty() {
+        bail!(
+            "{} booted no test run (console: {})",
+            image.display(),
+            dir.join("console.log").display()
+        );
+    }
+    Ok(tests
+        .iter()
+        .map(|(name, _)| Outcome {
+            test: name.clone(),
+            code: read(&format!("{name}.rc")).trim().parse().ok(),
+            secs: read(&format!("{name}.secs")).trim().parse().unwrap_or(0),
+            log: read(&format!("{name}.log")),
+        })
+        .collect())
+}
