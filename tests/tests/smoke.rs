@@ -173,3 +173,61 @@ fn daemon_attaches_survives_sigkill_adopts_and_detaches() {
     let tc_out = String::from_utf8_lossy(&tc_out.stdout);
     assert!(!tc_out.contains("clsact"), "no clsact qdisc left: {tc_out}");
 }
+
+/// The embedded object with the first instruction of `leakguard_tc_egress` replaced by
+/// one no kernel knows (opcode 0xff): a program every verifier refuses.
+fn refused_object() -> Vec<u8> {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    let mut obj = leakguard::object::EBPF_OBJECT.to_vec();
+    let file = object::File::parse(leakguard::object::EBPF_OBJECT).unwrap();
+    let sym = file
+        .symbols()
+        .find(|s| s.name() == Ok(PROG_TC_EGRESS))
+        .expect("the program's symbol");
+    let section = file.section_by_index(sym.section_index().unwrap()).unwrap();
+    let (start, _) = section.file_range().unwrap();
+    let at = (start + sym.address()) as usize;
+    obj[at..at + 8].copy_from_slice(&[0xff, 0, 0, 0, 0, 0, 0, 0]);
+    obj
+}
+
+#[test]
+fn a_verifier_refusal_is_one_line_and_the_log_a_file() {
+    let t = topo();
+    let mut d = Daemon::new(&t.cli, &policy()).unwrap();
+    let bad = d.dir.join("refused.o");
+    std::fs::write(&bad, refused_object()).unwrap();
+    d.args = vec!["--ebpf-object".into(), bad.display().to_string()];
+    let st = d.run_to_exit(Duration::from_secs(30)).unwrap();
+    assert_eq!(st.code(), Some(1), "exit 1:\n{}", d.logs());
+    let logs = d.logs();
+    let errors: Vec<&str> = logs.lines().filter(|l| l.contains("\"ERROR\"")).collect();
+    assert_eq!(errors.len(), 1, "one error line:\n{logs}");
+    let line = errors[0];
+    assert!(line.len() < 1000, "a line, not a log: {} bytes", line.len());
+    for want in [
+        "refused program leakguard_tc_egress",
+        "instructions processed",
+        "the verifier's log: ",
+    ] {
+        assert!(line.contains(want), "{want:?} in {line}");
+    }
+    println!("{line}");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let msg = v["fields"]["message"].as_str().unwrap();
+    let path = msg.rsplit("the verifier's log: ").next().unwrap().trim();
+    let log = std::fs::read_to_string(path).unwrap();
+    assert!(
+        log.contains("processed"),
+        "the file holds the verifier's log"
+    );
+    let _ = std::fs::remove_file(path);
+    // Nothing was attached.
+    assert!(
+        !d.pin_path.join("links").exists()
+            || std::fs::read_dir(d.pin_path.join("links"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}

@@ -102,8 +102,13 @@ fn kernel_image(prefix: &str) -> Result<PathBuf> {
 /// Test binaries of `leakguard-tests`, built for the host: (name, path).
 fn build_tests() -> Result<Vec<(String, PathBuf)>> {
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(root_dir())
-        .args(["test", "--no-run", "--message-format=json", "-p", "leakguard-tests"]);
+    cmd.current_dir(root_dir()).args([
+        "test",
+        "--no-run",
+        "--message-format=json",
+        "-p",
+        "leakguard-tests",
+    ]);
     for t in TESTS {
         cmd.args(["--test", t]);
     }
@@ -254,7 +259,11 @@ fn boot_and_test(image: &Path, dir: &Path, tests: &[(String, PathBuf)]) -> Resul
         .stderr(console)
         .spawn()
         .context("starting vng")?;
-    eprintln!("xtask: booting {} (log: {})", image.display(), dir.join("console.log").display());
+    eprintln!(
+        "xtask: booting {} (log: {})",
+        image.display(),
+        dir.join("console.log").display()
+    );
     let end = Instant::now() + VM_TIMEOUT;
     loop {
         if child.try_wait()?.is_some() {
