@@ -110,11 +110,15 @@ pub struct FlowState {
     /// longer known, and a retransmission of such bytes is dropped (fail closed).
     pub forgot: u32,
     pub forgot_end: u32,
+    /// Sequence number of the open head's first byte (its request line's): how many
+    /// bytes the head has, against `scan.max_head_bytes`.
+    pub head_seq: u32,
+    pub _pad: u32,
     /// The folded name of the current header line, zero padded (a partial name when a
     /// segment ends inside it).
     pub name: NameKey,
 }
-const _: () = assert!(core::mem::size_of::<FlowState>() == 40 + 8 * MAX_SPANS + 16 + MAX_NAME_LEN);
+const _: () = assert!(core::mem::size_of::<FlowState>() == 40 + 8 * MAX_SPANS + 24 + MAX_NAME_LEN);
 
 impl FlowState {
     pub const FRESH: Self = Self {
@@ -132,6 +136,8 @@ impl FlowState {
         nspans: 0,
         forgot: 0,
         forgot_end: 0,
+        head_seq: 0,
+        _pad: 0,
         name: NameKey {
             name: [0; MAX_NAME_LEN],
         },

@@ -188,7 +188,9 @@ pub struct Stats {
     pub lines: u64,
     /// Payload bytes run through the scanner.
     pub bytes: u64,
-    /// Heads cut by `max_payload_bytes` before their blank line.
+    /// Request heads the guard could not see whole: longer than `scan.max_head_bytes`, or
+    /// still open where a segment's scan ends (`MAX_SCAN_BYTES`, a failed read). Dropped
+    /// (and in `dropped_packets`) unless `scan.incomplete_heads = "pass"`.
     pub truncated: u64,
     /// Header lines that violate RFC 9112 (whitespace before the colon, no colon, obs-fold).
     pub malformed: u64,
@@ -271,8 +273,8 @@ pub const fn stats_index(slot: u32, hook: u8) -> u32 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScanConfig {
-    /// Scan at most this many payload bytes of a segment (`1..=MAX_SCAN_BYTES`).
-    pub max_payload_bytes: u32,
+    /// The cap on one request head, in bytes (`MIN_HEAD_BYTES..=MAX_SCAN_BYTES`).
+    pub max_head_bytes: u32,
     /// 1 once the daemon has filled every map.
     pub ready: u32,
     /// Digest of the policy the maps hold (shown by `leakguard status`).
@@ -283,7 +285,9 @@ pub struct ScanConfig {
     pub msisdn_action: u8,
     /// Its allowlist bit, or [`NO_ALLOW_GROUP`].
     pub msisdn_allow_group: u8,
-    pub _pad: u8,
+    /// What happens to a segment whose head the guard could not see whole:
+    /// [`action::DROP`] (the default) or [`action::COUNT`] (pass it, counted).
+    pub incomplete_action: u8,
     /// Counter index of the check in `RULE_COUNTERS` ([`MSISDN_RULE_ID`]).
     pub msisdn_rule_id: u32,
 }
@@ -292,13 +296,13 @@ const _: () = assert!(core::mem::size_of::<ScanConfig>() == 24);
 impl Default for ScanConfig {
     fn default() -> Self {
         Self {
-            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
             ready: 0,
             digest: 0,
             msisdn_on: 0,
             msisdn_action: action::COUNT,
             msisdn_allow_group: NO_ALLOW_GROUP,
-            _pad: 0,
+            incomplete_action: action::DROP,
             msisdn_rule_id: MSISDN_RULE_ID,
         }
     }
@@ -307,6 +311,10 @@ impl Default for ScanConfig {
 /// `RULE_COUNTERS` index and `Event::rule_id` of the identity-number check: the last id,
 /// never given to a header rule (rules take the lowest free ids).
 pub const MSISDN_RULE_ID: u32 = MAX_RULES - 1;
+
+/// `Event::rule_id` of a request head the guard could not see whole (no rule counter:
+/// `Stats::truncated` counts them); its action is `DROP` or `COUNT` (passed).
+pub const INCOMPLETE_RULE_ID: u32 = u32::MAX;
 
 /// Key of the `MSISDN_PREFIX` LPM tries: decimal digits as nibbles, first digit in the
 /// high nibble of byte 0; the prefix length is 4 bits per digit.

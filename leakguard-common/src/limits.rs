@@ -19,12 +19,17 @@ pub const MAX_ALLOW_GROUPS: usize = 64;
 /// Prefixes per address family in the allowlist tries.
 pub const MAX_ALLOW_PREFIXES: u32 = 16384;
 
-/// Default and upper bound of `scan.max_payload_bytes`. The upper bound covers a GSO
-/// super-packet on TC egress (64 KiB less headers).
-pub const DEFAULT_MAX_PAYLOAD_BYTES: u32 = 4096;
+/// Payload bytes of one segment the scanner can visit: a GSO super-packet on TC egress
+/// (64 KiB less headers). A head still open past it (a BIG TCP segment) was not seen
+/// whole.
 pub const MAX_SCAN_BYTES: u32 = 65536;
-/// Below this a request line and one header do not fit; the policy refuses smaller limits.
-pub const MIN_SCAN_BYTES: u32 = 64;
+/// Default and upper bound of `scan.max_head_bytes`, the cap on one request head (request
+/// line to blank line, across segments): every head is scanned to its end up to it. No
+/// common server takes a larger head (nginx 4 × 8 KiB, HAProxy 16 KiB, Squid 64 KiB);
+/// one larger is not seen whole and follows `scan.incomplete_heads` (drop by default).
+pub const DEFAULT_MAX_HEAD_BYTES: u32 = MAX_SCAN_BYTES;
+/// Below this a request line and one header do not fit; the policy refuses smaller caps.
+pub const MIN_HEAD_BYTES: u32 = 64;
 
 /// The payload is copied into a per-CPU scratch window of this size and scanned there
 /// with masked indexes (the verifier then needs no per-byte packet bounds proof).
@@ -99,7 +104,8 @@ pub const EVENT_RING_BYTES: u32 = 256 * 1024;
 /// (`name::hash` for `RULE_TABLE`, `flow::hint_slot` for `FLOW_HINTS`). Bumped whenever
 /// one changes; a daemon refuses pins of another version (`leakguard detach` first),
 /// since its programs would misread them. 2: the rule hash of parallel multiplies.
-pub const MAP_LAYOUT_VERSION: u64 = 2;
+/// 3: `FlowState::head_seq` (heads capped as a whole, not per segment).
+pub const MAP_LAYOUT_VERSION: u64 = 3;
 
 /// Byte written over every byte of a redacted value. `*` is a valid field-vchar and a
 /// token char, so the request stays well formed.

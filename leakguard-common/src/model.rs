@@ -13,8 +13,8 @@ use crate::{
     action,
     flow::{seq_lt, FlowState},
     name::{fold, start_bit, CLASS, C_CTL, C_TCHAR, C_WS},
-    NameKey, MAX_METHOD_LEN, MAX_NAME_LEN, MAX_SPANS, MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS,
-    MSISDN_RULE_ID, REDACT_FILLER, SCAN_WINDOW,
+    NameKey, MAX_METHOD_LEN, MAX_NAME_LEN, MAX_SCAN_BYTES, MAX_SPANS, MSISDN_MAX_DIGITS,
+    MSISDN_MIN_DIGITS, MSISDN_RULE_ID, REDACT_FILLER, SCAN_WINDOW,
 };
 
 /// A rule as the model needs it: `allowed` says whether this packet's destination is on
@@ -41,7 +41,10 @@ pub struct ModelMsisdn {
 
 #[derive(Clone, Debug)]
 pub struct ModelPolicy {
-    pub max_payload_bytes: u32,
+    /// The cap on one request head (`scan.max_head_bytes`).
+    pub max_head_bytes: u32,
+    /// A head not seen whole is dropped (`scan.incomplete_heads = "drop"`), else passed.
+    pub drop_incomplete: bool,
     pub rules: Vec<ModelRule>,
     pub msisdn: Option<ModelMsisdn>,
 }
@@ -71,7 +74,10 @@ pub struct ModelOutput {
     pub heads: u64,
     pub lines: u64,
     pub malformed: u64,
+    /// The head was not seen whole (`Stats::truncated`).
     pub truncated: bool,
+    /// Dropped for that (`scan.incomplete_heads = "drop"`).
+    pub incomplete_drop: bool,
     /// True when some byte was overwritten.
     pub redacted: bool,
     pub kind: Kind,
@@ -113,6 +119,8 @@ pub struct ModelFlow {
     digits: Vec<u8>,
     num_start: u32,
     num_end: u32,
+    /// Sequence number of the open head's first byte.
+    head_seq: u32,
     /// Redacted runs, the kernel's ring (same merge and eviction rule).
     spans: FlowState,
 }
@@ -133,6 +141,7 @@ impl ModelFlow {
             digits: Vec::new(),
             num_start: 0,
             num_end: 0,
+            head_seq: 0,
             spans,
         }
     }
@@ -351,9 +360,14 @@ impl Scan<'_> {
         let b = self.out.payload[i];
         let class = CLASS[usize::from(b)];
         let skip_line = self.f.st == S::LineStart && class & C_TCHAR != 0 && self.no_rule_starts(i);
+        let at = self.at(i);
         let f = &mut self.f;
         match f.st {
             S::Method => {
+                if f.tok == 0 {
+                    // A request line starts here: its head's first byte.
+                    f.head_seq = at;
+                }
                 if class & C_TCHAR != 0 && f.tok < MAX_METHOD_LEN {
                     f.tok += 1;
                 } else if b == b' ' && f.tok > 0 {
@@ -540,7 +554,16 @@ pub fn segment(
             f
         }
     };
-    let limit = len.min(start + pol.max_payload_bytes as usize);
+    // A head is scanned to its end, up to `max_head_bytes` in all (a continued head has
+    // used some), and no segment past MAX_SCAN_BYTES.
+    let cap = pol.max_head_bytes.min(MAX_SCAN_BYTES) as usize;
+    let room = if f.open() {
+        let used = seq.wrapping_add(start as u32).wrapping_sub(f.head_seq) as usize;
+        cap.saturating_sub(used)
+    } else {
+        cap
+    };
+    let limit = len.min(start + room).min(MAX_SCAN_BYTES as usize);
     let end = limit.max(refill_end);
     let mut sc = Scan {
         pol,
@@ -590,7 +613,12 @@ pub fn segment(
         ..
     } = sc;
     let open = !stopped && f.open();
-    out.truncated = open && limit < len;
+    out.truncated = (open && limit < len) || (end > MAX_SCAN_BYTES as usize && f.spans.nspans != 0);
+    if out.truncated && pol.drop_incomplete && !out.drop {
+        // Fail closed: nothing of a head not seen whole leaves; the flow stays as it was.
+        out.drop = true;
+        out.incomplete_drop = true;
+    }
     if matches!(out.kind, Kind::Head) && !out.continuation && out.heads == 0 && !open {
         out.kind = Kind::Body;
     }
@@ -623,9 +651,10 @@ pub fn segment(
 
 /// Scans one segment of a flow without saved state (a request in one segment).
 #[must_use]
-pub fn scan(payload: &[u8], max_payload_bytes: u32, rules: &[ModelRule]) -> ModelOutput {
+pub fn scan(payload: &[u8], max_head_bytes: u32, rules: &[ModelRule]) -> ModelOutput {
     let pol = ModelPolicy {
-        max_payload_bytes,
+        max_head_bytes,
+        drop_incomplete: true,
         rules: rules.to_vec(),
         msisdn: None,
     };

@@ -4,10 +4,11 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use leakguard_common::{
+    action,
     flow::seq_lt,
     name::{CLASS, C_TCHAR},
-    stats_index, FlowKey, FlowState, Stats, CANARY_SLOT, IFSLOT_ENTRIES, MAX_SCAN_BYTES,
-    MAX_WINDOWS, SCAN_WINDOW,
+    stats_index, FlowKey, FlowState, Stats, CANARY_SLOT, IFSLOT_ENTRIES, INCOMPLETE_RULE_ID,
+    MAX_SCAN_BYTES, MAX_WINDOWS, SCAN_WINDOW,
 };
 
 use crate::{
@@ -18,6 +19,7 @@ use crate::{
     maps::{ACTIVE, CONFIG, FLOWS, IFSLOT, PORTS, SCRATCH, STATS},
     parse::{parse, Addr, Flow, Parsed},
     pkt::{ptr_at, Packet},
+    policy,
     policy::PacketMeta,
 };
 
@@ -354,7 +356,7 @@ fn scan<P: Packet>(
     let Some(cfg) = CONFIG.get(gen) else {
         return Verdict::Pass;
     };
-    let max_scan = cfg.max_payload_bytes.min(MAX_SCAN_BYTES);
+    let max_head = cfg.max_head_bytes.min(MAX_SCAN_BYTES);
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
         stats.errors += 1;
         return Verdict::Pass;
@@ -375,7 +377,7 @@ fn scan<P: Packet>(
         msisdn_on: cfg.msisdn_on,
         msisdn_action: cfg.msisdn_action,
         msisdn_allow_group: cfg.msisdn_allow_group,
-        _pad0: 0,
+        incomplete_action: cfg.incomplete_action,
         slot,
         allow_mask: 0,
         saddr: Addr(key.saddr),
@@ -390,9 +392,22 @@ fn scan<P: Packet>(
             return Verdict::Drop;
         }
     }
-    // At most `max_payload_bytes` new bytes are scanned; old bytes before `start` are
-    // all visited (their redactions repeated) whatever the limit.
-    let limit = payload_len.min(s.st.start.saturating_add(max_scan));
+    // A head is scanned to its end, up to `max_head_bytes` in all: a head continued from
+    // earlier segments has used some of that. Old bytes before `start` are all visited
+    // (their redactions repeated) whatever the limit. No segment is scanned past
+    // MAX_SCAN_BYTES (the window loop's reach).
+    let room = if open_head(&s.st.f) {
+        let used = flow
+            .seq
+            .wrapping_add(s.st.start)
+            .wrapping_sub(s.st.f.head_seq);
+        max_head.saturating_sub(used)
+    } else {
+        max_head
+    };
+    let limit = payload_len
+        .min(s.st.start.saturating_add(room))
+        .min(MAX_SCAN_BYTES);
     s.st.limit = limit;
     let end = limit.max(s.st.refill_end);
     // `limit` is read back from the map after the loop, not kept in a register.
@@ -431,9 +446,24 @@ fn scan<P: Packet>(
     let open = st.in_head();
     // SAFETY: a field of the per-CPU value.
     let limit = unsafe { core::ptr::read_volatile(&st.limit) };
-    let truncated = open && limit < payload_len;
+    // SAFETY: as above.
+    let loop_end = unsafe { core::ptr::read_volatile(&st.loop_end) };
+    // Not seen whole: a head open where the scan had to stop (the head's cap, the window
+    // loop's reach, a failed read), or resent bytes with redactions past that reach.
+    let truncated = (open && (limit < payload_len || st.load_failed != 0))
+        || (loop_end > MAX_SCAN_BYTES && st.f.nspans != 0);
     if truncated {
         stats.truncated += 1;
+        let outcome = st.pkt.incomplete_action;
+        if st.pkt.canary == 0 && !policy::emit(st, INCOMPLETE_RULE_ID, outcome) {
+            stats.events_lost += 1;
+        }
+        if outcome == action::DROP && st.drop == 0 {
+            // Fail closed: no byte of a head the guard did not read leaves. The flow's
+            // state stays as it was: its retransmission meets the same end.
+            stats.dropped_packets += 1;
+            return Verdict::Drop;
+        }
     }
     // SAFETY: a field of the per-CPU value (volatile: re-read after the loop).
     let kind = unsafe { core::ptr::read_volatile(&st.kind) };
@@ -493,8 +523,8 @@ fn save_flow(s: &mut Scratch, key: &FlowKey, end_seq: u32, open: bool, truncated
     if seq_lt(f.next_seq, end_seq) {
         f.next_seq = end_seq;
     }
-    // A head cut by `max_payload_bytes` cannot be continued: the rest of this segment
-    // was not read.
+    // A head passed unseen past its cap (`incomplete_heads = "pass"`) cannot be
+    // continued: the rest of this segment was not read.
     let keep = !truncated && (open || (had_entry && f.nspans != 0));
     match entry {
         Some(e) if keep => copy_flow(e, f),

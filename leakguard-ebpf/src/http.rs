@@ -105,7 +105,8 @@ pub struct ScanState {
     pub msisdn: u32,
     /// What the segment is to its flow (`guard::KIND_*`).
     pub kind: u32,
-    /// Payload offset where scanning ends (`max_payload_bytes` after `start`).
+    /// Payload offset where scanning ends: the segment's end, or where the open head
+    /// reaches `max_head_bytes` (or `MAX_SCAN_BYTES`).
     pub limit: u32,
     /// Payload offset up to which remembered redactions are repeated (resent bytes).
     pub refill_end: u32,
@@ -464,6 +465,10 @@ fn begin_line(st: &mut ScanState) {
 #[inline(always)]
 fn method_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     let tok = s.st.f.tok;
+    if tok == 0 {
+        // A request line starts here: where its head begins, for `scan.max_head_bytes`.
+        s.st.f.head_seq = s.st.seq.wrapping_add(s.st.win_off + pos);
+    }
     let mut k = 0;
     while k < SCAN_CHUNK {
         let i = pos + k;

@@ -40,8 +40,8 @@ pub struct PacketMeta {
     pub msisdn_on: u8,
     pub msisdn_action: u8,
     pub msisdn_allow_group: u8,
-    // Padding as scalars: a byte array would be cleared by a call to BPF's memset.
-    pub _pad0: u8,
+    /// `ScanConfig::incomplete_action` of that generation.
+    pub incomplete_action: u8,
     /// The interface's counter slot (0: none of its own; see `IFSLOT`).
     pub slot: u32,
     pub allow_mask: u64,

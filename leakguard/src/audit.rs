@@ -20,7 +20,7 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use leakguard_common::{action, Event, FAMILY_IPV4, MSISDN_RULE_ID};
+use leakguard_common::{action, Event, FAMILY_IPV4, INCOMPLETE_RULE_ID, MSISDN_RULE_ID};
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader},
@@ -187,7 +187,9 @@ fn finding(e: &Event, time: Duration, names: &HashMap<u32, String>) -> Finding {
             IpAddr::from(*a)
         }
     };
-    let header = if e.rule_id == MSISDN_RULE_ID {
+    let header = if e.rule_id == INCOMPLETE_RULE_ID {
+        "(head not seen whole: longer than scan.max_head_bytes)".into()
+    } else if e.rule_id == MSISDN_RULE_ID {
         let len = (e.name_len as usize).min(e.name.name.len());
         let name = &e.name.name[..len];
         if name.iter().all(|&b| leakguard_common::name::is_tchar(b)) && !name.is_empty() {

@@ -17,7 +17,8 @@ use aya::{
     Ebpf,
 };
 use leakguard_common::{
-    action, hook, Event, IfSlot, MatchKey, FAMILY_IPV4, IFSLOT_ENTRIES, MAX_SLOTS, MSISDN_RULE_ID,
+    action, hook, Event, IfSlot, MatchKey, FAMILY_IPV4, IFSLOT_ENTRIES, INCOMPLETE_RULE_ID,
+    MAX_SLOTS, MSISDN_RULE_ID,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -70,6 +71,9 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
     crate::privileges::require()?;
     crate::features::check()?;
     let config = file::load(config_path).map_err(anyhow::Error::from)?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     // Read before anything is touched: a missing object must not cost the guard.
     let object = match ebpf_object {
         Some(p) => Some(
@@ -582,6 +586,9 @@ impl Daemon {
             }
         };
         self.reloads_ok += 1;
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
         self.config = config;
         self.learn_names(&ids);
         if let Err(e) = self.attach_all() {
@@ -603,7 +610,9 @@ impl Daemon {
             } else {
                 IpAddr::from(e.daddr)
             };
-            let header = if e.rule_id == MSISDN_RULE_ID {
+            let header = if e.rule_id == INCOMPLETE_RULE_ID {
+                "(a whole head)".to_owned()
+            } else if e.rule_id == MSISDN_RULE_ID {
                 // The name the number came under, as the kernel folded it (token bytes
                 // only: lowercase, `_` as `-`). The value is never in an event.
                 event_name(&e)
@@ -617,6 +626,18 @@ impl Daemon {
                 .or_default() += 1;
         }
         for ((ifindex, h, dst, rule, outcome, header, build), n) in agg {
+            if rule == INCOMPLETE_RULE_ID {
+                tracing::warn!(
+                    interface = %ifname(ifindex),
+                    hook = hook::name(h),
+                    destination = %dst,
+                    action = if outcome == action::DROP { "drop" } else { "pass" },
+                    count = n,
+                    program_build = build,
+                    "request head not seen whole (longer than scan.max_head_bytes, or open where a segment's scan ended)"
+                );
+                continue;
+            }
             let what = if rule == MSISDN_RULE_ID {
                 "identity number"
             } else {

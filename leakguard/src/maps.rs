@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use leakguard_common::{
     flow::prefix_entry, name, DigitKey, NameFilter, NameKey, PortSet, Rule as KRule, RuleCounters,
     RuleSlot, ScanConfig, Stats, FLOW_HINT_SLOTS, IGNORE_ACTION, MAX_ALLOW_GROUPS,
-    MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SCAN_BYTES, MIN_SCAN_BYTES, MSISDN_MAX_DIGITS,
+    MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SCAN_BYTES, MIN_HEAD_BYTES, MSISDN_MAX_DIGITS,
     MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES, RULE_SLOTS,
 };
 
@@ -89,7 +89,7 @@ pub enum ApplyError {
     TooManyRules(usize),
     #[error("{0} distinct allowlists, the kernel holds at most {MAX_ALLOW_GROUPS}")]
     TooManyAllowlists(usize),
-    #[error("max_payload_bytes = {0}: must be {MIN_SCAN_BYTES}..={MAX_SCAN_BYTES}")]
+    #[error("max_head_bytes = {0}: must be {MIN_HEAD_BYTES}..={MAX_SCAN_BYTES}")]
     ScanLimit(u32),
     #[error("port 0 is not a destination port")]
     PortZero,
@@ -140,8 +140,8 @@ pub fn compile_with_ids(
     policy: &KernelPolicy,
     existing: &StdHashMap<NameKey, u32>,
 ) -> Result<Compiled, ApplyError> {
-    let lim = policy.max_payload_bytes;
-    if !(MIN_SCAN_BYTES..=MAX_SCAN_BYTES).contains(&lim) {
+    let lim = policy.max_head_bytes;
+    if !(MIN_HEAD_BYTES..=MAX_SCAN_BYTES).contains(&lim) {
         return Err(ApplyError::ScanLimit(lim));
     }
     let mut ports = Box::new(PortSet::EMPTY);
@@ -204,7 +204,8 @@ pub fn compile_with_ids(
     }
 
     let mut config = ScanConfig {
-        max_payload_bytes: lim,
+        max_head_bytes: lim,
+        incomplete_action: policy.incomplete.kernel(),
         ready: 1,
         digest: digest(policy),
         ..ScanConfig::default()
@@ -380,7 +381,12 @@ pub fn prefix_entries(prefixes: &[String]) -> Result<Vec<(Key<DigitKey>, u8)>, A
 /// operator can tell which policy is live.
 #[must_use]
 pub fn digest(policy: &KernelPolicy) -> u64 {
-    let mut canon = format!("ports={:?};max={};", policy.ports, policy.max_payload_bytes);
+    let mut canon = format!(
+        "ports={:?};max_head={};incomplete={};",
+        policy.ports,
+        policy.max_head_bytes,
+        policy.incomplete.name()
+    );
     for r in &policy.rules {
         let key = name::key(r.header.as_bytes())
             .map(|k| k.name)
@@ -837,7 +843,7 @@ mod tests {
         };
         assert!(matches!(compile(&bad), Err(ApplyError::BadName { .. })));
         let small = KernelPolicy {
-            max_payload_bytes: 10,
+            max_head_bytes: 10,
             ..KernelPolicy::default()
         };
         assert!(matches!(compile(&small), Err(ApplyError::ScanLimit(10))));

@@ -128,7 +128,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
     let truncated = Counter::<u64>::default();
     reg.register(
         "leakguard_scan_truncated",
-        "Request heads cut by scan.max_payload_bytes before their end",
+        "Request heads not seen whole (longer than scan.max_head_bytes, or open where a segment's scan ended): dropped, unless scan.incomplete_heads = \"pass\"",
         truncated.clone(),
     );
     let malformed = Counter::<u64>::default();

@@ -56,13 +56,19 @@ pub fn report(pins: &Pins) -> Result<String> {
     let config = maps::config_of(&open(pins, MAP_CONFIG)?, gen)?;
     writeln!(
         s,
-        "policy digest {:016x}, scanning up to {} payload bytes",
-        config.digest, config.max_payload_bytes
+        "policy digest {:016x}; request heads scanned whole up to {} bytes, longer ones {}",
+        config.digest,
+        config.max_head_bytes,
+        if config.incomplete_action == action::DROP {
+            "dropped"
+        } else {
+            "passed (scan.incomplete_heads = \"pass\")"
+        }
     )?;
     let st = maps::stats_of(&open(pins, MAP_STATS)?)?;
     writeln!(
         s,
-        "packets {} (to an HTTP port {}), request heads {}, header lines {}, truncated {}, malformed {}, fragments {}, redacted {}, dropped {}, errors {}",
+        "packets {} (to an HTTP port {}), request heads {}, header lines {}, not seen whole {}, malformed {}, fragments {}, redacted {}, dropped {}, errors {}",
         st.packets, st.tcp_http, st.heads, st.lines, st.truncated, st.malformed, st.fragments,
         st.redacted_packets, st.dropped_packets, st.errors
     )?;

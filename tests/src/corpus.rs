@@ -80,7 +80,6 @@ pub fn policy(msisdn_action: Option<Action>) -> KernelPolicy {
         allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
     };
     KernelPolicy {
-        max_payload_bytes: 4096,
         rules: vec![
             r("X-MSISDN", Action::Redact, &["198.51.100.0/24"]),
             r("X-UIDH", Action::Drop, &[]),
@@ -116,7 +115,8 @@ pub fn number_check(action: Action) -> Msisdn {
 pub fn model_policy(policy: &KernelPolicy, dst: std::net::IpAddr) -> ModelPolicy {
     let trusted = |allow: &[IpNet]| allow.iter().any(|n| n.contains(&dst));
     ModelPolicy {
-        max_payload_bytes: policy.max_payload_bytes,
+        max_head_bytes: policy.max_head_bytes,
+        drop_incomplete: policy.incomplete == leakguard::policy::Incomplete::Drop,
         rules: policy
             .rules
             .iter()

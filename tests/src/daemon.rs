@@ -98,6 +98,14 @@ impl Daemon {
         Ok(d)
     }
 
+    /// A daemon for `ns` whose whole policy file is `make(pin_path)` (no section added):
+    /// for tests that run an operator's file, such as the shipped default.
+    pub fn with_file(ns: &Netns, make: impl FnOnce(&std::path::Path) -> String) -> Result<Self> {
+        let d = Self::new(ns, "")?;
+        std::fs::write(&d.config, make(&d.pin_path)).context("writing the policy file")?;
+        Ok(d)
+    }
+
     /// Serves metrics on `addr` (inside the daemon's network namespace).
     pub fn with_metrics(mut self, addr: &str) -> Result<Self> {
         self.metrics = addr.to_owned();

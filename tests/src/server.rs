@@ -103,3 +103,150 @@ impl Drop for HttpServer {
         }
     }
 }
+
+/// One request as a [`KeepAliveServer`] received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// Which connection carried it (numbered from 0 in accept order).
+    pub conn: u64,
+    pub head: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+/// A recording HTTP/1.1 origin server as proxies meet one: persistent connections (many
+/// requests each, until the peer closes or asks to), request bodies by Content-Length or
+/// chunked, a thread per connection. Records every head and body.
+pub struct KeepAliveServer {
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Result<Result<()>>>>,
+}
+
+impl KeepAliveServer {
+    /// Listens on `addr` inside `ns`; returns once the socket is bound.
+    pub fn start(ns: &Netns, addr: SocketAddr) -> Result<Self> {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (r, s) = (requests.clone(), stop.clone());
+        let handle = ns.spawn(move || -> Result<()> {
+            let listener = match TcpListener::bind(addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::anyhow!("bind {addr}: {e}")));
+                    return Ok(());
+                }
+            };
+            listener.set_nonblocking(true)?;
+            let _ = tx.send(Ok(()));
+            let deadline = Instant::now() + LIFETIME;
+            let mut conn = 0;
+            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (r, s) = (r.clone(), s.clone());
+                        std::thread::spawn(move || serve_persistent(stream, conn, &r, &s));
+                        conn += 1;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        })?;
+        rx.recv_timeout(Duration::from_secs(10))
+            .context("server thread did not start")??;
+        Ok(Self {
+            requests,
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for KeepAliveServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Serves requests on one connection until the peer closes it, asks to, or is idle for
+/// 10 s (or the server stops).
+fn serve_persistent(
+    mut stream: TcpStream,
+    conn: u64,
+    requests: &Mutex<Vec<Recorded>>,
+    stop: &AtomicBool,
+) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 16384];
+    while !stop.load(Ordering::Relaxed) {
+        // The head.
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break Some(i + 4);
+            }
+            if buf.len() > MAX_HEAD {
+                break None;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let Some(end) = end else {
+            let _ = stream.write_all(b"HTTP/1.1 431 Too Large\r\nConnection: close\r\n\r\n");
+            return;
+        };
+        let head: Vec<u8> = buf.drain(..end).collect();
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+        };
+        // The body: Content-Length, or chunked to its last chunk.
+        let body = if let Some(n) = field("content-length:").and_then(|v| v.parse::<usize>().ok()) {
+            while buf.len() < n {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+            buf.drain(..n).collect()
+        } else if field("transfer-encoding:").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                if let Some(i) = buf.windows(5).position(|w| w == b"0\r\n\r\n") {
+                    break buf.drain(..i + 5).collect();
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let close = field("connection:").is_some_and(|v| v.contains("close"));
+        requests.lock().unwrap().push(Recorded { conn, head, body });
+        let reply: &[u8] = if close {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
+        };
+        if stream.write_all(reply).is_err() || close {
+            return;
+        }
+    }
+}

@@ -19,9 +19,8 @@ const R_MSISDN: u32 = 0;
 const R_UIDH: u32 = 1;
 const R_ACR: u32 = 2;
 
-fn policy(max_payload_bytes: u32) -> KernelPolicy {
+fn policy() -> KernelPolicy {
     KernelPolicy {
-        max_payload_bytes,
         rules: vec![
             Rule {
                 header: "X-MSISDN".into(),
@@ -43,12 +42,12 @@ fn policy(max_payload_bytes: u32) -> KernelPolicy {
     }
 }
 
-/// The topology, a recording server on `addr:port` and the guard (scan limit `limit`)
-/// attached on the client's TCX egress.
-fn tc_egress_guard(addr: &str, port: u16, limit: u32) -> (Topo, HttpServer, Guard) {
+/// The topology, a recording server on `addr:port` and the guard attached on the client's
+/// TCX egress.
+fn tc_egress_guard(addr: &str, port: u16) -> (Topo, HttpServer, Guard) {
     let t = topo();
     let server = HttpServer::start(&t.srv, SocketAddr::new(addr.parse().unwrap(), port)).unwrap();
-    let mut g = Guard::load(&policy(limit)).unwrap();
+    let mut g = Guard::load(&policy()).unwrap();
     attach_tc_egress(&mut g, &t.cli, CLI_IF);
     (t, server, g)
 }
@@ -68,7 +67,7 @@ fn assert_received_redacted(head: &[u8], name: &str) {
 
 #[test]
 fn tc_egress_redacts_and_counts_on_the_wire() {
-    let (t, server, g) = tc_egress_guard(SRV_V4, 80, 4096);
+    let (t, server, g) = tc_egress_guard(SRV_V4, 80);
     let st = curl(
         &t.cli,
         &format!("http://{SRV_V4}/"),
@@ -89,7 +88,7 @@ fn tc_egress_redacts_and_counts_on_the_wire() {
 
 #[test]
 fn tc_egress_redacts_over_ipv6() {
-    let (t, server, _g) = tc_egress_guard(SRV_V6, 8080, 4096);
+    let (t, server, _g) = tc_egress_guard(SRV_V6, 8080);
     let st = curl(
         &t.cli,
         &format!("http://[{SRV_V6}]:8080/"),
@@ -107,7 +106,7 @@ fn tc_egress_redacts_over_ipv6() {
 /// first MTU's worth, and must be found there.
 #[test]
 fn tc_egress_finds_a_header_deep_in_a_gso_packet() {
-    let (t, server, g) = tc_egress_guard(SRV_V4, 80, 16384);
+    let (t, server, g) = tc_egress_guard(SRV_V4, 80);
     let cookie = format!("Cookie: session={}", "c".repeat(6000));
     let st = curl(
         &t.cli,
@@ -131,7 +130,7 @@ fn tc_egress_finds_a_header_deep_in_a_gso_packet() {
 
 #[test]
 fn tc_egress_drop_stops_the_request() {
-    let (t, server, g) = tc_egress_guard(SRV_V4, 80, 4096);
+    let (t, server, g) = tc_egress_guard(SRV_V4, 80);
     let st = curl(
         &t.cli,
         &format!("http://{SRV_V4}/"),
@@ -165,7 +164,7 @@ fn xdp_redacts_and_the_receiver_accepts_the_checksum() {
     ethtool(&t.cli, CLI_IF, &["tx", "off"]);
     ethtool(&t.srv, SRV_IF, &["rx", "off"]);
     let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
-    let mut g = Guard::load(&policy(4096)).unwrap();
+    let mut g = Guard::load(&policy()).unwrap();
     attach_xdp(&mut g, &t.srv, SRV_IF);
     for i in 0..3 {
         let st = curl(

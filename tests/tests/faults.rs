@@ -30,14 +30,14 @@ const LIFETIME: Duration = Duration::from_secs(540);
 const STEP: Duration = Duration::from_secs(60);
 
 /// The two valid policies the reloads alternate: both redact both headers, with rules in
-/// a different order, another rule and another scan limit, so each reload really changes
+/// a different order, another rule and another head cap, so each reload really changes
 /// the maps.
 fn policy(n: usize) -> String {
     let attach = format!("[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\n\n");
     if n.is_multiple_of(2) {
         format!("{attach}[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n\n[[rule]]\nheader = \"X-UIDH\"\naction = \"redact\"\n")
     } else {
-        format!("{attach}[scan]\nmax_payload_bytes = 2048\n\n[[rule]]\nheader = \"X-UIDH\"\naction = \"redact\"\n\n[[rule]]\nheader = \"X-ACR\"\naction = \"count\"\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n")
+        format!("{attach}[scan]\nmax_head_bytes = 16384\n\n[[rule]]\nheader = \"X-UIDH\"\naction = \"redact\"\n\n[[rule]]\nheader = \"X-ACR\"\naction = \"count\"\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n")
     }
 }
 
@@ -48,7 +48,7 @@ const BROKEN: [&str; 10] = [
     "[[rule]]\nheader = \"X-MSISDN\"\naction = \"erase\"\n",
     "[[rule]]\nheader = 7\naction = \"redact\"\n",
     "[[rule]]\nheader = \"X MSISDN\"\naction = \"redact\"\n",
-    "[scan]\nmax_payload_bytes = 0\n",
+    "[scan]\nmax_head_bytes = 0\n",
     "[[attach]]\ninterface = \"lgc1\"\nhook = \"sideways\"\n",
     "[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\nallow = [\"300.1.2.3/8\"]\n",
     "[scan]\nports = [0]\n",

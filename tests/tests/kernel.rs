@@ -2,7 +2,7 @@
 //! built here. Every case runs on every hook (TC egress, TC ingress, XDP) unless the
 //! kernel's test-run limits say otherwise (TC takes at most ~3.7 KB of packet).
 
-use leakguard::policy::{Action, KernelPolicy, Rule};
+use leakguard::policy::{Action, Incomplete, KernelPolicy, Rule};
 use leakguard_common::{action, hook, Event, FAMILY_IPV4, FAMILY_IPV6, REDACT_FILLER};
 use leakguard_tests::{
     guard::{Guard, Hook, Verdict, TEST_RUN_IFINDEX},
@@ -521,70 +521,87 @@ fn pipelined_requests_are_all_scanned() {
     }
 }
 
-/// A header far into a large packet is found: past byte 1,500 on both hooks (TC test
-/// runs are limited to ~3.7 KB), and on XDP past the first 16 KiB scan window.
+/// A header far into a large packet is found under the default cap (every head scanned to
+/// its end): past byte 1,500 on both hooks (TC test runs take ~3.7 KB at most), and on XDP
+/// past each 16 KiB scan window, up to the last one.
 #[test]
-fn header_past_byte_1500_of_a_large_packet() {
-    let mut cases: Vec<(usize, u32, Vec<Hook>)> = vec![(1600, 4096, Hook::ALL.to_vec())];
-    cases.push((3000, 4096, Hook::ALL.to_vec()));
-    cases.push((9000, 16384, vec![Hook::Xdp]));
-    cases.push((20000, 65536, vec![Hook::Xdp]));
-    for (at, limit, hooks) in cases {
+fn header_deep_in_a_large_head_is_found() {
+    let mut cases: Vec<(usize, Vec<Hook>)> = vec![(1600, Hook::ALL.to_vec())];
+    cases.push((3000, Hook::ALL.to_vec()));
+    for at in [9000, 20_000, 40_000, 60_000] {
+        cases.push((at, vec![Hook::Xdp]));
+    }
+    for (at, hooks) in cases {
         let req = get_with_header_at(at, &[&format!("X-MSISDN: {MSISDN}")]);
         let input = Frame::http_v4(&req).build();
         for hook in hooks {
-            let mut g = Guard::load(&KernelPolicy {
-                max_payload_bytes: limit,
-                ..policy()
-            })
-            .unwrap();
+            let mut g = Guard::load(&policy()).unwrap();
             let r = g.run(hook, &input).unwrap();
-            assert_eq!(r.verdict, Verdict::Pass);
+            assert_eq!(r.verdict, Verdict::Pass, "header at {at}, {hook:?}");
             assert_redacted(&format!("header at {at}"), hook, &input, &r.out, &[MSISDN]);
             assert_eq!(g.stats().unwrap().truncated, 0);
         }
     }
 }
 
-/// The scan stops at `max_payload_bytes`: a head cut there is counted as truncated; a
-/// header before the cut is still handled, one after it is not seen.
+/// A head longer than `max_head_bytes` is not seen whole: under the default
+/// (`incomplete_heads = "drop"`) the segment is dropped, counted and reported by an
+/// event, with nothing of it out; under "pass" the part within the cap is handled and the
+/// rest passes, counted and reported. A head within the cap is neither.
 #[test]
-fn truncation_at_the_scan_limit() {
-    let limit = 512;
+fn a_head_longer_than_the_cap_follows_the_incomplete_policy() {
+    let cap = 512;
     let early = get_with_header_at(
         100,
         &[&format!("X-MSISDN: {MSISDN}"), &"Cookie: x".repeat(60)],
     );
     let late = get_with_header_at(600, &[&format!("X-MSISDN: {MSISDN}")]);
     let fits = get(&[&format!("X-MSISDN: {MSISDN}")]);
-    assert!(fits.len() < limit as usize && early.len() > limit as usize);
+    assert!(fits.len() < cap as usize && early.len() > cap as usize);
     for hook in Hook::ALL {
-        let mut g = Guard::load(&KernelPolicy {
-            max_payload_bytes: limit,
-            ..policy()
-        })
-        .unwrap();
-        let input = Frame::http_v4(&early).build();
-        let r = g.run(hook, &input).unwrap();
-        assert_redacted("early header", hook, &input, &r.out, &[MSISDN]);
-        assert_eq!(g.stats().unwrap().truncated, 1, "{hook:?}");
-
-        let input = Frame::http_v4(&late).build();
-        let r = g.run(hook, &input).unwrap();
-        assert_eq!(
-            r.out, input,
-            "{hook:?}: header past the limit cannot be seen"
-        );
-        assert_eq!(g.stats().unwrap().truncated, 2, "{hook:?}");
-        assert_eq!(g.stats().unwrap().bytes, 2 * u64::from(limit));
-
-        let r = g.run(hook, &Frame::http_v4(&fits).build()).unwrap();
-        assert!(find(&r.out, MSISDN.as_bytes()).is_none());
-        assert_eq!(
-            g.stats().unwrap().truncated,
-            2,
-            "{hook:?}: a complete head is not truncated"
-        );
+        for incomplete in [Incomplete::Drop, Incomplete::Pass] {
+            let case = format!("{hook:?}, {}", incomplete.name());
+            let mut g = Guard::load(&KernelPolicy {
+                max_head_bytes: cap,
+                incomplete,
+                ..policy()
+            })
+            .unwrap();
+            for (n, req) in [&early, &late].into_iter().enumerate() {
+                let input = Frame::http_v4(req).build();
+                let r = g.run(hook, &input).unwrap();
+                let st = g.stats().unwrap();
+                assert_eq!(st.truncated, n as u64 + 1, "{case}");
+                assert_eq!(st.bytes, (n as u64 + 1) * u64::from(cap), "{case}");
+                let ev = g.events().unwrap();
+                let inc: Vec<_> = ev
+                    .iter()
+                    .filter(|e| e.rule_id == leakguard_common::INCOMPLETE_RULE_ID)
+                    .collect();
+                assert_eq!(inc.len(), 1, "{case}: one event for the head");
+                if incomplete == Incomplete::Drop {
+                    assert_eq!(r.verdict, Verdict::Drop, "{case}");
+                    assert_eq!(inc[0].action, action::DROP);
+                    assert_eq!(st.dropped_packets, n as u64 + 1, "{case}");
+                } else {
+                    assert_eq!(r.verdict, Verdict::Pass, "{case}");
+                    assert_eq!(inc[0].action, action::COUNT);
+                    if n == 0 {
+                        assert_redacted("header before the cap", hook, &input, &r.out, &[MSISDN]);
+                    } else {
+                        assert_eq!(r.out, input, "{case}: past the cap nothing is seen");
+                    }
+                }
+            }
+            let r = g.run(hook, &Frame::http_v4(&fits).build()).unwrap();
+            assert_eq!(r.verdict, Verdict::Pass, "{case}");
+            assert!(find(&r.out, MSISDN.as_bytes()).is_none());
+            assert_eq!(
+                g.stats().unwrap().truncated,
+                2,
+                "{case}: a head within the cap is whole"
+            );
+        }
     }
 }
 
@@ -655,11 +672,7 @@ fn bytes_past_the_ip_datagram_are_never_scanned() {
         let mut input = Frame::http_v4(head.as_bytes()).build();
         input.extend_from_slice(trailer.as_bytes());
         for hook in hooks {
-            let mut g = Guard::load(&KernelPolicy {
-                max_payload_bytes: 16384,
-                ..policy()
-            })
-            .unwrap();
+            let mut g = Guard::load(&policy()).unwrap();
             let r = g.run(hook, &input).unwrap();
             let case = format!("{} B head on {hook:?}", head.len());
             assert_eq!(r.verdict, Verdict::Pass, "{case}");

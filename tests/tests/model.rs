@@ -28,10 +28,19 @@ fn kernel_and_model_agree_on_a_random_corpus() {
             let limit = if rng.chance(10) {
                 64 + rng.below(200) as u32
             } else {
-                4096
+                leakguard_common::DEFAULT_MAX_HEAD_BYTES
             };
-            if limit != p.max_payload_bytes {
-                p.max_payload_bytes = limit;
+            // Under a small cap, heads not seen whole are dropped or passed, in turn.
+
+            let incomplete = if limit < 4096 && limit % 2 == 1 {
+                leakguard::policy::Incomplete::Pass
+            } else {
+                leakguard::policy::Incomplete::Drop
+            };
+
+            if limit != p.max_head_bytes || incomplete != p.incomplete {
+                p.max_head_bytes = limit;
+                p.incomplete = incomplete;
                 d.g.set_policy(&p).unwrap();
             }
             let mut payload = String::new();

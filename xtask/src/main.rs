@@ -109,7 +109,8 @@ enum Cmd {
 /// Debian packages: LLVM 22 to build bpf-linker; iproute2, curl and ethtool for the
 /// end-to-end tests; nftables to lose segments on purpose (real retransmissions);
 /// prometheus for `promtool check metrics`; bpftool to inspect programs; nginx, wrk and
-/// HAProxy for the end-to-end benchmark; systemd for `systemd-analyze` on the unit file.
+/// HAProxy for the end-to-end benchmark; HAProxy, Squid, nginx and wget for the
+/// enrichment-proxy tests; systemd for `systemd-analyze` on the unit file.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -125,6 +126,8 @@ const APT_PACKAGES: &[&str] = &[
     "nginx-light",
     "wrk",
     "haproxy",
+    "squid",
+    "wget",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13";

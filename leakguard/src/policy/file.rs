@@ -14,11 +14,11 @@ use std::{
 };
 
 use ipnet::IpNet;
-use leakguard_common::{name, MAX_NAME_LEN, MAX_RULES, MAX_SCAN_BYTES, MIN_SCAN_BYTES};
+use leakguard_common::{name, MAX_NAME_LEN, MAX_RULES, MAX_SCAN_BYTES, MIN_HEAD_BYTES};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{catalog::CATALOG, Action, KernelPolicy, Msisdn, Rule};
+use super::{catalog::CATALOG, Action, Incomplete, KernelPolicy, Msisdn, Rule};
 
 pub const DEFAULT_CONFIG: &str = "/etc/leakguard/leakguard.toml";
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/leakguard";
@@ -81,6 +81,9 @@ pub struct Config {
     pub kernel: KernelPolicy,
     /// Parallel to `kernel.rules`.
     pub origin: Vec<Origin>,
+    /// Keys accepted but no longer meaningful, one line each (`check-config` prints them,
+    /// the daemon logs them).
+    pub warnings: Vec<String>,
 }
 
 /// A policy file error: where, which key, what is wrong.
@@ -157,8 +160,20 @@ struct AttachToml {
 #[serde(deny_unknown_fields)]
 struct ScanToml {
     ports: Option<Spanned<Vec<Spanned<i64>>>>,
+    max_head_bytes: Option<Spanned<i64>>,
+    incomplete_heads: Option<Spanned<String>>,
+    /// Before heads were scanned whole: a per-segment limit. Accepted, ignored, warned.
     max_payload_bytes: Option<Spanned<i64>>,
     builtin_catalog: Option<Spanned<String>>,
+}
+
+/// What `ScanToml` yields.
+struct Scan {
+    ports: Vec<u16>,
+    max_head_bytes: u32,
+    incomplete: Incomplete,
+    catalog: Option<Action>,
+    warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -304,8 +319,8 @@ impl Parser<'_> {
         };
 
         let attach = self.attach(&f.attach)?;
-        let (ports, max_payload_bytes, catalog_action) = self.scan(&f.scan)?;
-        let (rules, origin) = self.rules(&f.rule, catalog_action)?;
+        let scan = self.scan(&f.scan)?;
+        let (rules, origin) = self.rules(&f.rule, scan.catalog)?;
         let msisdn = match &f.msisdn {
             Some(m) => self.msisdn(m)?,
             None => None,
@@ -326,12 +341,14 @@ impl Parser<'_> {
             metrics_listen,
             attach,
             kernel: KernelPolicy {
-                ports,
-                max_payload_bytes,
+                ports: scan.ports,
+                max_head_bytes: scan.max_head_bytes,
+                incomplete: scan.incomplete,
                 rules,
                 msisdn,
             },
             origin,
+            warnings: scan.warnings,
         })
     }
 
@@ -382,7 +399,7 @@ impl Parser<'_> {
         Ok(out)
     }
 
-    fn scan(&self, s: &ScanToml) -> Result<(Vec<u16>, u32, Option<Action>), ConfigError> {
+    fn scan(&self, s: &ScanToml) -> Result<Scan, ConfigError> {
         let ports = match &s.ports {
             None => vec![80, 8080],
             Some(list) => {
@@ -407,19 +424,42 @@ impl Parser<'_> {
                 ports
             }
         };
-        let max = match &s.max_payload_bytes {
-            None => leakguard_common::DEFAULT_MAX_PAYLOAD_BYTES,
+        let max = match &s.max_head_bytes {
+            None => leakguard_common::DEFAULT_MAX_HEAD_BYTES,
             Some(v) => {
                 let n = *v.get_ref();
-                if n < i64::from(MIN_SCAN_BYTES) || n > i64::from(MAX_SCAN_BYTES) {
+                if n < i64::from(MIN_HEAD_BYTES) || n > i64::from(MAX_SCAN_BYTES) {
                     return Err(self.err(
                         v.span(),
-                        format!("scan.max_payload_bytes = {n}: must be {MIN_SCAN_BYTES}..={MAX_SCAN_BYTES}"),
+                        format!("scan.max_head_bytes = {n}: must be {MIN_HEAD_BYTES}..={MAX_SCAN_BYTES}"),
                     ));
                 }
                 n as u32
             }
         };
+        let incomplete = match &s.incomplete_heads {
+            None => Incomplete::Drop,
+            Some(v) => match v.get_ref().as_str() {
+                "drop" => Incomplete::Drop,
+                "pass" => Incomplete::Pass,
+                other => {
+                    return Err(self.err(
+                        v.span(),
+                        format!("scan.incomplete_heads = {other:?}: expected \"drop\" or \"pass\""),
+                    ))
+                }
+            },
+        };
+        let mut warnings = Vec::new();
+        if let Some(v) = &s.max_payload_bytes {
+            let (line, col) = line_col_of(self.text, v.span().start);
+            warnings.push(format!(
+                "{}:{line}:{col}: scan.max_payload_bytes = {} is ignored: every request head is \
+                 now scanned to its end, up to scan.max_head_bytes ({max}); remove the key",
+                self.path.display(),
+                v.get_ref()
+            ));
+        }
         let catalog = match &s.builtin_catalog {
             None => Some(Action::Count),
             Some(v) if v.get_ref() == "off" => None,
@@ -430,7 +470,13 @@ impl Parser<'_> {
                 )
             })?),
         };
-        Ok((ports, max, catalog))
+        Ok(Scan {
+            ports,
+            max_head_bytes: max,
+            incomplete,
+            catalog,
+            warnings,
+        })
     }
 
     fn rules(
@@ -653,9 +699,22 @@ impl Config {
         let _ = writeln!(s, "scan.ports = {}", ports.join(", "));
         let _ = writeln!(
             s,
-            "scan.max_payload_bytes = {}",
-            self.kernel.max_payload_bytes
+            "scan.max_head_bytes = {} (every request head is scanned to its end, up to this)",
+            self.kernel.max_head_bytes
         );
+        let _ = writeln!(
+            s,
+            "scan.incomplete_heads = {} ({})",
+            self.kernel.incomplete.name(),
+            match self.kernel.incomplete {
+                Incomplete::Drop => "a head longer, or not seen whole, is dropped, counted and logged",
+                Incomplete::Pass =>
+                    "a head longer, or not seen whole, passes unscanned past that point, counted and logged",
+            }
+        );
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
         let _ = writeln!(s, "rules ({}):", self.kernel.rules.len());
         for (r, o) in self.kernel.rules.iter().zip(&self.origin) {
             let action = match r.action {
@@ -729,7 +788,8 @@ hook = "xdp"
 
 [scan]
 ports = [80, 8080, 8000]
-max_payload_bytes = 8192
+max_head_bytes = 8192
+incomplete_heads = "pass"
 builtin_catalog = "count"
 
 [[rule]]
@@ -754,7 +814,9 @@ action = "drop"
         assert_eq!(c.attach.len(), 2);
         assert_eq!(c.attach[1].hook, Hook::Xdp);
         assert_eq!(c.kernel.ports, vec![80, 8080, 8000]);
-        assert_eq!(c.kernel.max_payload_bytes, 8192);
+        assert_eq!(c.kernel.max_head_bytes, 8192);
+        assert_eq!(c.kernel.incomplete, Incomplete::Pass);
+        assert!(c.warnings.is_empty());
         // File rules first; the catalog fills in the rest, except X-MSISDN (overridden).
         assert_eq!(c.kernel.rules[0].header, "x_msisdn");
         assert_eq!(c.kernel.rules[0].allow.len(), 3);
@@ -776,13 +838,37 @@ action = "drop"
         assert_eq!(c.metrics_listen, DEFAULT_METRICS.parse().unwrap());
         assert_eq!(c.selftest_interval, Duration::from_secs(60));
         assert_eq!(c.kernel.ports, vec![80, 8080]);
-        assert_eq!(c.kernel.max_payload_bytes, 4096);
+        assert_eq!(c.kernel.max_head_bytes, 65536);
+        assert_eq!(
+            c.kernel.incomplete,
+            Incomplete::Drop,
+            "fail closed by default"
+        );
         assert_eq!(c.kernel.rules.len(), CATALOG.len());
         let off = parse_str(
             "[[attach]]\ninterface = \"eth0\"\nhook = \"xdp\"\n[scan]\nbuiltin_catalog = \"off\"\n",
         )
         .unwrap();
         assert!(off.kernel.rules.is_empty());
+    }
+
+    /// The per-segment limit of files from before heads were scanned whole (the shipped
+    /// default file had `max_payload_bytes = 4096`): accepted, so an upgrade starts, but
+    /// ignored, with a warning naming the place, so heads are still scanned whole.
+    #[test]
+    fn the_old_scan_limit_is_ignored_with_a_warning() {
+        let c = parse_str(
+            "[[attach]]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n[scan]\nmax_payload_bytes = 4096\n",
+        )
+        .unwrap();
+        assert_eq!(c.kernel.max_head_bytes, 65536);
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].starts_with("test.toml:5:21: scan.max_payload_bytes = 4096 is ignored")
+        );
+        assert!(c
+            .describe()
+            .contains(&format!("warning: {}", c.warnings[0])));
     }
 
     /// A bad file, where its error must point, and words its message must contain.
@@ -828,8 +914,9 @@ action = "drop"
             (format!("{attach}[scan]\nports = [80, 80]\n"), Some((5, 14)), &["twice"]),
             (format!("{attach}[scan]\nports = [70000]\n"), Some((5, 10)), &["70000"]),
             (format!("{attach}[scan]\nports = []\n"), Some((5, 9)), &["at least one"]),
-            (format!("{attach}[scan]\nmax_payload_bytes = 10\n"), Some((5, 21)), &["max_payload_bytes", "10"]),
-            (format!("{attach}[scan]\nmax_payload_bytes = 1000000\n"), Some((5, 21)), &["1000000"]),
+            (format!("{attach}[scan]\nmax_head_bytes = 10\n"), Some((5, 18)), &["max_head_bytes", "10"]),
+            (format!("{attach}[scan]\nmax_head_bytes = 1000000\n"), Some((5, 18)), &["1000000"]),
+            (format!("{attach}[scan]\nincomplete_heads = \"skip\"\n"), Some((5, 20)), &["incomplete_heads", "skip", "\"drop\" or \"pass\""]),
             (format!("{attach}[scan]\nbuiltin_catalog = \"block\"\n"), Some((5, 19)), &["builtin_catalog", "block"]),
             (format!("{attach}[[rule]]\nheader = \"X MSISDN\"\naction = \"redact\"\n"), Some((5, 10)), &["rule.header", "X MSISDN", "byte 2"]),
             (format!("{attach}[[rule]]\nheader = \"{}\"\naction = \"count\"\n", "X".repeat(65)), Some((5, 10)), &["longer than 64"]),
@@ -843,7 +930,7 @@ action = "drop"
             (format!("[daemon]\nselftest_interval = \"0s\"\n{attach}"), Some((2, 21)), &["between"]),
             (format!("[metrics]\nlisten = \"localhost\"\n{attach}"), Some((2, 10)), &["metrics.listen", "localhost"]),
             (format!("{attach}[scan]\nports = \"80\"\n"), Some((5, 9)), &["invalid type"]),
-            (format!("{attach}[scan]\nmax_payload_bytes = \"big\"\n"), Some((5, 21)), &["invalid type"]),
+            (format!("{attach}[scan]\nmax_head_bytes = \"big\"\n"), Some((5, 18)), &["invalid type"]),
             ("[[attach]\n".into(), Some((1, 10)), &[]),
             (format!("{attach}[scan]\n[scan]\n"), Some((5, 2)), &["duplicate"]),
             (format!("{attach}[msisdn]\naction = \"redact\"\n"), Some((5, 10)), &["msisdn.prefixes", "missing"]),

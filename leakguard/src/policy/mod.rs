@@ -50,11 +50,42 @@ pub struct Msisdn {
     pub allow: Vec<IpNet>,
 }
 
+/// What happens to a request head the guard could not see whole (`scan.incomplete_heads`):
+/// longer than `scan.max_head_bytes`, or open where a segment's scan had to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Incomplete {
+    /// Dropped (fail closed), counted and logged: the default.
+    Drop,
+    /// Passed unscanned past that point, counted and logged.
+    Pass,
+}
+
+impl Incomplete {
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Pass => "pass",
+        }
+    }
+
+    /// The value stored in the kernel's `ScanConfig::incomplete_action`.
+    #[must_use]
+    pub const fn kernel(self) -> u8 {
+        match self {
+            Self::Drop => leakguard_common::action::DROP,
+            Self::Pass => leakguard_common::action::COUNT,
+        }
+    }
+}
+
 /// Everything the kernel programs are configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelPolicy {
     pub ports: Vec<u16>,
-    pub max_payload_bytes: u32,
+    /// The cap on one request head, in bytes; every head is scanned to its end up to it.
+    pub max_head_bytes: u32,
+    pub incomplete: Incomplete,
     pub rules: Vec<Rule>,
     /// Off when `None`.
     pub msisdn: Option<Msisdn>,
@@ -64,7 +95,8 @@ impl Default for KernelPolicy {
     fn default() -> Self {
         Self {
             ports: vec![80, 8080],
-            max_payload_bytes: leakguard_common::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_head_bytes: leakguard_common::DEFAULT_MAX_HEAD_BYTES,
+            incomplete: Incomplete::Drop,
             rules: Vec::new(),
             msisdn: None,
         }

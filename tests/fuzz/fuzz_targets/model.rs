@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     ][usize::from(sel & 3)];
     let mut p = policy(action);
     if sel & 4 != 0 {
-        p.max_payload_bytes = 64 + u32::from(*cut);
+        p.max_head_bytes = 64 + u32::from(*cut);
+        if sel & 8 != 0 {
+            p.incomplete = leakguard::policy::Incomplete::Pass;
+        }
     }
     let pol = model_policy(&p, SERVER_V4.into());
     let at = usize::from(*cut).min(payload.len());

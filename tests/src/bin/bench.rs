@@ -1054,7 +1054,7 @@ fn gso(cfg: &Cfg) -> Result<Value> {
     let mut runs = Vec::new();
     for action in ["count", "redact"] {
         let body = format!(
-            "[[attach]]\ninterface = \"{GW_SRV_IF}\"\nhook = \"tc-egress\"\n\n[scan]\nbuiltin_catalog = \"off\"\nmax_payload_bytes = 16384\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"{action}\"\n"
+            "[[attach]]\ninterface = \"{GW_SRV_IF}\"\nhook = \"tc-egress\"\n\n[scan]\nbuiltin_catalog = \"off\"\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"{action}\"\n"
         );
         let mut d = Daemon::new(&t.gw, &body)?;
         d.start()?;

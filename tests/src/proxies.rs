@@ -1,0 +1,197 @@
+//! Real enrichment proxies from Debian, as a mobile operator's gateway runs them: each
+//! adds the subscriber's identity headers to every request it forwards, the way the
+//! operator's configuration would. As RAII guards: dropped, the process is killed.
+//!
+//! - HAProxy (`http-request add-header`), a reverse proxy on `GW_CLI:80`; appends the
+//!   headers at the end of the head; reuses server connections (`http-reuse always`).
+//! - Squid (`request_header_add`), a forward proxy on `GW_CLI:3128`; appends them too.
+//! - nginx (`proxy_set_header`), a reverse proxy on `GW_CLI:8080`; puts them first;
+//!   upstream keep-alive.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    daemon::wait_for,
+    gateway::{GW_CLI, PARTNER, SRV},
+    netns::Netns,
+};
+
+/// A proxy's kind: how clients reach it and how it enriches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Haproxy,
+    Squid,
+    Nginx,
+}
+
+impl Kind {
+    pub const ALL: [Self; 3] = [Self::Haproxy, Self::Squid, Self::Nginx];
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Haproxy => "haproxy",
+            Self::Squid => "squid",
+            Self::Nginx => "nginx",
+        }
+    }
+
+    /// Where clients connect.
+    #[must_use]
+    pub fn listen(self) -> SocketAddr {
+        let port = match self {
+            Self::Haproxy => 80,
+            Self::Squid => 3128,
+            Self::Nginx => 8080,
+        };
+        SocketAddr::new(GW_CLI.parse().expect("address"), port)
+    }
+
+    /// True for a forward proxy (clients send absolute URIs to it).
+    #[must_use]
+    pub const fn forward(self) -> bool {
+        matches!(self, Self::Squid)
+    }
+}
+
+/// A running proxy.
+pub struct Proxy {
+    pub kind: Kind,
+    child: Child,
+    pub dir: PathBuf,
+}
+
+impl Proxy {
+    /// Starts `kind` in `ns` (the gateway), adding `headers` (`(name, value)`) to every
+    /// request it forwards; returns once it accepts connections. Reverse proxies send
+    /// requests for Host `partner.example` to the partner, the rest to the server.
+    pub fn start(kind: Kind, ns: &Netns, dir: &Path, headers: &[(&str, &str)]) -> Result<Self> {
+        let dir = dir.join(kind.name());
+        std::fs::create_dir_all(&dir)?;
+        // Squid drops to its own user, which must write here.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        let conf = dir.join("proxy.conf");
+        std::fs::write(&conf, config(kind, &dir, headers))?;
+        let log = std::fs::File::create(dir.join("stderr.log"))?;
+        let mut cmd = ns.command(match kind {
+            Kind::Haproxy => "haproxy",
+            Kind::Squid => "squid",
+            Kind::Nginx => "nginx",
+        });
+        match kind {
+            Kind::Haproxy => cmd.arg("-db").arg("-f").arg(&conf),
+            Kind::Squid => cmd.args(["-N", "-d", "1", "-f"]).arg(&conf),
+            Kind::Nginx => cmd
+                .arg("-c")
+                .arg(&conf)
+                .args(["-g", "daemon off; master_process off;"]),
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (Debian's, by `cargo xtask setup`)",
+                    kind.name()
+                )
+            })?;
+        let p = Self { kind, child, dir };
+        let addr = kind.listen();
+        wait_for(
+            &format!("{} to listen", kind.name()),
+            Duration::from_secs(20),
+            || {
+                ns.enter(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
+                    .unwrap_or(false)
+            },
+        )
+        .with_context(|| {
+            format!(
+                "{} log:\n{}",
+                kind.name(),
+                std::fs::read_to_string(p.dir.join("stderr.log")).unwrap_or_default()
+            )
+        })?;
+        Ok(p)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(kind: Kind, dir: &Path, headers: &[(&str, &str)]) -> String {
+    let d = dir.display();
+    let listen = kind.listen();
+    match kind {
+        Kind::Haproxy => {
+            let add: String = headers
+                .iter()
+                .map(|(n, v)| format!("  http-request add-header {n} {v}\n"))
+                .collect();
+            format!(
+                "global\n  maxconn 256\n\
+                 defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n  \
+                 option http-keep-alive\n  http-reuse always\n\
+                 frontend fe\n  bind {listen}\n{add}  \
+                 use_backend partner if {{ hdr(host) -i partner.example }}\n  default_backend origin\n\
+                 backend origin\n  server s1 {SRV}:80\n\
+                 backend partner\n  server p1 {PARTNER}:80\n"
+            )
+        }
+        Kind::Squid => {
+            let add: String = headers
+                .iter()
+                .map(|(n, v)| format!("request_header_add {n} \"{v}\" all\n"))
+                .collect();
+            format!(
+                "http_port {listen}\n\
+                 http_access allow all\n\
+                 cache deny all\n\
+                 {add}\
+                 pid_filename {d}/squid.pid\n\
+                 cache_log {d}/cache.log\n\
+                 access_log none\n\
+                 cache_store_log none\n\
+                 coredump_dir {d}\n\
+                 shutdown_lifetime 1 seconds\n\
+                 server_persistent_connections on\n\
+                 client_persistent_connections on\n\
+                 dns_v4_first on\n"
+            )
+        }
+        Kind::Nginx => {
+            let set: String = headers
+                .iter()
+                .map(|(n, v)| format!("      proxy_set_header {n} \"{v}\";\n"))
+                .collect();
+            format!(
+                "error_log {d}/error.log;\npid {d}/nginx.pid;\n\
+                 events {{ worker_connections 256; }}\n\
+                 http {{\n  access_log off;\n\
+                   client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+                   fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+                   large_client_header_buffers 4 32k;\n\
+                   upstream origin {{ server {SRV}:80; keepalive 8; }}\n\
+                   upstream partner {{ server {PARTNER}:80; keepalive 8; }}\n\
+                   map $host $up {{ default origin; partner.example partner; }}\n\
+                   server {{\n    listen {listen};\n    location / {{\n\
+                 {set}      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+                       proxy_pass http://$up;\n    }}\n  }}\n}}\n"
+            )
+        }
+    }
+}
