@@ -122,6 +122,7 @@ pub enum Outcome {
     Missing,
 }
 
+/// The index of interface `name` in this thread's network namespace.
 #[must_use]
 pub fn interface_index(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
@@ -130,12 +131,29 @@ pub fn interface_index(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
-/// Attaches the guard per `a`, or adopts the link (or filter) a previous run left.
+/// The index of `a`'s interface in its network namespace: `Ok(None)` when it (or its
+/// namespace) does not exist, an error when the namespace cannot be entered.
+pub fn entry_index(a: &Attach) -> std::io::Result<Option<u32>> {
+    if !crate::netns::exists(a.netns.as_ref()) {
+        return Ok(None);
+    }
+    crate::netns::run_in(a.netns.as_ref(), || interface_index(&a.interface))
+}
+
+/// Attaches the guard per `a`, or adopts the link (or filter) a previous run left: in
+/// `a`'s network namespace; the pins stay on this process's BPF filesystem.
 pub fn attach(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
+    if !crate::netns::exists(a.netns.as_ref()) {
+        return Ok(Outcome::Missing);
+    }
+    crate::netns::run_in(a.netns.as_ref(), || attach_here(ebpf, pins, a))?
+}
+
+fn attach_here(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
     if a.hook != Hook::Xdp && crate::features::tc_mode() == TcMode::Netlink {
         return attach_filter(ebpf, pins, a);
     }
-    let path = pins.link(&a.interface, a.hook);
+    let path = pins.link(a);
     if path.exists() {
         match replace(ebpf, &path, a.hook) {
             Ok(()) => return Ok(Outcome::Replaced),
@@ -206,7 +224,7 @@ fn attach_filter(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
         Outcome::ReplacedFilter
     } else {
         match qdisc_add_clsact(&a.interface) {
-            Ok(()) => pin_record(p, &pins.clsact(&a.interface))?,
+            Ok(()) => pin_record(p, &pins.clsact(a))?,
             Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => {
                 return Err(e).with_context(|| format!("adding a clsact qdisc to {}", a.interface))
@@ -226,7 +244,7 @@ fn attach_filter(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
         std::mem::forget(p.take_link(id)?);
         Outcome::Attached
     };
-    pin_record(p, &pins.filter(&a.interface, a.hook))?;
+    pin_record(p, &pins.filter(a))?;
     Ok(outcome)
 }
 
@@ -275,15 +293,19 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     // Filters first: one that cannot be reached stops the detach before anything else
     // is removed.
-    for (iface, hook, path) in pins.filters()? {
-        removed.push(detach_filter(&iface, hook)?);
+    for (a, path) in pins.filters()? {
+        removed.push(crate::netns::run_in(a.netns.as_ref(), || {
+            detach_filter(&a)
+        })??);
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
-    for (iface, path) in pins.clsacts()? {
-        removed.push(remove_clsact(&iface)?);
+    for (a, path) in pins.clsacts()? {
+        removed.push(crate::netns::run_in(a.netns.as_ref(), || {
+            remove_clsact(&a)
+        })??);
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
-    for (iface, hook, path) in pins.links()? {
+    for (a, path) in pins.links()? {
         let link =
             PinnedLink::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
         // Unpinning drops the last reference: the kernel detaches the program.
@@ -291,7 +313,7 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
             link.unpin()
                 .with_context(|| format!("unpinning {}", path.display()))?,
         );
-        removed.push(format!("detached {} from {iface}", hook.name()));
+        removed.push(format!("detached {} from {}", a.hook.name(), a.label()));
     }
     for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP] {
         let p = pins.progs_dir().join(name);
@@ -321,54 +343,59 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
     Ok(removed)
 }
 
-/// Removes leakguard's cls_bpf filter for `hook` from `iface`, if it is still there. A
-/// filter belongs to its interface's network namespace: one this process cannot see is
-/// an error, and its record stays, so that a `detach` where it lives can remove it.
-fn detach_filter(iface: &str, hook: Hook) -> Result<String> {
-    let (_, ty) = tc_program(hook);
-    let Some(ifindex) = interface_index(iface) else {
+/// Removes leakguard's cls_bpf filter of `a` (run in `a`'s network namespace), if it is
+/// still there. A filter belongs to its interface's namespace: for an entry without one,
+/// an interface this process cannot see may live in another, so that is an error, and the
+/// record stays for a `detach` where it lives.
+fn detach_filter(a: &Attach) -> Result<String> {
+    let (_, ty) = tc_program(a.hook);
+    let (label, hook) = (a.label(), a.hook.name());
+    let Some(ifindex) = interface_index(&a.interface) else {
+        if a.netns.is_some() {
+            return Ok(format!(
+                "{hook} filter of {label}: the interface is gone, and its filter with it"
+            ));
+        }
         anyhow::bail!(
-            "interface {iface} is not visible from this network namespace: its {} filter \
+            "interface {label} is not visible from this network namespace: its {hook} filter \
              stays (run `leakguard detach` in the interface's namespace, e.g. with \
-             nsenter --net=/run/netns/NAME); nothing was removed",
-            hook.name()
+             nsenter --net=/run/netns/NAME); nothing was removed"
         );
     };
     if tc::ours(ifindex, tc::parent(ty))?.is_none() {
-        return Ok(format!("{} filter of {iface}: already gone", hook.name()));
+        return Ok(format!("{hook} filter of {label}: already gone"));
     }
-    SchedClassifierLink::attached(iface, ty, tc::PRIORITY, tc::HANDLE, None)?
+    SchedClassifierLink::attached(&a.interface, ty, tc::PRIORITY, tc::HANDLE, None)?
         .detach()
-        .with_context(|| format!("removing the cls_bpf {} filter of {iface}", hook.name()))?;
-    Ok(format!(
-        "detached {} (cls_bpf filter) from {iface}",
-        hook.name()
-    ))
+        .with_context(|| format!("removing the cls_bpf {hook} filter of {label}"))?;
+    Ok(format!("detached {hook} (cls_bpf filter) from {label}"))
 }
 
-/// Removes the clsact qdisc leakguard added to `iface`, unless filters of others are on
-/// it now: then it stays, and the line says so.
-fn remove_clsact(iface: &str) -> Result<String> {
-    let Some(ifindex) = interface_index(iface) else {
-        return Ok(format!("clsact qdisc of {iface}: the interface is gone"));
+/// Removes the clsact qdisc leakguard added to `a`'s interface (run in its network
+/// namespace), unless filters of others are on it now: then it stays, and the line says
+/// so.
+fn remove_clsact(a: &Attach) -> Result<String> {
+    let label = a.label();
+    let Some(ifindex) = interface_index(&a.interface) else {
+        return Ok(format!("clsact qdisc of {label}: the interface is gone"));
     };
     let mut others = tc::filters(ifindex, tc::parent(TcAttachType::Ingress))?;
     others.extend(tc::filters(ifindex, tc::parent(TcAttachType::Egress))?);
     if !others.is_empty() {
         return Ok(format!(
-            "left the clsact qdisc leakguard added to {iface}: {} other filter(s) use it",
+            "left the clsact qdisc leakguard added to {label}: {} other filter(s) use it",
             others.len()
         ));
     }
     match tc::delete_clsact(ifindex) {
         Ok(()) => Ok(format!(
-            "removed the clsact qdisc leakguard added to {iface}"
+            "removed the clsact qdisc leakguard added to {label}"
         )),
         Err(e)
             if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::EINVAL) =>
         {
-            Ok(format!("clsact qdisc of {iface}: already gone"))
+            Ok(format!("clsact qdisc of {label}: already gone"))
         }
-        Err(e) => Err(e).with_context(|| format!("removing the clsact qdisc of {iface}")),
+        Err(e) => Err(e).with_context(|| format!("removing the clsact qdisc of {label}")),
     }
 }

@@ -3,7 +3,7 @@
 //! the guard attached and enforcing (everything is pinned).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -20,7 +20,10 @@ use leakguard_common::{
     action, hook, Event, IfSlot, MatchKey, FAMILY_IPV4, IFSLOT_ENTRIES, INCOMPLETE_RULE_ID,
     MAX_SLOTS, MSISDN_RULE_ID,
 };
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+};
 
 use sd_notify::NotifyState;
 
@@ -28,6 +31,7 @@ use crate::{
     attach::{self, Outcome},
     maps::{self, MAP_EVENTS, MAP_IFSLOT, MAP_MATCHES, MAP_MATCH_COUNTS, MAP_STATS},
     metrics, netlink,
+    netns::NetNs,
     object::EBPF_OBJECT,
     pins::Pins,
     policy::file::{self, Attach, Config},
@@ -42,19 +46,24 @@ struct Daemon {
     config: Config,
     pins: Pins,
     ebpf: Ebpf,
-    /// Attach entries whose interface does not exist (yet, or any more).
+    /// Attach entries whose interface (or network namespace) does not exist (yet, or
+    /// any more).
     missing: Vec<Attach>,
     /// The interface index each attachment was made on: a different one means the
     /// interface was deleted and re-created, and its old link is defunct.
-    attached_at: HashMap<(String, file::Hook), u32>,
-    /// Counter slot of each guarded interface (rebuilt from the pinned `IFSLOT` on start).
+    attached_at: HashMap<Attach, u32>,
+    /// Counter slot of each guarded interface, by `Attach::label` (rebuilt from the
+    /// pinned `IFSLOT` on start).
     slots: BTreeMap<String, u32>,
     /// Header name of each rule id this process has known (metrics labels).
     names: HashMap<u32, String>,
     reloads_ok: u64,
     reloads_rejected: u64,
     /// Packets interfaces passed between appearing and being guarded (see `appeared`).
-    unguarded: BTreeMap<(String, file::Hook), u64>,
+    unguarded: BTreeMap<Attach, u64>,
+    /// Network namespaces whose link events this process listens to (`None`: its own).
+    link_sockets: HashSet<Option<NetNs>>,
+    link_tx: mpsc::UnboundedSender<LinkMessage>,
     metrics: Arc<Mutex<String>>,
     /// Result of the last self-test (None before the first).
     selftest_ok: Option<bool>,
@@ -64,13 +73,17 @@ struct Daemon {
     flows: std::cell::Cell<(u64, Option<std::time::Instant>)>,
 }
 
+/// Link events of one network namespace (`None`: the daemon's own), or the error that
+/// lost some (then every interface is checked).
+type LinkMessage = (Option<NetNs>, std::io::Result<Vec<netlink::LinkEvent>>);
+
 /// How often the tracked-flows gauge is recounted.
 const FLOW_COUNT_EVERY: Duration = Duration::from_secs(10);
 
 pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
-    crate::privileges::require()?;
-    crate::features::check()?;
     let config = file::load(config_path).map_err(anyhow::Error::from)?;
+    crate::privileges::require(config.attach.iter().any(|a| a.netns.is_some()))?;
+    crate::features::check()?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -91,6 +104,7 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .with_context(|| format!("metrics.listen = {}: cannot listen", config.metrics_listen))?;
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel::<LinkMessage>();
     let mut d = Daemon {
         config_path: config_path.to_owned(),
         names: HashMap::new(),
@@ -103,6 +117,8 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
         reloads_ok: 0,
         reloads_rejected: 0,
         unguarded: BTreeMap::new(),
+        link_sockets: HashSet::new(),
+        link_tx,
         metrics: Arc::new(Mutex::new(String::new())),
         selftest_ok: None,
         last_selftest: std::time::Instant::now(),
@@ -142,18 +158,12 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(TICK);
-    let links = match netlink::LinkEvents::open() {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::warn!(error = %e, "no netlink link events; interfaces are checked once a second");
-            None
-        }
-    };
+    d.open_link_sockets();
     loop {
         tokio::select! {
-            ev = async { links.as_ref().expect("guarded by the branch condition").next().await }, if links.is_some() => {
+            Some((ns, ev)) = link_rx.recv() => {
                 match ev {
-                    Ok(events) => d.on_link_events(&events),
+                    Ok(events) => d.on_link_events(ns.as_ref(), &events),
                     // Lost events (ENOBUFS): recheck everything.
                     Err(_) => d.recheck_interfaces(),
                 }
@@ -168,6 +178,7 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
             _ = int.recv() => break,
             _ = tick.tick() => {
                 d.log_events(&mut events);
+                d.open_link_sockets();
                 d.recheck_interfaces();
                 if d.last_selftest.elapsed() >= d.config.selftest_interval {
                     d.selftest();
@@ -214,17 +225,59 @@ impl Daemon {
         ok
     }
 
-    fn on_link_events(&mut self, events: &[netlink::LinkEvent]) {
+    /// Listens to the link events of every network namespace the policy names (and the
+    /// daemon's own), where not yet: a namespace made after the start is picked up on
+    /// a later call (every tick).
+    fn open_link_sockets(&mut self) {
+        let mut wanted: Vec<Option<NetNs>> = vec![None];
+        wanted.extend(
+            self.config
+                .attach
+                .iter()
+                .filter_map(|a| a.netns.clone())
+                .map(Some),
+        );
+        for ns in wanted {
+            if self.link_sockets.contains(&ns) || !crate::netns::exists(ns.as_ref()) {
+                continue;
+            }
+            let opened = crate::netns::run_in(ns.as_ref(), netlink::socket)
+                .and_then(|r| r)
+                .and_then(netlink::LinkEvents::from_fd);
+            match opened {
+                Ok(links) => {
+                    let (tx, key) = (self.link_tx.clone(), ns.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            let ev = links.next().await;
+                            if tx.send((key.clone(), ev)).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    self.link_sockets.insert(ns);
+                }
+                Err(e) => {
+                    tracing::warn!(netns = ns.as_ref().map_or("(own)", |n| n.name.as_str()), error = %e,
+                        "no netlink link events; interfaces are checked once a second");
+                    // Not retried every tick: the once-a-second check stands in.
+                    self.link_sockets.insert(ns);
+                }
+            }
+        }
+    }
+
+    fn on_link_events(&mut self, ns: Option<&NetNs>, events: &[netlink::LinkEvent]) {
         for e in events {
             match e {
-                netlink::LinkEvent::Del { name, .. } => self.lost(name),
+                netlink::LinkEvent::Del { name, .. } => self.lost(ns, name),
                 netlink::LinkEvent::New { name, index } => {
                     let stale = self
                         .attached_at
                         .iter()
-                        .any(|((n, _), i)| n == name && i != index);
+                        .any(|(a, i)| a.netns.as_ref() == ns && a.interface == *name && i != index);
                     if stale {
-                        self.lost(name);
+                        self.lost(ns, name);
                     }
                 }
             }
@@ -233,15 +286,13 @@ impl Daemon {
     }
 
     /// A guarded interface went away: its links are defunct until it comes back.
-    fn lost(&mut self, name: &str) {
+    fn lost(&mut self, ns: Option<&NetNs>, name: &str) {
         for a in self.config.attach.clone() {
             if a.interface == name
-                && self
-                    .attached_at
-                    .remove(&(a.interface.clone(), a.hook))
-                    .is_some()
+                && a.netns.as_ref() == ns
+                && self.attached_at.remove(&a).is_some()
             {
-                tracing::warn!(interface = %a.interface, hook = a.hook.name(),
+                tracing::warn!(interface = %a.label(), hook = a.hook.name(),
                     "interface disappeared; it will be guarded again when it reappears");
                 self.missing.push(a);
             }
@@ -249,16 +300,20 @@ impl Daemon {
     }
 
     /// Safety net for lost netlink messages: every attachment's interface still exists
-    /// with the index it was attached on; missing ones are retried.
+    /// (in its namespace) with the index it was attached on; missing ones are retried.
     fn recheck_interfaces(&mut self) {
-        let gone: Vec<String> = self
+        let gone: Vec<Attach> = self
             .attached_at
             .iter()
-            .filter(|((n, _), i)| attach::interface_index(n) != Some(**i))
-            .map(|((n, _), _)| n.clone())
+            .filter(|(a, i)| match attach::entry_index(a) {
+                Ok(found) => found != Some(**i),
+                // A namespace that cannot be entered now is not proof of anything.
+                Err(_) => false,
+            })
+            .map(|(a, _)| a.clone())
             .collect();
-        for name in gone {
-            self.lost(&name);
+        for a in gone {
+            self.lost(a.netns.as_ref(), &a.interface);
         }
         self.recheck_filters();
         self.retry_missing();
@@ -271,28 +326,32 @@ impl Daemon {
         if crate::features::tc_mode() != crate::features::TcMode::Netlink {
             return;
         }
-        let gone: Vec<(String, file::Hook)> = self
+        let gone: Vec<Attach> = self
             .attached_at
             .iter()
-            .filter(|((_, hook), _)| *hook != file::Hook::Xdp)
-            .filter(|((_, hook), ifindex)| {
-                let ty = if *hook == file::Hook::TcIngress {
+            .filter(|(a, _)| a.hook != file::Hook::Xdp)
+            .filter(|(a, ifindex)| {
+                let ty = if a.hook == file::Hook::TcIngress {
                     aya::programs::TcAttachType::Ingress
                 } else {
                     aya::programs::TcAttachType::Egress
                 };
-                matches!(crate::tc::ours(**ifindex, crate::tc::parent(ty)), Ok(None))
+                let i = **ifindex;
+                matches!(
+                    crate::netns::run_in(a.netns.as_ref(), || crate::tc::ours(
+                        i,
+                        crate::tc::parent(ty)
+                    )),
+                    Ok(Ok(None))
+                )
             })
-            .map(|(k, _)| k.clone())
+            .map(|(a, _)| a.clone())
             .collect();
-        for (iface, hook) in gone {
-            tracing::error!(interface = %iface, hook = hook.name(),
+        for a in gone {
+            tracing::error!(interface = %a.label(), hook = a.hook.name(),
                 "leakguard's TC filter was removed from the interface by something else; attaching it again");
-            self.attached_at.remove(&(iface.clone(), hook));
-            self.missing.push(Attach {
-                interface: iface,
-                hook,
-            });
+            self.attached_at.remove(&a);
+            self.missing.push(a);
         }
     }
 
@@ -322,18 +381,19 @@ impl Daemon {
         }
     }
 
-    /// Rebuilds the slot of each interface from the pinned `IFSLOT`, so counters keep their
-    /// interface across restarts.
+    /// Rebuilds the slot of each configured interface from the pinned `IFSLOT`, so
+    /// counters keep their interface across restarts: an entry holding the interface's
+    /// index (in its namespace) is its slot.
     fn load_slots(&mut self) -> Result<()> {
         let a: Array<&aya::maps::MapData, IfSlot> =
             Array::try_from(self.ebpf.map(MAP_IFSLOT).context("IFSLOT map")?)?;
-        for i in 0..IFSLOT_ENTRIES {
-            let e = a.get(&i, 0)?;
-            if e.slot != 0 {
-                let name = ifname(e.ifindex);
-                if !name.starts_with("ifindex ") {
-                    self.slots.insert(name, e.slot);
-                }
+        for entry in &self.config.attach {
+            let Ok(Some(i)) = attach::entry_index(entry) else {
+                continue;
+            };
+            let e = a.get(&(i % IFSLOT_ENTRIES), 0)?;
+            if e.ifindex == i && e.slot != 0 {
+                self.slots.insert(entry.label(), e.slot);
             }
         }
         Ok(())
@@ -341,22 +401,21 @@ impl Daemon {
 
     /// Bookkeeping after a successful attach: the interface index and counter slot.
     fn attached(&mut self, a: &Attach) {
-        if let Some(i) = attach::interface_index(&a.interface) {
-            self.attached_at.insert((a.interface.clone(), a.hook), i);
+        if let Ok(Some(i)) = attach::entry_index(a) {
+            self.attached_at.insert(a.clone(), i);
+            self.assign_slot(a, i);
         }
-        self.assign_slot(&a.interface);
     }
 
-    /// Gives `iface` a counter slot and points its `IFSLOT` entry at it.
-    fn assign_slot(&mut self, iface: &str) {
-        let Some(ifindex) = attach::interface_index(iface) else {
-            return;
-        };
-        let slot = if let Some(&s) = self.slots.get(iface) {
+    /// Gives `a`'s interface (index `ifindex`) a counter slot and points its `IFSLOT`
+    /// entry at it.
+    fn assign_slot(&mut self, a: &Attach, ifindex: u32) {
+        let label = a.label();
+        let slot = if let Some(&s) = self.slots.get(&label) {
             s
         } else {
             let Some(free) = (1..MAX_SLOTS).find(|s| !self.slots.values().any(|v| v == s)) else {
-                tracing::warn!(interface = %iface, "no counter slot left; counted as interface=\"other\"");
+                tracing::warn!(interface = %label, "no counter slot left; counted as interface=\"other\"");
                 return;
             };
             // A slot new to this interface starts its match counters from zero.
@@ -366,31 +425,48 @@ impl Daemon {
                 .context("MATCH_COUNTS map")
                 .and_then(|m| maps::clear_match_counts(m, free))
             {
-                tracing::error!(interface = %iface, error = %format!("{e:#}"), "cannot clear the match counters");
+                tracing::error!(interface = %label, error = %format!("{e:#}"), "cannot clear the match counters");
             }
-            self.slots.insert(iface.to_owned(), free);
+            self.slots.insert(label.clone(), free);
             free
         };
-        if let Err(e) = self.set_ifslot(iface, ifindex, slot) {
-            tracing::error!(interface = %iface, error = %format!("{e:#}"), "cannot set the counter slot");
+        if let Err(e) = self.set_ifslot(&label, ifindex, slot) {
+            tracing::error!(interface = %label, error = %format!("{e:#}"), "cannot set the counter slot");
         }
     }
 
-    fn set_ifslot(&mut self, iface: &str, ifindex: u32, slot: u32) -> Result<()> {
+    fn set_ifslot(&mut self, label: &str, ifindex: u32, slot: u32) -> Result<()> {
         let mut a: Array<&mut aya::maps::MapData, IfSlot> =
             Array::try_from(self.ebpf.map_mut(MAP_IFSLOT).context("IFSLOT map")?)?;
         let idx = ifindex % IFSLOT_ENTRIES;
         let cur = a.get(&idx, 0)?;
-        if cur.slot != 0
-            && cur.ifindex != ifindex
-            && attach::interface_index(&ifname(cur.ifindex)).is_some()
-        {
-            tracing::warn!(interface = %iface, other = %ifname(cur.ifindex),
-                "interface index collides with another guarded interface; counted as interface=\"other\"");
-            return Ok(());
+        // The entry belongs to another guarded interface: one whose index shares the
+        // entry, or (in another network namespace) equals this one's.
+        let other = self
+            .attached_at
+            .iter()
+            .find(|(b, i)| **i == cur.ifindex && b.label() != label)
+            .map(|(b, _)| b.label());
+        if cur.slot != 0 && cur.slot != slot {
+            if let Some(other) = other {
+                tracing::warn!(interface = %label, other = %other,
+                    "interface index collides with another guarded interface; counted as interface=\"other\"");
+                return Ok(());
+            }
         }
         a.set(idx, IfSlot { ifindex, slot }, 0)?;
         Ok(())
+    }
+
+    /// The label of the guarded interface with index `ifindex` (events and the match
+    /// hash carry indexes); its name in the daemon's namespace when no single guarded
+    /// interface has it.
+    fn iface_label(&self, ifindex: u32) -> String {
+        let mut found = self.attached_at.iter().filter(|(_, i)| **i == ifindex);
+        match (found.next(), found.next()) {
+            (Some((a, _)), None) => a.label(),
+            _ => ifname(ifindex),
+        }
     }
 
     fn render_metrics(&self) -> Result<String> {
@@ -403,7 +479,7 @@ impl Daemon {
         let mut matches: Vec<(String, MatchKey, u64)> =
             maps::matches_of(self.ebpf.map(MAP_MATCHES).context("MATCHES map")?)?
                 .into_iter()
-                .map(|(k, n)| (ifname(k.ifindex), k, n))
+                .map(|(k, n)| (self.iface_label(k.ifindex), k, n))
                 .collect();
         let counts = self
             .ebpf
@@ -431,13 +507,7 @@ impl Daemon {
             .config
             .attach
             .iter()
-            .map(|a| {
-                let missing = self
-                    .missing
-                    .iter()
-                    .any(|m| m.interface == a.interface && m.hook == a.hook);
-                (a.interface.clone(), a.hook.name(), !missing)
-            })
+            .map(|a| (a.label(), a.hook.name(), !self.missing.contains(a)))
             .collect();
         metrics::render(&metrics::Inputs {
             packets,
@@ -450,8 +520,8 @@ impl Daemon {
                 .attach
                 .iter()
                 .map(|a| {
-                    let n = self.unguarded.get(&(a.interface.clone(), a.hook));
-                    (a.interface.clone(), a.hook.name(), n.copied().unwrap_or(0))
+                    let n = self.unguarded.get(a).copied().unwrap_or(0);
+                    (a.label(), a.hook.name(), n)
                 })
                 .collect(),
             reloads_ok: self.reloads_ok,
@@ -492,21 +562,21 @@ impl Daemon {
             match attach::attach(&mut self.ebpf, &self.pins, &a)? {
                 Outcome::Attached => {
                     self.attached(&a);
-                    tracing::info!(interface = %a.interface, hook = a.hook.name(), "attached");
+                    tracing::info!(interface = %a.label(), hook = a.hook.name(), "attached");
                 }
                 Outcome::Replaced => {
                     self.attached(&a);
-                    tracing::info!(interface = %a.interface, hook = a.hook.name(),
+                    tracing::info!(interface = %a.label(), hook = a.hook.name(),
                         "adopted the pinned link; program replaced atomically");
                 }
                 Outcome::ReplacedFilter => {
                     self.attached(&a);
-                    tracing::info!(interface = %a.interface, hook = a.hook.name(),
+                    tracing::info!(interface = %a.label(), hook = a.hook.name(),
                         "adopted the TC filter; program replaced atomically");
                 }
                 Outcome::Missing => {
-                    tracing::warn!(interface = %a.interface, hook = a.hook.name(),
-                        "interface does not exist; it will be guarded when it appears");
+                    tracing::warn!(interface = %a.label(), hook = a.hook.name(),
+                        "interface (or its network namespace) does not exist; it will be guarded when it appears");
                     self.missing.push(a);
                 }
             }
@@ -517,7 +587,7 @@ impl Daemon {
     fn retry_missing(&mut self) {
         let mut still = Vec::new();
         for a in std::mem::take(&mut self.missing) {
-            if attach::interface_index(&a.interface).is_none() {
+            if !matches!(attach::entry_index(&a), Ok(Some(_))) {
                 still.push(a);
                 continue;
             }
@@ -525,13 +595,13 @@ impl Daemon {
                 Ok(Outcome::Missing) => still.push(a),
                 Ok(outcome) => {
                     self.attached(&a);
-                    tracing::info!(interface = %a.interface, hook = a.hook.name(), "interface appeared; attached");
+                    tracing::info!(interface = %a.label(), hook = a.hook.name(), "interface appeared; attached");
                     if outcome == Outcome::Attached {
                         self.appeared(&a);
                     }
                 }
                 Err(e) => {
-                    tracing::error!(interface = %a.interface, error = %format!("{e:#}"), "attaching failed");
+                    tracing::error!(interface = %a.label(), error = %format!("{e:#}"), "attaching failed");
                     still.push(a);
                 }
             }
@@ -545,16 +615,13 @@ impl Daemon {
     /// direction were not scanned: say so, and count them, rather than let it pass
     /// silently.
     fn appeared(&mut self, a: &Attach) {
-        let Some(n) = packets_so_far(&a.interface, a.hook) else {
+        let Some(n) = packets_so_far(a) else {
             return;
         };
         if n > 0 {
-            tracing::warn!(interface = %a.interface, hook = a.hook.name(), packets = n,
+            tracing::warn!(interface = %a.label(), hook = a.hook.name(), packets = n,
                 "the interface passed packets before the guard was attached; they were not scanned");
-            *self
-                .unguarded
-                .entry((a.interface.clone(), a.hook))
-                .or_default() += n;
+            *self.unguarded.entry(a.clone()).or_default() += n;
         }
     }
 
@@ -594,6 +661,7 @@ impl Daemon {
         if let Err(e) = self.attach_all() {
             tracing::error!(error = %format!("{e:#}"), "attaching after reload failed");
         }
+        self.open_link_sockets();
         tracing::info!(digest = %format!("{:016x}", maps::digest(&self.config.kernel)), "policy reloaded");
     }
 
@@ -628,7 +696,7 @@ impl Daemon {
         for ((ifindex, h, dst, rule, outcome, header, build), n) in agg {
             if rule == INCOMPLETE_RULE_ID {
                 tracing::warn!(
-                    interface = %ifname(ifindex),
+                    interface = %self.iface_label(ifindex),
                     hook = hook::name(h),
                     destination = %dst,
                     action = if outcome == action::DROP { "drop" } else { "pass" },
@@ -644,7 +712,7 @@ impl Daemon {
                 "identity header"
             };
             tracing::info!(
-                interface = %ifname(ifindex),
+                interface = %self.iface_label(ifindex),
                 hook = hook::name(h),
                 destination = %dst,
                 header = %header,
@@ -671,17 +739,21 @@ fn event_name(e: &Event) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
-/// Packets `iface` has sent (TC egress) or received (XDP, TC ingress) since it was
-/// created, from `/proc/net/dev`, which shows this process's network namespace.
-fn packets_so_far(iface: &str, hook: file::Hook) -> Option<u64> {
-    let dev = std::fs::read_to_string("/proc/net/dev").ok()?;
+/// Packets `a`'s interface has sent (TC egress) or received (XDP, TC ingress) since it
+/// was created, from `/proc/thread-self/net/dev`, read in its network namespace.
+fn packets_so_far(a: &Attach) -> Option<u64> {
+    let dev = crate::netns::run_in(a.netns.as_ref(), || {
+        std::fs::read_to_string("/proc/thread-self/net/dev")
+    })
+    .ok()?
+    .ok()?;
     let (_, counters) = dev
         .lines()
         .filter_map(|l| l.split_once(':'))
-        .find(|(name, _)| name.trim() == iface)?;
+        .find(|(name, _)| name.trim() == a.interface)?;
     // Receive: bytes packets errs drop fifo frame compressed multicast; transmit: bytes
     // packets …
-    let field = if hook == file::Hook::TcEgress { 9 } else { 1 };
+    let field = if a.hook == file::Hook::TcEgress { 9 } else { 1 };
     counters.split_whitespace().nth(field)?.parse().ok()
 }
 

@@ -11,6 +11,7 @@ pub mod features;
 pub mod maps;
 pub mod metrics;
 pub mod netlink;
+pub mod netns;
 pub mod object;
 pub mod pins;
 pub mod policy;

@@ -53,9 +53,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Detach { config, pin_path } => {
-            let removed = leakguard::privileges::require()
-                .and_then(|()| pins_of(&config, pin_path.as_deref()))
-                .and_then(|p| attach::detach_all(&p));
+            let removed = pins_of(&config, pin_path.as_deref()).and_then(|p| {
+                leakguard::privileges::require(p.namespaced()?)?;
+                attach::detach_all(&p)
+            });
             match removed {
                 Ok(r) if r.is_empty() => writeln!(out, "nothing to remove: no guard is installed"),
                 Ok(r) => r.iter().try_for_each(|l| writeln!(out, "{l}")),

@@ -27,35 +27,48 @@ pub struct LinkEvents {
     fd: AsyncFd<OwnedFd>,
 }
 
+/// A link-event socket of this thread's network namespace (a socket keeps the namespace
+/// it was made in, whichever thread uses it later).
+pub fn socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2)/bind(2) calls with valid arguments; the fd is owned below.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+        addr.nl_family = libc::AF_NETLINK as u16;
+        addr.nl_groups = RTMGRP_LINK;
+        if libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::from_ref(&addr).cast(),
+            size_of::<libc::sockaddr_nl>() as u32,
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(fd)
+    }
+}
+
 impl LinkEvents {
     /// Subscribes to link events of the current network namespace.
     pub fn open() -> io::Result<Self> {
-        // SAFETY: plain socket(2)/bind(2) calls with valid arguments; the fd is owned below.
-        unsafe {
-            let fd = libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            );
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let fd = OwnedFd::from_raw_fd(fd);
-            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-            addr.nl_family = libc::AF_NETLINK as u16;
-            addr.nl_groups = RTMGRP_LINK;
-            if libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&addr).cast(),
-                size_of::<libc::sockaddr_nl>() as u32,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // `fd` is owned by the AsyncFd and outlives its registration.
-            let fd = AsyncFd::register(fd).map_err(io::Error::from)?;
-            Ok(Self { fd })
-        }
+        Self::from_fd(socket()?)
+    }
+
+    /// Link events from a [`socket`] (made in any namespace); registers it with the
+    /// runtime, so it must be called on one of its threads.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        Ok(Self {
+            // SAFETY: `fd` is owned by the AsyncFd, which deregisters it before closing.
+            fd: unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?,
+        })
     }
 
     /// Waits for the next datagram and returns its link events.

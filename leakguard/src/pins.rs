@@ -4,6 +4,7 @@
 //! PIN_PATH/maps/NAME        every map (policy, counters, events, scratch)
 //! PIN_PATH/progs/NAME       the programs this daemon loaded (for inspection with bpftool)
 //! PIN_PATH/links/IFACE@HOOK the attachment links: the guard stays while they are pinned
+//!                           (NETNS:IFACE@HOOK for an interface of another network namespace)
 //! PIN_PATH/filters/IFACE@HOOK on kernels without TCX, the program of leakguard's cls_bpf
 //!                           filter on IFACE (the filter lives in the qdisc; this records it)
 //! PIN_PATH/filters/IFACE@clsact  leakguard added IFACE's clsact qdisc (`detach` removes it)
@@ -18,7 +19,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::policy::file::Hook;
+use crate::policy::file::{Attach, Hook};
 
 /// `BPF_FS_MAGIC` from linux/magic.h.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -55,17 +56,17 @@ impl Pins {
         self.root.join("filters")
     }
 
-    /// The record of leakguard's cls_bpf filter for `hook` on `interface`.
+    /// The record of leakguard's cls_bpf filter for attach entry `a`.
     #[must_use]
-    pub fn filter(&self, interface: &str, hook: Hook) -> PathBuf {
+    pub fn filter(&self, a: &Attach) -> PathBuf {
         self.filters_dir()
-            .join(format!("{interface}@{}", hook.name()))
+            .join(format!("{}@{}", a.label(), a.hook.name()))
     }
 
-    /// Present when leakguard added `interface`'s clsact qdisc.
+    /// Present when leakguard added the clsact qdisc of `a`'s interface.
     #[must_use]
-    pub fn clsact(&self, interface: &str) -> PathBuf {
-        self.filters_dir().join(format!("{interface}@{CLSACT}"))
+    pub fn clsact(&self, a: &Attach) -> PathBuf {
+        self.filters_dir().join(format!("{}@{CLSACT}", a.label()))
     }
 
     #[must_use]
@@ -73,10 +74,12 @@ impl Pins {
         self.maps_dir().join(name)
     }
 
+    /// The link of attach entry `a`: `IFACE@HOOK`, or `NETNS:IFACE@HOOK` for an interface
+    /// of another network namespace (`Attach::label`).
     #[must_use]
-    pub fn link(&self, interface: &str, hook: Hook) -> PathBuf {
+    pub fn link(&self, a: &Attach) -> PathBuf {
         self.links_dir()
-            .join(format!("{interface}@{}", hook.name()))
+            .join(format!("{}@{}", a.label(), a.hook.name()))
     }
 
     /// True when a previous run left state here.
@@ -85,13 +88,36 @@ impl Pins {
         self.maps_dir().is_dir()
     }
 
-    /// Makes sure the pin path is on a bpffs (mounting one at /sys/fs/bpf if needed and
-    /// allowed) and creates the directories, readable by root only.
+    /// Makes sure the pin path is on the host's bpffs (mounting one at /sys/fs/bpf if
+    /// none is, in the mount namespace the daemon was started in) and creates the
+    /// directories, readable by root only.
+    ///
+    /// Never pins where the pins cannot outlive this process: a private mount namespace
+    /// (`ip netns exec` makes one) has no bpffs, or one of its own, which vanishes with
+    /// it, and every pinned link with it. That is refused, before anything is attached.
     pub fn prepare(&self) -> Result<()> {
         let top = Path::new("/sys/fs/bpf");
+        let private = private_mount_ns();
+        let refuse = |why: &str| {
+            anyhow::anyhow!(
+                "daemon.pin_path {}: this process runs in a private mount namespace (as `ip \
+                 netns exec` gives one), {why}: its pins, and the guard with them, would vanish \
+                 with it. Run the daemon in the host's mount namespace and name the interface's \
+                 network namespace in the policy ([[attach]] netns = \"NAME\"), or enter only \
+                 the network namespace (nsenter --net=/run/netns/NAME, or systemd's \
+                 NetworkNamespacePath=)",
+                self.root.display()
+            )
+        };
         if self.root.starts_with(top) && !is_bpffs(top)? {
+            if private == Some(true) {
+                return Err(refuse("which has no BPF filesystem of the host's"));
+            }
             mount_bpffs(top)?;
             tracing::info!(path = %top.display(), "no BPF filesystem was mounted; mounted one");
+        }
+        if private == Some(true) && same_fs_as_host(&self.root) == Some(false) {
+            return Err(refuse("whose BPF filesystem is its own, not the host's"));
         }
         for dir in [
             &self.root,
@@ -114,23 +140,34 @@ impl Pins {
         Ok(())
     }
 
-    /// The pinned links: (interface, hook, path).
-    pub fn links(&self) -> Result<Vec<(String, Hook, PathBuf)>> {
+    /// True when something is pinned for an interface of another network namespace.
+    pub fn namespaced(&self) -> Result<bool> {
+        Ok(self
+            .links()?
+            .iter()
+            .chain(self.filters()?.iter())
+            .chain(self.clsacts()?.iter())
+            .any(|(a, _)| a.netns.is_some()))
+    }
+
+    /// The pinned links: (attach entry, path).
+    pub fn links(&self) -> Result<Vec<(Attach, PathBuf)>> {
         attachments(&self.links_dir())
     }
 
-    /// The recorded cls_bpf filters: (interface, hook, path).
-    pub fn filters(&self) -> Result<Vec<(String, Hook, PathBuf)>> {
+    /// The recorded cls_bpf filters: (attach entry, path).
+    pub fn filters(&self) -> Result<Vec<(Attach, PathBuf)>> {
         attachments(&self.filters_dir())
     }
 
-    /// Interfaces whose clsact qdisc leakguard added: (interface, path of the record).
-    pub fn clsacts(&self) -> Result<Vec<(String, PathBuf)>> {
+    /// Interfaces whose clsact qdisc leakguard added: (an attach entry of the interface,
+    /// its hook meaningless; path of the record).
+    pub fn clsacts(&self) -> Result<Vec<(Attach, PathBuf)>> {
         Ok(entries(&self.filters_dir())?
             .into_iter()
             .filter_map(|(name, path)| {
-                let (iface, what) = name.rsplit_once('@')?;
-                (what == CLSACT).then(|| (iface.to_owned(), path))
+                let (label, what) = name.rsplit_once('@')?;
+                (what == CLSACT).then(|| (Attach::from_label(label, Hook::TcEgress), path))
             })
             .collect())
     }
@@ -139,13 +176,13 @@ impl Pins {
 /// The record name of a clsact qdisc leakguard added.
 const CLSACT: &str = "clsact";
 
-/// `IFACE@HOOK` entries of `dir`, sorted.
-fn attachments(dir: &Path) -> Result<Vec<(String, Hook, PathBuf)>> {
+/// `LABEL@HOOK` entries of `dir`, sorted.
+fn attachments(dir: &Path) -> Result<Vec<(Attach, PathBuf)>> {
     let mut out: Vec<_> = entries(dir)?
         .into_iter()
         .filter_map(|(name, path)| {
-            let (iface, hook) = name.rsplit_once('@')?;
-            Some((iface.to_owned(), Hook::from_name(hook)?, path))
+            let (label, hook) = name.rsplit_once('@')?;
+            Some((Attach::from_label(label, Hook::from_name(hook)?), path))
         })
         .collect();
     out.sort();
@@ -168,6 +205,40 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         ));
     }
     Ok(out)
+}
+
+/// Whether this process was given a mount namespace of its own: one that differs from
+/// its parent's (`ip netns exec`, `unshare -m`, a systemd sandbox). None: cannot tell
+/// (no parent in sight, as in a container).
+fn private_mount_ns() -> Option<bool> {
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    if parent <= 0 {
+        return None;
+    }
+    let ours = std::fs::read_link("/proc/self/ns/mnt").ok()?;
+    let theirs = std::fs::read_link(format!("/proc/{parent}/ns/mnt")).ok()?;
+    Some(ours != theirs)
+}
+
+/// Whether `path` (its nearest existing ancestor) is on the same filesystem as the same
+/// place seen from the parent process's root: a systemd sandbox sees the host's bpffs,
+/// a bpffs mounted in a private namespace is another (None: cannot tell).
+fn same_fs_as_host(path: &Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut p = path;
+    while !p.exists() {
+        p = p.parent()?;
+    }
+    let ours = std::fs::metadata(p).ok()?.dev();
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    let host = Path::new(&format!("/proc/{parent}/root")).join(p.strip_prefix("/").unwrap_or(p));
+    match std::fs::metadata(host) {
+        Ok(m) => Some(m.dev() == ours),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(false),
+        Err(_) => None,
+    }
 }
 
 fn is_bpffs(path: &Path) -> Result<bool> {

@@ -8,7 +8,7 @@ use aya::maps::{Map, MapData};
 use leakguard_common::{action, IGNORE_ACTION, MSISDN_RULE_ID};
 
 use crate::{
-    attach::interface_index,
+    attach::{entry_index, interface_index},
     maps::{self, MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_RULE_COUNTERS, MAP_STATS},
     pins::Pins,
     tc,
@@ -34,23 +34,27 @@ pub fn report(pins: &Pins) -> Result<String> {
     if links.is_empty() && filters.is_empty() {
         writeln!(s, "guarded: nothing (no pinned links or filters)")?;
     }
-    for (iface, hook, _) in &links {
+    for (a, _) in &links {
         // The link is pinned, so the guard is attached wherever that interface lives;
-        // from this network namespace we can only say whether we see it.
-        let seen = if interface_index(iface).is_some() {
-            ""
-        } else {
-            " (interface not visible from this network namespace)"
+        // whether it is there now is asked in its network namespace (this one's, for an
+        // entry without one).
+        let seen = match entry_index(a) {
+            Ok(Some(_)) => String::new(),
+            Ok(None) if a.netns.is_some() => " (interface or namespace not there now)".into(),
+            Ok(None) => " (interface not visible from this network namespace)".into(),
+            Err(e) => format!(" ({e})"),
         };
-        writeln!(s, "{iface:<16} {:<10} pinned link{seen}", hook.name())?;
-    }
-    for (iface, hook, _) in &filters {
         writeln!(
             s,
-            "{iface:<16} {:<10} {}",
-            hook.name(),
-            filter_state(iface, *hook)
+            "{:<16} {:<10} pinned link{seen}",
+            a.label(),
+            a.hook.name()
         )?;
+    }
+    for (a, _) in &filters {
+        let state = crate::netns::run_in(a.netns.as_ref(), || filter_state(a))
+            .unwrap_or_else(|e| format!("cls_bpf filter: {e}"));
+        writeln!(s, "{:<16} {:<10} {state}", a.label(), a.hook.name())?;
     }
     let gen = maps::active_gen_of(&open(pins, MAP_ACTIVE)?)?;
     let config = maps::config_of(&open(pins, MAP_CONFIG)?, gen)?;
@@ -116,17 +120,18 @@ pub fn report(pins: &Pins) -> Result<String> {
     Ok(s)
 }
 
-/// What the kernel says of leakguard's cls_bpf filter on `iface` (kernels without TCX).
-fn filter_state(iface: &str, hook: crate::policy::file::Hook) -> String {
+/// What the kernel says of leakguard's cls_bpf filter of `a` (kernels without TCX); run
+/// in `a`'s network namespace.
+fn filter_state(a: &crate::policy::file::Attach) -> String {
     let what = format!(
         "cls_bpf filter (priority {}, handle {:#x})",
         tc::PRIORITY,
         u32::from(tc::HANDLE)
     );
-    let Some(ifindex) = interface_index(iface) else {
+    let Some(ifindex) = interface_index(&a.interface) else {
         return format!("{what}: interface not visible from this network namespace");
     };
-    let parent = if hook == crate::policy::file::Hook::TcIngress {
+    let parent = if a.hook == crate::policy::file::Hook::TcIngress {
         tc::parent(aya::programs::TcAttachType::Ingress)
     } else {
         tc::parent(aya::programs::TcAttachType::Egress)

@@ -54,8 +54,24 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -
     bail!("timed out after {timeout:?} waiting for {what}")
 }
 
+/// How `leakguard run` is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// In the test namespace's network namespace only (`nsenter --net`), as a service on
+    /// a host whose interfaces live there: the default.
+    Nsenter,
+    /// In this process's namespaces (the host's), the policy naming the interfaces'
+    /// network namespace (`[[attach]] netns`).
+    Host,
+    /// `ip netns exec`, which also gives it a private mount namespace: refused.
+    IpNetnsExec,
+}
+
 pub struct Daemon {
     pub ns_path: PathBuf,
+    /// The test namespace's name (for `netns = ...` in policies).
+    pub ns_name: String,
+    pub launch: Launch,
     pub dir: PathBuf,
     pub config: PathBuf,
     pub pin_path: PathBuf,
@@ -83,6 +99,8 @@ impl Daemon {
         let pin_path = PathBuf::from(format!("/sys/fs/bpf/leakguard-test-{tag}"));
         let d = Self {
             ns_path: PathBuf::from(format!("/run/netns/{}", ns.name)),
+            ns_name: ns.name.clone(),
+            launch: Launch::Nsenter,
             config: dir.join("leakguard.toml"),
             dir,
             pin_path,
@@ -170,9 +188,20 @@ impl Daemon {
     fn spawn(&mut self) -> Result<Child> {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts))?;
-        Command::new("nsenter")
-            .arg(format!("--net={}", self.ns_path.display()))
-            .args(&self.wrapper)
+        let mut cmd = match self.launch {
+            Launch::Nsenter => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", self.ns_path.display()));
+                c
+            }
+            Launch::IpNetnsExec => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &self.ns_name]);
+                c
+            }
+            Launch::Host => Command::new("env"),
+        };
+        cmd.args(&self.wrapper)
             .arg(leakguard_bin()?)
             .args(["run", "--log-format", "json", "--config"])
             .arg(&self.config)

@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use leakguard_tests::{
-    daemon::{wait_for, Daemon},
+    daemon::{wait_for, Daemon, Launch},
     http::{find, MSISDN, VALUES},
     netns::veth,
     server::HttpServer,
@@ -430,4 +430,113 @@ fn packets_before_the_attach_are_reported_not_silent() {
     // The request's own segments are among them (a handshake and a request at least).
     assert!(n >= 3, "{n} packets");
     assert_no_values("daemon logs", &d.logs());
+}
+
+/// `ip netns exec NS leakguard run`, the usual way to start a daemon in a namespace, also
+/// gives it a private mount namespace, whose BPF filesystem (if it mounted one) would
+/// vanish with it, and the guard with it: refused with one line naming the ways that
+/// work, nothing attached or pinned.
+#[test]
+fn ip_netns_exec_is_refused_before_anything_is_attached() {
+    let t = topo();
+    let mut d = Daemon::new(&t.cli, &policy("redact")).unwrap();
+    d.launch = Launch::IpNetnsExec;
+    let st = d.run_to_exit(Duration::from_secs(20)).unwrap();
+    assert_eq!(st.code(), Some(1), "{}", d.logs());
+    let logs = d.logs();
+    let errors: Vec<&str> = logs.lines().filter(|l| l.contains("\"ERROR\"")).collect();
+    assert_eq!(errors.len(), 1, "one line:\n{logs}");
+    for want in [
+        "private mount namespace",
+        "netns = ",
+        "nsenter --net=",
+        "NetworkNamespacePath=",
+    ] {
+        assert!(errors[0].contains(want), "{want:?} in {}", errors[0]);
+    }
+    assert!(!d.pin_path.exists(), "nothing pinned");
+    let link = t.cli.ip(&["-d", "link", "show", CLI_IF]).unwrap();
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"));
+    let tcx = t
+        .cli
+        .enter(|| {
+            aya::programs::SchedClassifier::query_tcx(CLI_IF, aya::programs::TcAttachType::Egress)
+                .map(|(_, p)| p.len())
+                .unwrap_or(0)
+        })
+        .unwrap();
+    assert_eq!(tcx, 0, "no TC program attached");
+}
+
+/// The daemon in the host's namespaces guards an interface of another network namespace
+/// named in the policy: requests redacted, `status` from the host shows the interface
+/// (as NETNS:IFACE), a SIGKILL leaves the guard, a restart adopts it, an interface
+/// deleted and re-created in that namespace is guarded again (its link events are
+/// heard there), and `detach` from the host removes it.
+#[test]
+fn a_network_namespace_named_in_the_policy_is_guarded_from_the_host() {
+    let t = topo();
+    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+    let ns = t.cli.name.clone();
+    let body = format!(
+        "[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\nnetns = \"/run/netns/{ns}\"\n\n\
+         [[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n"
+    );
+    let mut d = Daemon::new(&t.cli, &body).unwrap();
+    d.launch = Launch::Host;
+    d.start().unwrap();
+    send(&t, 1);
+    assert!(!last_leaked(&server), "redacted");
+    let label = format!("{ns}:{CLI_IF}");
+    assert!(
+        d.pin_path.join(format!("links/{label}@tc-egress")).exists()
+            || d.pin_path
+                .join(format!("filters/{label}@tc-egress"))
+                .exists(),
+        "pinned on the host's bpffs under the namespaced name"
+    );
+
+    d.kill();
+    send(&t, 2);
+    assert!(!last_leaked(&server), "redacted with the daemon killed");
+    let report = stdout(&d.cli("status").unwrap());
+    let row = report
+        .lines()
+        .find(|l| l.starts_with(&label))
+        .unwrap_or_else(|| panic!("no {label} row:\n{report}"));
+    assert!(row.contains("tc-egress") && !row.contains("not "), "{row}");
+
+    d.start().unwrap();
+    assert!(d.logs().contains("adopted the"), "{}", d.logs());
+    send(&t, 3);
+    assert!(!last_leaked(&server));
+
+    // The interface goes and comes back, in its namespace.
+    let appeared = d.logs().matches("interface appeared; attached").count();
+    t.cli.ip(&["link", "del", CLI_IF]).unwrap();
+    wait_for("the daemon to notice", Duration::from_secs(10), || {
+        d.logs().contains("interface disappeared")
+    })
+    .unwrap();
+    link_v4(&t.cli, &t.srv).unwrap();
+    wait_for("the re-attach", Duration::from_secs(10), || {
+        d.logs().matches("interface appeared; attached").count() > appeared
+    })
+    .unwrap();
+    send(&t, 4);
+    assert!(
+        !last_leaked(&server),
+        "redacted after the interface came back"
+    );
+    assert_no_values("logs", &d.logs());
+
+    d.kill();
+    let out = d.cli("detach").unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    send(&t, 5);
+    assert!(last_leaked(&server), "detached from the host");
 }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use leakguard_tests::{
-    daemon::{leakguard_bin, wait_for, Daemon},
+    daemon::{leakguard_bin, wait_for, Daemon, Launch},
     http::{find, MSISDN, UIDH, VALUES},
     load::Load,
     server::HttpServer,
@@ -32,8 +32,10 @@ const STEP: Duration = Duration::from_secs(60);
 /// The two valid policies the reloads alternate: both redact both headers, with rules in
 /// a different order, another rule and another head cap, so each reload really changes
 /// the maps.
-fn policy(n: usize) -> String {
-    let attach = format!("[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\n\n");
+fn policy(n: usize, netns: &str) -> String {
+    let attach = format!(
+        "[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\nnetns = \"{netns}\"\n\n"
+    );
     if n.is_multiple_of(2) {
         format!("{attach}[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n\n[[rule]]\nheader = \"X-UIDH\"\naction = \"redact\"\n")
     } else {
@@ -56,9 +58,9 @@ const BROKEN: [&str; 10] = [
     "[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n[[rule]]\nheader = \"x_msisdn\"\naction = \"count\"\n",
 ];
 
-fn broken(i: usize) -> String {
+fn broken(i: usize, netns: &str) -> String {
     format!(
-        "[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\n\n{}",
+        "[[attach]]\ninterface = \"{CLI_IF}\"\nhook = \"tc-egress\"\nnetns = \"{netns}\"\n\n{}",
         BROKEN[i]
     )
 }
@@ -155,7 +157,11 @@ fn no_request_leaks_through_kills_reloads_upgrades_and_interface_loss() {
     let t = topo();
     let srv = SocketAddr::new(SRV_V4.parse().unwrap(), 80);
     let server = HttpServer::start(&t.srv, srv).unwrap();
-    let mut d = Daemon::new(&t.cli, &policy(0)).unwrap();
+    // The daemon in the host's namespaces, the policy naming the client's network
+    // namespace: how a gateway routing in a namespace runs it (see `Launch::Host`).
+    let ns = t.cli.name.clone();
+    let mut d = Daemon::new(&t.cli, &policy(0, &ns)).unwrap();
+    d.launch = Launch::Host;
     d.start().unwrap();
     let mut load = Load::start(&t.cli, srv, CLIENTS, 400_000, LIFETIME, Arc::new(request)).unwrap();
     load.wait_more(500, STEP).unwrap();
@@ -176,11 +182,11 @@ fn no_request_leaks_through_kills_reloads_upgrades_and_interface_loss() {
             count(&d.logs(), "reload rejected"),
         );
         if i % 6 == 5 {
-            d.write_policy(&broken(n_broken)).unwrap();
+            d.write_policy(&broken(n_broken, &ns)).unwrap();
             n_broken += 1;
         } else {
             valid += 1;
-            d.write_policy(&policy(valid)).unwrap();
+            d.write_policy(&policy(valid, &ns)).unwrap();
         }
         d.signal(libc::SIGHUP);
         wait_for("the reload to finish", STEP, || {
@@ -206,7 +212,7 @@ fn no_request_leaks_through_kills_reloads_upgrades_and_interface_loss() {
     }
     assert_eq!((valid, n_broken), (50, 10));
     // The last file was broken: put a valid one back for the restarts that follow.
-    d.write_policy(&policy(0)).unwrap();
+    d.write_policy(&policy(0, &ns)).unwrap();
 
     // 3. Upgrade in place to the other build (as a package upgrade restarts the service
     //    with a new binary), then back.

@@ -59,6 +59,7 @@ fn the_debian_package_installs_runs_and_removes() {
         "/usr/share/leakguard/leakguard-dashboard.json",
         "/usr/share/leakguard/leakguard-alerts.yml",
         "/usr/share/doc/leakguard/operations.md",
+        "/usr/share/doc/leakguard/examples/leakguard-netns.conf",
     ] {
         assert!(
             std::path::Path::new(path).exists(),

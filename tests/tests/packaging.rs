@@ -30,7 +30,8 @@ fn run(cmd: &mut Command) -> String {
 
 /// `systemd-analyze verify` is clean and `systemd-analyze security` rates the unit's
 /// exposure at most 3.0 (both offline: the unit is checked as a file, with the binary it
-/// names taken from this build).
+/// names taken from this build), alone and with the example drop-in for an uplink in a
+/// network namespace. The unit starts before the network, as a firewall does.
 #[test]
 fn the_systemd_unit_verifies_and_is_hardened() {
     let unit = std::fs::read_to_string(packaging().join("leakguard.service")).unwrap();
@@ -39,8 +40,33 @@ fn the_systemd_unit_verifies_and_is_hardened() {
             && unit.contains("ExecReload=")
             && unit.contains("WatchdogSec=")
     );
-    let dir = std::env::temp_dir().join(format!("leakguard-unit-{}", std::process::id()));
+    for key in [
+        "Before=network-pre.target",
+        "Wants=network-pre.target",
+        "DefaultDependencies=no",
+    ] {
+        assert!(
+            unit.lines().any(|l| l.starts_with(key)),
+            "the unit has {key}"
+        );
+    }
+    unit_checks(&unit, None);
+    let dropin = std::fs::read_to_string(packaging().join("leakguard-netns.conf")).unwrap();
+    assert!(dropin.contains("CAP_SYS_ADMIN") && dropin.contains("RestrictNamespaces=net"));
+    unit_checks(&unit, Some(&dropin));
+}
+
+fn unit_checks(unit: &str, dropin: Option<&str>) {
+    let dir = std::env::temp_dir().join(format!(
+        "leakguard-unit-{}-{}",
+        std::process::id(),
+        dropin.is_some()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
+    if let Some(d) = dropin {
+        std::fs::create_dir_all(dir.join("leakguard.service.d")).unwrap();
+        std::fs::write(dir.join("leakguard.service.d/netns.conf"), d).unwrap();
+    }
     let path = dir.join("leakguard.service");
     let bin = leakguard_bin().unwrap();
     std::fs::write(

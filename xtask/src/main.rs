@@ -150,6 +150,7 @@ fn main() -> ExitCode {
             if !is_root() {
                 bail!("the kernel matrix boots VMs that load BPF programs: run it as root");
             }
+            cargo(&["build", "-p", "leakguard", "--bin", "leakguard"])?;
             matrix::run_matrix(&kernels)
         }),
         Cmd::Package => setup()

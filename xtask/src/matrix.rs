@@ -157,8 +157,21 @@ struct Outcome {
 pub fn run_matrix(only: &[String]) -> Result<()> {
     setup()?;
     let started = Instant::now();
-    let tests = build_tests()?;
     let base = root_dir().join("target/kernel-matrix");
+    // The binaries run from a copy: a build while the VMs run must not swap them.
+    let bin = base.join("bin");
+    let _ = std::fs::remove_dir_all(&bin);
+    std::fs::create_dir_all(&bin)?;
+    let mut tests = Vec::new();
+    for (name, exe) in build_tests()? {
+        let copy = bin.join(&name);
+        std::fs::copy(&exe, &copy).with_context(|| format!("copying {}", exe.display()))?;
+        tests.push((name, copy));
+    }
+    // The daemon the smoke test runs, found beside the test binaries.
+    let daemon = root_dir().join("target/debug/leakguard");
+    std::fs::copy(&daemon, bin.join("leakguard"))
+        .with_context(|| format!("copying {} (cargo xtask test builds it)", daemon.display()))?;
     let mut failed = Vec::new();
     let mut summary = Vec::new();
     for (name, _, prefix) in KERNELS {

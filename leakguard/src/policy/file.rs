@@ -19,6 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{catalog::CATALOG, Action, Incomplete, KernelPolicy, Msisdn, Rule};
+use crate::netns::NetNs;
 
 pub const DEFAULT_CONFIG: &str = "/etc/leakguard/leakguard.toml";
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/leakguard";
@@ -55,10 +56,41 @@ impl Hook {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Attach {
     pub interface: String,
     pub hook: Hook,
+    /// The interface's network namespace, when it is not the daemon's own.
+    pub netns: Option<NetNs>,
+}
+
+impl Attach {
+    /// The interface as logs, metrics and `status` name it: `NETNS:IFACE` for one in
+    /// another network namespace (names alone could repeat across namespaces).
+    #[must_use]
+    pub fn label(&self) -> String {
+        match &self.netns {
+            Some(ns) => format!("{}:{}", ns.label(), self.interface),
+            None => self.interface.clone(),
+        }
+    }
+
+    /// The entry of a [`Attach::label`] and hook (pin names are made of these).
+    #[must_use]
+    pub fn from_label(label: &str, hook: Hook) -> Self {
+        match label.split_once(':') {
+            Some((ns, iface)) => Self {
+                interface: iface.to_owned(),
+                hook,
+                netns: Some(NetNs::from_label(ns)),
+            },
+            None => Self {
+                interface: label.to_owned(),
+                hook,
+                netns: None,
+            },
+        }
+    }
 }
 
 /// Where a rule of the effective policy comes from.
@@ -154,6 +186,7 @@ struct MetricsToml {
 struct AttachToml {
     interface: Spanned<String>,
     hook: Spanned<String>,
+    netns: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -385,18 +418,55 @@ impl Parser<'_> {
                     ))
                 }
             };
-            if !seen.insert((name.clone(), hook)) {
-                return Err(self.err(
-                    a.interface.span(),
-                    format!("attach: {name} {} is listed twice", hook.name()),
-                ));
-            }
-            out.push(Attach {
+            let netns = match &a.netns {
+                None => None,
+                Some(v) => Some(self.netns(v)?),
+            };
+            let entry = Attach {
                 interface: name.clone(),
                 hook,
-            });
+                netns,
+            };
+            if !seen.insert((entry.label(), hook)) {
+                return Err(self.err(
+                    a.interface.span(),
+                    format!("attach: {} {} is listed twice", entry.label(), hook.name()),
+                ));
+            }
+            out.push(entry);
         }
         Ok(out)
+    }
+
+    /// `attach.netns`: a name under /run/netns (as `ip netns` makes them), or an
+    /// absolute path to a namespace file; `/run/netns/NAME` is the name NAME.
+    fn netns(&self, v: &Spanned<String>) -> Result<NetNs, ConfigError> {
+        let raw = v.get_ref();
+        let name = raw
+            .strip_prefix(crate::netns::NETNS_DIR)
+            .and_then(|r| r.strip_prefix('/'))
+            .filter(|n| !n.contains('/'))
+            .unwrap_or(raw);
+        let ok = if name.starts_with('/') {
+            !name.contains("..") && name.len() > 1
+        } else {
+            !name.is_empty()
+                && name != "."
+                && name != ".."
+                && !name.contains('/')
+                && name.chars().all(|c| !c.is_whitespace() && !c.is_control())
+        };
+        if !ok {
+            return Err(self.err(
+                v.span(),
+                format!(
+                    "attach.netns = {raw:?}: expected a network namespace name (as `ip netns list` shows) or an absolute path to one, e.g. \"/run/netns/gw\""
+                ),
+            ));
+        }
+        Ok(NetNs {
+            name: name.to_owned(),
+        })
     }
 
     fn scan(&self, s: &ScanToml) -> Result<Scan, ConfigError> {
@@ -693,7 +763,20 @@ impl Config {
         );
         let _ = writeln!(s, "metrics.listen = {}", self.metrics_listen);
         for a in &self.attach {
-            let _ = writeln!(s, "attach {} {}", a.interface, a.hook.name());
+            match &a.netns {
+                None => {
+                    let _ = writeln!(s, "attach {} {}", a.interface, a.hook.name());
+                }
+                Some(ns) => {
+                    let _ = writeln!(
+                        s,
+                        "attach {} {} in network namespace {}",
+                        a.interface,
+                        a.hook.name(),
+                        ns.path().display()
+                    );
+                }
+            }
         }
         let ports: Vec<String> = self.kernel.ports.iter().map(u16::to_string).collect();
         let _ = writeln!(s, "scan.ports = {}", ports.join(", "));
