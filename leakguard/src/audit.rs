@@ -23,7 +23,7 @@ use aya::{
 use leakguard_common::{action, Event, FAMILY_IPV4, INCOMPLETE_RULE_ID, MSISDN_RULE_ID};
 use pcap_file::{
     pcap::PcapReader,
-    pcapng::{Block, PcapNgReader},
+    pcapng::{blocks::interface_description::InterfaceDescriptionOption, Block, PcapNgReader},
     DataLink,
 };
 use serde_json::json;
@@ -70,7 +70,8 @@ const MAX_FRAME: usize = 65_000;
 
 /// Replays `capture` under the policy in `config`; writes the report to `out`.
 pub fn run(config: &Path, capture: &Path, format: Format, out: &mut impl Write) -> Result<()> {
-    let cfg = file::load(config).map_err(anyhow::Error::from)?;
+    // Audit attaches nothing: a policy without [[attach]] is fine here.
+    let cfg = file::load_policy(config).map_err(anyhow::Error::from)?;
     let report = replay(&cfg.kernel, capture)?;
     match format {
         Format::Table => write_table(&report, out)?,
@@ -212,6 +213,27 @@ fn finding(e: &Event, time: Duration, names: &HashMap<u32, String>) -> Finding {
     }
 }
 
+/// pcapng's timestamp unit when an interface has no `if_tsresol` option: microseconds.
+const DEFAULT_TSRESOL: u8 = 6;
+
+/// A pcapng timestamp in its interface's units. pcap-file 2.0 hands back the raw 64-bit
+/// count as if it were nanoseconds; `if_tsresol` says what a unit is: 10^-n s, or 2^-n s
+/// when its high bit is set.
+fn timestamp(raw_as_nanos: Duration, tsresol: u8) -> Duration {
+    let raw = raw_as_nanos.as_nanos();
+    let n = u32::from(tsresol & 0x7f);
+    let nanos = if tsresol & 0x80 == 0 {
+        if n <= 9 {
+            raw.saturating_mul(10u128.pow(9 - n))
+        } else {
+            raw / 10u128.pow((n - 9).min(38))
+        }
+    } else {
+        raw.saturating_mul(1_000_000_000) >> n.min(127)
+    };
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
 /// Calls `f(time, link type, bytes)` for every packet of a pcap or pcapng capture (a
 /// fuzz target: `tests/fuzz`).
 pub fn packets(
@@ -227,20 +249,31 @@ pub fn packets(
     match u32::from_le_bytes(magic) {
         0x0a0d_0d0a => {
             let mut ng = PcapNgReader::new(r).context("reading the pcapng header")?;
-            let mut links: Vec<DataLink> = Vec::new();
+            // Each interface's link type and timestamp resolution (`if_tsresol`).
+            let mut links: Vec<(DataLink, u8)> = Vec::new();
             while let Some(block) = ng.next_block() {
                 match block.context("reading a pcapng block")? {
                     Block::SectionHeader(_) => links.clear(),
-                    Block::InterfaceDescription(i) => links.push(i.linktype),
+                    Block::InterfaceDescription(i) => {
+                        let resol = i
+                            .options
+                            .iter()
+                            .find_map(|o| match o {
+                                InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                                _ => None,
+                            })
+                            .unwrap_or(DEFAULT_TSRESOL);
+                        links.push((i.linktype, resol));
+                    }
                     Block::EnhancedPacket(p) => {
-                        let link = links
+                        let (link, resol) = links
                             .get(p.interface_id as usize)
                             .copied()
-                            .unwrap_or(DataLink::ETHERNET);
-                        f(p.timestamp, link, &p.data)?;
+                            .unwrap_or((DataLink::ETHERNET, DEFAULT_TSRESOL));
+                        f(timestamp(p.timestamp, resol), link, &p.data)?;
                     }
                     Block::SimplePacket(p) => {
-                        let link = links.first().copied().unwrap_or(DataLink::ETHERNET);
+                        let link = links.first().map_or(DataLink::ETHERNET, |l| l.0);
                         f(Duration::ZERO, link, &p.data)?;
                     }
                     _ => {}
@@ -360,4 +393,22 @@ fn write_json(r: &Report, out: &mut impl Write) -> Result<()> {
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    use super::*;
+
+    #[test]
+    fn pcapng_timestamps_follow_if_tsresol() {
+        let raw = |n: u64| Duration::from_nanos(n);
+        // Microseconds, the default.
+        assert_eq!(timestamp(raw(1_500_000), 6), Duration::from_millis(1500));
+        assert_eq!(timestamp(raw(7), 9), Duration::from_nanos(7));
+        assert_eq!(timestamp(raw(3), 0), Duration::from_secs(3));
+        // 2^-10 s units.
+        assert_eq!(timestamp(raw(1024), 0x80 | 10), Duration::from_secs(1));
+        // Finer than a nanosecond: truncated.
+        assert_eq!(timestamp(raw(5_000), 12), Duration::from_nanos(5));
+    }
 }

@@ -12,6 +12,7 @@ use leakguard_tests::{
 use pcap_file::{
     pcap::{PcapPacket, PcapWriter},
     pcapng::{
+        blocks::interface_description::InterfaceDescriptionOption,
         blocks::{
             enhanced_packet::EnhancedPacketBlock, interface_description::InterfaceDescriptionBlock,
         },
@@ -20,11 +21,8 @@ use pcap_file::{
     DataLink,
 };
 
-const POLICY: &str = r#"[[attach]]
-interface = "eth1"
-hook = "tc-egress"
-
-[scan]
+/// A policy for an audit: rules, no `[[attach]]` (an audit attaches nothing).
+const POLICY: &str = r#"[scan]
 builtin_catalog = "off"
 
 [[rule]]
@@ -90,18 +88,28 @@ fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
     }
 }
 
-fn write_pcapng(path: &Path, frames: &[Vec<u8>]) {
+/// A pcapng capture whose interface has timestamps in units of 10^-`tsresol` s, stated
+/// in an `if_tsresol` option, or (None) in the format's default, microseconds.
+fn write_pcapng(path: &Path, frames: &[Vec<u8>], tsresol: Option<u8>) {
     let mut w = PcapNgWriter::new(std::fs::File::create(path).unwrap()).unwrap();
     w.write_pcapng_block(InterfaceDescriptionBlock {
         linktype: DataLink::ETHERNET,
         snaplen: 0,
-        options: vec![],
+        options: tsresol
+            .map(InterfaceDescriptionOption::IfTsResol)
+            .into_iter()
+            .collect(),
     })
     .unwrap();
+    let per_second = 10u128.pow(u32::from(tsresol.unwrap_or(6)));
     for (i, f) in frames.iter().enumerate() {
+        let t = Duration::from_secs(1_764_000_000) + Duration::from_millis(i as u64);
+        // pcap-file writes the duration's nanoseconds as the raw count: give it the count
+        // in the interface's units.
+        let raw = t.as_nanos() * per_second / 1_000_000_000;
         w.write_pcapng_block(EnhancedPacketBlock {
             interface_id: 0,
-            timestamp: Duration::from_secs(1_764_000_000) + Duration::from_millis(i as u64),
+            timestamp: Duration::from_nanos(raw as u64),
             original_len: f.len() as u32,
             data: Cow::Borrowed(f),
             options: vec![],
@@ -132,9 +140,12 @@ fn audit_reports_what_the_policy_does_and_never_a_value() {
     let want: Vec<(&str, &str)> = cap.iter().filter_map(|(_, w)| *w).collect();
     let pcap = dir.join("c.pcap");
     let pcapng = dir.join("c.pcapng");
+    let pcapng_us = dir.join("c-default-resolution.pcapng");
     write_pcap(&pcap, &frames);
-    write_pcapng(&pcapng, &frames);
-    for file in [&pcap, &pcapng] {
+    write_pcapng(&pcapng, &frames, Some(9));
+    // No if_tsresol: microseconds, as tcpdump and tshark write and read it.
+    write_pcapng(&pcapng_us, &frames, None);
+    for file in [&pcap, &pcapng, &pcapng_us] {
         let out = audit(&["--format", "json"], &policy, file);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
@@ -168,10 +179,12 @@ fn audit_reports_what_the_policy_does_and_never_a_value() {
             "{first}"
         );
         assert_eq!(first["destination"], "203.0.113.80:80");
-        assert!(doc["findings"][0]["time"]
-            .as_str()
-            .unwrap()
-            .starts_with("2025-11-24T"));
+        let time = doc["findings"][0]["time"].as_str().unwrap();
+        assert!(
+            time.starts_with("2025-11-24T"),
+            "{}: {time}",
+            file.display()
+        );
         for v in VALUES {
             assert!(!text.contains(v), "the audit printed an identity value");
         }

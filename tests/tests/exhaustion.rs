@@ -3,7 +3,7 @@
 //! head in one segment — the common case, which needs no entry — is still handled exactly
 //! as the model says; when the flood is over, the table is full, not overflowing, and the
 //! heads opened last are still followed into their next segment. (The oldest are not:
-//! their entries were evicted. The README's Reliability section states the limit.)
+//! their entries were evicted. docs/testing.md, Reliability, states the limit.)
 
 use leakguard::maps;
 use leakguard_common::{model::ModelFlow, FLOW_ENTRIES};
@@ -94,7 +94,7 @@ fn a_million_flows_leave_one_segment_heads_exact_and_recent_heads_followed() {
             "flow {n}: the rest of an open head passed unredacted"
         );
     }
-    // The limit, measured for the README: the rest of a head whose entry the flood
+    // The limit, measured for docs/testing.md: the rest of a head whose entry the flood
     // evicted has no state to be read by, and passes as a body.
     let evicted_followed = (0..1_000)
         .filter(|&n| {

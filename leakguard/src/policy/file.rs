@@ -220,6 +220,15 @@ struct RuleToml {
 
 /// Reads and validates a policy file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, true)
+}
+
+/// [`load`] for commands that attach nothing (`audit`): no `[[attach]]` is needed.
+pub fn load_policy(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, false)
+}
+
+fn load_with(path: &Path, need_attach: bool) -> Result<Config, ConfigError> {
     use std::os::unix::fs::PermissionsExt as _;
     let refuse = |message: String| ConfigError {
         path: path.to_owned(),
@@ -254,12 +263,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         )),
         message: "the policy file is not UTF-8".into(),
     })?;
-    parse(path, &text)
+    parse_with(path, &text, need_attach)
 }
 
 /// Validates policy text (`path` is for messages).
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let p = Parser { path, text };
+    parse_with(path, text, true)
+}
+
+fn parse_with(path: &Path, text: &str, need_attach: bool) -> Result<Config, ConfigError> {
+    let p = Parser {
+        path,
+        text,
+        need_attach,
+    };
     let file: FileToml = toml::from_str(text).map_err(|e| ConfigError {
         path: path.to_owned(),
         at: e.span().map(|s| line_col_of(text, s.start)),
@@ -278,6 +295,8 @@ fn line_col_of(text: &str, offset: usize) -> (usize, usize) {
 struct Parser<'a> {
     path: &'a Path,
     text: &'a str,
+    /// `[[attach]]` is required (not for `audit`, which attaches nothing).
+    need_attach: bool,
 }
 
 impl Parser<'_> {
@@ -386,7 +405,7 @@ impl Parser<'_> {
     }
 
     fn attach(&self, list: &[AttachToml]) -> Result<Vec<Attach>, ConfigError> {
-        if list.is_empty() {
+        if list.is_empty() && self.need_attach {
             return Err(self.err_nowhere(
                 "no [[attach]] section: name at least one interface and hook to guard",
             ));
