@@ -32,7 +32,7 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
 /// Cheap on purpose: it runs for every HTTP-port segment. Only speed depends on its
 /// spread: keys that share a counter cost each other a `FLOWS` lookup, never a missed
 /// entry. The kernel stores its keys a whole word at a time for these loads
-/// (`flows::key`).
+/// (`flow::key` in the kernel crate).
 ///
 /// Part of the pinned maps' layout: a new hash with old pinned counters would miss
 /// entries, so changing it means bumping `MAP_LAYOUT_VERSION`.
@@ -68,6 +68,39 @@ fn hint_mix(lo: u32, hi: u32) -> u32 {
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^= h >> 33;
     h as u32 & (crate::FLOW_HINT_SLOTS - 1)
+}
+
+/// The scanner's parser states and line flags, as `FlowState::state` and `flags` keep them
+/// in the pinned flow table (so `MAP_LAYOUT_VERSION` covers them: a daemon never adopts
+/// pins whose entries mean other states). 0 is the state of a fresh scan.
+pub mod parser {
+    /// Expecting, or reading, a request line's method (`tok` bytes of it so far).
+    pub const S_METHOD: u32 = 0;
+    pub const S_TARGET: u32 = 1;
+    pub const S_VERSION: u32 = 2;
+    /// The first byte of a header line (or the blank line that ends the head).
+    pub const S_LINE_START: u32 = 3;
+    pub const S_NAME: u32 = 4;
+    /// The rest of a line that needs no look.
+    pub const S_SKIP: u32 = 5;
+    /// A value being redacted.
+    pub const S_VALUE: u32 = 6;
+    /// A CR at a line's start: the blank line's LF should follow.
+    pub const S_BLANK_CR: u32 = 7;
+    /// Optional whitespace before a redacted value.
+    pub const S_OWS: u32 = 8;
+    /// A value checked for an identity number (`[msisdn]`): header names without a rule.
+    pub const S_NUM: u32 = 9;
+
+    // `FlowState::flags`.
+    /// The value being read belongs to a `redact` rule (also covers obs-fold continuations).
+    pub const F_REDACT: u32 = 1;
+    /// S_NUM: the value has started (a `+` or a digit was read).
+    pub const F_NUM_VAL: u32 = 2;
+    /// S_NUM: the digits have ended; only whitespace and CR may come before the LF.
+    pub const F_NUM_TAIL: u32 = 4;
+
+    const _: () = assert!(S_METHOD == 0, "an all-zero FlowState is a fresh scan");
 }
 
 /// Sequence numbers of a run of redacted bytes: `[start, end)`.

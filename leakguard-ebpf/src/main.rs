@@ -1,29 +1,42 @@
-//! leakguard's kernel programs: a TC classifier (egress through TCX, or ingress) and an XDP
-//! program, both thin wrappers around one pipeline (`guard`).
+//! leakguard's kernel programs: a TC classifier (egress, or ingress) and an XDP program,
+//! thin entry points into one pipeline. The data path, module by module:
+//!
+//! ```text
+//! main → pipeline → scan/ (window, request_line, header, skip, number, redact)
+//!                 → flow/ (the table behind its hints; resume and save)
+//!                 → policy/ (rules, allowlists, counters, events)
+//!                 → packet/ (one interface for TC and XDP; parse)   → maps
+//! leaves: state (the per-CPU scanner state), proto, csum, verifier
+//! ```
+//!
+//! With the `bench` feature (`leakguard-tests` builds it for the benchmark) the object also
+//! holds the empty programs and the floor of a scan (`bench`); the shipped one does not.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
+#[cfg(all(target_arch = "bpf", feature = "bench"))]
+mod bench;
 #[cfg(target_arch = "bpf")]
-mod act;
+mod csum;
 #[cfg(target_arch = "bpf")]
-mod bound;
-#[cfg(target_arch = "bpf")]
-mod floor;
-#[cfg(target_arch = "bpf")]
-mod flows;
-#[cfg(target_arch = "bpf")]
-mod guard;
-#[cfg(target_arch = "bpf")]
-mod http;
+mod flow;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
-mod parse;
+mod packet;
 #[cfg(target_arch = "bpf")]
-mod pkt;
+mod pipeline;
 #[cfg(target_arch = "bpf")]
 mod policy;
+#[cfg(target_arch = "bpf")]
+mod proto;
+#[cfg(target_arch = "bpf")]
+mod scan;
+#[cfg(target_arch = "bpf")]
+mod state;
+#[cfg(target_arch = "bpf")]
+mod verifier;
 
 #[cfg(target_arch = "bpf")]
 mod programs {
@@ -35,9 +48,8 @@ mod programs {
     use leakguard_common::hook;
 
     use crate::{
-        floor::floor,
-        guard::{guard, Verdict},
-        pkt::{Tc, Xdp},
+        packet::{Tc, Xdp},
+        pipeline::{guard, Verdict},
     };
 
     #[inline(always)]
@@ -67,30 +79,6 @@ mod programs {
             Verdict::Pass => xdp_action::XDP_PASS,
             Verdict::Drop => xdp_action::XDP_DROP,
         }
-    }
-
-    /// Baselines for the benchmarks: the cheapest programs of each hook.
-    #[xdp]
-    pub fn baseline_xdp_pass(_ctx: XdpContext) -> u32 {
-        xdp_action::XDP_PASS
-    }
-
-    #[classifier]
-    pub fn baseline_tc_pass(_ctx: TcContext) -> i32 {
-        TC_ACT_UNSPEC
-    }
-
-    /// The floor of a scan (`floor`): copy the frame, test every word for an LF.
-    #[xdp]
-    pub fn baseline_xdp_lf(ctx: XdpContext) -> u32 {
-        floor(&Xdp(ctx.ctx));
-        xdp_action::XDP_PASS
-    }
-
-    #[classifier]
-    pub fn baseline_tc_lf(ctx: TcContext) -> i32 {
-        floor(&Tc(ctx.skb.skb));
-        TC_ACT_UNSPEC
     }
 }
 

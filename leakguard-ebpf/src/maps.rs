@@ -12,7 +12,7 @@ use leakguard_common::{
     MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SLOTS, RULE_SLOTS,
 };
 
-use crate::http::Scratch;
+use crate::state::Scratch;
 
 // The policy is double-buffered so that a reload is atomic for every packet: the daemon
 // writes the generation not in use, then flips `ACTIVE`; a packet reads `ACTIVE` once and

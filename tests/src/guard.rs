@@ -79,26 +79,51 @@ const TC_ACT_SHOT: u32 = 2;
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 
+/// The benchmark's object: the guard programs and, for the bench and the profiler only,
+/// the empty programs and the floor of a scan (`leakguard-ebpf`'s `bench` feature; built by
+/// `build.rs`). The shipped object, `EBPF_OBJECT`, has the guard programs alone.
+pub static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/leakguard-ebpf-bench"));
+
 impl Guard {
+    /// The shipped programs, with `policy` written.
     pub fn load(policy: &KernelPolicy) -> Result<Self> {
         Self::load_object(EBPF_OBJECT, policy)
     }
 
-    /// [`Guard::load`] with another build of the kernel programs (the bench's `--against`).
+    /// The benchmark's object (`BENCH_OBJECT`): the guard and the baselines.
+    pub fn load_bench(policy: &KernelPolicy) -> Result<Self> {
+        Self::load_object(BENCH_OBJECT, policy)
+    }
+
+    /// Another build of the kernel programs (the bench's `--against`): its guard
+    /// programs, and its baselines when it has them.
     pub fn load_object(object: &[u8], policy: &KernelPolicy) -> Result<Self> {
         let mut ebpf = Ebpf::load(object).context("loading the leakguard object")?;
-        for name in [
-            PROG_TC_EGRESS,
-            PROG_TC_INGRESS,
-            PROG_BASELINE_TC,
-            PROG_FLOOR_TC,
+        for (name, required) in [
+            (PROG_TC_EGRESS, true),
+            (PROG_TC_INGRESS, true),
+            (PROG_BASELINE_TC, false),
+            (PROG_FLOOR_TC, false),
         ] {
-            let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+            let Some(p) = ebpf.program_mut(name) else {
+                anyhow::ensure!(!required, "the object has no program {name}");
+                continue;
+            };
+            let p: &mut SchedClassifier = p.try_into()?;
             p.load()
                 .map_err(|e| leakguard::verifier::refused(name, e))?;
         }
-        for name in [PROG_XDP, PROG_BASELINE_XDP, PROG_FLOOR_XDP] {
-            let p: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
+        for (name, required) in [
+            (PROG_XDP, true),
+            (PROG_BASELINE_XDP, false),
+            (PROG_FLOOR_XDP, false),
+        ] {
+            let Some(p) = ebpf.program_mut(name) else {
+                anyhow::ensure!(!required, "the object has no program {name}");
+                continue;
+            };
+            let p: &mut Xdp = p.try_into()?;
             p.load()
                 .map_err(|e| leakguard::verifier::refused(name, e))?;
         }

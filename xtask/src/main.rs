@@ -12,6 +12,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod imports;
 mod matrix;
 
 #[derive(Parser)]
@@ -46,7 +47,8 @@ enum Cmd {
         #[arg(long = "kernel", value_name = "VERSION")]
         kernels: Vec<String>,
     },
-    /// `cargo fmt --check` (also of the fuzz targets) and `cargo clippy -D warnings`.
+    /// `cargo fmt --check` (also of the fuzz targets), `cargo clippy -D warnings`, and the
+    /// kernel crate's modules importing one way (no circle, nothing upward).
     Lint,
     /// Build the Debian package (cargo-deb): binary, systemd unit, default policy
     /// (conffile), man pages, completions, dashboard and alert rules. Prints its path.
@@ -522,6 +524,8 @@ fn profile(case: Option<usize>, hook: &str, seconds: u64, top: usize, list: bool
 
 fn lint() -> Result<()> {
     let root = root_dir();
+    imports::check(&root.join("leakguard-ebpf/src")).context("the kernel crate's imports")?;
+    eprintln!("xtask: the kernel crate's modules import one way, with no circle");
     run(Command::new("cargo")
         .current_dir(&root)
         .args(["fmt", "--all", "--", "--check"]))?;

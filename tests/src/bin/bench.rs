@@ -198,7 +198,7 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
         tc: tc_too,
     } in &cases
     {
-        let mut g = Guard::load(pol)?;
+        let mut g = Guard::load_bench(pol)?;
         g.give_slot(TEST_RUN_IFINDEX, 1)?;
         for (hook, base, prog, tc) in HOOKS {
             if tc && !tc_too {
@@ -213,7 +213,7 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
     // before any parsing, beside the same empty program.
     let floor_name = "floor: the 600 B request copied, every word tested for an LF, no parsing";
     let clean_frame = Frame::http_v4(&clean).build();
-    let mut g = Guard::load(&count)?;
+    let mut g = Guard::load_bench(&count)?;
     for (hook, base, prog, tc) in FLOORS {
         let (b, p) = pair(&mut g, cfg, base, prog, tc, &clean_frame)?;
         rows.push(kernel_row(floor_name, clean_frame.len(), hook, b, p));
@@ -223,7 +223,7 @@ fn kernel(cfg: &Cfg) -> Result<Value> {
     // adds per-call work that short loops show): 1,000 runs per sample from a drained
     // ring, beside the request without the header at the same repeat.
     let frame = Frame::http_v4(&with_msisdn(&browser_get(574))).build();
-    let mut g = Guard::load(&count)?;
+    let mut g = Guard::load_bench(&count)?;
     g.give_slot(TEST_RUN_IFINDEX, 1)?;
     let (mut d, mut f, mut z) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..cfg.rounds * 15 {
@@ -272,7 +272,7 @@ fn against(cfg: &Cfg, object: &[u8], cases: &[Case]) -> Result<Value> {
         tc: tc_too,
     } in cases
     {
-        let mut a = Guard::load(pol)?;
+        let mut a = Guard::load_bench(pol)?;
         a.give_slot(TEST_RUN_IFINDEX, 1)?;
         let mut b = Guard::load_object(object, pol)?;
         b.give_slot(TEST_RUN_IFINDEX, 1)?;
@@ -325,7 +325,7 @@ fn rules(cfg: &Cfg) -> Result<Value> {
                 // Names like real identity headers: X-<word>-<n> and a few catalog ones.
                 let mut rs = vec![rule("X-MSISDN", Action::Redact)];
                 rs.extend((1..n).map(|i| rule(&format!("X-Subscriber-Id-{i}"), Action::Count)));
-                let mut g = Guard::load(&policy(rs))?;
+                let mut g = Guard::load_bench(&policy(rs))?;
                 g.give_slot(TEST_RUN_IFINDEX, 1)?;
                 let (b, p) = pair(&mut g, cfg, base, prog, tc, frame)?;
                 let vs = p / *first.get_or_insert(p);
@@ -346,7 +346,7 @@ fn rules(cfg: &Cfg) -> Result<Value> {
 
 /// Request length 200 B to 4 KiB: ns per byte (least-squares slope).
 fn length(cfg: &Cfg) -> Result<Value> {
-    let mut g = Guard::load(&policy(vec![rule("X-MSISDN", Action::Redact)]))?;
+    let mut g = Guard::load_bench(&policy(vec![rule("X-MSISDN", Action::Redact)]))?;
     g.give_slot(TEST_RUN_IFINDEX, 1)?;
     println!("\n## Request length (12 headers, the cookie grows)\n");
     println!("| bytes | hook | empty ns | leakguard ns | ratio |");
@@ -384,7 +384,7 @@ fn segments(cfg: &Cfg) -> Result<Value> {
     let mut req = browser_get(574);
     req = with_msisdn(&req);
     let cut = req.len() / 2;
-    let mut g = Guard::load(&policy(vec![rule("X-MSISDN", Action::Redact)]))?;
+    let mut g = Guard::load_bench(&policy(vec![rule("X-MSISDN", Action::Redact)]))?;
     g.give_slot(TEST_RUN_IFINDEX, 1)?;
     println!(
         "\n## A head across segments ({} B request with X-MSISDN, redact, cut at byte {cut}; one run per sample, medians of {})\n",
@@ -886,7 +886,7 @@ fn attach_empty(t: &Topo, xdp: bool, iface: &str) -> Result<aya::Ebpf> {
     use aya::programs::{
         links::LinkOrder, tc::TcAttachOptions, SchedClassifier, TcAttachType, Xdp, XdpMode,
     };
-    let mut ebpf = aya::Ebpf::load(leakguard::object::EBPF_OBJECT)?;
+    let mut ebpf = aya::Ebpf::load(leakguard_tests::guard::BENCH_OBJECT)?;
     t.gw.enter(|| -> Result<()> {
         if xdp {
             let p: &mut Xdp = ebpf

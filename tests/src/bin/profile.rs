@@ -89,7 +89,7 @@ fn main() -> Result<()> {
         );
     }
     pin_to_cpu0()?;
-    let mut g = Guard::load(&case.policy)?;
+    let mut g = Guard::load_bench(&case.policy)?;
     g.give_slot(TEST_RUN_IFINDEX, 1)?;
     let prog = if a.tc { PROG_TC_EGRESS } else { PROG_XDP };
     let map = {
@@ -221,7 +221,7 @@ fn sorted<K: Ord>(m: HashMap<K, u64>) -> Vec<(K, u64)> {
     v
 }
 
-/// `…/leakguard-ebpf/src/http.rs` -> `leakguard-ebpf/src/http.rs`; library paths to
+/// `…/leakguard-ebpf/src/scan/skip.rs` -> `leakguard-ebpf/src/scan/skip.rs`; library paths to
 /// their last two parts.
 fn short_file(path: &str) -> &str {
     if let Some(i) = path.find("leakguard-") {

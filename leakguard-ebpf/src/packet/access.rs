@@ -4,19 +4,18 @@
 
 use core::ffi::c_void;
 
-use leakguard_common::CANARY_MAGIC;
-
-use crate::parse::{
-    ETH_P_IPV4, ETH_P_IPV6, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
-    IPPROTO_ROUTING, IPPROTO_TCP,
-};
-
 use aya_ebpf::{
     bindings::{__sk_buff, xdp_md, BPF_F_RECOMPUTE_CSUM},
     helpers::generated::{
         bpf_l4_csum_replace, bpf_skb_load_bytes, bpf_skb_pull_data, bpf_skb_store_bytes,
         bpf_xdp_get_buff_len, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
+};
+use leakguard_common::CANARY_MAGIC;
+
+use crate::proto::{
+    ETH_P_IPV4, ETH_P_IPV6, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
+    IPPROTO_ROUTING, IPPROTO_TCP,
 };
 
 /// Bytes a TC program pulls into the linear area when the headers are not there already
@@ -265,7 +264,7 @@ impl Packet for Xdp {
             return r;
         }
         let old = u16::from_be_bytes(field);
-        let new = crate::act::csum_apply(old, diff);
+        let new = crate::csum::csum_apply(old, diff);
         let bytes = new.to_be_bytes();
         self.store(csum_off, bytes.as_ptr(), 2)
     }

@@ -1,6 +1,8 @@
 //! Verifier-facing helpers: LLVM may prove a bound the verifier cannot follow (through
 //! register copies, 32-bit sub-registers, merged compares) and then delete the very check
 //! or mask the verifier needs. `opaque` hides a value from LLVM so the check stays.
+//! `copy_words` and `zero_words` move memory a word at a time, where LLVM would call
+//! BPF's byte-at-a-time memcpy or memset.
 
 /// Returns `v` unchanged, through an asm move (one instruction) LLVM cannot see into.
 #[inline(always)]
@@ -44,5 +46,37 @@ pub fn forget(slot: &mut u32, v: u32) -> u32 {
     unsafe {
         core::ptr::write_volatile(slot, v);
         core::ptr::read_volatile(slot)
+    }
+}
+
+/// Copies `N` 8-byte words, volatile so LLVM cannot turn it into a call to BPF's
+/// byte-at-a-time memcpy/memmove (which the verifier then walks byte by byte).
+///
+/// # Safety
+/// Both pointers must be valid and 8-byte aligned for `N` words.
+#[inline(always)]
+pub unsafe fn copy_words<const N: usize>(dst: *mut u8, src: *const u8) {
+    let (d, s) = (dst.cast::<u64>(), src.cast::<u64>());
+    let mut i = 0;
+    while i < N {
+        // SAFETY: per the contract.
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+        i += 1;
+    }
+}
+
+/// Zeroes `N` 8-byte words, volatile so LLVM cannot merge the stores back into a call to
+/// BPF's byte-at-a-time memset.
+///
+/// # Safety
+/// `dst` must be valid and 8-byte aligned for `N` words.
+#[inline(always)]
+pub unsafe fn zero_words<const N: usize>(dst: *mut u8) {
+    let d = dst.cast::<u64>();
+    let mut i = 0;
+    while i < N {
+        // SAFETY: per the contract.
+        unsafe { core::ptr::write_volatile(d.add(i), 0) };
+        i += 1;
     }
 }

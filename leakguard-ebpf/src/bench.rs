@@ -1,4 +1,7 @@
-//! The benchmark's floor (`cargo xtask bench`; never attached by the daemon): the part of
+//! Programs for the benchmark only (the `bench` feature; not in the shipped object): the
+//! empty programs of each hook, and the floor of a scan.
+//!
+//! The floor (`cargo xtask bench`): the part of
 //! the scanner's work no design of it can skip, and nothing else. The frame is copied
 //! into the scratch window, as the scanner copies a payload, and every 8-byte word of it
 //! is tested for an LF (`swar::lf`, two words per iteration, as the line skip does). No
@@ -7,13 +10,47 @@
 
 use leakguard_common::swar;
 
-use crate::{bound::helper_len, maps::SCRATCH, pkt::Packet};
+use aya_ebpf::{
+    bindings::{xdp_action, TC_ACT_UNSPEC},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+
+use crate::{
+    maps::SCRATCH,
+    packet::{Packet, Tc, Xdp},
+    verifier::helper_len,
+};
+
+/// Baselines for the benchmarks: the cheapest programs of each hook.
+#[xdp]
+pub fn baseline_xdp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[classifier]
+pub fn baseline_tc_pass(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
+}
+
+/// The floor of a scan (`floor`): copy the frame, test every word for an LF.
+#[xdp]
+pub fn baseline_xdp_lf(ctx: XdpContext) -> u32 {
+    floor(&Xdp(ctx.ctx));
+    xdp_action::XDP_PASS
+}
+
+#[classifier]
+pub fn baseline_tc_lf(ctx: TcContext) -> i32 {
+    floor(&Tc(ctx.skb.skb));
+    TC_ACT_UNSPEC
+}
 
 /// Bytes the floor reads at most: the bench times it on frames of up to 4 KiB.
 const FLOOR_BYTES: u64 = 4096;
 
 #[inline(always)]
-pub fn floor<P: Packet>(p: &P) {
+fn floor<P: Packet>(p: &P) {
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
         return;
     };

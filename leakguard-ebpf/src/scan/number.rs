@@ -1,0 +1,174 @@
+//! Identity numbers (`[msisdn]`): the digits of a value checked under any header name,
+//! the decision at its line's end, and a number cut by a window or segment end.
+
+use leakguard_common::{
+    action,
+    flow::{bcd_digit, prefix_covered, prefix_possible},
+    name::{CLASS, C_WS},
+    MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS, NO_ALLOW_GROUP,
+};
+
+use leakguard_common::flow::parser::{F_NUM_TAIL, F_NUM_VAL, S_LINE_START, S_NUM, S_SKIP};
+
+use crate::{policy, state::Scratch, verifier::forget};
+
+use super::redact::{clamp_seq, fill_run};
+
+/// A value byte that may start an identity number.
+#[inline(always)]
+pub(super) fn starts_number(b: u8) -> bool {
+    b == b'+' || b.is_ascii_digit() || CLASS[usize::from(b)] & C_WS != 0
+}
+
+/// Reads the digits of a value checked for an identity number: the `+` or digit that
+/// starts it, then up to `MSISDN_MAX_DIGITS + 1` digits (one more proves it too long).
+/// Any other byte is left to `step`.
+#[inline(always)]
+pub(super) fn num_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+    if s.st.f.flags & F_NUM_TAIL != 0 {
+        return pos;
+    }
+    let mut p = pos;
+    if s.st.f.flags & F_NUM_VAL == 0 {
+        let b = s.at(pos);
+        if b != b'+' && !b.is_ascii_digit() {
+            return pos;
+        }
+        s.st.f.flags |= F_NUM_VAL;
+        let at = s.st.seq.wrapping_add(s.st.win_off + pos);
+        s.st.f.num_start = at;
+        s.st.f.num_end = at;
+        if b == b'+' {
+            p += 1;
+            s.st.f.num_end = at.wrapping_add(1);
+        }
+    }
+    let len = s.st.f.num_len;
+    let mut bcd = 0u64;
+    let mut k = 0;
+    while k <= MSISDN_MAX_DIGITS {
+        let i = p + k;
+        if i >= n || len + k > MSISDN_MAX_DIGITS {
+            break;
+        }
+        let b = s.at(i);
+        if !b.is_ascii_digit() {
+            break;
+        }
+        bcd |= bcd_digit(b - b'0', len + k);
+        k += 1;
+    }
+    s.st.f.num_bcd |= bcd;
+    s.st.f.num_len = len + k;
+    s.st.f.num_end = s.st.f.num_end.wrapping_add(k);
+    let end = forget(&mut s.st.pos, p + k);
+    if s.st.f.num_len > MSISDN_MAX_DIGITS {
+        // Too many digits: not an identity number.
+        s.st.f.state = S_SKIP;
+    }
+    end
+}
+
+/// The LF of a value checked for an identity number: decide, and act.
+#[inline(always)]
+pub(super) fn end_number(s: &mut Scratch, i: usize) -> bool {
+    let st = &mut s.st;
+    st.f.state = S_LINE_START;
+    let len = st.f.num_len;
+    if st.f.flags & F_NUM_VAL == 0 || !(MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&len) {
+        return true;
+    }
+    let Some(entry) = policy::number_prefix(&st.pkt, st.f.num_bcd, len) else {
+        return true;
+    };
+    if !prefix_covered(entry) {
+        return true;
+    }
+    match policy::match_number(st) {
+        action::REDACT => {
+            // The value's bytes in this window; those of earlier windows or segments were
+            // overwritten there (see `number_pending`).
+            let base = st.seq.wrapping_add(st.win_off);
+            let lf = i as u32;
+            let from = clamp_seq(base, st.f.num_start, lf);
+            let to = clamp_seq(base, st.f.num_end, lf);
+            redact_span(s, from, to);
+            true
+        }
+        action::DROP => {
+            st.drop = 1;
+            false
+        }
+        _ => true,
+    }
+}
+
+/// A byte of a value checked for an identity number that `num_run` did not take.
+#[inline(always)]
+pub(super) fn num_byte(s: &mut Scratch, i: usize, b: u8, class: u8) -> bool {
+    if b == b'\n' {
+        return end_number(s, i);
+    }
+    let f = &mut s.st.f;
+    if f.flags & F_NUM_VAL == 0 {
+        // Whitespace before the value; anything else is not a number.
+        if class & C_WS == 0 {
+            f.state = S_SKIP;
+        }
+    } else if class & C_WS != 0 || b == b'\r' {
+        f.flags |= F_NUM_TAIL;
+    } else {
+        f.state = S_SKIP;
+    }
+    true
+}
+
+/// Bytes of a number value: an optional `+` and at most `MSISDN_MAX_DIGITS` digits.
+pub(super) const NUMBER_BYTES: u32 = MSISDN_MAX_DIGITS + 1;
+
+/// Overwrites window bytes `[from, to)` (a number: at most 16 bytes) and remembers them.
+#[inline(always)]
+pub(super) fn redact_span(s: &mut Scratch, from: u32, to: u32) {
+    if from >= to {
+        return;
+    }
+    let end = fill_run::<NUMBER_BYTES>(s, from, to);
+    s.st.f
+        .note_span(s.st.seq.wrapping_add(s.st.win_off + from), end - from);
+}
+
+/// At the end of a window (or segment): a value that may still become an identity number
+/// under `redact` is overwritten now, as far as it goes; the bytes will have left before
+/// the rest of the value shows whether it is one. (A value that turns out not to be one
+/// keeps these bytes overwritten: the cost of never letting part of a number out.)
+#[inline(always)]
+pub fn number_pending(s: &mut Scratch) {
+    let st = &mut s.st;
+    if st.stop != 0
+        || st.f.state != S_NUM
+        || st.f.flags & F_NUM_VAL == 0
+        || st.pkt.msisdn_action != action::REDACT
+    {
+        return;
+    }
+    // A trusted destination gets the number as it is.
+    let group = st.pkt.msisdn_allow_group;
+    if group != NO_ALLOW_GROUP && policy::allowed(&mut st.pkt, group) {
+        return;
+    }
+    let len = st.f.num_len;
+    if len > MSISDN_MAX_DIGITS {
+        return;
+    }
+    if len > 0 {
+        match policy::number_prefix(&st.pkt, st.f.num_bcd, len) {
+            Some(e) if prefix_possible(e, len) => {}
+            _ => return,
+        }
+    }
+    let base = st.seq.wrapping_add(st.win_off);
+    let n = st.n;
+    let from = clamp_seq(base, st.f.num_start, n);
+    let to = clamp_seq(base, st.f.num_end, n);
+    redact_span(s, from, to);
+}
