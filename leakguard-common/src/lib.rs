@@ -8,6 +8,7 @@
 #[cfg(feature = "model")]
 extern crate alloc;
 
+pub mod csum;
 pub mod flow;
 pub mod limits;
 #[cfg(feature = "model")]
@@ -70,7 +71,7 @@ pub struct NameKey {
 }
 const _: () = assert!(core::mem::size_of::<NameKey>() == MAX_NAME_LEN);
 
-/// Prefilter of rule names (single-entry array `NAME_FILTER`): bit
+/// Prefilter of rule names (array `NAME_FILTER`, an entry per policy generation): bit
 /// [`name::filter_bit`]`(first, last)` of `by_len[len]` is set when some rule's folded name
 /// has that length and first and last byte. A header line whose bit is clear cannot match,
 /// and skips the hash lookup of its 64-byte key; most lines of a request (Host, Accept,
@@ -269,7 +270,7 @@ pub const fn stats_index(slot: u32, hook: u8) -> u32 {
     (slot % MAX_SLOTS) * HOOKS + (hook as u32 % HOOKS)
 }
 
-/// Scan settings filled by the daemon (single-entry array `CONFIG`).
+/// Scan settings filled by the daemon (array `CONFIG`, an entry per policy generation).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScanConfig {
@@ -324,7 +325,8 @@ pub type DigitKey = [u8; 8];
 /// counted), but the identity-number check skips the header's values.
 pub const IGNORE_ACTION: u8 = 0xfe;
 
-/// Set of HTTP destination ports (single-entry array `PORTS`): bit `p` set = scan port `p`.
+/// Set of HTTP destination ports (array `PORTS`, an entry per policy generation): bit `p`
+/// set = scan port `p`.
 /// One array lookup and a bit test per TCP segment, whatever the number of ports.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //!                 → flow/ (the table behind its hints; resume and save)
 //!                 → policy/ (rules, allowlists, counters, events)
 //!                 → packet/ (one interface for TC and XDP; parse)   → maps
-//! leaves: state (the per-CPU scanner state), proto, csum, verifier
+//! leaves: state (the per-CPU scanner state), proto, verifier; checksums: leakguard_common::csum
 //! ```
 //!
 //! With the `bench` feature (`leakguard-tests` builds it for the benchmark) the object also
@@ -17,8 +17,6 @@
 
 #[cfg(all(target_arch = "bpf", feature = "bench"))]
 mod bench;
-#[cfg(target_arch = "bpf")]
-mod csum;
 #[cfg(target_arch = "bpf")]
 mod flow;
 #[cfg(target_arch = "bpf")]

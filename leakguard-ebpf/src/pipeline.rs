@@ -4,14 +4,13 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use leakguard_common::{
-    action,
+    action, csum,
     name::{CLASS, C_TCHAR},
     stats_index, FlowKey, FlowState, Stats, CANARY_SLOT, IFSLOT_ENTRIES, INCOMPLETE_RULE_ID,
     MAX_SCAN_BYTES, MAX_WINDOWS,
 };
 
 use crate::{
-    csum::csum_diff,
     flow::{self, resume, save_flow, KIND_NEW, KIND_NEXT},
     maps::{ACTIVE, CONFIG, IFSLOT, PORTS, SCRATCH, STATS},
     packet::{
@@ -268,7 +267,8 @@ fn scan<P: Packet>(
     }
     if st.redacted != 0 {
         // Fail closed: a value that could not be fully overwritten must not leave.
-        if store_failed || p.update_l4_csum(flow.csum_off, csum_diff(st.sum_old, st.sum_new)) != 0 {
+        if store_failed || p.update_l4_csum(flow.csum_off, csum::diff(st.sum_old, st.sum_new)) != 0
+        {
             stats.errors += 1;
             stats.dropped_packets += 1;
             return Verdict::Drop;

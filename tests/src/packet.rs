@@ -389,13 +389,6 @@ fn sum16(data: &[u8], mut acc: u64) -> u64 {
     acc
 }
 
-fn fold(mut s: u64) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
-
 /// The pseudo-header sum and the TCP segment of a frame, located by etherparse (an
 /// independent reading, not the program's). Works for a first fragment too.
 fn tcp_segment(frame: &[u8]) -> Option<(u64, &[u8])> {
@@ -432,5 +425,6 @@ pub fn tcp_header_len(frame: &[u8]) -> Option<usize> {
 
 /// True when the TCP checksum of the frame verifies over the pseudo-header and segment.
 pub fn tcp_checksum_ok(frame: &[u8]) -> bool {
-    tcp_segment(frame).is_some_and(|(acc, seg)| fold(sum16(seg, acc)) == 0xffff)
+    tcp_segment(frame)
+        .is_some_and(|(acc, seg)| leakguard_common::csum::fold(sum16(seg, acc)) == 0xffff)
 }

@@ -264,7 +264,7 @@ impl Packet for Xdp {
             return r;
         }
         let old = u16::from_be_bytes(field);
-        let new = crate::csum::csum_apply(old, diff);
+        let new = leakguard_common::csum::apply(old, diff);
         let bytes = new.to_be_bytes();
         self.store(csum_off, bytes.as_ptr(), 2)
     }
