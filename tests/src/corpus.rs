@@ -271,6 +271,51 @@ pub fn request(rng: &mut Rng) -> String {
     s
 }
 
+/// Now and then (`percent`% of calls) a small head cap of 64 to 64 + `spread` bytes,
+/// else the default: under a small cap, heads not seen whole are dropped, or passed when
+/// the cap is odd. Writes the policy to `guard` when it changed.
+pub fn vary_cap(
+    rng: &mut Rng,
+    p: &mut KernelPolicy,
+    guard: &mut crate::guard::Guard,
+    percent: u64,
+    spread: usize,
+) {
+    let cap = if rng.chance(percent) {
+        64 + rng.below(spread) as u32
+    } else {
+        leakguard_common::DEFAULT_MAX_HEAD_BYTES
+    };
+    let incomplete = if cap < 4096 && cap % 2 == 1 {
+        leakguard::policy::Incomplete::Pass
+    } else {
+        leakguard::policy::Incomplete::Drop
+    };
+    if cap != p.max_head_bytes || incomplete != p.incomplete {
+        p.max_head_bytes = cap;
+        p.incomplete = incomplete;
+        guard.set_policy(p).unwrap();
+    }
+}
+
+/// One to three requests in a row (pipelined in one payload).
+pub fn requests(rng: &mut Rng) -> String {
+    let mut payload = String::new();
+    for _ in 0..1 + rng.below(3) {
+        payload.push_str(&request(rng));
+    }
+    payload
+}
+
+/// The destination: the trusted one `percent`% of the time, else the server.
+pub fn destination(rng: &mut Rng, percent: u64) -> [u8; 4] {
+    if rng.chance(percent) {
+        crate::packet::TRUSTED_V4
+    } else {
+        crate::packet::SERVER_V4
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{request, Rng};

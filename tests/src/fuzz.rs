@@ -16,10 +16,10 @@ use leakguard::policy::{Action, KernelPolicy};
 use leakguard_common::model::{Kind, ModelFlow};
 
 use crate::{
-    corpus::{model_policy, policy, request, Rng},
+    corpus::{destination, model_policy, policy, request, requests, vary_cap, Rng},
     diff::Differ,
     guard::{Hook, Verdict},
-    packet::{subscriber_endpoint, Frame, SERVER_V4, TRUSTED_V4},
+    packet::{subscriber_endpoint, Frame, SERVER_V4},
 };
 
 /// What a run did.
@@ -138,29 +138,9 @@ pub fn run(rng: &mut Rng, seed: u64, max_packets: u64, max_time: Duration) -> Re
         // Now and then a run of cases under a small scan limit, to exercise truncation
         // (a policy change waits out a grace period: not every case).
         if case % 512 < 4 {
-            let limit = if rng.chance(20) {
-                64 + rng.below(300) as u32
-            } else {
-                leakguard_common::DEFAULT_MAX_HEAD_BYTES
-            };
-            // Under a small cap, heads not seen whole are dropped or passed, in turn.
-
-            let incomplete = if limit < 4096 && limit % 2 == 1 {
-                leakguard::policy::Incomplete::Pass
-            } else {
-                leakguard::policy::Incomplete::Drop
-            };
-
-            if limit != p.max_head_bytes || incomplete != p.incomplete {
-                p.max_head_bytes = limit;
-                p.incomplete = incomplete;
-                d.g.set_policy(p).unwrap();
-            }
+            vary_cap(rng, p, &mut d.g, 20, 300);
         }
-        let mut payload = Vec::new();
-        for _ in 0..1 + rng.below(3) {
-            payload.extend_from_slice(request(rng).as_bytes());
-        }
+        let mut payload = requests(rng).into_bytes();
         if rng.chance(70) {
             mutate(rng, &mut payload);
             r.mutated += 1;
@@ -168,11 +148,7 @@ pub fn run(rng: &mut Rng, seed: u64, max_packets: u64, max_time: Duration) -> Re
         if payload.is_empty() {
             continue;
         }
-        let dst = if rng.chance(10) {
-            TRUSTED_V4
-        } else {
-            SERVER_V4
-        };
+        let dst = destination(rng, 10);
         let pol = model_policy(p, dst.into());
         let flow = flow_frame(case, dst);
         let ctx = format!(

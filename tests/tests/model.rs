@@ -5,10 +5,10 @@
 
 use leakguard::policy::Action;
 use leakguard_tests::{
-    corpus::{model_policy, policy, request, Rng},
+    corpus::{destination, model_policy, policy, requests, vary_cap, Rng},
     diff::Differ,
     guard::Hook,
-    packet::{Frame, SERVER_V4, TRUSTED_V4},
+    packet::{Frame, SERVER_V4},
 };
 
 #[test]
@@ -25,33 +25,9 @@ fn kernel_and_model_agree_on_a_random_corpus() {
         let mut d = Differ::new(&p);
         for case in 0..CASES {
             // Now and then, a small scan limit, to exercise truncation.
-            let limit = if rng.chance(10) {
-                64 + rng.below(200) as u32
-            } else {
-                leakguard_common::DEFAULT_MAX_HEAD_BYTES
-            };
-            // Under a small cap, heads not seen whole are dropped or passed, in turn.
-
-            let incomplete = if limit < 4096 && limit % 2 == 1 {
-                leakguard::policy::Incomplete::Pass
-            } else {
-                leakguard::policy::Incomplete::Drop
-            };
-
-            if limit != p.max_head_bytes || incomplete != p.incomplete {
-                p.max_head_bytes = limit;
-                p.incomplete = incomplete;
-                d.g.set_policy(&p).unwrap();
-            }
-            let mut payload = String::new();
-            for _ in 0..1 + rng.below(3) {
-                payload.push_str(&request(&mut rng));
-            }
-            let dst = if rng.chance(20) {
-                TRUSTED_V4
-            } else {
-                SERVER_V4
-            };
+            vary_cap(&mut rng, &mut p, &mut d.g, 10, 200);
+            let payload = requests(&mut rng);
+            let dst = destination(&mut rng, 20);
             let pol = model_policy(&p, dst.into());
             let frame = Frame::http_v4(payload.as_bytes()).dst_v4(dst);
             let ctx = format!("case {case}, msisdn {msisdn:?}, seed {seed}: {payload:?}");

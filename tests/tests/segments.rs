@@ -10,11 +10,11 @@ use leakguard::{
 };
 use leakguard_common::model::{Kind, ModelFlow, ModelPolicy};
 use leakguard_tests::{
-    corpus::{model_policy, policy, request, Rng},
+    corpus::{destination, model_policy, policy, request, requests, vary_cap, Rng},
     diff::Differ,
     guard::{Guard, Hook},
     http::MSISDN,
-    packet::{Frame, SERVER_V4, TRUSTED_V4},
+    packet::{Frame, SERVER_V4},
 };
 
 /// Sends `payload` as the segments between `cuts` (sorted offsets) of one new flow on
@@ -152,28 +152,8 @@ fn random_cuts_retransmissions_and_losses() {
         let mut p: KernelPolicy = policy(msisdn);
         let mut d = Differ::new(&p);
         for case in 0..FLOWS {
-            let limit = if rng.chance(10) {
-                64 + rng.below(400) as u32
-            } else {
-                leakguard_common::DEFAULT_MAX_HEAD_BYTES
-            };
-            // Under a small cap, heads not seen whole are dropped or passed, in turn.
-
-            let incomplete = if limit < 4096 && limit % 2 == 1 {
-                leakguard::policy::Incomplete::Pass
-            } else {
-                leakguard::policy::Incomplete::Drop
-            };
-
-            if limit != p.max_head_bytes || incomplete != p.incomplete {
-                p.max_head_bytes = limit;
-                p.incomplete = incomplete;
-                d.g.set_policy(&p).unwrap();
-            }
-            let mut payload = String::new();
-            for _ in 0..1 + rng.below(3) {
-                payload.push_str(&request(&mut rng));
-            }
+            vary_cap(&mut rng, &mut p, &mut d.g, 10, 400);
+            let payload = requests(&mut rng);
             let len = payload.len();
             let mut cuts: Vec<usize> = (0..1 + rng.below(6))
                 .map(|_| rng.below(len.max(1)))
@@ -194,11 +174,7 @@ fn random_cuts_retransmissions_and_losses() {
             } else {
                 rng.next_u64() as u32
             };
-            let dst = if rng.chance(20) {
-                TRUSTED_V4
-            } else {
-                SERVER_V4
-            };
+            let dst = destination(&mut rng, 20);
             let pol = model_policy(&p, dst.into());
             let ctx = format!(
                 "flow {case}, msisdn {msisdn:?}, cuts {cuts:?}, resend {resend:?}, lost {lost:?}, \
