@@ -19,11 +19,11 @@ use aya::{
 use leakguard_common::MAP_LAYOUT_VERSION;
 
 use crate::{
+    config::{Attach, Hook},
     features::TcMode,
     maps::{ALL_MAPS, MAP_ACTIVE, MAP_FLOWS, MAP_LAYOUT},
     object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
     pins::Pins,
-    policy::file::{Attach, Hook},
     tc,
 };
 

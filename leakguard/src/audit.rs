@@ -29,9 +29,8 @@ use pcap_file::{
 use serde_json::json;
 
 use crate::{
-    maps,
+    config, maps,
     object::{EBPF_OBJECT, PROG_XDP},
-    policy::file,
 };
 
 /// Output format.
@@ -71,7 +70,7 @@ const MAX_FRAME: usize = 65_000;
 /// Replays `capture` under the policy in `config`; writes the report to `out`.
 pub fn run(config: &Path, capture: &Path, format: Format, out: &mut impl Write) -> Result<()> {
     // Audit attaches nothing: a policy without [[attach]] is fine here.
-    let cfg = file::load_policy(config).map_err(anyhow::Error::from)?;
+    let cfg = config::load_policy(config).map_err(anyhow::Error::from)?;
     let report = replay(&cfg.kernel, capture)?;
     match format {
         Format::Table => write_table(&report, out)?,

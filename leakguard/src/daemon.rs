@@ -29,12 +29,11 @@ use sd_notify::NotifyState;
 
 use crate::{
     attach::{self, Outcome},
+    config::{self, Attach, Config, Hook, NetNs},
     maps::{self, MAP_EVENTS, MAP_IFSLOT, MAP_MATCHES, MAP_MATCH_COUNTS, MAP_STATS},
     metrics, netlink,
-    netns::NetNs,
     object::EBPF_OBJECT,
     pins::Pins,
-    policy::file::{self, Attach, Config},
     selftest,
 };
 
@@ -81,7 +80,7 @@ type LinkMessage = (Option<NetNs>, std::io::Result<Vec<netlink::LinkEvent>>);
 const FLOW_COUNT_EVERY: Duration = Duration::from_secs(10);
 
 pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
-    let config = file::load(config_path).map_err(anyhow::Error::from)?;
+    let config = config::load(config_path).map_err(anyhow::Error::from)?;
     crate::privileges::require(config.attach.iter().any(|a| a.netns.is_some()))?;
     crate::features::check()?;
     for w in &config.warnings {
@@ -202,7 +201,7 @@ impl Daemon {
     /// the result. True when every canary behaved as the policy says.
     fn selftest(&mut self) -> bool {
         self.last_selftest = std::time::Instant::now();
-        let mut hooks: Vec<file::Hook> = self.config.attach.iter().map(|a| a.hook).collect();
+        let mut hooks: Vec<Hook> = self.config.attach.iter().map(|a| a.hook).collect();
         hooks.sort();
         hooks.dedup();
         let ok = match selftest::run(&mut self.ebpf, &self.config.kernel, &hooks) {
@@ -329,9 +328,9 @@ impl Daemon {
         let gone: Vec<Attach> = self
             .attached_at
             .iter()
-            .filter(|(a, _)| a.hook != file::Hook::Xdp)
+            .filter(|(a, _)| a.hook != Hook::Xdp)
             .filter(|(a, ifindex)| {
-                let ty = if a.hook == file::Hook::TcIngress {
+                let ty = if a.hook == Hook::TcIngress {
                     aya::programs::TcAttachType::Ingress
                 } else {
                     aya::programs::TcAttachType::Egress
@@ -627,7 +626,7 @@ impl Daemon {
 
     /// SIGHUP: an invalid file is rejected and the running policy stays.
     fn reload(&mut self) {
-        let config = match file::load(&self.config_path) {
+        let config = match config::load(&self.config_path) {
             Ok(c) => c,
             Err(e) => {
                 self.reloads_rejected += 1;
@@ -753,7 +752,7 @@ fn packets_so_far(a: &Attach) -> Option<u64> {
         .find(|(name, _)| name.trim() == a.interface)?;
     // Receive: bytes packets errs drop fifo frame compressed multicast; transmit: bytes
     // packets …
-    let field = if a.hook == file::Hook::TcEgress { 9 } else { 1 };
+    let field = if a.hook == Hook::TcEgress { 9 } else { 1 };
     counters.split_whitespace().nth(field)?.parse().ok()
 }
 

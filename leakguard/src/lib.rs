@@ -6,6 +6,7 @@
 pub mod attach;
 pub mod audit;
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod features;
 pub mod maps;

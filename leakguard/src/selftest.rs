@@ -16,8 +16,9 @@ use aya::{
 use leakguard_common::{name, CANARY_MAGIC, REDACT_FILLER};
 
 use crate::{
+    config::Hook,
     object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
-    policy::{file::Hook, Action, KernelPolicy},
+    policy::{Action, KernelPolicy},
 };
 
 const CANARY_VALUE: &str = "000000000000";

@@ -122,7 +122,7 @@ pub fn report(pins: &Pins) -> Result<String> {
 
 /// What the kernel says of leakguard's cls_bpf filter of `a` (kernels without TCX); run
 /// in `a`'s network namespace.
-fn filter_state(a: &crate::policy::file::Attach) -> String {
+fn filter_state(a: &crate::config::Attach) -> String {
     let what = format!(
         "cls_bpf filter (priority {}, handle {:#x})",
         tc::PRIORITY,
@@ -131,7 +131,7 @@ fn filter_state(a: &crate::policy::file::Attach) -> String {
     let Some(ifindex) = interface_index(&a.interface) else {
         return format!("{what}: interface not visible from this network namespace");
     };
-    let parent = if a.hook == crate::policy::file::Hook::TcIngress {
+    let parent = if a.hook == crate::config::Hook::TcIngress {
         tc::parent(aya::programs::TcAttachType::Ingress)
     } else {
         tc::parent(aya::programs::TcAttachType::Egress)

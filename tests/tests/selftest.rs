@@ -2,7 +2,8 @@
 //! single production counter or event moving; a guard that disagrees with the policy fails.
 
 use leakguard::{
-    policy::{file::Hook, Action, KernelPolicy, Rule},
+    config::Hook,
+    policy::{Action, KernelPolicy, Rule},
     selftest,
 };
 use leakguard_tests::guard::Guard;
