@@ -28,13 +28,18 @@ use tokio::{
 use sd_notify::NotifyState;
 
 use crate::{
-    attach::{self, Outcome},
     config::{self, Attach, Config, Hook, NetNs},
-    maps::{self, MAP_EVENTS, MAP_IFSLOT, MAP_MATCHES, MAP_MATCH_COUNTS, MAP_STATS},
-    metrics, netlink,
-    object::EBPF_OBJECT,
-    pins::Pins,
-    selftest,
+    kernel::{
+        apply::{self, RuleIds},
+        attach::{self, Outcome},
+        compile, counters, features, link_events, load,
+        maps::{MAP_EVENTS, MAP_FLOWS, MAP_IFSLOT, MAP_MATCHES, MAP_MATCH_COUNTS, MAP_STATS},
+        netns,
+        object::EBPF_OBJECT,
+        pins::Pins,
+        selftest, tc_filter,
+    },
+    metrics,
 };
 
 /// How often missing interfaces are looked for and events are drained and logged.
@@ -74,7 +79,7 @@ struct Daemon {
 
 /// Link events of one network namespace (`None`: the daemon's own), or the error that
 /// lost some (then every interface is checked).
-type LinkMessage = (Option<NetNs>, std::io::Result<Vec<netlink::LinkEvent>>);
+type LinkMessage = (Option<NetNs>, std::io::Result<Vec<link_events::LinkEvent>>);
 
 /// How often the tracked-flows gauge is recounted.
 const FLOW_COUNT_EVERY: Duration = Duration::from_secs(10);
@@ -82,7 +87,7 @@ const FLOW_COUNT_EVERY: Duration = Duration::from_secs(10);
 pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
     let config = config::load(config_path).map_err(anyhow::Error::from)?;
     crate::privileges::require(config.attach.iter().any(|a| a.netns.is_some()))?;
-    crate::features::check()?;
+    features::check()?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -96,9 +101,9 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
     let pins = Pins::new(&config.pin_path);
     pins.prepare()?;
     let adopting = !pins.links()?.is_empty();
-    let mut ebpf = attach::load(&pins, object.as_deref().unwrap_or(EBPF_OBJECT))?;
+    let mut ebpf = load::load(&pins, object.as_deref().unwrap_or(EBPF_OBJECT))?;
     // The policy goes in before any link points at these programs.
-    let ids = maps::apply(&mut ebpf, &config.kernel)
+    let ids = apply::apply(&mut ebpf, &config.kernel)
         .context("writing the policy into the kernel maps")?;
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
@@ -126,7 +131,7 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
     d.learn_names(&ids);
     d.load_slots()?;
     d.attach_all()?;
-    attach::pin_programs(&mut d.ebpf, &d.pins)?;
+    load::pin_programs(&mut d.ebpf, &d.pins)?;
     tokio::spawn(metrics::serve(listener, d.metrics.clone()));
     // systemd hears READY only once the guard is attached and has proven itself.
     if d.selftest() {
@@ -138,13 +143,13 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
     let watchdog = sd_notify::watchdog_enabled();
     tracing::info!(
         rules = d.config.kernel.rules.len(),
-        digest = %format!("{:016x}", maps::digest(&d.config.kernel)),
+        digest = %format!("{:016x}", compile::digest(&d.config.kernel)),
         adopted = adopting,
-        tc = match crate::features::tc_mode() {
-            crate::features::TcMode::Tcx => "tcx",
-            crate::features::TcMode::Netlink => "cls_bpf (no TCX in this kernel)",
+        tc = match features::tc_mode() {
+            features::TcMode::Tcx => "tcx",
+            features::TcMode::Netlink => "cls_bpf (no TCX in this kernel)",
         },
-        kernel = %crate::features::release(),
+        kernel = %features::release(),
         "leakguard running"
     );
 
@@ -237,12 +242,12 @@ impl Daemon {
                 .map(Some),
         );
         for ns in wanted {
-            if self.link_sockets.contains(&ns) || !crate::netns::exists(ns.as_ref()) {
+            if self.link_sockets.contains(&ns) || !netns::exists(ns.as_ref()) {
                 continue;
             }
-            let opened = crate::netns::run_in(ns.as_ref(), netlink::socket)
+            let opened = netns::run_in(ns.as_ref(), link_events::socket)
                 .and_then(|r| r)
-                .and_then(netlink::LinkEvents::from_fd);
+                .and_then(link_events::LinkEvents::from_fd);
             match opened {
                 Ok(links) => {
                     let (tx, key) = (self.link_tx.clone(), ns.clone());
@@ -266,11 +271,11 @@ impl Daemon {
         }
     }
 
-    fn on_link_events(&mut self, ns: Option<&NetNs>, events: &[netlink::LinkEvent]) {
+    fn on_link_events(&mut self, ns: Option<&NetNs>, events: &[link_events::LinkEvent]) {
         for e in events {
             match e {
-                netlink::LinkEvent::Del { name, .. } => self.lost(ns, name),
-                netlink::LinkEvent::New { name, index } => {
+                link_events::LinkEvent::Del { name, .. } => self.lost(ns, name),
+                link_events::LinkEvent::New { name, index } => {
                     let stale = self
                         .attached_at
                         .iter()
@@ -322,7 +327,7 @@ impl Daemon {
     /// CAP_NET_ADMIN can delete (`tc qdisc del dev IFACE clsact`): one found gone is
     /// said loudly and attached again.
     fn recheck_filters(&mut self) {
-        if crate::features::tc_mode() != crate::features::TcMode::Netlink {
+        if features::tc_mode() != features::TcMode::Netlink {
             return;
         }
         let gone: Vec<Attach> = self
@@ -337,9 +342,9 @@ impl Daemon {
                 };
                 let i = **ifindex;
                 matches!(
-                    crate::netns::run_in(a.netns.as_ref(), || crate::tc::ours(
+                    netns::run_in(a.netns.as_ref(), || tc_filter::ours(
                         i,
-                        crate::tc::parent(ty)
+                        tc_filter::parent(ty)
                     )),
                     Ok(Ok(None))
                 )
@@ -374,7 +379,7 @@ impl Daemon {
         }
     }
 
-    fn learn_names(&mut self, ids: &maps::RuleIds) {
+    fn learn_names(&mut self, ids: &RuleIds) {
         for (r, id) in self.config.kernel.rules.iter().zip(&ids.by_rule) {
             self.names.insert(*id, r.header.clone());
         }
@@ -422,7 +427,7 @@ impl Daemon {
                 .ebpf
                 .map_mut(MAP_MATCH_COUNTS)
                 .context("MATCH_COUNTS map")
-                .and_then(|m| maps::clear_match_counts(m, free))
+                .and_then(|m| counters::clear_match_counts(m, free))
             {
                 tracing::error!(interface = %label, error = %format!("{e:#}"), "cannot clear the match counters");
             }
@@ -471,12 +476,12 @@ impl Daemon {
     fn render_metrics(&self) -> Result<String> {
         let by_slot: HashMap<u32, &str> =
             self.slots.iter().map(|(n, s)| (*s, n.as_str())).collect();
-        let packets = maps::stats_by_slot(self.stats_map()?)?
+        let packets = counters::stats_by_slot(self.stats_map()?)?
             .into_iter()
             .map(|(slot, h, s)| (by_slot.get(&slot).map_or("other", |n| n).to_owned(), h, s))
             .collect();
         let mut matches: Vec<(String, MatchKey, u64)> =
-            maps::matches_of(self.ebpf.map(MAP_MATCHES).context("MATCHES map")?)?
+            counters::matches_of(self.ebpf.map(MAP_MATCHES).context("MATCHES map")?)?
                 .into_iter()
                 .map(|(k, n)| (self.iface_label(k.ifindex), k, n))
                 .collect();
@@ -485,7 +490,7 @@ impl Daemon {
             .map(MAP_MATCH_COUNTS)
             .context("MATCH_COUNTS map")?;
         for (iface, &slot) in &self.slots {
-            for (hook, rule_id, outcome, n) in maps::match_counts_of(counts, slot)? {
+            for (hook, rule_id, outcome, n) in counters::match_counts_of(counts, slot)? {
                 let key = MatchKey {
                     ifindex: 0,
                     rule_id,
@@ -536,7 +541,7 @@ impl Daemon {
         if at.is_some_and(|t| t.elapsed() < FLOW_COUNT_EVERY) {
             return Ok(n);
         }
-        let n = maps::flow_count(self.ebpf.map(maps::MAP_FLOWS).context("FLOWS map")?)?;
+        let n = counters::flow_count(self.ebpf.map(MAP_FLOWS).context("FLOWS map")?)?;
         self.flows.set((n, Some(std::time::Instant::now())));
         Ok(n)
     }
@@ -643,7 +648,7 @@ impl Daemon {
             );
             return;
         }
-        let ids = match maps::apply(&mut self.ebpf, &config.kernel) {
+        let ids = match apply::apply(&mut self.ebpf, &config.kernel) {
             Ok(ids) => ids,
             Err(e) => {
                 self.reloads_rejected += 1;
@@ -661,7 +666,7 @@ impl Daemon {
             tracing::error!(error = %format!("{e:#}"), "attaching after reload failed");
         }
         self.open_link_sockets();
-        tracing::info!(digest = %format!("{:016x}", maps::digest(&self.config.kernel)), "policy reloaded");
+        tracing::info!(digest = %format!("{:016x}", compile::digest(&self.config.kernel)), "policy reloaded");
     }
 
     /// Logs the events of the last tick, one line per (interface, hook, destination,
@@ -741,7 +746,7 @@ fn event_name(e: &Event) -> String {
 /// Packets `a`'s interface has sent (TC egress) or received (XDP, TC ingress) since it
 /// was created, from `/proc/thread-self/net/dev`, read in its network namespace.
 fn packets_so_far(a: &Attach) -> Option<u64> {
-    let dev = crate::netns::run_in(a.netns.as_ref(), || {
+    let dev = netns::run_in(a.netns.as_ref(), || {
         std::fs::read_to_string("/proc/thread-self/net/dev")
     })
     .ok()?

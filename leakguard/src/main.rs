@@ -7,10 +7,9 @@ use std::{
 
 use clap::Parser as _;
 use leakguard::{
-    attach,
     cli::{exit, Cli, Command, LogFormat},
     config, daemon,
-    pins::Pins,
+    kernel::{attach, pins::Pins},
     policy::catalog::CATALOG,
     status,
 };

@@ -3,8 +3,8 @@
 
 use leakguard::{
     config::Hook,
+    kernel::selftest,
     policy::{Action, KernelPolicy, Rule},
-    selftest,
 };
 use leakguard_tests::guard::Guard;
 

@@ -3,7 +3,7 @@
 //! contents or is refused with a one-line reason.
 #![no_main]
 
-use leakguard::{config, maps};
+use leakguard::{config, kernel::compile};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     };
     match config::parse(std::path::Path::new("fuzz.toml"), text) {
         Ok(config) => {
-            if let Err(e) = maps::compile(&config.kernel) {
+            if let Err(e) = compile::compile(&config.kernel) {
                 assert_eq!(e.to_string().lines().count(), 1, "{e}");
             }
         }

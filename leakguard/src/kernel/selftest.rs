@@ -15,9 +15,9 @@ use aya::{
 };
 use leakguard_common::{name, CANARY_MAGIC, REDACT_FILLER};
 
+use super::object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 use crate::{
     config::Hook,
-    object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
     policy::{Action, KernelPolicy},
 };
 
