@@ -227,6 +227,42 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     validate::parse_with(path, text, true)
 }
 
+/// A valid policy file with every section but `[msisdn]`: rules, allowlists of both
+/// families, the catalog behind them (tests of what the parser yields and what that
+/// compiles into).
+#[cfg(test)]
+pub(crate) const EXAMPLE_FILE: &str = r#"
+[daemon]
+pin_path = "/sys/fs/bpf/lg-test"
+selftest_interval = "5m"
+
+[metrics]
+listen = "127.0.0.1:19717"
+
+[[attach]]
+interface = "eth1"
+hook = "tc-egress"
+
+[[attach]]
+interface = "wan0"
+hook = "xdp"
+
+[scan]
+ports = [80, 8080, 8000]
+max_head_bytes = 8192
+incomplete_heads = "pass"
+builtin_catalog = "count"
+
+[[rule]]
+header = "x_msisdn"
+action = "redact"
+allow = ["198.51.100.0/24", "2001:db8:100::/48", "203.0.113.7"]
+
+[[rule]]
+header = "X-Operator-Sub"
+action = "drop"
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -609,39 +609,7 @@ fn parse_action(s: &str) -> Option<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
-
-    const GOOD: &str = r#"
-[daemon]
-pin_path = "/sys/fs/bpf/lg-test"
-selftest_interval = "5m"
-
-[metrics]
-listen = "127.0.0.1:19717"
-
-[[attach]]
-interface = "eth1"
-hook = "tc-egress"
-
-[[attach]]
-interface = "wan0"
-hook = "xdp"
-
-[scan]
-ports = [80, 8080, 8000]
-max_head_bytes = 8192
-incomplete_heads = "pass"
-builtin_catalog = "count"
-
-[[rule]]
-header = "x_msisdn"
-action = "redact"
-allow = ["198.51.100.0/24", "2001:db8:100::/48", "203.0.113.7"]
-
-[[rule]]
-header = "X-Operator-Sub"
-action = "drop"
-"#;
+    use crate::config::{parse, EXAMPLE_FILE};
 
     fn parse_str(text: &str) -> Result<Config, ConfigError> {
         parse(Path::new("test.toml"), text)
@@ -649,7 +617,7 @@ action = "drop"
 
     #[test]
     fn good_file_and_effective_policy() {
-        let c = parse_str(GOOD).unwrap();
+        let c = parse_str(EXAMPLE_FILE).unwrap();
         assert_eq!(c.pin_path, PathBuf::from("/sys/fs/bpf/lg-test"));
         assert_eq!(c.selftest_interval, Duration::from_secs(300));
         assert_eq!(c.attach.len(), 2);

@@ -407,28 +407,14 @@ mod tests {
         assert_eq!(c.allow_v6.len(), 1);
     }
 
-    /// What the policy file accepts compiles into kernel maps: rules, allowlists of both
-    /// families, and the catalog behind them.
+    /// What the policy file accepts compiles into kernel maps.
     #[test]
     fn a_valid_file_compiles() {
-        let text = r#"
-[[attach]]
-interface = "eth1"
-hook = "tc-egress"
-
-[scan]
-builtin_catalog = "count"
-
-[[rule]]
-header = "x_msisdn"
-action = "redact"
-allow = ["198.51.100.0/24", "2001:db8:100::/48", "203.0.113.7"]
-
-[[rule]]
-header = "X-Operator-Sub"
-action = "drop"
-"#;
-        let c = crate::config::parse(std::path::Path::new("test.toml"), text).unwrap();
+        let c = crate::config::parse(
+            std::path::Path::new("test.toml"),
+            crate::config::EXAMPLE_FILE,
+        )
+        .unwrap();
         compile(&c.kernel).unwrap();
     }
 
