@@ -1,5 +1,5 @@
 //! Builds `leakguard-ebpf` for the BPF target (`ebpf_build.rs`, shared with xtask) and
-//! leaves the object in OUT_DIR, where `src/object.rs` embeds it.
+//! leaves the object in OUT_DIR, where `src/kernel/object.rs` embeds it.
 use std::{env, path::PathBuf};
 
 use anyhow::{bail, Context as _};

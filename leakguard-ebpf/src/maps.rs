@@ -90,7 +90,7 @@ pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(
 /// removal that found the entry; entries the LRU evicts leave their counts too high,
 /// which costs lookups, never a missed entry. Shared by all CPUs (atomic updates).
 /// One more entry than counters: the daemon's mark that the counters cover the flow table
-/// (`leakguard::maps::cover_flows`); no program reads it.
+/// (`leakguard::kernel::load::cover_flows`); no program reads it.
 #[map]
 pub static FLOW_HINTS: Array<u64> = Array::with_max_entries(FLOW_HINT_SLOTS + 1, 0);
 

@@ -29,9 +29,11 @@ use pcap_file::{
 use serde_json::json;
 
 use crate::{
-    maps,
-    object::{EBPF_OBJECT, PROG_XDP},
-    policy::file,
+    config,
+    kernel::{
+        apply, counters, maps,
+        object::{EBPF_OBJECT, PROG_XDP},
+    },
 };
 
 /// Output format.
@@ -71,7 +73,7 @@ const MAX_FRAME: usize = 65_000;
 /// Replays `capture` under the policy in `config`; writes the report to `out`.
 pub fn run(config: &Path, capture: &Path, format: Format, out: &mut impl Write) -> Result<()> {
     // Audit attaches nothing: a policy without [[attach]] is fine here.
-    let cfg = file::load_policy(config).map_err(anyhow::Error::from)?;
+    let cfg = config::load_policy(config).map_err(anyhow::Error::from)?;
     let report = replay(&cfg.kernel, capture)?;
     match format {
         Format::Table => write_table(&report, out)?,
@@ -83,7 +85,7 @@ pub fn run(config: &Path, capture: &Path, format: Format, out: &mut impl Write) 
 /// Replays a capture through the XDP program loaded with `policy`.
 pub fn replay(policy: &crate::policy::KernelPolicy, capture: &Path) -> Result<Report> {
     let mut ebpf = load(policy)?;
-    let ids = maps::apply(&mut ebpf, policy)?;
+    let ids = apply::apply(&mut ebpf, policy)?;
     let names: HashMap<u32, String> = ids
         .by_rule
         .iter()
@@ -127,7 +129,7 @@ pub fn replay(policy: &crate::policy::KernelPolicy, capture: &Path) -> Result<Re
         }
         Ok(())
     })?;
-    let stats = maps::stats(&ebpf)?;
+    let stats = counters::stats(&ebpf)?;
     report.heads = stats.heads;
     report.continuations = stats.continuations;
     report.seconds = started.elapsed().as_secs_f64();
@@ -139,7 +141,7 @@ fn load(policy: &crate::policy::KernelPolicy) -> Result<Ebpf> {
     if !crate::privileges::may_load_bpf() {
         return Err(privileges("EPERM"));
     }
-    crate::features::check()?;
+    crate::kernel::features::check()?;
     let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(|e| privileges(&chain(&e)))?;
     let prog: &mut Xdp = ebpf
         .program_mut(PROG_XDP)
@@ -150,7 +152,7 @@ fn load(policy: &crate::policy::KernelPolicy) -> Result<Ebpf> {
         if text.contains("Operation not permitted") {
             privileges(&text)
         } else {
-            crate::verifier::refused(PROG_XDP, e)
+            crate::kernel::verifier::refused(PROG_XDP, e)
         }
     })?;
     Ok(ebpf)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::policy::file::DEFAULT_CONFIG;
+use crate::config::DEFAULT_CONFIG;
 
 /// Exit codes, as `--help` documents them.
 pub mod exit {

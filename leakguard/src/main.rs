@@ -7,11 +7,10 @@ use std::{
 
 use clap::Parser as _;
 use leakguard::{
-    attach,
     cli::{exit, Cli, Command, LogFormat},
-    daemon,
-    pins::Pins,
-    policy::{catalog::CATALOG, file},
+    config, daemon,
+    kernel::{attach, pins::Pins},
+    policy::catalog::CATALOG,
     status,
 };
 
@@ -63,7 +62,7 @@ fn main() -> ExitCode {
                 Err(e) => return fail(&e),
             }
         }
-        Command::CheckConfig { path } => match file::load(&path) {
+        Command::CheckConfig { path } => match config::load(&path) {
             Ok(config) => write!(out, "{}", config.describe())
                 .and_then(|()| writeln!(out, "{}: valid", path.display())),
             Err(e) => {
@@ -103,7 +102,7 @@ fn pins_of(config: &std::path::Path, pin_path: Option<&std::path::Path>) -> anyh
     if let Some(p) = pin_path {
         return Ok(Pins::new(p));
     }
-    let c = file::load(config)
+    let c = config::load(config)
         .map_err(|e| anyhow::anyhow!("{e} (to act on the pinned state anyway, pass --pin-path)"))?;
     Ok(Pins::new(&c.pin_path))
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics: rendered from the kernel maps and the daemon's state once a tick,
-//! served as the latest snapshot on `GET /metrics` (Prometheus text format, encoded with
-//! prometheus-client).
+//! served as the latest snapshot on `GET /metrics` in the Prometheus text format (0.0.4),
+//! which every scraper and `promtool check metrics` read.
 //! Labels are interface, hook, header name, action, class — never a value.
 
 use std::{
@@ -11,8 +11,11 @@ use std::{
 
 use anyhow::Result;
 use prometheus_client::{
-    encoding::{text::encode, EncodeLabelSet},
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    encoding::{
+        prometheus_text::{encode, CONTENT_TYPE},
+        EncodeLabelSet,
+    },
+    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
     registry::Registry,
 };
 use tokio::{
@@ -244,50 +247,18 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
     );
     selftest.set(i64::from(i.selftest_ok));
 
-    let build = Family::<VersionLabels, Gauge>::default();
-    reg.register("leakguard_build", "Build information", build.clone());
-    build
-        .get_or_create(&VersionLabels {
+    // Exported as leakguard_build_info: the encoder appends an info metric's suffix.
+    reg.register(
+        "leakguard_build",
+        "Build information",
+        Info::new(VersionLabels {
             version: env!("CARGO_PKG_VERSION").into(),
-        })
-        .set(1);
+        }),
+    );
 
     let mut out = String::new();
     encode(&mut out, &reg)?;
-    // prometheus-client names a gauge family as registered; the product card names it
-    // leakguard_build_info.
-    let out = out
-        .replace("leakguard_build ", "leakguard_build_info ")
-        .replace("leakguard_build{", "leakguard_build_info{");
-    Ok(to_prometheus_text(&out))
-}
-
-/// OpenMetrics text → Prometheus text format 0.0.4, which every scraper and `promtool
-/// check metrics` read: a counter family is named with its `_total` suffix, and there is
-/// no `# EOF` line. (prometheus-client encodes OpenMetrics only.)
-#[must_use]
-pub fn to_prometheus_text(om: &str) -> String {
-    let counters: Vec<&str> = om
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(om.len());
-    for line in om.lines() {
-        if line == "# EOF" {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
-            let rest = line.strip_prefix(p)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(&name)
-                .then(|| format!("{p}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(line));
-        out.push('\n');
-    }
-    out
+    Ok(out)
 }
 
 /// Serves the latest snapshot on `GET /metrics` until the listener fails.
@@ -323,7 +294,7 @@ async fn respond(mut stream: TcpStream, body: String) -> std::io::Result<()> {
     if line.starts_with("GET /metrics ") || line == "GET /metrics" {
         let _ = write!(
             resp,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
     } else {
@@ -340,14 +311,48 @@ async fn respond(mut stream: TcpStream, body: String) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::to_prometheus_text;
+    use super::{render, Inputs};
+    use leakguard_common::{hook, MatchKey, Stats};
 
+    /// Prometheus text, not OpenMetrics: a counter family is named with its `_total`
+    /// suffix, there is no `# EOF`, and the build is an info gauge.
     #[test]
-    fn counter_families_get_their_total_suffix() {
-        let om = "# HELP a_things Things.\n# TYPE a_things counter\na_things_total{x=\"1\"} 3\n# HELP b_level Level.\n# TYPE b_level gauge\nb_level 1\n# EOF\n";
-        assert_eq!(
-            to_prometheus_text(om),
-            "# HELP a_things_total Things.\n# TYPE a_things_total counter\na_things_total{x=\"1\"} 3\n# HELP b_level Level.\n# TYPE b_level gauge\nb_level 1\n"
-        );
+    fn renders_prometheus_text() {
+        let header = |_: u32| "X-MSISDN".to_owned();
+        let key = MatchKey {
+            ifindex: 1,
+            rule_id: 0,
+            hook: hook::TC_EGRESS,
+            outcome: 0,
+            _pad: [0; 6],
+        };
+        let text = render(&Inputs {
+            packets: vec![("eth1".into(), hook::TC_EGRESS, Stats::default())],
+            matches: vec![("eth1".into(), key, 2)],
+            header: &header,
+            attached: vec![("eth1".into(), "tc-egress", true)],
+            unguarded: Vec::new(),
+            reloads_ok: 1,
+            reloads_rejected: 0,
+            selftest_ok: true,
+            tracked_flows: 3,
+        })
+        .unwrap();
+        for line in [
+            "# TYPE leakguard_header_matches_total counter",
+            "leakguard_header_matches_total{interface=\"eth1\",hook=\"tc-egress\",header=\"X-MSISDN\",action=\"count\"} 2",
+            "# TYPE leakguard_policy_reloads_total counter",
+            "# TYPE leakguard_tracked_flows gauge",
+            "leakguard_tracked_flows 3",
+            "# HELP leakguard_build_info Build information.",
+            "# TYPE leakguard_build_info gauge",
+            &format!(
+                "leakguard_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+        }
+        assert!(!text.contains("# EOF"));
     }
 }

@@ -8,10 +8,17 @@ use aya::maps::{Map, MapData};
 use leakguard_common::{action, IGNORE_ACTION, MSISDN_RULE_ID};
 
 use crate::{
-    attach::{entry_index, interface_index},
-    maps::{self, MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_RULE_COUNTERS, MAP_STATS},
-    pins::Pins,
-    tc,
+    config::{Attach, Hook},
+    kernel::{
+        apply,
+        attach::{entry_index, interface_index},
+        compile::key_name,
+        counters,
+        maps::{MAP_ACTIVE, MAP_CONFIG, MAP_FLOWS, MAP_RULES, MAP_RULE_COUNTERS, MAP_STATS},
+        netns,
+        pins::Pins,
+        tc_filter,
+    },
 };
 
 fn open(pins: &Pins, name: &str) -> Result<Map> {
@@ -52,12 +59,12 @@ pub fn report(pins: &Pins) -> Result<String> {
         )?;
     }
     for (a, _) in &filters {
-        let state = crate::netns::run_in(a.netns.as_ref(), || filter_state(a))
+        let state = netns::run_in(a.netns.as_ref(), || filter_state(a))
             .unwrap_or_else(|e| format!("cls_bpf filter: {e}"));
         writeln!(s, "{:<16} {:<10} {state}", a.label(), a.hook.name())?;
     }
-    let gen = maps::active_gen_of(&open(pins, MAP_ACTIVE)?)?;
-    let config = maps::config_of(&open(pins, MAP_CONFIG)?, gen)?;
+    let gen = apply::active_gen_of(&open(pins, MAP_ACTIVE)?)?;
+    let config = apply::config_of(&open(pins, MAP_CONFIG)?, gen)?;
     writeln!(
         s,
         "policy digest {:016x}; request heads scanned whole up to {} bytes, longer ones {}",
@@ -69,7 +76,7 @@ pub fn report(pins: &Pins) -> Result<String> {
             "passed (scan.incomplete_heads = \"pass\")"
         }
     )?;
-    let st = maps::stats_of(&open(pins, MAP_STATS)?)?;
+    let st = counters::stats_of(&open(pins, MAP_STATS)?)?;
     writeln!(
         s,
         "packets {} (to an HTTP port {}), request heads {}, header lines {}, not seen whole {}, malformed {}, fragments {}, redacted {}, dropped {}, errors {}",
@@ -83,10 +90,10 @@ pub fn report(pins: &Pins) -> Result<String> {
         st.bodies,
         st.retransmissions,
         st.unordered_drops,
-        maps::flow_count(&open(pins, maps::MAP_FLOWS)?)?
+        counters::flow_count(&open(pins, MAP_FLOWS)?)?
     )?;
     let counters = open(pins, MAP_RULE_COUNTERS)?;
-    let rules = maps::rules_of(&open(pins, MAP_RULES[gen as usize])?)?;
+    let rules = apply::rules_of(&open(pins, MAP_RULES[gen as usize])?)?;
     writeln!(
         s,
         "{:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
@@ -96,7 +103,7 @@ pub fn report(pins: &Pins) -> Result<String> {
         .iter()
         // Names the number check ignores are entries of the map, not rules.
         .filter(|(_, r)| r.action != IGNORE_ACTION)
-        .map(|(k, r)| (maps::key_name(k), r.action, r.id))
+        .map(|(k, r)| (key_name(k), r.action, r.id))
         .collect();
     if config.msisdn_on != 0 {
         rows.push((
@@ -106,7 +113,7 @@ pub fn report(pins: &Pins) -> Result<String> {
         ));
     }
     for (name, act, id) in rows {
-        let c = maps::rule_counters_of(&counters, id)?.outcomes;
+        let c = counters::rule_counters_of(&counters, id)?.outcomes;
         writeln!(
             s,
             "{name:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
@@ -122,21 +129,21 @@ pub fn report(pins: &Pins) -> Result<String> {
 
 /// What the kernel says of leakguard's cls_bpf filter of `a` (kernels without TCX); run
 /// in `a`'s network namespace.
-fn filter_state(a: &crate::policy::file::Attach) -> String {
+fn filter_state(a: &Attach) -> String {
     let what = format!(
         "cls_bpf filter (priority {}, handle {:#x})",
-        tc::PRIORITY,
-        u32::from(tc::HANDLE)
+        tc_filter::PRIORITY,
+        u32::from(tc_filter::HANDLE)
     );
     let Some(ifindex) = interface_index(&a.interface) else {
         return format!("{what}: interface not visible from this network namespace");
     };
-    let parent = if a.hook == crate::policy::file::Hook::TcIngress {
-        tc::parent(aya::programs::TcAttachType::Ingress)
+    let parent = if a.hook == Hook::TcIngress {
+        tc_filter::parent(aya::programs::TcAttachType::Ingress)
     } else {
-        tc::parent(aya::programs::TcAttachType::Egress)
+        tc_filter::parent(aya::programs::TcAttachType::Egress)
     };
-    match tc::ours(ifindex, parent) {
+    match tc_filter::ours(ifindex, parent) {
         Ok(Some(f)) => match f.program {
             Some((name, id)) => format!("{what}, program {name} (id {id})"),
             None => what,

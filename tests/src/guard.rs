@@ -6,10 +6,16 @@ use aya::{
     Ebpf,
 };
 use leakguard::{
-    maps,
-    object::{
-        EBPF_OBJECT, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FLOOR_TC, PROG_FLOOR_XDP,
-        PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+    kernel::{
+        apply::apply,
+        counters, load,
+        maps::{MAP_EVENTS, MAP_FLOWS, MAP_FLOW_HINTS, MAP_IFSLOT, MAP_MATCHES, MAP_MATCH_COUNTS},
+        object::{
+            EBPF_OBJECT, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FLOOR_TC, PROG_FLOOR_XDP,
+            PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+        },
+        pins::Pins,
+        verifier,
     },
     policy::KernelPolicy,
 };
@@ -112,7 +118,7 @@ impl Guard {
             };
             let p: &mut SchedClassifier = p.try_into()?;
             p.load()
-                .map_err(|e| leakguard::verifier::refused(name, e))?;
+                .map_err(|e| verifier::refused(name, e))?;
         }
         for (name, required) in [
             (PROG_XDP, true),
@@ -125,27 +131,27 @@ impl Guard {
             };
             let p: &mut Xdp = p.try_into()?;
             p.load()
-                .map_err(|e| leakguard::verifier::refused(name, e))?;
+                .map_err(|e| verifier::refused(name, e))?;
         }
-        maps::apply(&mut ebpf, policy)?;
+        apply(&mut ebpf, policy)?;
         Ok(Self { ebpf })
     }
 
     /// The guard programs as the daemon loads them, with their maps pinned under `pins`
-    /// (made or reused: `leakguard::attach::load`), and `policy` written.
-    pub fn load_pinned(pins: &leakguard::pins::Pins, policy: &KernelPolicy) -> Result<Self> {
+    /// (made or reused: `leakguard::kernel::load::load`), and `policy` written.
+    pub fn load_pinned(pins: &Pins, policy: &KernelPolicy) -> Result<Self> {
         pins.prepare()?;
-        let mut ebpf = leakguard::attach::load(pins, EBPF_OBJECT)?;
-        maps::apply(&mut ebpf, policy)?;
+        let mut ebpf = load::load(pins, EBPF_OBJECT)?;
+        apply(&mut ebpf, policy)?;
         Ok(Self { ebpf })
     }
 
     /// The flow table's keys and its hint counters (`FLOW_HINTS`).
     pub fn flow_hints(&self) -> Result<FlowHints> {
-        let m = self.ebpf.map(maps::MAP_FLOWS).context("FLOWS")?;
+        let m = self.ebpf.map(MAP_FLOWS).context("FLOWS")?;
         let flows: aya::maps::HashMap<_, FlowKey, FlowState> = aya::maps::HashMap::try_from(m)?;
         let keys = flows.keys().collect::<Result<Vec<_>, _>>()?;
-        let m = self.ebpf.map(maps::MAP_FLOW_HINTS).context("FLOW_HINTS")?;
+        let m = self.ebpf.map(MAP_FLOW_HINTS).context("FLOW_HINTS")?;
         let hints: aya::maps::Array<_, u64> = aya::maps::Array::try_from(m)?;
         let mut counters = (0..=FLOW_HINT_SLOTS)
             .map(|i| hints.get(&i, 0))
@@ -160,7 +166,7 @@ impl Guard {
 
     /// Replaces the policy (maps only; the programs stay loaded).
     pub fn set_policy(&mut self, policy: &KernelPolicy) -> Result<()> {
-        maps::apply(&mut self.ebpf, policy)?;
+        apply(&mut self.ebpf, policy)?;
         Ok(())
     }
 
@@ -227,11 +233,11 @@ impl Guard {
     }
 
     pub fn stats(&self) -> Result<Stats> {
-        Ok(maps::stats(&self.ebpf)?)
+        Ok(counters::stats(&self.ebpf)?)
     }
 
     pub fn counters(&self, rule_id: u32) -> Result<RuleCounters> {
-        Ok(maps::rule_counters(&self.ebpf, rule_id)?)
+        Ok(counters::rule_counters(&self.ebpf, rule_id)?)
     }
 
     /// Count of `outcome` for `rule_id`.
@@ -242,7 +248,7 @@ impl Guard {
     /// Gives interface `ifindex` counter slot `slot`, as the daemon does for a guarded
     /// interface (`BPF_PROG_TEST_RUN` runs on the loopback device: [`TEST_RUN_IFINDEX`]).
     pub fn give_slot(&mut self, ifindex: u32, slot: u32) -> Result<()> {
-        let m = self.ebpf.map_mut(maps::MAP_IFSLOT).context("IFSLOT")?;
+        let m = self.ebpf.map_mut(MAP_IFSLOT).context("IFSLOT")?;
         let mut a: aya::maps::Array<_, IfSlot> = aya::maps::Array::try_from(m)?;
         a.set(ifindex % IFSLOT_ENTRIES, IfSlot { ifindex, slot }, 0)?;
         Ok(())
@@ -250,8 +256,8 @@ impl Guard {
 
     /// The `MATCHES` hash counters: (interface index, hook, rule id, outcome) → count.
     pub fn match_hash(&self) -> Result<Vec<(HashMatch, u64)>> {
-        let m = self.ebpf.map(maps::MAP_MATCHES).context("MATCHES")?;
-        Ok(maps::matches_of(m)?
+        let m = self.ebpf.map(MAP_MATCHES).context("MATCHES")?;
+        Ok(counters::matches_of(m)?
             .into_iter()
             .map(|(k, n)| ((k.ifindex, k.hook, k.rule_id, k.outcome), n))
             .collect())
@@ -259,11 +265,8 @@ impl Guard {
 
     /// The `MATCH_COUNTS` counters of `slot`: (hook, rule id, outcome) → count.
     pub fn match_array(&self, slot: u32) -> Result<Vec<(ArrayMatch, u64)>> {
-        let m = self
-            .ebpf
-            .map(maps::MAP_MATCH_COUNTS)
-            .context("MATCH_COUNTS")?;
-        Ok(maps::match_counts_of(m, slot)?
+        let m = self.ebpf.map(MAP_MATCH_COUNTS).context("MATCH_COUNTS")?;
+        Ok(counters::match_counts_of(m, slot)?
             .into_iter()
             .map(|(h, r, o, n)| ((h, r, o), n))
             .collect())
@@ -271,7 +274,7 @@ impl Guard {
 
     /// Drains the event ring.
     pub fn events(&mut self) -> Result<Vec<Event>> {
-        let m = self.ebpf.map_mut(maps::MAP_EVENTS).context("EVENTS")?;
+        let m = self.ebpf.map_mut(MAP_EVENTS).context("EVENTS")?;
         let mut ring = aya::maps::RingBuf::try_from(m)?;
         let mut events = Vec::new();
         while let Some(item) = ring.next() {
@@ -292,7 +295,7 @@ pub struct FlowHints {
     pub keys: Vec<FlowKey>,
     /// One per hint slot.
     pub counters: Vec<u64>,
-    /// The daemon's "counters cover the table" mark (`leakguard::maps::HINTS_COVER`).
+    /// The daemon's "counters cover the table" mark (`leakguard::kernel::load::HINTS_COVER`).
     pub mark: u64,
 }
 

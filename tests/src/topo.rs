@@ -5,7 +5,7 @@ use std::process::{ExitStatus, Stdio};
 use aya::programs::{
     links::LinkOrder, tc::TcAttachOptions, SchedClassifier, TcAttachType, Xdp, XdpMode,
 };
-use leakguard::object::{PROG_TC_EGRESS, PROG_XDP};
+use leakguard::kernel::object::{PROG_TC_EGRESS, PROG_XDP};
 
 use crate::{
     guard::Guard,

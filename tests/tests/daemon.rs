@@ -127,7 +127,10 @@ fn guard_survives_sigkill_restart_and_only_detach_removes_it() {
 
     // Pins of another map layout (an upgrade across a layout change): the start is
     // refused, naming the way out, and the pinned guard goes on enforcing.
-    let pin = d.pin_path.join("maps").join(leakguard::maps::MAP_LAYOUT);
+    let pin = d
+        .pin_path
+        .join("maps")
+        .join(leakguard::kernel::maps::MAP_LAYOUT);
     let layout = |v: u64| {
         let data = aya::maps::MapData::from_pin(&pin).unwrap();
         let mut a: aya::maps::Array<_, u64> =

@@ -5,7 +5,7 @@
 //! heads opened last are still followed into their next segment. (The oldest are not:
 //! their entries were evicted. docs/testing.md, Reliability, states the limit.)
 
-use leakguard::maps;
+use leakguard::kernel::{counters::flow_count, maps::MAP_FLOWS};
 use leakguard_common::{model::ModelFlow, FLOW_ENTRIES};
 use leakguard_tests::{
     corpus::{model_policy, policy, request, Rng},
@@ -67,7 +67,7 @@ fn a_million_flows_leave_one_segment_heads_exact_and_recent_heads_followed() {
             let _ = d.g.events();
         }
     }
-    let tracked = maps::flow_count(d.g.ebpf.map(maps::MAP_FLOWS).unwrap()).unwrap();
+    let tracked = flow_count(d.g.ebpf.map(MAP_FLOWS).unwrap()).unwrap();
     println!(
         "{FLOWS} flows opened, {checked} one-segment heads matched the model, {tracked} \
          flows tracked (table of {FLOW_ENTRIES})"

@@ -3,7 +3,7 @@
 //! every stretch of their code in a source line of the kernel crate or a library.
 
 use aya::programs::{SchedClassifier, Xdp};
-use leakguard::object::{PROG_TC_EGRESS, PROG_XDP};
+use leakguard::kernel::object::{PROG_TC_EGRESS, PROG_XDP};
 use leakguard_tests::{guard::Guard, jit::JitMap};
 
 #[test]

@@ -12,9 +12,12 @@ use std::{
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use leakguard::{
-    attach, maps,
-    object::{EBPF_OBJECT, PROG_XDP},
-    pins::Pins,
+    kernel::{
+        apply::apply,
+        attach, load,
+        object::{EBPF_OBJECT, PROG_XDP},
+        pins::Pins,
+    },
     policy::{Action, KernelPolicy, Rule},
 };
 use leakguard_tests::{
@@ -45,9 +48,9 @@ fn no_packet_sees_a_half_applied_policy() {
     let b = policy(Action::Count, Action::Redact);
     // Two instances of the object over the same pinned maps: one runs packets, the other
     // reloads, truly concurrently.
-    let mut writer = attach::load(&pins, EBPF_OBJECT).unwrap();
-    maps::apply(&mut writer, &a).unwrap();
-    let runner = attach::load(&pins, EBPF_OBJECT).unwrap();
+    let mut writer = load::load(&pins, EBPF_OBJECT).unwrap();
+    apply(&mut writer, &a).unwrap();
+    let runner = load::load(&pins, EBPF_OBJECT).unwrap();
 
     let frame = Frame::http_v4(&get(&[
         &format!("X-MSISDN: {MSISDN}"),
@@ -85,7 +88,7 @@ fn no_packet_sees_a_half_applied_policy() {
 
     // 60 reloads, alternating (each waits out the grace period of the one before).
     for i in 0..60 {
-        maps::apply(&mut writer, if i % 2 == 0 { &b } else { &a }).unwrap();
+        apply(&mut writer, if i % 2 == 0 { &b } else { &a }).unwrap();
     }
     done.store(true, Ordering::Relaxed);
     let (as_a, as_b, mixed) = reader.join().unwrap();

@@ -4,8 +4,12 @@
 //! retransmissions (as sent and coalesced), lost segments and sequence-number wrap.
 
 use leakguard::{
-    maps::HINTS_COVER,
-    pins::Pins,
+    kernel::{
+        counters::flow_count,
+        load::HINTS_COVER,
+        maps::{MAP_FLOWS, MAP_FLOW_HINTS, MAP_LAYOUT},
+        pins::Pins,
+    },
     policy::{Action, KernelPolicy},
 };
 use leakguard_common::model::{Kind, ModelFlow, ModelPolicy};
@@ -281,8 +285,7 @@ fn a_full_flow_table_keeps_single_segment_heads_exact() {
         d.g.run(Hook::Xdp, &f).unwrap();
     }
     let t0 = std::time::Instant::now();
-    let tracked =
-        leakguard::maps::flow_count(d.g.ebpf.map(leakguard::maps::MAP_FLOWS).unwrap()).unwrap();
+    let tracked = flow_count(d.g.ebpf.map(MAP_FLOWS).unwrap()).unwrap();
     // Informational (not a timing assertion): what the metrics gauge costs per scrape tick.
     println!("{tracked} flows tracked, counted in {:?}", t0.elapsed());
     assert!(
@@ -383,7 +386,7 @@ fn a_head_open_across_a_restart_is_continued_and_other_layouts_are_refused() {
 
     // The counters' pin lost (a start that stopped before marking them looks the same):
     // a flow table with an entry, no counter for it.
-    std::fs::remove_file(pins.map(leakguard::maps::MAP_FLOW_HINTS)).unwrap();
+    std::fs::remove_file(pins.map(MAP_FLOW_HINTS)).unwrap();
     let mut g = Guard::load_pinned(&pins, &p).unwrap();
     let h = g.flow_hints().unwrap();
     assert_eq!(h.mark, HINTS_COVER);
@@ -404,12 +407,12 @@ fn a_head_open_across_a_restart_is_continued_and_other_layouts_are_refused() {
             "pins {why} are refused, naming the way out: {err:?}"
         );
     };
-    let layout = pins.map(leakguard::maps::MAP_LAYOUT);
+    let layout = pins.map(MAP_LAYOUT);
     std::fs::remove_file(&layout).unwrap();
     refused("without a layout version");
     std::fs::remove_dir_all(&pins.root).unwrap();
     let g = Guard::load_pinned(&pins, &p).unwrap();
-    let m = g.ebpf.map(leakguard::maps::MAP_LAYOUT).unwrap();
+    let m = g.ebpf.map(MAP_LAYOUT).unwrap();
     let v: aya::maps::Array<_, u64> = aya::maps::Array::try_from(m).unwrap();
     assert_eq!(v.get(&0, 0).unwrap(), leakguard_common::MAP_LAYOUT_VERSION);
     drop(g);

@@ -2,8 +2,9 @@
 //! single production counter or event moving; a guard that disagrees with the policy fails.
 
 use leakguard::{
-    policy::{file::Hook, Action, KernelPolicy, Rule},
-    selftest,
+    config::Hook,
+    kernel::selftest,
+    policy::{Action, KernelPolicy, Rule},
 };
 use leakguard_tests::guard::Guard;
 

@@ -10,10 +10,10 @@
 use std::{net::SocketAddr, time::Duration};
 
 use aya::programs::{SchedClassifier, TcAttachType};
-use leakguard::{
+use leakguard::kernel::{
     features::{tc_mode, TcMode},
     object::PROG_TC_EGRESS,
-    tc,
+    tc_filter,
 };
 use leakguard_tests::{
     daemon::{wait_for, Daemon},
@@ -70,8 +70,9 @@ fn tc_attachment(t: &Topo) -> (String, u32) {
                 ("tcx".to_owned(), p.id())
             }
             TcMode::Netlink => {
-                let ifindex = leakguard::attach::interface_index(CLI_IF).unwrap();
-                let all = tc::filters(ifindex, tc::parent(TcAttachType::Egress)).unwrap();
+                let ifindex = leakguard::kernel::attach::interface_index(CLI_IF).unwrap();
+                let all =
+                    tc_filter::filters(ifindex, tc_filter::parent(TcAttachType::Egress)).unwrap();
                 let ours: Vec<_> = all.iter().filter(|f| f.is_ours()).collect();
                 assert_eq!(ours.len(), 1, "one leakguard filter: {all:?}");
                 let (name, id) = ours[0].program.clone().expect("a bpf filter's program");
@@ -178,8 +179,8 @@ fn daemon_attaches_survives_sigkill_adopts_and_detaches() {
 /// one no kernel knows (opcode 0xff): a program every verifier refuses.
 fn refused_object() -> Vec<u8> {
     use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
-    let mut obj = leakguard::object::EBPF_OBJECT.to_vec();
-    let file = object::File::parse(leakguard::object::EBPF_OBJECT).unwrap();
+    let mut obj = leakguard::kernel::object::EBPF_OBJECT.to_vec();
+    let file = object::File::parse(leakguard::kernel::object::EBPF_OBJECT).unwrap();
     let sym = file
         .symbols()
         .find(|s| s.name() == Ok(PROG_TC_EGRESS))

@@ -2,7 +2,7 @@
 //! brings a verifier near its 1,000,000-instruction limit fails here.
 
 use aya::programs::{SchedClassifier, Xdp};
-use leakguard::object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
+use leakguard::kernel::object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 use leakguard_tests::guard::Guard;
 
 /// Instructions the verifier may process per program, by kernel: a quarter of its
@@ -20,7 +20,7 @@ fn budget(release: &str) -> u32 {
 
 #[test]
 fn verifier_cost_has_headroom() {
-    let release = leakguard::features::release();
+    let release = leakguard::kernel::features::release();
     let budget = budget(&release);
     let g = Guard::load(&leakguard::policy::KernelPolicy::default()).unwrap();
     for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP] {

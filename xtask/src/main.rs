@@ -47,8 +47,9 @@ enum Cmd {
         #[arg(long = "kernel", value_name = "VERSION")]
         kernels: Vec<String>,
     },
-    /// `cargo fmt --check` (also of the fuzz targets), `cargo clippy -D warnings`, and the
-    /// kernel crate's modules importing one way (no circle, nothing upward).
+    /// `cargo fmt --check` (also of the fuzz targets), `cargo clippy -D warnings`,
+    /// `cargo machete` (no unused dependency in any manifest), and the kernel crate's
+    /// modules importing one way (no circle, nothing upward).
     Lint,
     /// Build the Debian package (cargo-deb): binary, systemd unit, default policy
     /// (conffile), man pages, completions, dashboard and alert rules. Prints its path.
@@ -300,15 +301,44 @@ fn bpf_linker() -> Result<()> {
 const CARGO_DEB_VERSION: &str = "3";
 
 fn cargo_deb() -> Result<()> {
-    if output(Command::new("cargo").args(["deb", "--version"])).is_some_and(|v| {
+    install_once(
+        "cargo-deb",
+        CARGO_DEB_VERSION,
+        Command::new("cargo").args(["deb", "--version"]),
+    )
+}
+
+/// `cargo install`s `krate` at `version` unless `probe` (its `--version`) answers with
+/// that version already.
+fn install_once(krate: &str, version: &str, probe: &mut Command) -> Result<()> {
+    if output(probe).is_some_and(|v| {
         v.split_whitespace()
-            .any(|w| w.starts_with(&format!("{CARGO_DEB_VERSION}.")))
+            .any(|w| w.starts_with(&format!("{version}.")))
     }) {
         return Ok(());
     }
     run(Command::new("cargo")
-        .args(["install", "--locked", "cargo-deb"])
-        .args(["--version", &format!("^{CARGO_DEB_VERSION}")]))
+        .args(["install", "--locked", krate])
+        .args(["--version", &format!("^{version}")]))
+}
+
+/// cargo-machete, at this version, installed once (like cargo-deb).
+const CARGO_MACHETE_VERSION: &str = "0.9";
+
+/// `cargo machete`. It takes itself for a cargo subcommand only when `CARGO_PKG_NAME` is
+/// unset, and `cargo run` of xtask sets it: otherwise it reads "machete" as a path.
+fn machete() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg("machete").env_remove("CARGO_PKG_NAME");
+    cmd
+}
+
+fn cargo_machete() -> Result<()> {
+    install_once(
+        "cargo-machete",
+        CARGO_MACHETE_VERSION,
+        machete().arg("--version"),
+    )
 }
 
 /// The release binary, its generated man pages and completions, then the .deb.
@@ -523,6 +553,7 @@ fn profile(case: Option<usize>, hook: &str, seconds: u64, top: usize, list: bool
 }
 
 fn lint() -> Result<()> {
+    cargo_machete()?;
     let root = root_dir();
     imports::check(&root.join("leakguard-ebpf/src")).context("the kernel crate's imports")?;
     eprintln!("xtask: the kernel crate's modules import one way, with no circle");
@@ -542,5 +573,7 @@ fn lint() -> Result<()> {
         "--",
         "-D",
         "warnings",
-    ]))
+    ]))?;
+    // Every manifest under the root, the fuzz workspace's too.
+    run(machete().current_dir(&root))
 }

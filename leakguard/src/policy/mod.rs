@@ -1,8 +1,8 @@
-//! The policy: the file an operator writes (`file`), the built-in catalog of identity
-//! headers (`catalog`), and the typed policy the kernel maps are built from.
+//! What the policy means: the typed policy the kernel maps are built from, and the
+//! built-in catalog of identity headers (`catalog`). The file an operator writes is
+//! `crate::config`, which builds a [`KernelPolicy`]; nothing here reads it.
 
 pub mod catalog;
-pub mod file;
 
 use ipnet::IpNet;
 

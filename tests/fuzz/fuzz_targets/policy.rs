@@ -3,16 +3,16 @@
 //! contents or is refused with a one-line reason.
 #![no_main]
 
-use leakguard::{maps, policy::file};
+use leakguard::{config, kernel::compile};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match file::parse(std::path::Path::new("fuzz.toml"), text) {
+    match config::parse(std::path::Path::new("fuzz.toml"), text) {
         Ok(config) => {
-            if let Err(e) = maps::compile(&config.kernel) {
+            if let Err(e) = compile::compile(&config.kernel) {
                 assert_eq!(e.to_string().lines().count(), 1, "{e}");
             }
         }

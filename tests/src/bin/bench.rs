@@ -27,7 +27,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use leakguard::{
-    object::{
+    kernel::object::{
         PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FLOOR_TC, PROG_FLOOR_XDP, PROG_TC_EGRESS,
         PROG_XDP,
     },
@@ -431,8 +431,8 @@ fn segments(cfg: &Cfg) -> Result<Value> {
             s.continuations
         );
     }
-    let memlock = map_memlock(&g, leakguard::maps::MAP_FLOWS)?;
-    let hints = map_memlock(&g, leakguard::maps::MAP_FLOW_HINTS)?;
+    let memlock = map_memlock(&g, leakguard::kernel::maps::MAP_FLOWS)?;
+    let hints = map_memlock(&g, leakguard::kernel::maps::MAP_FLOW_HINTS)?;
     println!(
         "\nFlow table: {} entries of {} B key + {} B value, preallocated; the kernel charges {:.1} MiB for it, and {:.1} MiB for its hint counters.",
         leakguard_common::FLOW_ENTRIES,

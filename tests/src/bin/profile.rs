@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use aya::programs::{SchedClassifier, Xdp};
-use leakguard::object::{PROG_TC_EGRESS, PROG_XDP};
+use leakguard::kernel::object::{PROG_TC_EGRESS, PROG_XDP};
 use leakguard_tests::{
     cases::{kernel_cases, PROFILE_DEFAULT},
     guard::{Guard, TEST_RUN_IFINDEX},

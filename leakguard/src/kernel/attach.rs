@@ -1,4 +1,4 @@
-//! Loading with pinned maps, attaching, adopting what a previous run left, detaching.
+//! Attaching, adopting what a previous run left, detaching.
 //!
 //! The guard never has a gap: links are pinned, so they outlive the daemon; a new daemon
 //! replaces the program of an existing link in one `BPF_LINK_UPDATE`, never detaching first.
@@ -7,106 +7,24 @@ use std::{ffi::CString, path::Path};
 
 use anyhow::{Context as _, Result};
 use aya::{
-    maps::{Array, MapData},
     programs::{
         links::{FdLink, LinkOrder, PinnedLink},
         tc::{qdisc_add_clsact, NlOptions, SchedClassifierLink, TcAttachOptions, TcError},
         xdp::XdpLink,
         Link as _, SchedClassifier, TcAttachType, Xdp, XdpMode,
     },
-    Ebpf, EbpfLoader,
+    Ebpf,
 };
-use leakguard_common::MAP_LAYOUT_VERSION;
 
-use crate::{
-    features::TcMode,
-    maps::{ALL_MAPS, MAP_ACTIVE, MAP_FLOWS, MAP_LAYOUT},
+use super::{
+    features::{self, TcMode},
+    maps::ALL_MAPS,
+    netns,
     object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
     pins::Pins,
-    policy::file::{Attach, Hook},
-    tc,
+    tc_filter,
 };
-
-/// Loads `object` (normally [`crate::object::EBPF_OBJECT`]) with every map pinned under `pins` (created
-/// on first use, reused after), and verifies the guard programs.
-pub fn load(pins: &Pins, object: &[u8]) -> Result<Ebpf> {
-    let paths: Vec<(&str, std::path::PathBuf)> =
-        ALL_MAPS.iter().map(|m| (*m, pins.map(m))).collect();
-    check_layout(pins)?;
-    // Before the load, which creates the pins it does not find.
-    let flows_reused = pins.map(MAP_FLOWS).exists();
-    let mut loader = EbpfLoader::new();
-    for (name, path) in &paths {
-        loader.map_pin_path(name, path.as_path());
-    }
-    let mut ebpf = loader.load(object).context(
-        "loading the eBPF object (pinned maps from an incompatible version? `leakguard detach` removes them)",
-    )?;
-    let mut layout: Array<&mut MapData, u64> =
-        Array::try_from(ebpf.map_mut(MAP_LAYOUT).context(MAP_LAYOUT)?)?;
-    layout
-        .set(0, MAP_LAYOUT_VERSION, 0)
-        .context("writing the map layout version")?;
-    if crate::maps::cover_flows(&mut ebpf, flows_reused).context("preparing the flow hints")? {
-        tracing::warn!(
-            "the pinned flow table was not marked as covered by its hints (FLOW_HINTS): \
-             every HTTP-port segment looks it up, as before hints, until `leakguard detach` \
-             and a new start"
-        );
-    }
-    for name in [PROG_TC_EGRESS, PROG_TC_INGRESS] {
-        let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
-        p.load().map_err(|e| crate::verifier::refused(name, e))?;
-    }
-    let p: &mut Xdp = ebpf.program_mut(PROG_XDP).context(PROG_XDP)?.try_into()?;
-    p.load()
-        .map_err(|e| crate::verifier::refused(PROG_XDP, e))?;
-    Ok(ebpf)
-}
-
-/// Refuses pinned maps that mean something else to this build (`MAP_LAYOUT_VERSION`):
-/// its programs would misread them. Maps pinned without a version pin are version 1
-/// (from before versions were kept); a version pin still 0 is from a start that stopped
-/// right after making it, and is taken.
-fn check_layout(pins: &Pins) -> Result<()> {
-    if !pins.map(MAP_ACTIVE).exists() {
-        return Ok(());
-    }
-    let path = pins.map(MAP_LAYOUT);
-    let found = if path.exists() {
-        let data = MapData::from_pin(&path)
-            .with_context(|| format!("opening the pinned {}", path.display()))?;
-        let layout: Array<MapData, u64> = Array::try_from(aya::maps::Map::Array(data))?;
-        layout.get(&0, 0)?
-    } else {
-        1
-    };
-    if found != 0 && found != MAP_LAYOUT_VERSION {
-        anyhow::bail!(
-            "the maps pinned under {} have map layout {found}, this leakguard uses \
-             {MAP_LAYOUT_VERSION}: stop the daemon, run `leakguard detach` (the guard is off \
-             until the next start, well under a second), then start it",
-            pins.root.display()
-        );
-    }
-    Ok(())
-}
-
-/// Pins the loaded programs under `progs/`, replacing the pins of a previous run (the
-/// links, not these pins, keep the guard attached).
-pub fn pin_programs(ebpf: &mut Ebpf, pins: &Pins) -> Result<()> {
-    for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP] {
-        let path = pins.progs_dir().join(name);
-        if path.exists() {
-            std::fs::remove_file(&path).with_context(|| format!("replacing {}", path.display()))?;
-        }
-        ebpf.program_mut(name)
-            .context(name)?
-            .pin(&path)
-            .with_context(|| format!("pinning {name} at {}", path.display()))?;
-    }
-    Ok(())
-}
+use crate::config::{Attach, Hook};
 
 /// What happened to one `[[attach]]` entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,23 +52,23 @@ pub fn interface_index(name: &str) -> Option<u32> {
 /// The index of `a`'s interface in its network namespace: `Ok(None)` when it (or its
 /// namespace) does not exist, an error when the namespace cannot be entered.
 pub fn entry_index(a: &Attach) -> std::io::Result<Option<u32>> {
-    if !crate::netns::exists(a.netns.as_ref()) {
+    if !netns::exists(a.netns.as_ref()) {
         return Ok(None);
     }
-    crate::netns::run_in(a.netns.as_ref(), || interface_index(&a.interface))
+    netns::run_in(a.netns.as_ref(), || interface_index(&a.interface))
 }
 
 /// Attaches the guard per `a`, or adopts the link (or filter) a previous run left: in
 /// `a`'s network namespace; the pins stay on this process's BPF filesystem.
 pub fn attach(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
-    if !crate::netns::exists(a.netns.as_ref()) {
+    if !netns::exists(a.netns.as_ref()) {
         return Ok(Outcome::Missing);
     }
-    crate::netns::run_in(a.netns.as_ref(), || attach_here(ebpf, pins, a))?
+    netns::run_in(a.netns.as_ref(), || attach_here(ebpf, pins, a))?
 }
 
 fn attach_here(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
-    if a.hook != Hook::Xdp && crate::features::tc_mode() == TcMode::Netlink {
+    if a.hook != Hook::Xdp && features::tc_mode() == TcMode::Netlink {
         return attach_filter(ebpf, pins, a);
     }
     let path = pins.link(a);
@@ -202,7 +120,7 @@ fn attach_here(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
     Ok(Outcome::Attached)
 }
 
-/// On a kernel without TCX: leakguard's cls_bpf filter (`crate::tc`) on the hook's clsact
+/// On a kernel without TCX: leakguard's cls_bpf filter (`tc_filter`) on the hook's clsact
 /// parent, made or, when a previous run left it, given this binary's program in place.
 fn attach_filter(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
     let Some(ifindex) = interface_index(&a.interface) else {
@@ -210,12 +128,18 @@ fn attach_filter(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
     };
     let (name, ty) = tc_program(a.hook);
     let what = || format!("cls_bpf {} on {}", a.hook.name(), a.interface);
-    let existing = tc::ours(ifindex, tc::parent(ty))
+    let existing = tc_filter::ours(ifindex, tc_filter::parent(ty))
         .with_context(|| format!("reading the TC filters of {}", a.interface))?;
     let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
     let outcome = if existing.is_some() {
         // The same priority and handle: cls_bpf swaps the filter's program atomically.
-        let link = SchedClassifierLink::attached(&a.interface, ty, tc::PRIORITY, tc::HANDLE, None)?;
+        let link = SchedClassifierLink::attached(
+            &a.interface,
+            ty,
+            tc_filter::PRIORITY,
+            tc_filter::HANDLE,
+            None,
+        )?;
         let id = p
             .attach_to_link(link)
             .with_context(|| format!("replacing the program of {}", what()))?;
@@ -235,12 +159,12 @@ fn attach_filter(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
                 &a.interface,
                 ty,
                 TcAttachOptions::Netlink(NlOptions {
-                    priority: tc::PRIORITY,
-                    handle: tc::HANDLE,
+                    priority: tc_filter::PRIORITY,
+                    handle: tc_filter::HANDLE,
                     classid: None,
                 }),
             )
-            .with_context(|| format!("attaching {} (priority {})", what(), tc::PRIORITY))?;
+            .with_context(|| format!("attaching {} (priority {})", what(), tc_filter::PRIORITY))?;
         std::mem::forget(p.take_link(id)?);
         Outcome::Attached
     };
@@ -294,15 +218,11 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
     // Filters first: one that cannot be reached stops the detach before anything else
     // is removed.
     for (a, path) in pins.filters()? {
-        removed.push(crate::netns::run_in(a.netns.as_ref(), || {
-            detach_filter(&a)
-        })??);
+        removed.push(netns::run_in(a.netns.as_ref(), || detach_filter(&a))??);
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     for (a, path) in pins.clsacts()? {
-        removed.push(crate::netns::run_in(a.netns.as_ref(), || {
-            remove_clsact(&a)
-        })??);
+        removed.push(netns::run_in(a.netns.as_ref(), || remove_clsact(&a))??);
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     for (a, path) in pins.links()? {
@@ -362,12 +282,18 @@ fn detach_filter(a: &Attach) -> Result<String> {
              nsenter --net=/run/netns/NAME); nothing was removed"
         );
     };
-    if tc::ours(ifindex, tc::parent(ty))?.is_none() {
+    if tc_filter::ours(ifindex, tc_filter::parent(ty))?.is_none() {
         return Ok(format!("{hook} filter of {label}: already gone"));
     }
-    SchedClassifierLink::attached(&a.interface, ty, tc::PRIORITY, tc::HANDLE, None)?
-        .detach()
-        .with_context(|| format!("removing the cls_bpf {hook} filter of {label}"))?;
+    SchedClassifierLink::attached(
+        &a.interface,
+        ty,
+        tc_filter::PRIORITY,
+        tc_filter::HANDLE,
+        None,
+    )?
+    .detach()
+    .with_context(|| format!("removing the cls_bpf {hook} filter of {label}"))?;
     Ok(format!("detached {hook} (cls_bpf filter) from {label}"))
 }
 
@@ -379,15 +305,18 @@ fn remove_clsact(a: &Attach) -> Result<String> {
     let Some(ifindex) = interface_index(&a.interface) else {
         return Ok(format!("clsact qdisc of {label}: the interface is gone"));
     };
-    let mut others = tc::filters(ifindex, tc::parent(TcAttachType::Ingress))?;
-    others.extend(tc::filters(ifindex, tc::parent(TcAttachType::Egress))?);
+    let mut others = tc_filter::filters(ifindex, tc_filter::parent(TcAttachType::Ingress))?;
+    others.extend(tc_filter::filters(
+        ifindex,
+        tc_filter::parent(TcAttachType::Egress),
+    )?);
     if !others.is_empty() {
         return Ok(format!(
             "left the clsact qdisc leakguard added to {label}: {} other filter(s) use it",
             others.len()
         ));
     }
-    match tc::delete_clsact(ifindex) {
+    match tc_filter::delete_clsact(ifindex) {
         Ok(()) => Ok(format!(
             "removed the clsact qdisc leakguard added to {label}"
         )),

@@ -6,7 +6,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    fmt,
     net::{IpAddr, SocketAddr},
     ops::Range,
     path::{Path, PathBuf},
@@ -18,127 +17,15 @@ use leakguard_common::{name, MAX_NAME_LEN, MAX_RULES, MAX_SCAN_BYTES, MIN_HEAD_B
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{catalog::CATALOG, Action, Incomplete, KernelPolicy, Msisdn, Rule};
-use crate::netns::NetNs;
+use super::{
+    Attach, Config, ConfigError, Hook, NetNs, Origin, DEFAULT_METRICS, DEFAULT_PIN_PATH, NETNS_DIR,
+};
+use crate::policy::{catalog::CATALOG, Action, Incomplete, KernelPolicy, Msisdn, Rule};
 
-pub const DEFAULT_CONFIG: &str = "/etc/leakguard/leakguard.toml";
-pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/leakguard";
-pub const DEFAULT_METRICS: &str = "127.0.0.1:9717";
 const DEFAULT_SELFTEST: Duration = Duration::from_secs(60);
 const SELFTEST_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86400));
 /// Linux IFNAMSIZ less the terminating NUL.
 const MAX_IFNAME: usize = 15;
-
-/// Where a program is attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Hook {
-    TcEgress,
-    TcIngress,
-    Xdp,
-}
-
-impl Hook {
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::TcEgress => "tc-egress",
-            Self::TcIngress => "tc-ingress",
-            Self::Xdp => "xdp",
-        }
-    }
-
-    /// The hook of a [`Hook::name`].
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        [Self::TcEgress, Self::TcIngress, Self::Xdp]
-            .into_iter()
-            .find(|h| h.name() == name)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Attach {
-    pub interface: String,
-    pub hook: Hook,
-    /// The interface's network namespace, when it is not the daemon's own.
-    pub netns: Option<NetNs>,
-}
-
-impl Attach {
-    /// The interface as logs, metrics and `status` name it: `NETNS:IFACE` for one in
-    /// another network namespace (names alone could repeat across namespaces).
-    #[must_use]
-    pub fn label(&self) -> String {
-        match &self.netns {
-            Some(ns) => format!("{}:{}", ns.label(), self.interface),
-            None => self.interface.clone(),
-        }
-    }
-
-    /// The entry of a [`Attach::label`] and hook (pin names are made of these).
-    #[must_use]
-    pub fn from_label(label: &str, hook: Hook) -> Self {
-        match label.split_once(':') {
-            Some((ns, iface)) => Self {
-                interface: iface.to_owned(),
-                hook,
-                netns: Some(NetNs::from_label(ns)),
-            },
-            None => Self {
-                interface: label.to_owned(),
-                hook,
-                netns: None,
-            },
-        }
-    }
-}
-
-/// Where a rule of the effective policy comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// A `[[rule]]` of the file.
-    File,
-    /// The built-in catalog, with `scan.builtin_catalog`'s action.
-    Catalog,
-}
-
-/// A validated policy file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    pub pin_path: PathBuf,
-    pub selftest_interval: Duration,
-    pub metrics_listen: SocketAddr,
-    pub attach: Vec<Attach>,
-    /// File rules first, then the catalog headers they do not override.
-    pub kernel: KernelPolicy,
-    /// Parallel to `kernel.rules`.
-    pub origin: Vec<Origin>,
-    /// Keys accepted but no longer meaningful, one line each (`check-config` prints them,
-    /// the daemon logs them).
-    pub warnings: Vec<String>,
-}
-
-/// A policy file error: where, which key, what is wrong.
-#[derive(Debug)]
-pub struct ConfigError {
-    pub path: PathBuf,
-    /// 1-based line and column, when the error has a place in the file.
-    pub at: Option<(usize, usize)>,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.at {
-            Some((line, col)) => {
-                write!(f, "{}:{line}:{col}: {}", self.path.display(), self.message)
-            }
-            None => write!(f, "{}: {}", self.path.display(), self.message),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,60 +105,11 @@ struct RuleToml {
     allow: Vec<Spanned<String>>,
 }
 
-/// Reads and validates a policy file.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    load_with(path, true)
-}
-
-/// [`load`] for commands that attach nothing (`audit`): no `[[attach]]` is needed.
-pub fn load_policy(path: &Path) -> Result<Config, ConfigError> {
-    load_with(path, false)
-}
-
-fn load_with(path: &Path, need_attach: bool) -> Result<Config, ConfigError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let refuse = |message: String| ConfigError {
-        path: path.to_owned(),
-        at: None,
-        message,
-    };
-    // The policy decides what leaves the gateway: whoever can change the file can turn
-    // the guard off. A link could be pointed elsewhere by whoever controls its target.
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_symlink() {
-            return Err(refuse(
-                "the policy file is a symbolic link; give the file itself".into(),
-            ));
-        }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o002 != 0 {
-            return Err(refuse(format!(
-                "the policy file is writable by every user (mode {mode:04o}); fix it with chmod o-w"
-            )));
-        }
-    }
-    let bytes = std::fs::read(path).map_err(|e| ConfigError {
-        path: path.to_owned(),
-        at: None,
-        message: format!("cannot read the policy file: {e}"),
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| ConfigError {
-        path: path.to_owned(),
-        at: Some(line_col_of(
-            &String::from_utf8_lossy(e.as_bytes()),
-            e.utf8_error().valid_up_to(),
-        )),
-        message: "the policy file is not UTF-8".into(),
-    })?;
-    parse_with(path, &text, need_attach)
-}
-
-/// Validates policy text (`path` is for messages).
-pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    parse_with(path, text, true)
-}
-
-fn parse_with(path: &Path, text: &str, need_attach: bool) -> Result<Config, ConfigError> {
+pub(super) fn parse_with(
+    path: &Path,
+    text: &str,
+    need_attach: bool,
+) -> Result<Config, ConfigError> {
     let p = Parser {
         path,
         text,
@@ -285,7 +123,7 @@ fn parse_with(path: &Path, text: &str, need_attach: bool) -> Result<Config, Conf
     p.validate(file)
 }
 
-fn line_col_of(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_col_of(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -462,7 +300,7 @@ impl Parser<'_> {
     fn netns(&self, v: &Spanned<String>) -> Result<NetNs, ConfigError> {
         let raw = v.get_ref();
         let name = raw
-            .strip_prefix(crate::netns::NETNS_DIR)
+            .strip_prefix(NETNS_DIR)
             .and_then(|r| r.strip_prefix('/'))
             .filter(|n| !n.contains('/'))
             .unwrap_or(raw);
@@ -768,141 +606,10 @@ fn parse_action(s: &str) -> Option<Action> {
     }
 }
 
-impl Config {
-    /// The effective policy, as `check-config` prints it.
-    #[must_use]
-    pub fn describe(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        let _ = writeln!(s, "pin_path = {}", self.pin_path.display());
-        let _ = writeln!(
-            s,
-            "selftest_interval = {}",
-            humantime::format_duration(self.selftest_interval)
-        );
-        let _ = writeln!(s, "metrics.listen = {}", self.metrics_listen);
-        for a in &self.attach {
-            match &a.netns {
-                None => {
-                    let _ = writeln!(s, "attach {} {}", a.interface, a.hook.name());
-                }
-                Some(ns) => {
-                    let _ = writeln!(
-                        s,
-                        "attach {} {} in network namespace {}",
-                        a.interface,
-                        a.hook.name(),
-                        ns.path().display()
-                    );
-                }
-            }
-        }
-        let ports: Vec<String> = self.kernel.ports.iter().map(u16::to_string).collect();
-        let _ = writeln!(s, "scan.ports = {}", ports.join(", "));
-        let _ = writeln!(
-            s,
-            "scan.max_head_bytes = {} (every request head is scanned to its end, up to this)",
-            self.kernel.max_head_bytes
-        );
-        let _ = writeln!(
-            s,
-            "scan.incomplete_heads = {} ({})",
-            self.kernel.incomplete.name(),
-            match self.kernel.incomplete {
-                Incomplete::Drop => "a head longer, or not seen whole, is dropped, counted and logged",
-                Incomplete::Pass =>
-                    "a head longer, or not seen whole, passes unscanned past that point, counted and logged",
-            }
-        );
-        for w in &self.warnings {
-            let _ = writeln!(s, "warning: {w}");
-        }
-        let _ = writeln!(s, "rules ({}):", self.kernel.rules.len());
-        for (r, o) in self.kernel.rules.iter().zip(&self.origin) {
-            let action = match r.action {
-                Action::Count => "count",
-                Action::Redact => "redact",
-                Action::Drop => "drop",
-            };
-            let from = match o {
-                Origin::File => "rule",
-                Origin::Catalog => "catalog",
-            };
-            let allow: Vec<String> = r.allow.iter().map(ToString::to_string).collect();
-            if allow.is_empty() {
-                let _ = writeln!(s, "  {:<32} {action:<6} ({from})", r.header);
-            } else {
-                let _ = writeln!(
-                    s,
-                    "  {:<32} {action:<6} ({from}) allow {}",
-                    r.header,
-                    allow.join(", ")
-                );
-            }
-        }
-        match &self.kernel.msisdn {
-            None => {
-                let _ = writeln!(s, "msisdn: off");
-            }
-            Some(m) => {
-                let action = match m.action {
-                    Action::Count => "count",
-                    Action::Redact => "redact",
-                    Action::Drop => "drop",
-                };
-                let _ = writeln!(
-                    s,
-                    "msisdn: {action}, values of 9-15 digits starting {}",
-                    m.prefixes.join(", ")
-                );
-                if !m.ignore_headers.is_empty() {
-                    let _ = writeln!(s, "  ignore {}", m.ignore_headers.join(", "));
-                }
-                if !m.allow.is_empty() {
-                    let allow: Vec<String> = m.allow.iter().map(ToString::to_string).collect();
-                    let _ = writeln!(s, "  allow {}", allow.join(", "));
-                }
-            }
-        }
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const GOOD: &str = r#"
-[daemon]
-pin_path = "/sys/fs/bpf/lg-test"
-selftest_interval = "5m"
-
-[metrics]
-listen = "127.0.0.1:19717"
-
-[[attach]]
-interface = "eth1"
-hook = "tc-egress"
-
-[[attach]]
-interface = "wan0"
-hook = "xdp"
-
-[scan]
-ports = [80, 8080, 8000]
-max_head_bytes = 8192
-incomplete_heads = "pass"
-builtin_catalog = "count"
-
-[[rule]]
-header = "x_msisdn"
-action = "redact"
-allow = ["198.51.100.0/24", "2001:db8:100::/48", "203.0.113.7"]
-
-[[rule]]
-header = "X-Operator-Sub"
-action = "drop"
-"#;
+    use crate::config::{parse, EXAMPLE_FILE};
 
     fn parse_str(text: &str) -> Result<Config, ConfigError> {
         parse(Path::new("test.toml"), text)
@@ -910,7 +617,7 @@ action = "drop"
 
     #[test]
     fn good_file_and_effective_policy() {
-        let c = parse_str(GOOD).unwrap();
+        let c = parse_str(EXAMPLE_FILE).unwrap();
         assert_eq!(c.pin_path, PathBuf::from("/sys/fs/bpf/lg-test"));
         assert_eq!(c.selftest_interval, Duration::from_secs(300));
         assert_eq!(c.attach.len(), 2);
@@ -929,8 +636,6 @@ action = "drop"
             .all(|r| r.action == Action::Count));
         assert!(!c.kernel.rules[2..].iter().any(|r| r.header == "X-MSISDN"));
         assert!(c.origin[2..].iter().all(|o| *o == Origin::Catalog));
-        // It compiles into kernel maps.
-        crate::maps::compile(&c.kernel).unwrap();
     }
 
     #[test]
@@ -975,31 +680,6 @@ action = "drop"
 
     /// A bad file, where its error must point, and words its message must contain.
     type BadCase = (String, Option<(usize, usize)>, &'static [&'static str]);
-
-    #[test]
-    fn unsafe_files_are_refused() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = std::env::temp_dir().join(format!("leakguard-perm-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = dir.join("good.toml");
-        std::fs::write(&good, "[[attach]]\ninterface = \"eth0\"\nhook = \"xdp\"\n").unwrap();
-        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(load(&good).is_ok());
-        let open = dir.join("open.toml");
-        std::fs::copy(&good, &open).unwrap();
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let e = load(&open).unwrap_err().to_string();
-        assert!(
-            e.contains("writable by every user") && e.contains("0666"),
-            "{e}"
-        );
-        let link = dir.join("link.toml");
-        std::os::unix::fs::symlink(&good, &link).unwrap();
-        let e = load(&link).unwrap_err().to_string();
-        assert!(e.contains("symbolic link"), "{e}");
-        assert_eq!(e.lines().count(), 1);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 
     #[test]
     fn bad_files_name_the_place_the_key_and_the_value() {

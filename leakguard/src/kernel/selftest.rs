@@ -15,9 +15,10 @@ use aya::{
 };
 use leakguard_common::{name, CANARY_MAGIC, REDACT_FILLER};
 
+use super::object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 use crate::{
-    object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
-    policy::{file::Hook, Action, KernelPolicy},
+    config::Hook,
+    policy::{Action, KernelPolicy},
 };
 
 const CANARY_VALUE: &str = "000000000000";

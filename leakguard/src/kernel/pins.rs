@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::policy::file::{Attach, Hook};
+use crate::config::{Attach, Hook};
 
 /// `BPF_FS_MAGIC` from linux/magic.h.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;

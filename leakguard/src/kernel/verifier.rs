@@ -14,7 +14,7 @@ const LOG_DIR: &str = "/var/log/leakguard";
 /// a file first.
 #[must_use]
 pub fn refused(program: &str, e: ProgramError) -> anyhow::Error {
-    let release = crate::features::release();
+    let release = super::features::release();
     let ProgramError::LoadError {
         io_error,
         verifier_log,

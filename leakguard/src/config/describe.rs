@@ -1,0 +1,104 @@
+//! The effective policy in words, as `check-config` prints it.
+
+use super::{Config, Origin};
+use crate::policy::{Action, Incomplete};
+
+impl Config {
+    /// The effective policy, as `check-config` prints it.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(s, "pin_path = {}", self.pin_path.display());
+        let _ = writeln!(
+            s,
+            "selftest_interval = {}",
+            humantime::format_duration(self.selftest_interval)
+        );
+        let _ = writeln!(s, "metrics.listen = {}", self.metrics_listen);
+        for a in &self.attach {
+            match &a.netns {
+                None => {
+                    let _ = writeln!(s, "attach {} {}", a.interface, a.hook.name());
+                }
+                Some(ns) => {
+                    let _ = writeln!(
+                        s,
+                        "attach {} {} in network namespace {}",
+                        a.interface,
+                        a.hook.name(),
+                        ns.path().display()
+                    );
+                }
+            }
+        }
+        let ports: Vec<String> = self.kernel.ports.iter().map(u16::to_string).collect();
+        let _ = writeln!(s, "scan.ports = {}", ports.join(", "));
+        let _ = writeln!(
+            s,
+            "scan.max_head_bytes = {} (every request head is scanned to its end, up to this)",
+            self.kernel.max_head_bytes
+        );
+        let _ = writeln!(
+            s,
+            "scan.incomplete_heads = {} ({})",
+            self.kernel.incomplete.name(),
+            match self.kernel.incomplete {
+                Incomplete::Drop => "a head longer, or not seen whole, is dropped, counted and logged",
+                Incomplete::Pass =>
+                    "a head longer, or not seen whole, passes unscanned past that point, counted and logged",
+            }
+        );
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
+        let _ = writeln!(s, "rules ({}):", self.kernel.rules.len());
+        for (r, o) in self.kernel.rules.iter().zip(&self.origin) {
+            let action = match r.action {
+                Action::Count => "count",
+                Action::Redact => "redact",
+                Action::Drop => "drop",
+            };
+            let from = match o {
+                Origin::File => "rule",
+                Origin::Catalog => "catalog",
+            };
+            let allow: Vec<String> = r.allow.iter().map(ToString::to_string).collect();
+            if allow.is_empty() {
+                let _ = writeln!(s, "  {:<32} {action:<6} ({from})", r.header);
+            } else {
+                let _ = writeln!(
+                    s,
+                    "  {:<32} {action:<6} ({from}) allow {}",
+                    r.header,
+                    allow.join(", ")
+                );
+            }
+        }
+        match &self.kernel.msisdn {
+            None => {
+                let _ = writeln!(s, "msisdn: off");
+            }
+            Some(m) => {
+                let action = match m.action {
+                    Action::Count => "count",
+                    Action::Redact => "redact",
+                    Action::Drop => "drop",
+                };
+                let _ = writeln!(
+                    s,
+                    "msisdn: {action}, values of 9-15 digits starting {}",
+                    m.prefixes.join(", ")
+                );
+                if !m.ignore_headers.is_empty() {
+                    let _ = writeln!(s, "  ignore {}", m.ignore_headers.join(", "));
+                }
+                if !m.allow.is_empty() {
+                    let allow: Vec<String> = m.allow.iter().map(ToString::to_string).collect();
+                    let _ = writeln!(s, "  allow {}", allow.join(", "));
+                }
+            }
+        }
+        s
+    }
+}

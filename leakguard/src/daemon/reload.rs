@@ -1,0 +1,58 @@
+//! SIGHUP: the policy file read again and applied, or rejected with the running policy
+//! kept.
+
+use super::Daemon;
+use crate::{
+    config,
+    kernel::{
+        apply::{self, RuleIds},
+        compile,
+    },
+};
+
+impl Daemon {
+    /// SIGHUP: an invalid file is rejected and the running policy stays.
+    pub(super) fn reload(&mut self) {
+        let config = match config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.reloads_rejected += 1;
+                tracing::error!(error = %e, "reload rejected; the running policy stays");
+                return;
+            }
+        };
+        if config.pin_path != self.config.pin_path
+            || config.metrics_listen != self.config.metrics_listen
+        {
+            self.reloads_rejected += 1;
+            tracing::error!(
+                "reload rejected: daemon.pin_path and metrics.listen take effect on restart only"
+            );
+            return;
+        }
+        let ids = match apply::apply(&mut self.ebpf, &config.kernel) {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.reloads_rejected += 1;
+                tracing::error!(error = %e, "reload rejected by the kernel maps; the running policy stays");
+                return;
+            }
+        };
+        self.reloads_ok += 1;
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        self.config = config;
+        self.learn_names(&ids);
+        if let Err(e) = self.attach_all() {
+            tracing::error!(error = %format!("{e:#}"), "attaching after reload failed");
+        }
+        self.open_link_sockets();
+        tracing::info!(digest = %format!("{:016x}", compile::digest(&self.config.kernel)), "policy reloaded");
+    }
+    pub(super) fn learn_names(&mut self, ids: &RuleIds) {
+        for (r, id) in self.config.kernel.rules.iter().zip(&ids.by_rule) {
+            self.names.insert(*id, r.header.clone());
+        }
+    }
+}
