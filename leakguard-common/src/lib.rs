@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod csum;
 pub mod flow;
 pub mod limits;
+pub mod maps;
 #[cfg(feature = "model")]
 pub mod model;
 pub mod name;

@@ -10,10 +10,7 @@ use leakguard::{
         apply::apply,
         counters, load,
         maps::{MAP_EVENTS, MAP_FLOWS, MAP_FLOW_HINTS, MAP_IFSLOT, MAP_MATCHES, MAP_MATCH_COUNTS},
-        object::{
-            EBPF_OBJECT, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FLOOR_TC, PROG_FLOOR_XDP,
-            PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
-        },
+        object::{EBPF_OBJECT, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
         pins::Pins,
         verifier,
     },
@@ -23,6 +20,15 @@ use leakguard_common::{
     action, flow::hint_slot, Event, FlowKey, FlowState, IfSlot, RuleCounters, Stats,
     FLOW_HINT_SLOTS, IFSLOT_ENTRIES,
 };
+
+/// The benchmark object's empty programs (return pass): the baseline of cost
+/// measurements.
+pub const PROG_BASELINE_XDP: &str = "baseline_xdp_pass";
+pub const PROG_BASELINE_TC: &str = "baseline_tc_pass";
+/// The floor of a scan: the frame copied into the scratch window and every 8-byte word
+/// tested for an LF, nothing else (what the bench compares a request's cost with).
+pub const PROG_FLOOR_XDP: &str = "baseline_xdp_lf";
+pub const PROG_FLOOR_TC: &str = "baseline_tc_lf";
 
 /// A `MATCHES` hash key: (interface index, hook, rule id, outcome).
 pub type HashMatch = (u32, u8, u32, u8);
@@ -117,8 +123,7 @@ impl Guard {
                 continue;
             };
             let p: &mut SchedClassifier = p.try_into()?;
-            p.load()
-                .map_err(|e| verifier::refused(name, e))?;
+            p.load().map_err(|e| verifier::refused(name, e))?;
         }
         for (name, required) in [
             (PROG_XDP, true),
@@ -130,8 +135,7 @@ impl Guard {
                 continue;
             };
             let p: &mut Xdp = p.try_into()?;
-            p.load()
-                .map_err(|e| verifier::refused(name, e))?;
+            p.load().map_err(|e| verifier::refused(name, e))?;
         }
         apply(&mut ebpf, policy)?;
         Ok(Self { ebpf })

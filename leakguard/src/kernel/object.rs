@@ -10,10 +10,3 @@ pub const PROG_TC_EGRESS: &str = "leakguard_tc_egress";
 pub const PROG_TC_INGRESS: &str = "leakguard_tc_ingress";
 /// XDP program for the subscriber-facing interface.
 pub const PROG_XDP: &str = "leakguard_xdp";
-/// Empty programs (return pass) used as the baseline of cost measurements.
-pub const PROG_BASELINE_XDP: &str = "baseline_xdp_pass";
-pub const PROG_BASELINE_TC: &str = "baseline_tc_pass";
-/// The floor of a scan: the frame copied into the scratch window and every 8-byte word
-/// tested for an LF, nothing else (what the bench compares a request's cost with).
-pub const PROG_FLOOR_XDP: &str = "baseline_xdp_lf";
-pub const PROG_FLOOR_TC: &str = "baseline_tc_lf";

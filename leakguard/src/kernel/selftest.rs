@@ -13,7 +13,7 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use leakguard_common::{name, CANARY_MAGIC, REDACT_FILLER};
+use leakguard_common::{csum, name, CANARY_MAGIC, REDACT_FILLER};
 
 use super::object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 use crate::{
@@ -264,7 +264,7 @@ fn frame(dst: Ipv4Addr, port: u16, header: Option<&str>, value: &str) -> Vec<u8>
     ip[9] = 6;
     ip[12..16].copy_from_slice(&SOURCE.octets());
     ip[16..20].copy_from_slice(&dst.octets());
-    let c = !fold(sum(&ip, 0));
+    let c = !csum::fold(sum(&ip, 0));
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
     let mut tcp = [0u8; 20];
@@ -275,7 +275,7 @@ fn frame(dst: Ipv4Addr, port: u16, header: Option<&str>, value: &str) -> Vec<u8>
     tcp[13] = 0x18; // PSH, ACK
     tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
     let pseudo = pseudo_sum(&ip, tcp_len);
-    let c = !fold(sum(payload, sum(&tcp, pseudo)));
+    let c = !csum::fold(sum(payload, sum(&tcp, pseudo)));
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&tcp);
     f.extend_from_slice(payload);
@@ -289,7 +289,7 @@ fn pseudo_sum(ip: &[u8], tcp_len: usize) -> u64 {
 fn tcp_checksum_ok(f: &[u8]) -> bool {
     let ip = &f[14..34];
     let seg = &f[34..];
-    fold(sum(seg, pseudo_sum(ip, seg.len()))) == 0xffff
+    csum::fold(sum(seg, pseudo_sum(ip, seg.len()))) == 0xffff
 }
 
 fn sum(data: &[u8], mut acc: u64) -> u64 {
@@ -301,11 +301,4 @@ fn sum(data: &[u8], mut acc: u64) -> u64 {
         acc += u64::from(*last) << 8;
     }
     acc
-}
-
-fn fold(mut s: u64) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
 }

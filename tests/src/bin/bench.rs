@@ -27,17 +27,16 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use leakguard::{
-    kernel::object::{
-        PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FLOOR_TC, PROG_FLOOR_XDP, PROG_TC_EGRESS,
-        PROG_XDP,
-    },
+    kernel::object::{PROG_TC_EGRESS, PROG_XDP},
     policy::Action,
 };
 use leakguard_common::EVENT_HEAD_BYTES;
 use leakguard_tests::{
     cases::{deep_request, kernel_cases, policy, rule, with_msisdn, Case},
     daemon::{wait_for, Daemon},
-    guard::{Guard, TEST_RUN_IFINDEX},
+    guard::{
+        Guard, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FLOOR_TC, PROG_FLOOR_XDP, TEST_RUN_IFINDEX,
+    },
     http::{browser_get, ACR, MSISDN, UIDH},
     netns::{sh, veth, Netns},
     packet::Frame,
