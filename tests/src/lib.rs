@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod guard;
 pub mod http;
 pub mod jit;
+pub mod kernel;
 pub mod load;
 pub mod netns;
 pub mod packet;

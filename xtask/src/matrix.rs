@@ -29,7 +29,15 @@ const VIRTME_NG: &str = "virtme-ng>=1.40,<2";
 
 /// The test files run on each kernel: the verifier budgets first (a program that does not
 /// load fails everything after it), then the daemon, then every kernel test-run table.
-const TESTS: [&str; 3] = ["verifier", "smoke", "kernel"];
+const TESTS: [&str; 7] = [
+    "verifier",
+    "smoke",
+    "kernel_parse",
+    "kernel_scan",
+    "kernel_redact",
+    "kernel_policy",
+    "kernel_counters",
+];
 
 /// How much slower than this machine the emulated one runs (measured about 6-13x):
 /// every wait in the tests is stretched by it (`LEAKGUARD_TIMEOUT_SCALE`).
