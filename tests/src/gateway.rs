@@ -14,7 +14,10 @@
 
 use anyhow::Result;
 
-use crate::netns::{sh, veth, Netns};
+use crate::{
+    cmd::sh,
+    netns::{veth, Netns},
+};
 
 pub const CLI_IF: &str = "lgcl0";
 pub const GW_CLI_IF: &str = "lggc0";

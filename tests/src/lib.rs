@@ -2,6 +2,7 @@
 //! and network namespaces for end-to-end runs. Every resource is an RAII guard.
 
 pub mod cases;
+pub mod cmd;
 pub mod corpus;
 pub mod daemon;
 pub mod diff;

@@ -10,22 +10,9 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+use crate::cmd::sh;
 
-/// Runs a command, failing with its stderr when it fails.
-pub fn sh(args: &[&str]) -> Result<Output> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("running {args:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out)
-}
+static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub struct Netns {
     pub name: String,

@@ -8,8 +8,9 @@ use aya::programs::{
 use leakguard::kernel::object::{PROG_TC_EGRESS, PROG_XDP};
 
 use crate::{
+    cmd::sh,
     guard::Guard,
-    netns::{sh, veth, Netns},
+    netns::{veth, Netns},
 };
 
 pub const CLI_IF: &str = "lgc0";

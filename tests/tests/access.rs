@@ -10,6 +10,7 @@ use std::{
 };
 
 use leakguard_tests::{
+    cmd::run,
     daemon::{leakguard_bin, Daemon},
     topo::{topo, CLI_IF},
 };
@@ -76,13 +77,9 @@ fn metrics_listen_on_loopback_unless_configured() {
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("p.toml");
     std::fs::write(&p, policy()).unwrap();
-    let out = Command::new(leakguard_bin().unwrap())
+    let text = run(Command::new(leakguard_bin().unwrap())
         .arg("check-config")
-        .arg(&p)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+        .arg(&p));
     assert!(text.contains("metrics.listen = 127.0.0.1:9717"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

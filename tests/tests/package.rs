@@ -4,6 +4,8 @@
 
 use std::{path::PathBuf, process::Command};
 
+use leakguard_tests::cmd::run;
+
 fn newest_deb() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debian");
     std::fs::read_dir(&dir)
@@ -15,17 +17,6 @@ fn newest_deb() -> PathBuf {
         .filter(|p| p.extension().is_some_and(|x| x == "deb"))
         .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
         .unwrap_or_else(|| panic!("no .deb in {}: run `cargo xtask package`", dir.display()))
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
 }
 
 fn dpkg(args: &[&str]) -> String {

@@ -7,6 +7,7 @@ use std::{collections::BTreeSet, path::PathBuf, process::Command};
 use leakguard::metrics::{render, Inputs};
 use leakguard_common::{hook, MatchKey, Stats, MSISDN_RULE_ID};
 use leakguard_tests::{
+    cmd::run,
     daemon::{leakguard_bin, Daemon},
     http::{find, MSISDN},
     server::HttpServer,
@@ -15,17 +16,6 @@ use leakguard_tests::{
 
 fn packaging() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packaging")
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
 }
 
 /// `systemd-analyze verify` is clean and `systemd-analyze security` rates the unit's

@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use leakguard_tests::{
+    cmd::checked,
     daemon::{wait_for, Daemon},
     gateway::{Gateway, GW_UP_IF, PARTNER, RTR_IN_IF, SRV},
     http::{find, MSISDN, UIDH},
@@ -61,12 +62,7 @@ fn cookie(len: usize) -> Option<String> {
 
 /// Runs a client command in the client namespace; returns its stdout, asserting success.
 fn client(ns: &Netns, what: &str, program: &str, args: &[String]) -> String {
-    let out = ns.command(program).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{what}: {program} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = checked(ns.command(program).args(args)).unwrap_or_else(|e| panic!("{what}: {e:#}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

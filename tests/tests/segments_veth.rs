@@ -17,10 +17,11 @@ use anyhow::{bail, Context as _, Result};
 use leakguard::policy::Action;
 use leakguard_common::model::{self, ModelFlow};
 use leakguard_tests::{
+    cmd::sh,
     corpus::{model_policy, policy},
     guard::Guard,
     http::MSISDN,
-    netns::{sh, Netns},
+    netns::Netns,
     server::HttpServer,
     topo::{attach_tc_egress, attach_xdp, ethtool, topo, CLI_IF, SRV_IF, SRV_V4},
 };

@@ -33,12 +33,13 @@ use leakguard::{
 use leakguard_common::EVENT_HEAD_BYTES;
 use leakguard_tests::{
     cases::{deep_request, kernel_cases, policy, rule, with_msisdn, Case},
+    cmd::sh,
     daemon::{wait_for, Daemon},
     guard::{
         Guard, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FLOOR_TC, PROG_FLOOR_XDP, TEST_RUN_IFINDEX,
     },
     http::{browser_get, ACR, MSISDN, UIDH},
-    netns::{sh, veth, Netns},
+    netns::{veth, Netns},
     packet::Frame,
 };
 use serde_json::{json, Value};

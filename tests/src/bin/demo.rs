@@ -156,7 +156,7 @@ fn main() -> Result<()> {
     srv.ip(&["addr", "add", &format!("{TRUSTED}/24"), "dev", "web0"])?;
     client.ip(&["route", "add", "default", "via", "192.0.2.1"])?;
     srv.ip(&["route", "add", "default", "via", "203.0.113.1"])?;
-    leakguard_tests::netns::sh(&[
+    leakguard_tests::cmd::sh(&[
         "ip",
         "netns",
         "exec",

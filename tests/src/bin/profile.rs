@@ -20,6 +20,7 @@ use aya::programs::{SchedClassifier, Xdp};
 use leakguard::kernel::object::{PROG_TC_EGRESS, PROG_XDP};
 use leakguard_tests::{
     cases::{kernel_cases, PROFILE_DEFAULT},
+    cmd::checked,
     guard::{Guard, TEST_RUN_IFINDEX},
     jit::JitMap,
 };
@@ -135,15 +136,12 @@ fn main() -> Result<()> {
         }
         bail!("perf record failed ({status}): {}", err.trim());
     }
-    let out = Command::new("perf")
-        .args(["script", "-F", "ip,sym", "-i"])
-        .arg(&data)
-        .stderr(Stdio::null())
-        .output()
-        .context("perf script")?;
-    if !out.status.success() {
-        bail!("perf script failed: {}", out.status);
-    }
+    let out = checked(
+        Command::new("perf")
+            .args(["script", "-F", "ip,sym", "-i"])
+            .arg(&data)
+            .stderr(Stdio::null()),
+    )?;
     let samples: Vec<(u64, String)> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
