@@ -22,7 +22,7 @@ impl Netns {
     /// A new namespace with loopback up. `tag` makes names readable in `ip netns`.
     pub fn new(tag: &str) -> Result<Self> {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("lg-{}-{n}-{tag}", std::process::id());
+        let name = format!("{}{n}-{tag}", own_prefix());
         sh(&["ip", "netns", "add", &name])?;
         let ns = Self { name };
         ns.ip(&["link", "set", "lo", "up"])?;
@@ -34,6 +34,12 @@ impl Netns {
         let mut v = vec!["ip", "-n", &self.name];
         v.extend_from_slice(args);
         sh(&v)
+    }
+
+    /// `sysctl -qw SETTING` inside the namespace.
+    pub fn sysctl(&self, setting: &str) -> Result<()> {
+        sh(&["ip", "netns", "exec", &self.name, "sysctl", "-qw", setting])?;
+        Ok(())
     }
 
     /// A command inside the namespace (`ip netns exec`).
@@ -88,6 +94,27 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+    }
+}
+
+/// The start of the name of every namespace this process makes.
+fn own_prefix() -> String {
+    format!("lg-{}-", std::process::id())
+}
+
+/// Deletes every namespace this process made and has not dropped: for a signal handler,
+/// where destructors do not run.
+pub fn delete_own() {
+    let prefix = own_prefix();
+    for e in std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
     }
 }
 

@@ -143,16 +143,7 @@ fn real_segments_through_tc_egress_and_xdp_match_the_model() {
     for place in [Where::ClientTcEgress, Where::ServerXdp] {
         let t = topo();
         // Each write goes out at once, alone.
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &t.cli.name,
-            "sysctl",
-            "-qw",
-            "net.ipv4.tcp_autocorking=0",
-        ])
-        .unwrap();
+        t.cli.sysctl("net.ipv4.tcp_autocorking=0").unwrap();
         let server =
             HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
         let p = policy(Some(Action::Redact));
@@ -209,16 +200,7 @@ fn real_segments_through_tc_egress_and_xdp_match_the_model() {
 #[test]
 fn retransmissions_are_redacted_again() {
     let t = topo();
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &t.cli.name,
-        "sysctl",
-        "-qw",
-        "net.ipv4.tcp_autocorking=0",
-    ])
-    .unwrap();
+    t.cli.sysctl("net.ipv4.tcp_autocorking=0").unwrap();
     let nft = |args: &str| {
         sh(&[
             "ip",

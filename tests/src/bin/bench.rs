@@ -35,11 +35,12 @@ use leakguard_tests::{
     cases::{deep_request, kernel_cases, policy, rule, with_msisdn, Case},
     cmd::sh,
     daemon::{wait_for, Daemon},
+    gateway::{Gateway, GW_CLI, GW_CLI_IF, GW_UP_IF, SRV},
     guard::{
         Guard, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FLOOR_TC, PROG_FLOOR_XDP, TEST_RUN_IFINDEX,
     },
     http::{browser_get, ACR, MSISDN, UIDH},
-    netns::{veth, Netns},
+    netns::Netns,
     packet::Frame,
 };
 use serde_json::{json, Value};
@@ -545,54 +546,18 @@ fn audit(cfg: &Cfg) -> Result<Value> {
 // ---------------------------------------------------------------------------------------
 // End to end.
 
-const CLI: &str = "192.0.2.10";
-const GW_CLI: &str = "192.0.2.1";
-const GW_SRV: &str = "198.51.100.1";
-const SRV: &str = "198.51.100.10";
-const GW_CLI_IF: &str = "bgwc";
-const GW_SRV_IF: &str = "bgws";
-
+/// The gateway path (client ── gateway ── server) and a directory for the files of
+/// nginx, HAProxy and wrk.
 struct Topo {
-    cli: Netns,
-    gw: Netns,
-    srv: Netns,
+    net: Gateway,
     dir: PathBuf,
 }
 
 fn topology() -> Result<Topo> {
-    let cli = Netns::new("bcli")?;
-    let gw = Netns::new("bgw")?;
-    let srv = Netns::new("bsrv")?;
-    veth(
-        &cli,
-        "bcli0",
-        &format!("{CLI}/24"),
-        &gw,
-        GW_CLI_IF,
-        &format!("{GW_CLI}/24"),
-    )?;
-    veth(
-        &gw,
-        GW_SRV_IF,
-        &format!("{GW_SRV}/24"),
-        &srv,
-        "bsrv0",
-        &format!("{SRV}/24"),
-    )?;
-    cli.ip(&["route", "add", "default", "via", GW_CLI])?;
-    srv.ip(&["route", "add", "default", "via", GW_SRV])?;
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &gw.name,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ])?;
+    let net = Gateway::new()?;
     let dir = std::env::temp_dir().join(format!("leakguard-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    Ok(Topo { cli, gw, srv, dir })
+    Ok(Topo { net, dir })
 }
 
 /// A background process in a process group of its own, killed with the whole group on
@@ -636,7 +601,8 @@ fn nginx(t: &Topo) -> Result<Bg> {
         ),
     )?;
     let bg = Bg::spawn(
-        t.srv
+        t.net
+            .srv
             .command("nginx")
             .args(["-c"])
             .arg(&conf)
@@ -644,7 +610,7 @@ fn nginx(t: &Topo) -> Result<Bg> {
             .stderr(Stdio::null()),
     )
     .context("nginx (Debian's nginx-light, installed by `cargo xtask setup`)")?;
-    wait_port(&t.srv, SocketAddr::new(SRV.parse()?, 80))?;
+    wait_port(&t.net.srv, SocketAddr::new(SRV.parse()?, 80))?;
     Ok(bg)
 }
 
@@ -659,14 +625,16 @@ fn haproxy(t: &Topo) -> Result<Bg> {
         ),
     )?;
     let bg = Bg::spawn(
-        t.gw.command("haproxy")
+        t.net
+            .gw
+            .command("haproxy")
             .args(["-db", "-f"])
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )
     .context("haproxy (Debian's haproxy, installed by `cargo xtask setup`)")?;
-    wait_port(&t.cli, SocketAddr::new(GW_CLI.parse()?, 80))?;
+    wait_port(&t.net.cli, SocketAddr::new(GW_CLI.parse()?, 80))?;
     Ok(bg)
 }
 
@@ -687,6 +655,7 @@ fn wrk(t: &Topo, url: &str, secs: u64) -> Result<Load> {
         ),
     )?;
     let out = t
+        .net
         .cli
         .command("wrk")
         .args(["-t2", "-c32", &format!("-d{secs}s"), "--latency", "-s"])
@@ -828,14 +797,14 @@ const SETUPS: [(&str, Setup); 8] = [
         "empty TC egress program (gateway → server)",
         Setup::Empty {
             xdp: false,
-            iface: GW_SRV_IF,
+            iface: GW_UP_IF,
         },
     ),
     (
         "leakguard TC egress (gateway → server), count",
         Setup::Leakguard {
             hook: "tc-egress",
-            iface: GW_SRV_IF,
+            iface: GW_UP_IF,
             prog: PROG_TC_EGRESS,
             action: "count",
             nic_like: false,
@@ -845,7 +814,7 @@ const SETUPS: [(&str, Setup); 8] = [
         "leakguard TC egress (gateway → server), redact",
         Setup::Leakguard {
             hook: "tc-egress",
-            iface: GW_SRV_IF,
+            iface: GW_UP_IF,
             prog: PROG_TC_EGRESS,
             action: "redact",
             nic_like: false,
@@ -855,7 +824,7 @@ const SETUPS: [(&str, Setup); 8] = [
         NIC_LIKE_REDACT,
         Setup::Leakguard {
             hook: "tc-egress",
-            iface: GW_SRV_IF,
+            iface: GW_UP_IF,
             prog: PROG_TC_EGRESS,
             action: "redact",
             nic_like: true,
@@ -887,7 +856,7 @@ fn attach_empty(t: &Topo, xdp: bool, iface: &str) -> Result<aya::Ebpf> {
         links::LinkOrder, tc::TcAttachOptions, SchedClassifier, TcAttachType, Xdp, XdpMode,
     };
     let mut ebpf = aya::Ebpf::load(leakguard_tests::guard::BENCH_OBJECT)?;
-    t.gw.enter(|| -> Result<()> {
+    t.net.gw.enter(|| -> Result<()> {
         if xdp {
             let p: &mut Xdp = ebpf
                 .program_mut(PROG_BASELINE_XDP)
@@ -956,7 +925,7 @@ fn e2e_run(t: &Topo, cfg: &Cfg, setup: Setup) -> Result<(Load, Value)> {
             };
             let rules = DAEMON_RULES.replace("\"redact\"", &format!("\"{action}\""));
             let body = format!("[[attach]]\ninterface = \"{iface}\"\nhook = \"{hook}\"\n\n[scan]\nbuiltin_catalog = \"off\"\n\n{rules}");
-            let mut d = Daemon::new(&t.gw, &body)?;
+            let mut d = Daemon::new(&t.net.gw, &body)?;
             d.start()?;
             let cpu_before = d.pid().and_then(cpu_secs);
             let before = prog_stats(prog)?;
@@ -1000,7 +969,7 @@ fn gso(cfg: &Cfg) -> Result<Value> {
     let digits = MSISDN.as_bytes()[2..].to_vec();
     let addr: SocketAddr = format!("{SRV}:80").parse()?;
     // Sockets keep the namespace they were made in.
-    let listener = t.srv.enter(|| std::net::TcpListener::bind(addr))??;
+    let listener = t.net.srv.enter(|| std::net::TcpListener::bind(addr))??;
     let len = req.len();
     let sink = std::thread::spawn(move || -> Result<()> {
         let (mut s, _) = listener.accept()?;
@@ -1017,7 +986,7 @@ fn gso(cfg: &Cfg) -> Result<Value> {
             s.write_all(if leaked { b"1" } else { b"0" })?;
         }
     });
-    let mut c = t.cli.enter(|| std::net::TcpStream::connect(addr))??;
+    let mut c = t.net.cli.enter(|| std::net::TcpStream::connect(addr))??;
     c.set_nodelay(true)?;
     // Bounded: a request that gets no answer fails the part instead of hanging it.
     c.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -1048,15 +1017,15 @@ fn gso(cfg: &Cfg) -> Result<Value> {
                 leaked,
             ))
         };
-    let ebpf = attach_empty(&t, false, GW_SRV_IF)?;
+    let ebpf = attach_empty(&t, false, GW_UP_IF)?;
     let empty = measure(PROG_BASELINE_TC, &mut send)?;
     drop(ebpf);
     let mut runs = Vec::new();
     for action in ["count", "redact"] {
         let body = format!(
-            "[[attach]]\ninterface = \"{GW_SRV_IF}\"\nhook = \"tc-egress\"\n\n[scan]\nbuiltin_catalog = \"off\"\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"{action}\"\n"
+            "[[attach]]\ninterface = \"{GW_UP_IF}\"\nhook = \"tc-egress\"\n\n[scan]\nbuiltin_catalog = \"off\"\n\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"{action}\"\n"
         );
-        let mut d = Daemon::new(&t.gw, &body)?;
+        let mut d = Daemon::new(&t.net.gw, &body)?;
         d.start()?;
         runs.push((action, measure(PROG_TC_EGRESS, &mut send)?));
         d.stop()?;

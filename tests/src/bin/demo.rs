@@ -2,27 +2,26 @@
 //! one trusted (a partner on the allowlist) and one not. Shows, side by side, what the
 //! servers receive without and with leakguard, then the kernel counters.
 //!
-//! Topology (network namespaces and veth pairs, documentation addresses only):
-//!   client 192.0.2.10 ── gateway ── servers 198.51.100.10 (trusted), 203.0.113.10
+//! Topology (`leakguard_tests::gateway`: network namespaces and veth pairs, documentation
+//! addresses only):
+//!   client 192.0.2.2 ── gateway ── servers 198.51.100.10, 198.51.100.20 (trusted)
 //! The gateway runs `leakguard run` (the real daemon) with the TC program on its
 //! server-facing egress (TCX); the counters come from `leakguard status`.
 
-use std::{
-    net::SocketAddr,
-    process::Stdio,
-    sync::{Mutex, OnceLock},
-};
+use std::{net::SocketAddr, process::Stdio};
 
 use anyhow::{bail, Context as _, Result};
 use leakguard_tests::{
     daemon::Daemon,
+    gateway::{Gateway, CLI, GW_UP_IF, PARTNER, SRV},
     http::{ACR, MSISDN, UIDH},
-    netns::{veth, Netns},
+    netns::Netns,
     server::HttpServer,
 };
 
-const TRUSTED: &str = "198.51.100.10";
-const UNTRUSTED: &str = "203.0.113.10";
+/// The gateway path's partner, on the allowlist, and its origin server, not.
+const TRUSTED: &str = PARTNER;
+const UNTRUSTED: &str = SRV;
 /// The identity headers the subscriber's requests carry; the last one is a name no rule or
 /// catalog lists, caught by `[msisdn]` because its value is a subscriber number.
 const HEADERS: [(&str, &str); 4] = [
@@ -32,24 +31,11 @@ const HEADERS: [(&str, &str); 4] = [
     ("X-Subscriber-Number", concat!("+", "447700900123")),
 ];
 
-/// Namespace names, for the Ctrl-C handler (destructors do not run on a signal).
-static CREATED: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-
-fn netns(tag: &str) -> Result<Netns> {
-    let ns = Netns::new(tag)?;
-    CREATED
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap()
-        .push(ns.name.clone());
-    Ok(ns)
-}
-
 /// The demo policy, as an operator would write it.
 fn policy() -> String {
     format!(
         r#"[[attach]]
-interface = "gw-web"
+interface = "{GW_UP_IF}"
 hook = "tc-egress"
 
 [scan]
@@ -125,64 +111,25 @@ fn requests(client: &Netns, server: &HttpServer) -> Result<Vec<Vec<String>>> {
 fn main() -> Result<()> {
     ctrlc::set_handler(|| {
         eprintln!("\ninterrupted: removing the demo's namespaces");
-        for name in CREATED.get_or_init(Mutex::default).lock().unwrap().iter() {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", name])
-                .status();
-        }
+        // Destructors do not run on a signal.
+        leakguard_tests::netns::delete_own();
         std::process::exit(130);
     })?;
 
-    let client = netns("client")?;
-    let gw = netns("gateway")?;
-    let srv = netns("servers")?;
-    veth(
-        &client,
-        "sub0",
-        "192.0.2.10/24",
-        &gw,
-        "gw-sub",
-        "192.0.2.1/24",
-    )?;
-    veth(
-        &gw,
-        "gw-web",
-        "203.0.113.1/24",
-        &srv,
-        "web0",
-        &format!("{UNTRUSTED}/24"),
-    )?;
-    gw.ip(&["addr", "add", "198.51.100.1/24", "dev", "gw-web"])?;
-    srv.ip(&["addr", "add", &format!("{TRUSTED}/24"), "dev", "web0"])?;
-    client.ip(&["route", "add", "default", "via", "192.0.2.1"])?;
-    srv.ip(&["route", "add", "default", "via", "203.0.113.1"])?;
-    leakguard_tests::cmd::sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &gw.name,
-        "sysctl",
-        "-q",
-        "-w",
-        "net.ipv4.ip_forward=1",
-    ])?;
-    let server = HttpServer::start(&srv, SocketAddr::from(([0, 0, 0, 0], 80)))?;
+    let net = Gateway::new()?;
+    let (client, gw, srv) = (&net.cli, &net.gw, &net.srv);
+    let server = HttpServer::start(srv, SocketAddr::from(([0, 0, 0, 0], 80)))?;
 
     println!("leakguard demo");
-    println!("  subscriber 192.0.2.10 -> gateway -> web servers {UNTRUSTED} (untrusted), {TRUSTED} (trusted partner)");
+    println!("  subscriber {CLI} -> gateway -> web servers {UNTRUSTED} (untrusted), {TRUSTED} (trusted partner)");
     println!("  policy: X-MSISDN redact, X-UIDH redact (both allowed to {TRUSTED}), X-ACR count,");
     println!("          [msisdn] redact numbers starting 44 under any other header name (allowed to {TRUSTED})\n");
 
-    let without = requests(&client, &server)?;
+    let without = requests(client, &server)?;
 
-    let mut daemon = Daemon::new(&gw, &policy())?.with_metrics("127.0.0.1:9717")?;
-    CREATED
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap()
-        .push(format!("pins:{}", daemon.config.display()));
+    let mut daemon = Daemon::new(gw, &policy())?.with_metrics("127.0.0.1:9717")?;
     daemon.start()?;
-    let with = requests(&client, &server)?;
+    let with = requests(client, &server)?;
 
     for (i, dst) in [UNTRUSTED, TRUSTED].iter().enumerate() {
         let label = if *dst == TRUSTED {
@@ -215,9 +162,9 @@ fn main() -> Result<()> {
     // The metrics as Prometheus scrapes them (the matches, and the interface's packets).
     let metrics =
         leakguard_tests::daemon::wait_for("the metrics", std::time::Duration::from_secs(5), || {
-            scrape(&gw).contains("leakguard_header_matches_total{")
+            scrape(gw).contains("leakguard_header_matches_total{")
         })
-        .map(|()| scrape(&gw))
+        .map(|()| scrape(gw))
         .unwrap_or_default();
     println!("\nmetrics (GET /metrics on the gateway, excerpt):");
     for line in metrics.lines().filter(|l| {
