@@ -6,9 +6,12 @@
 //! whose pins vanish with the process.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -76,6 +79,8 @@ pub struct Daemon {
     pub config: PathBuf,
     pub pin_path: PathBuf,
     child: Option<Child>,
+    /// The running daemon's pid (0: none), for [`Daemon::cleanup_on_signal`].
+    running: Arc<AtomicU32>,
     starts: u32,
     /// Extra environment for `leakguard run` (e.g. NOTIFY_SOCKET).
     pub env: Vec<(String, String)>,
@@ -105,6 +110,7 @@ impl Daemon {
             dir,
             pin_path,
             child: None,
+            running: Arc::default(),
             starts: 0,
             env: Vec::new(),
             wrapper: Vec::new(),
@@ -158,6 +164,7 @@ impl Daemon {
     /// Starts `leakguard run`; returns once its log says it is running.
     pub fn start(&mut self) -> Result<()> {
         let child = self.spawn()?;
+        self.running.store(child.id(), Ordering::Relaxed);
         self.child = Some(child);
         let n = self.starts;
         let path = self.log_path(n);
@@ -229,6 +236,7 @@ impl Daemon {
 
     /// SIGKILL, and reap.
     pub fn kill(&mut self) {
+        self.running.store(0, Ordering::Relaxed);
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -238,6 +246,7 @@ impl Daemon {
     /// SIGTERM, and wait for a clean exit.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
         self.signal(libc::SIGTERM);
+        self.running.store(0, Ordering::Relaxed);
         let mut c = self.child.take().context("not running")?;
         let end = Instant::now() + Duration::from_secs(10) * timeout_scale();
         loop {
@@ -273,28 +282,54 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// What dropping the daemon does, for a signal handler (destructors do not run on a
+    /// signal): the daemon killed if running then, its pins detached, its files removed.
+    pub fn cleanup_on_signal(&self) -> impl Fn() + Send + Sync + 'static {
+        let running = self.running.clone();
+        let (ns_path, pin_path, dir) = (
+            self.ns_path.clone(),
+            self.pin_path.clone(),
+            self.dir.clone(),
+        );
+        move || {
+            let pid = running.load(Ordering::Relaxed);
+            if pid != 0 {
+                // SAFETY: kill(2) on the daemon's pid.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+            detach(&ns_path, &pin_path);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// By pin path: the policy file may be the broken one of a reload test. In the daemon's
+/// namespace, where its TC filters live on kernels without TCX; from here if that
+/// namespace is gone (and its interfaces with it).
+fn detach(ns_path: &Path, pin_path: &Path) {
+    if let Ok(bin) = leakguard_bin() {
+        let inside = Command::new("nsenter")
+            .arg(format!("--net={}", ns_path.display()))
+            .arg(&bin)
+            .arg("detach")
+            .arg("--pin-path")
+            .arg(pin_path)
+            .output();
+        if !inside.is_ok_and(|o| o.status.success()) {
+            let _ = Command::new(bin)
+                .arg("detach")
+                .arg("--pin-path")
+                .arg(pin_path)
+                .output();
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
-        // By pin path: the policy file may be the broken one of a reload test. In the
-        // daemon's namespace, where its TC filters live on kernels without TCX; from
-        // here if that namespace is gone (and its interfaces with it).
-        if let Ok(bin) = leakguard_bin() {
-            let inside = Command::new("nsenter")
-                .arg(format!("--net={}", self.ns_path.display()))
-                .arg(&bin)
-                .arg("detach")
-                .arg("--pin-path")
-                .arg(&self.pin_path)
-                .output();
-            if !inside.is_ok_and(|o| o.status.success()) {
-                let _ = Command::new(bin)
-                    .arg("detach")
-                    .arg("--pin-path")
-                    .arg(&self.pin_path)
-                    .output();
-            }
-        }
+        detach(&self.ns_path, &self.pin_path);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

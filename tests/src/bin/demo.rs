@@ -8,7 +8,7 @@
 //! The gateway runs `leakguard run` (the real daemon) with the TC program on its
 //! server-facing egress (TCX); the counters come from `leakguard status`.
 
-use std::{net::SocketAddr, process::Stdio};
+use std::{net::SocketAddr, process::Stdio, sync::OnceLock};
 
 use anyhow::{bail, Context as _, Result};
 use leakguard_tests::{
@@ -30,6 +30,10 @@ const HEADERS: [(&str, &str); 4] = [
     ("X-ACR", ACR),
     ("X-Subscriber-Number", concat!("+", "447700900123")),
 ];
+
+/// Stops the daemon and removes its pins, for the Ctrl-C handler: pins outlive the
+/// namespaces.
+static DAEMON_CLEANUP: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
 
 /// The demo policy, as an operator would write it.
 fn policy() -> String {
@@ -112,6 +116,9 @@ fn main() -> Result<()> {
     ctrlc::set_handler(|| {
         eprintln!("\ninterrupted: removing the demo's namespaces");
         // Destructors do not run on a signal.
+        if let Some(daemon) = DAEMON_CLEANUP.get() {
+            daemon();
+        }
         leakguard_tests::netns::delete_own();
         std::process::exit(130);
     })?;
@@ -128,6 +135,7 @@ fn main() -> Result<()> {
     let without = requests(client, &server)?;
 
     let mut daemon = Daemon::new(gw, &policy())?.with_metrics("127.0.0.1:9717")?;
+    let _ = DAEMON_CLEANUP.set(Box::new(daemon.cleanup_on_signal()));
     daemon.start()?;
     let with = requests(client, &server)?;
 
