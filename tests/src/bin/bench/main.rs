@@ -1,0 +1,133 @@
+//! `cargo xtask bench [--quick] [--only PARTS]`: what leakguard costs, as ratios within one
+//! run (these machines are shared; absolute times alone mean little). Prints markdown
+//! tables and writes `target/bench/results.json`.
+//!
+//! 1. Kernel cost per packet by `BPF_PROG_TEST_RUN` with repeat, each row beside the empty
+//!    program of the same hook; rounds alternate the two so drift hits both alike; medians.
+//!    Scaling with the number of rules and with request length; a head across segments.
+//!    The test-run interface has a counter slot, as a guarded interface has. A 16 KiB
+//!    request as one GSO skb on TC (`gso`), by the kernel's accounting on real traffic:
+//!    a TC test run takes ~3.7 KB at most.
+//! 2. End to end (`e2e`): client → gateway → server namespaces, Debian's nginx as the
+//!    server and wrk as the load (a Lua script adds identity headers): no filter; the empty
+//!    TC and XDP programs where leakguard attaches (the floor of any filter there); the
+//!    `leakguard run` daemon on the gateway's TC egress (count, redact) and client-side XDP
+//!    (count); TC redact again with skbs arriving as from a NIC (see `Setup::Leakguard`);
+//!    HAProxy in the gateway deleting the same headers. Rounds of every setup in turn;
+//!    each run is compared with the same round's no-filter run; medians.
+//! 3. During the end-to-end runs: the kernel's own accounting (`kernel.bpf_stats_enabled`)
+//!    of ns per real packet, the maps' memory, the daemon's peak RSS and CPU.
+
+mod accounting;
+mod audit;
+mod e2e;
+mod gso;
+mod kernel;
+mod length;
+mod net;
+mod rules;
+mod segments;
+mod timing;
+
+use std::{path::Path, time::Instant};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::{json, Value};
+
+struct Cfg {
+    /// `--against OBJECT`: another build of the kernel programs, timed in the kernel part
+    /// beside this one, round for round (A/B within one run).
+    against: Option<Vec<u8>>,
+    audit_packets: usize,
+    rounds: usize,
+    repeat: u32,
+    samples: usize,
+    e2e_secs: u64,
+    e2e_rounds: usize,
+    /// Requests per setup in the `gso` part.
+    gso_requests: u32,
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let against = match args.iter().position(|a| a == "--against") {
+        Some(i) => {
+            let path = args.get(i + 1).context("--against needs an object file")?;
+            Some(std::fs::read(path).with_context(|| format!("reading {path}"))?)
+        }
+        None => None,
+    };
+    let cfg = if quick {
+        Cfg {
+            against,
+            audit_packets: 100_000,
+            rounds: 3,
+            repeat: 50_000,
+            samples: 300,
+            e2e_secs: 3,
+            e2e_rounds: 1,
+            gso_requests: 300,
+        }
+    } else {
+        Cfg {
+            against,
+            audit_packets: 1_000_000,
+            rounds: 7,
+            repeat: 200_000,
+            samples: 3000,
+            e2e_secs: 10,
+            e2e_rounds: 5,
+            gso_requests: 3000,
+        }
+    };
+    let only = only_parts()?;
+    let started = Instant::now();
+    let mut results = json!({ "quick": quick });
+    for (part, run) in PARTS {
+        if only.as_ref().is_none_or(|o| o.iter().any(|p| p == part)) {
+            results[*part] = run(&cfg)?;
+        }
+    }
+    results["seconds"] = json!(started.elapsed().as_secs_f64());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+    println!(
+        "\nresults: {} ({:.0} s)",
+        path.canonicalize().unwrap_or(path).display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The benchmark's parts, in the order they run.
+type Part = fn(&Cfg) -> Result<Value>;
+
+const PARTS: &[(&str, Part)] = &[
+    ("kernel", kernel::kernel),
+    ("rules", rules::rules),
+    ("length", length::length),
+    ("segments", segments::segments),
+    ("audit", audit::audit),
+    ("gso", gso::gso),
+    ("e2e", e2e::e2e),
+];
+
+/// `--only a,b`: the parts to run (all without it).
+fn only_parts() -> Result<Option<Vec<String>>> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(i) = args.iter().position(|a| a == "--only") else {
+        return Ok(None);
+    };
+    let list = args.get(i + 1).context("--only needs a list of parts")?;
+    let parts: Vec<String> = list.split(',').map(|p| p.trim().to_owned()).collect();
+    for p in &parts {
+        if !PARTS.iter().any(|(name, _)| name == p) {
+            let names: Vec<&str> = PARTS.iter().map(|(n, _)| *n).collect();
+            bail!("unknown part {p:?}: the parts are {}", names.join(", "));
+        }
+    }
+    Ok(Some(parts))
+}
