@@ -5,6 +5,7 @@ use leakguard::policy::{Action, KernelPolicy, Rule};
 
 use crate::{
     http::{browser_get, browser_get_lines, get_with_header_at, MSISDN},
+    kernel::rule,
     packet::Frame,
 };
 
@@ -15,15 +16,6 @@ pub struct Case {
     pub frame: Vec<u8>,
     /// Also on TC: a TC test run takes at most ~3.7 KB of packet.
     pub tc: bool,
-}
-
-#[must_use]
-pub fn rule(header: &str, action: Action) -> Rule {
-    Rule {
-        header: header.into(),
-        action,
-        allow: vec![],
-    }
 }
 
 #[must_use]
@@ -64,8 +56,8 @@ pub const PROFILE_DEFAULT: usize = 4;
 /// `max_head_bytes` covers them (`Case::policy` has it).
 #[must_use]
 pub fn kernel_cases() -> Vec<Case> {
-    let count = policy(vec![rule("X-MSISDN", Action::Count)]);
-    let redact = policy(vec![rule("X-MSISDN", Action::Redact)]);
+    let count = policy(vec![rule("X-MSISDN", Action::Count, &[])]);
+    let redact = policy(vec![rule("X-MSISDN", Action::Redact, &[])]);
     let mut body = vec![0u8; 1400];
     body[0] = 0x1f; // gzip magic: a body segment, not a request
     body[1] = 0x8b;

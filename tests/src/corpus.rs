@@ -2,11 +2,13 @@
 //! they run under, in both forms: the daemon's (`KernelPolicy`) and the model's.
 
 use ipnet::IpNet;
-use leakguard::policy::{Action, KernelPolicy, Msisdn, Rule};
+use leakguard::policy::{Action, KernelPolicy, Msisdn};
 use leakguard_common::{
     model::{ModelMsisdn, ModelPolicy, ModelRule},
     name,
 };
+
+use crate::kernel::rule;
 
 /// xorshift64*: small, deterministic, enough for a corpus.
 pub struct Rng(pub u64);
@@ -70,23 +72,27 @@ pub const OTHER: &[&str] = &[
     "Content-Length",
 ];
 
+/// Every `[msisdn]` action [`policy`] is run under (`None`: the check off), in the order
+/// the model fuzz target picks them by.
+pub const MSISDN_ACTIONS: [Option<Action>; 4] = [
+    Some(Action::Redact),
+    Some(Action::Drop),
+    Some(Action::Count),
+    None,
+];
+
 /// The rules, and the `[msisdn]` check with `msisdn_action` (prefixes 44 and 447, values
 /// of `X-Order-Id` ignored, 198.51.100.0/24 trusted).
 #[must_use]
 pub fn policy(msisdn_action: Option<Action>) -> KernelPolicy {
-    let r = |h: &str, action, allow: &[&str]| Rule {
-        header: h.into(),
-        action,
-        allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
-    };
     KernelPolicy {
         rules: vec![
-            r("X-MSISDN", Action::Redact, &["198.51.100.0/24"]),
-            r("X-UIDH", Action::Drop, &[]),
-            r("X-ACR", Action::Count, &[]),
-            r("x_up_calling_line_id", Action::Redact, &[]),
-            r("MSISDN", Action::Redact, &["198.51.100.0/24"]),
-            r("X-IMSI", Action::Count, &[]),
+            rule("X-MSISDN", Action::Redact, &["198.51.100.0/24"]),
+            rule("X-UIDH", Action::Drop, &[]),
+            rule("X-ACR", Action::Count, &[]),
+            rule("x_up_calling_line_id", Action::Redact, &[]),
+            rule("MSISDN", Action::Redact, &["198.51.100.0/24"]),
+            rule("X-IMSI", Action::Count, &[]),
         ],
         msisdn: msisdn_action.map(|action| Msisdn {
             prefixes: vec!["44".into(), "447".into()],

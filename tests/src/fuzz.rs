@@ -12,11 +12,11 @@
 use std::time::{Duration, Instant};
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
-use leakguard::policy::{Action, KernelPolicy};
+use leakguard::policy::KernelPolicy;
 use leakguard_common::model::{Kind, ModelFlow};
 
 use crate::{
-    corpus::{destination, model_policy, policy, request, requests, vary_cap, Rng},
+    corpus::{destination, model_policy, policy, request, requests, vary_cap, Rng, MSISDN_ACTIONS},
     diff::Differ,
     guard::{Hook, Verdict},
     packet::{subscriber_endpoint, Frame, SERVER_V4},
@@ -114,12 +114,7 @@ pub fn run(rng: &mut Rng, seed: u64, max_packets: u64, max_time: Duration) -> Re
         seed,
         ..Report::default()
     };
-    let actions = [
-        Some(Action::Redact),
-        Some(Action::Drop),
-        Some(Action::Count),
-        None,
-    ];
+    let actions = MSISDN_ACTIONS;
     let mut policies: Vec<KernelPolicy> = actions.iter().map(|a| policy(*a)).collect();
     let mut differs: Vec<Differ> = policies.iter().map(Differ::new).collect();
     // Header-mutated frames get programs of their own: a mutated address or port may land

@@ -1,8 +1,9 @@
-//! What the `kernel_*` test files share. They load the real programs into the kernel and
-//! run them by `BPF_PROG_TEST_RUN` on frames built here; every case runs on every hook (TC
+//! Rules for the kernel programs' policies ([`rule`], for every test and tool), and what
+//! the `kernel_*` test files share. Those load the real programs into the kernel and run
+//! them by `BPF_PROG_TEST_RUN` on frames built here; every case runs on every hook (TC
 //! egress, TC ingress, XDP) unless the kernel's test-run limits say otherwise (TC takes at
-//! most ~3.7 KB of packet). Here: the policy they load, its rule ids, and what a correct
-//! redaction leaves.
+//! most ~3.7 KB of packet). For them: the policy they load, its rule ids, and what a
+//! correct redaction leaves.
 
 use leakguard::policy::{Action, KernelPolicy, Rule};
 use leakguard_common::REDACT_FILLER;
@@ -22,6 +23,7 @@ pub const R_LONG: u32 = 4;
 /// A rule name of exactly the 64-byte limit.
 pub const LONG_NAME: &str = "X-Operator-Subscriber-Identity-Forwarded-By-Enrichment-Gateway-0";
 
+/// A rule for `header` that trusts the destinations in `allow` (CIDR).
 #[must_use]
 pub fn rule(header: &str, action: Action, allow: &[&str]) -> Rule {
     Rule {

@@ -4,11 +4,12 @@
 
 use std::net::SocketAddr;
 
-use leakguard::policy::{Action, KernelPolicy, Rule};
+use leakguard::policy::{Action, KernelPolicy};
 use leakguard_common::action;
 use leakguard_tests::{
     guard::Guard,
     http::{find, ACR, MSISDN, UIDH},
+    kernel::rule,
     server::HttpServer,
     topo::{
         attach_tc_egress, attach_xdp, curl, ethtool, topo, Topo, CLI_IF, SRV_IF, SRV_V4, SRV_V6,
@@ -22,21 +23,9 @@ const R_ACR: u32 = 2;
 fn policy() -> KernelPolicy {
     KernelPolicy {
         rules: vec![
-            Rule {
-                header: "X-MSISDN".into(),
-                action: Action::Redact,
-                allow: vec![],
-            },
-            Rule {
-                header: "X-UIDH".into(),
-                action: Action::Drop,
-                allow: vec![],
-            },
-            Rule {
-                header: "X-ACR".into(),
-                action: Action::Count,
-                allow: vec![],
-            },
+            rule("X-MSISDN", Action::Redact, &[]),
+            rule("X-UIDH", Action::Drop, &[]),
+            rule("X-ACR", Action::Count, &[]),
         ],
         ..KernelPolicy::default()
     }

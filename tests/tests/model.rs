@@ -3,9 +3,8 @@
 //! verdicts, output bytes and counters must agree. The seed is printed;
 //! `LEAKGUARD_SEED=N` replays it. (Requests cut into segments: `segments.rs`.)
 
-use leakguard::policy::Action;
 use leakguard_tests::{
-    corpus::{destination, model_policy, policy, requests, vary_cap, Rng},
+    corpus::{destination, model_policy, policy, requests, vary_cap, Rng, MSISDN_ACTIONS},
     diff::Differ,
     guard::Hook,
     packet::{Frame, SERVER_V4},
@@ -15,12 +14,7 @@ use leakguard_tests::{
 fn kernel_and_model_agree_on_a_random_corpus() {
     let (mut rng, seed) = Rng::from_env();
     const CASES: usize = 400;
-    for msisdn in [
-        Some(Action::Redact),
-        Some(Action::Drop),
-        Some(Action::Count),
-        None,
-    ] {
+    for msisdn in MSISDN_ACTIONS {
         let mut p = policy(msisdn);
         let mut d = Differ::new(&p);
         for case in 0..CASES {

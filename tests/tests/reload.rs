@@ -18,21 +18,17 @@ use leakguard::{
         object::{EBPF_OBJECT, PROG_XDP},
         pins::Pins,
     },
-    policy::{Action, KernelPolicy, Rule},
+    policy::{Action, KernelPolicy},
 };
 use leakguard_tests::{
     http::{find, get, MSISDN, UIDH},
+    kernel::rule,
     packet::Frame,
 };
 
 fn policy(msisdn: Action, uidh: Action) -> KernelPolicy {
-    let rule = |h: &str, action| Rule {
-        header: h.into(),
-        action,
-        allow: vec![],
-    };
     KernelPolicy {
-        rules: vec![rule("X-MSISDN", msisdn), rule("X-UIDH", uidh)],
+        rules: vec![rule("X-MSISDN", msisdn, &[]), rule("X-UIDH", uidh, &[])],
         ..KernelPolicy::default()
     }
 }

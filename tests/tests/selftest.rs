@@ -4,18 +4,13 @@
 use leakguard::{
     config::Hook,
     kernel::selftest,
-    policy::{Action, KernelPolicy, Rule},
+    policy::{Action, KernelPolicy},
 };
-use leakguard_tests::guard::Guard;
+use leakguard_tests::{guard::Guard, kernel::rule};
 
 const HOOKS: [Hook; 3] = [Hook::TcEgress, Hook::TcIngress, Hook::Xdp];
 
 fn policy(msisdn: Action) -> KernelPolicy {
-    let rule = |h: &str, action, allow: &[&str]| Rule {
-        header: h.into(),
-        action,
-        allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
-    };
     KernelPolicy {
         rules: vec![
             rule("X-MSISDN", msisdn, &["198.51.100.0/24"]),

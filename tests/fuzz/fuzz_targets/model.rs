@@ -3,10 +3,9 @@
 //! changes become the redaction filler; the same input gives the same output.
 #![no_main]
 
-use leakguard::policy::Action;
 use leakguard_common::{model, REDACT_FILLER};
 use leakguard_tests::{
-    corpus::{model_policy, policy},
+    corpus::{model_policy, policy, MSISDN_ACTIONS},
     packet::SERVER_V4,
 };
 use libfuzzer_sys::fuzz_target;
@@ -15,12 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let [sel, cut, payload @ ..] = data else {
         return;
     };
-    let action = [
-        Some(Action::Redact),
-        Some(Action::Drop),
-        Some(Action::Count),
-        None,
-    ][usize::from(sel & 3)];
+    let action = MSISDN_ACTIONS[usize::from(sel & 3)];
     let mut p = policy(action);
     if sel & 4 != 0 {
         p.max_head_bytes = 64 + u32::from(*cut);

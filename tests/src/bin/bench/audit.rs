@@ -5,8 +5,9 @@ use std::{path::Path, time::Duration};
 use anyhow::Result;
 use leakguard::policy::Action;
 use leakguard_tests::{
-    cases::{policy, rule, with_msisdn},
+    cases::{policy, with_msisdn},
     http::browser_get,
+    kernel::rule,
     packet::Frame,
 };
 use serde_json::{json, Value};
@@ -70,7 +71,7 @@ pub fn audit(cfg: &Cfg) -> Result<Value> {
             }
         }
     }
-    let policy = policy(vec![rule("X-MSISDN", Action::Redact)]);
+    let policy = policy(vec![rule("X-MSISDN", Action::Redact, &[])]);
     let report = leakguard::audit::replay(&policy, &path)?;
     let pps = report.packets as f64 / report.seconds;
     println!(

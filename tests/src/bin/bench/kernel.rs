@@ -6,9 +6,10 @@ use anyhow::Result;
 use leakguard::{kernel::object::PROG_TC_EGRESS, policy::Action};
 use leakguard_common::EVENT_HEAD_BYTES;
 use leakguard_tests::{
-    cases::{kernel_cases, policy, rule, with_msisdn, Case},
+    cases::{kernel_cases, policy, with_msisdn, Case},
     guard::{Guard, TEST_RUN_IFINDEX},
     http::browser_get,
+    kernel::rule,
     packet::Frame,
 };
 use serde_json::{json, Value};
@@ -19,7 +20,7 @@ use crate::{
 };
 
 pub fn kernel(cfg: &Cfg) -> Result<Value> {
-    let count = policy(vec![rule("X-MSISDN", Action::Count)]);
+    let count = policy(vec![rule("X-MSISDN", Action::Count, &[])]);
     let clean = browser_get(600);
     let cases = kernel_cases();
     println!(

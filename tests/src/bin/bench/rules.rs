@@ -3,9 +3,10 @@
 use anyhow::Result;
 use leakguard::policy::Action;
 use leakguard_tests::{
-    cases::{policy, rule, with_msisdn},
+    cases::{policy, with_msisdn},
     guard::{Guard, TEST_RUN_IFINDEX},
     http::browser_get,
+    kernel::rule,
     packet::Frame,
 };
 use serde_json::{json, Value};
@@ -28,8 +29,10 @@ pub fn rules(cfg: &Cfg) -> Result<Value> {
             let mut first = None;
             for n in [1usize, 30, 1000] {
                 // Names like real identity headers: X-<word>-<n> and a few catalog ones.
-                let mut rs = vec![rule("X-MSISDN", Action::Redact)];
-                rs.extend((1..n).map(|i| rule(&format!("X-Subscriber-Id-{i}"), Action::Count)));
+                let mut rs = vec![rule("X-MSISDN", Action::Redact, &[])];
+                rs.extend(
+                    (1..n).map(|i| rule(&format!("X-Subscriber-Id-{i}"), Action::Count, &[])),
+                );
                 let mut g = Guard::load_bench(&policy(rs))?;
                 g.give_slot(TEST_RUN_IFINDEX, 1)?;
                 let (b, p) = pair(&mut g, cfg, base, prog, tc, frame)?;

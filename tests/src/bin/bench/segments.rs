@@ -5,9 +5,10 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use leakguard::policy::Action;
 use leakguard_tests::{
-    cases::{policy, rule, with_msisdn},
+    cases::{policy, with_msisdn},
     guard::{Guard, TEST_RUN_IFINDEX},
     http::browser_get,
+    kernel::rule,
     packet::Frame,
 };
 use serde_json::{json, Value};
@@ -25,7 +26,7 @@ pub fn segments(cfg: &Cfg) -> Result<Value> {
     let mut req = browser_get(574);
     req = with_msisdn(&req);
     let cut = req.len() / 2;
-    let mut g = Guard::load_bench(&policy(vec![rule("X-MSISDN", Action::Redact)]))?;
+    let mut g = Guard::load_bench(&policy(vec![rule("X-MSISDN", Action::Redact, &[])]))?;
     g.give_slot(TEST_RUN_IFINDEX, 1)?;
     println!(
         "\n## A head across segments ({} B request with X-MSISDN, redact, cut at byte {cut}; one run per sample, medians of {})\n",
