@@ -10,7 +10,7 @@ use leakguard_common::{
 
 use crate::{
     guard::{Guard, Hook, Verdict},
-    packet::{tcp_checksum_ok, tcp_payload},
+    packet::{tcp_checksum_ok, tcp_payload, SEQ},
 };
 
 pub struct Differ {
@@ -104,5 +104,20 @@ impl Differ {
         );
         self.runs += 1;
         want
+    }
+
+    /// [`Differ::segment`] for `frame`, a whole head alone on its flow at a [`Frame`]'s
+    /// own sequence number ([`SEQ`]).
+    ///
+    /// [`Frame`]: crate::packet::Frame
+    pub fn single(
+        &mut self,
+        hook: Hook,
+        frame: &[u8],
+        payload: &[u8],
+        pol: &ModelPolicy,
+        ctx: &str,
+    ) -> ModelOutput {
+        self.segment(hook, frame, SEQ, payload, &mut None, pol, ctx)
     }
 }

@@ -19,7 +19,7 @@ use crate::{
     corpus::{destination, model_policy, policy, request, requests, vary_cap, Rng, MSISDN_ACTIONS},
     diff::Differ,
     guard::{Hook, Verdict},
-    packet::{subscriber_endpoint, Frame, SERVER_V4},
+    packet::{subscriber_endpoint, Frame, SEQ, SERVER_V4},
 };
 
 /// What a run did.
@@ -159,9 +159,9 @@ pub fn run(rng: &mut Rng, seed: u64, max_packets: u64, max_time: Duration) -> Re
         };
         if rng.chance(75) {
             for &hook in hooks {
-                let mut f = flow.clone().seq(1_000_000);
+                let mut f = flow.clone().seq(SEQ);
                 f.payload.clone_from(&payload);
-                d.segment(hook, &f.build(), 1_000_000, &payload, &mut None, &pol, &ctx);
+                d.single(hook, &f.build(), &payload, &pol, &ctx);
             }
             r.single += 1;
         } else {
@@ -175,7 +175,7 @@ pub fn run(rng: &mut Rng, seed: u64, max_packets: u64, max_time: Duration) -> Re
             let seq0 = if rng.chance(10) {
                 u32::MAX - rng.below(2_000) as u32
             } else {
-                1_000_000
+                SEQ
             };
             for &hook in hooks {
                 let mut model: Option<ModelFlow> = None;

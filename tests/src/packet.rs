@@ -5,6 +5,9 @@ use etherparse::{
     IpFragOffset, IpNumber, Ipv4Header, Ipv4Options, NetSlice, SlicedPacket, TcpHeader, UdpHeader,
 };
 
+/// A [`Frame`]'s sequence number unless [`Frame::seq`] sets another.
+pub const SEQ: u32 = 1_000_000;
+
 pub const TPID_8021Q: u16 = 0x8100;
 pub const TPID_8021AD: u16 = 0x88a8;
 
@@ -112,7 +115,7 @@ impl Frame {
                 sport: next_port(),
                 dport: 80,
                 options: Vec::new(),
-                seq: 1_000_000,
+                seq: SEQ,
                 syn: false,
                 rst: false,
             },

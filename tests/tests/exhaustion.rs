@@ -6,13 +6,13 @@
 //! their entries were evicted. docs/testing.md, Reliability, states the limit.)
 
 use leakguard::kernel::{counters::flow_count, maps::MAP_FLOWS};
-use leakguard_common::{model::ModelFlow, FLOW_ENTRIES};
+use leakguard_common::FLOW_ENTRIES;
 use leakguard_tests::{
     corpus::{model_policy, policy, request, Rng},
     diff::Differ,
     guard::{Hook, Verdict},
     http::{find, MSISDN},
-    packet::{subscriber_endpoint, tcp_payload, Frame, SERVER_V4},
+    packet::{subscriber_endpoint, tcp_payload, Frame, SEQ, SERVER_V4},
 };
 
 /// Flows opened by the flood.
@@ -53,15 +53,7 @@ fn a_million_flows_leave_one_segment_heads_exact_and_recent_heads_followed() {
                 .sport(sport)
                 .build();
             let ctx = format!("after {n} flood flows, seed {seed}: {payload:?}");
-            d.segment(
-                Hook::Xdp,
-                &frame,
-                1_000_000,
-                payload.as_bytes(),
-                &mut None::<ModelFlow>,
-                &pol,
-                &ctx,
-            );
+            d.single(Hook::Xdp, &frame, payload.as_bytes(), &pol, &ctx);
             checked += 1;
             // The match log is drained as the daemon would.
             let _ = d.g.events();
@@ -81,9 +73,7 @@ fn a_million_flows_leave_one_segment_heads_exact_and_recent_heads_followed() {
     );
 
     // The most recent heads are still followed: their rest is redacted.
-    let mut rest = Frame::http_v4(REST)
-        .seq(1_000_000 + OPEN.len() as u32)
-        .build();
+    let mut rest = Frame::http_v4(REST).seq(SEQ + OPEN.len() as u32).build();
     for n in FLOWS - 1_000..FLOWS {
         patch(&mut rest, n);
         let r = d.g.run(Hook::Xdp, &rest).unwrap();

@@ -28,15 +28,7 @@ fn kernel_and_model_agree_on_a_random_corpus() {
             // Each frame is a flow of its own (a new source port), per hook.
             let bytes = frame.build();
             for hook in [Hook::Xdp, Hook::TcEgress] {
-                d.segment(
-                    hook,
-                    &bytes,
-                    1_000_000,
-                    payload.as_bytes(),
-                    &mut None,
-                    &pol,
-                    &ctx,
-                );
+                d.single(hook, &bytes, payload.as_bytes(), &pol, &ctx);
             }
             let _ = d.g.events();
         }
@@ -58,15 +50,7 @@ fn a_line_start_that_collides_with_a_rule_start_is_read() {
     let payload: &[u8] = b"GET /a HTTP/1.1\r\nxMOrder_id : 1\r\nzz : 2\r\n\r\n";
     for hook in [Hook::Xdp, Hook::TcEgress] {
         let frame = Frame::http_v4(payload).build();
-        let out = d.segment(
-            hook,
-            &frame,
-            1_000_000,
-            payload,
-            &mut None,
-            &pol,
-            "collision",
-        );
+        let out = d.single(hook, &frame, payload, &pol, "collision");
         // `xM…` collides and is read (malformed); `zz` starts no rule and is skipped.
         assert_eq!((out.lines, out.malformed), (2, 1), "{hook:?}");
     }

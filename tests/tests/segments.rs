@@ -301,15 +301,7 @@ fn a_full_flow_table_keeps_single_segment_heads_exact() {
         let bytes = Frame::http_v4(payload.as_bytes()).build();
         let ctx = format!("full table, case {case}, seed {seed}: {payload:?}");
         for hook in [Hook::Xdp, Hook::TcEgress] {
-            d.segment(
-                hook,
-                &bytes,
-                1_000_000,
-                payload.as_bytes(),
-                &mut None,
-                &pol,
-                &ctx,
-            );
+            d.single(hook, &bytes, payload.as_bytes(), &pol, &ctx);
         }
     }
     let req = REQUESTS[0];
