@@ -7,7 +7,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{
         atomic::{AtomicU32, Ordering},
         Arc,
@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::netns::Netns;
+use crate::{cmd::checked, netns::Netns};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -175,20 +175,10 @@ impl Daemon {
     }
 
     /// Runs `leakguard run` where it is expected to refuse to start: its exit status.
-    pub fn run_to_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+    pub fn run_to_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let mut c = self.spawn()?;
-        let end = Instant::now() + timeout * timeout_scale();
-        loop {
-            if let Some(st) = c.try_wait()? {
-                return Ok(st);
-            }
-            if Instant::now() > end {
-                let _ = c.kill();
-                let _ = c.wait();
-                bail!("leakguard run did not exit; log:\n{}", self.logs());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exit_within(&mut c, timeout)?
+            .with_context(|| format!("leakguard run did not exit; log:\n{}", self.logs()))
     }
 
     /// Spawns `leakguard run` in the namespace, its stderr to the next log file.
@@ -244,21 +234,11 @@ impl Daemon {
     }
 
     /// SIGTERM, and wait for a clean exit.
-    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+    pub fn stop(&mut self) -> Result<ExitStatus> {
         self.signal(libc::SIGTERM);
         self.running.store(0, Ordering::Relaxed);
         let mut c = self.child.take().context("not running")?;
-        let end = Instant::now() + Duration::from_secs(10) * timeout_scale();
-        loop {
-            if let Some(st) = c.try_wait()? {
-                return Ok(st);
-            }
-            if Instant::now() > end {
-                let _ = c.kill();
-                bail!("daemon did not stop on SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exit_within(&mut c, Duration::from_secs(10))?.context("daemon did not stop on SIGTERM")
     }
 
     /// A `leakguard` subcommand with this daemon's `--config`, in its network namespace.
@@ -274,11 +254,60 @@ impl Daemon {
 
     /// A `leakguard` subcommand with this daemon's `--config`.
     pub fn cli(&self, sub: &str) -> Result<Output> {
-        Command::new(leakguard_bin()?)
-            .args([sub, "--config"])
-            .arg(&self.config)
+        self.cli_command(sub)?
             .output()
             .with_context(|| format!("running leakguard {sub}"))
+    }
+
+    /// A `leakguard` subcommand that must succeed: its stdout.
+    pub fn cli_ok(&self, sub: &str) -> Result<String> {
+        let out = checked(&mut self.cli_command(sub)?)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn cli_command(&self, sub: &str) -> Result<Command> {
+        let mut c = Command::new(leakguard_bin()?);
+        c.args([sub, "--config"]).arg(&self.config);
+        Ok(c)
+    }
+
+    /// `GET /metrics` from `metrics.listen` where the daemon listens: in its network
+    /// namespace unless it runs in this one. The body; empty if curl fails.
+    pub fn scrape(&self) -> Result<String> {
+        let mut c = if self.launch == Launch::Host {
+            Command::new("curl")
+        } else {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &self.ns_name, "curl"]);
+            c
+        };
+        let out = c
+            .args([
+                "-sS",
+                "-m",
+                "10",
+                &format!("http://{}/metrics", self.metrics),
+            ])
+            .output()
+            .context("running curl")?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Waits for `c` to exit for `timeout` (times [`timeout_scale`]); past it, kills and
+/// reaps it: `None`.
+fn exit_within(c: &mut Child, timeout: Duration) -> Result<Option<ExitStatus>> {
+    let end = Instant::now() + timeout * timeout_scale();
+    loop {
+        if let Some(st) = c.try_wait()? {
+            return Ok(Some(st));
+        }
+        if Instant::now() > end {
+            let _ = c.kill();
+            let _ = c.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -22,10 +22,7 @@
 
 use anyhow::Result;
 
-use crate::{
-    cmd::sh,
-    netns::{veth, Netns},
-};
+use crate::netns::{veth, Netns};
 
 pub const CLI_IF: &str = "lgcl0";
 pub const GW_CLI_IF: &str = "lggc0";
@@ -120,21 +117,7 @@ impl Gateway {
 
     /// The uplink sends MTU-sized frames with full checksums, as from a NIC.
     pub fn wire_like_uplink(&self) -> Result<()> {
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.gw.name,
-            "ethtool",
-            "-K",
-            GW_UP_IF,
-            "tso",
-            "off",
-            "gso",
-            "off",
-            "tx",
-            "off",
-        ])?;
-        Ok(())
+        self.gw
+            .ethtool(GW_UP_IF, &["tso", "off", "gso", "off", "tx", "off"])
     }
 }

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::cmd::sh;
+use crate::cmd::{checked, sh};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -38,7 +38,13 @@ impl Netns {
 
     /// `sysctl -qw SETTING` inside the namespace.
     pub fn sysctl(&self, setting: &str) -> Result<()> {
-        sh(&["ip", "netns", "exec", &self.name, "sysctl", "-qw", setting])?;
+        checked(self.command("sysctl").args(["-qw", setting]))?;
+        Ok(())
+    }
+
+    /// `ethtool -K IFNAME FEATURES…` inside the namespace: offloads on or off.
+    pub fn ethtool(&self, ifname: &str, features: &[&str]) -> Result<()> {
+        checked(self.command("ethtool").args(["-K", ifname]).args(features))?;
         Ok(())
     }
 

@@ -8,7 +8,6 @@ use aya::programs::{
 use leakguard::kernel::object::{PROG_TC_EGRESS, PROG_XDP};
 
 use crate::{
-    cmd::sh,
     guard::Guard,
     netns::{veth, Netns},
 };
@@ -83,13 +82,6 @@ pub fn curl(ns: &Netns, url: &str, headers: &[String], max_secs: u32) -> ExitSta
     c.stdout(Stdio::null()).stderr(Stdio::null());
     c.status()
         .expect("curl runs (installed by `cargo xtask setup`)")
-}
-
-/// `ethtool -K` in a namespace.
-pub fn ethtool(ns: &Netns, ifname: &str, args: &[&str]) {
-    let mut v = vec!["ip", "netns", "exec", &ns.name, "ethtool", "-K", ifname];
-    v.extend_from_slice(args);
-    sh(&v).unwrap();
 }
 
 pub fn attach_tc_egress(g: &mut Guard, ns: &Netns, ifname: &str) {

@@ -41,22 +41,6 @@ fn assert_no_values(what: &str, text: &str) {
     }
 }
 
-/// `GET /metrics` from the daemon listening on 127.0.0.1:`port` in the client namespace.
-fn scrape(t: &leakguard_tests::topo::Topo, port: u16) -> String {
-    let out = t
-        .cli
-        .command("curl")
-        .args([
-            "-sS",
-            "-m",
-            "5",
-            &format!("http://127.0.0.1:{port}/metrics"),
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -83,13 +67,7 @@ fn guard_survives_sigkill_restart_and_only_detach_removes_it() {
     assert!(!last_leaked(&server), "redacted while the daemon is dead");
 
     // status from the pins alone.
-    let st = d.cli("status").unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let report = stdout(&st);
+    let report = d.cli_ok("status").unwrap();
     assert!(
         report.contains(&format!("{CLI_IF:<16} tc-egress")),
         "{report}"
@@ -146,9 +124,7 @@ fn guard_survives_sigkill_restart_and_only_detach_removes_it() {
     layout(leakguard_common::MAP_LAYOUT_VERSION);
 
     // detach is the only way to remove it.
-    let out = d.cli("detach").unwrap();
-    assert!(out.status.success());
-    let removed = stdout(&out);
+    let removed = d.cli_ok("detach").unwrap();
     assert!(
         removed.contains(&format!("detached tc-egress from {CLI_IF}")),
         "{removed}"
@@ -266,7 +242,7 @@ fn metrics_are_labelled_linted_and_free_of_values() {
     assert!(st.success());
     assert!(!last_leaked(&server), "the number under a new header name");
 
-    let scrape = || scrape(&t, 9717);
+    let scrape = || d.scrape().unwrap();
     let want = format!(
         "leakguard_header_matches_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",header=\"X-MSISDN\",action=\"redact\"}} 3"
     );
@@ -417,7 +393,7 @@ fn packets_before_the_attach_are_reported_not_silent() {
     send(&t, 3);
     assert!(!last_leaked(&server), "guarded after the attach");
 
-    let scrape = || scrape(&t, 9718);
+    let scrape = || d.scrape().unwrap();
     let prefix =
         format!("leakguard_unguarded_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\"}} ");
     let mut n = 0u64;
@@ -534,12 +510,7 @@ fn a_network_namespace_named_in_the_policy_is_guarded_from_the_host() {
     assert_no_values("logs", &d.logs());
 
     d.kill();
-    let out = d.cli("detach").unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.cli_ok("detach").unwrap();
     send(&t, 5);
     assert!(last_leaked(&server), "detached from the host");
 }

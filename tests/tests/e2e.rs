@@ -11,9 +11,7 @@ use leakguard_tests::{
     http::{find, ACR, MSISDN, UIDH},
     kernel::rule,
     server::HttpServer,
-    topo::{
-        attach_tc_egress, attach_xdp, curl, ethtool, topo, Topo, CLI_IF, SRV_IF, SRV_V4, SRV_V6,
-    },
+    topo::{attach_tc_egress, attach_xdp, curl, topo, Topo, CLI_IF, SRV_IF, SRV_V4, SRV_V6},
 };
 
 const R_MSISDN: u32 = 0;
@@ -150,8 +148,8 @@ fn tc_egress_drop_stops_the_request() {
 #[test]
 fn xdp_redacts_and_the_receiver_accepts_the_checksum() {
     let t = topo();
-    ethtool(&t.cli, CLI_IF, &["tx", "off"]);
-    ethtool(&t.srv, SRV_IF, &["rx", "off"]);
+    t.cli.ethtool(CLI_IF, &["tx", "off"]).unwrap();
+    t.srv.ethtool(SRV_IF, &["rx", "off"]).unwrap();
     let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
     let mut g = Guard::load(&policy()).unwrap();
     attach_xdp(&mut g, &t.srv, SRV_IF);

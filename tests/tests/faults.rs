@@ -96,13 +96,7 @@ fn upgrade_object() -> PathBuf {
 
 /// `leakguard status`, checked to succeed and to carry no identity value.
 fn status(d: &Daemon) -> String {
-    let out = d.cli("status").unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = d.cli_ok("status").unwrap();
     for v in VALUES {
         assert!(!text.contains(v), "status output carries an identity value");
     }

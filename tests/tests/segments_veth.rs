@@ -17,13 +17,13 @@ use anyhow::{bail, Context as _, Result};
 use leakguard::policy::Action;
 use leakguard_common::model::{self, ModelFlow};
 use leakguard_tests::{
-    cmd::sh,
+    cmd::checked,
     corpus::{model_policy, policy},
     guard::Guard,
     http::MSISDN,
     netns::Netns,
     server::HttpServer,
-    topo::{attach_tc_egress, attach_xdp, ethtool, topo, CLI_IF, SRV_IF, SRV_V4},
+    topo::{attach_tc_egress, attach_xdp, topo, CLI_IF, SRV_IF, SRV_V4},
 };
 
 /// Bytes the socket sent that the peer has not acknowledged (TCP_INFO).
@@ -152,8 +152,8 @@ fn real_segments_through_tc_egress_and_xdp_match_the_model() {
             Where::ClientTcEgress => attach_tc_egress(&mut g, &t.cli, CLI_IF),
             Where::ServerXdp => {
                 // Full checksums on the wire for XDP's incremental update (see e2e.rs).
-                ethtool(&t.cli, CLI_IF, &["tx", "off"]);
-                ethtool(&t.srv, SRV_IF, &["rx", "off"]);
+                t.cli.ethtool(CLI_IF, &["tx", "off"]).unwrap();
+                t.srv.ethtool(SRV_IF, &["rx", "off"]).unwrap();
                 attach_xdp(&mut g, &t.srv, SRV_IF);
             }
         }
@@ -202,16 +202,8 @@ fn retransmissions_are_redacted_again() {
     let t = topo();
     t.cli.sysctl("net.ipv4.tcp_autocorking=0").unwrap();
     let nft = |args: &str| {
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &t.srv.name,
-            "sh",
-            "-c",
-            &format!("nft {args}"),
-        ])
-        .expect("nft (Debian's nftables, installed by `cargo xtask setup`)")
+        checked(t.srv.command("sh").args(["-c", &format!("nft {args}")]))
+            .expect("nft (Debian's nftables, installed by `cargo xtask setup`)")
     };
     nft("add table inet lg");
     nft("'add chain inet lg pre { type filter hook prerouting priority -300; }'");

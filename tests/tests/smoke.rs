@@ -89,16 +89,6 @@ fn tc_attachment(t: &Topo) -> (String, u32) {
         .unwrap()
 }
 
-fn scrape(t: &Topo) -> String {
-    let out = t
-        .cli
-        .command("curl")
-        .args(["-sS", "-m", "10", &format!("http://{METRICS}/metrics")])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn daemon_attaches_survives_sigkill_adopts_and_detaches() {
     let t = topo();
@@ -116,7 +106,7 @@ fn daemon_attaches_survives_sigkill_adopts_and_detaches() {
         );
     }
     wait_for("the first self-test", Duration::from_secs(10), || {
-        scrape(&t).contains("leakguard_selftest_ok 1")
+        d.scrape().unwrap().contains("leakguard_selftest_ok 1")
     })
     .unwrap();
     assert!(!leaks(&t, &server, 1), "redacted with the daemon running");
@@ -125,9 +115,7 @@ fn daemon_attaches_survives_sigkill_adopts_and_detaches() {
     // The daemon dies: the guard stays.
     d.kill();
     assert!(!leaks(&t, &server, 2), "redacted with the daemon killed");
-    let status = d.cli("status").unwrap();
-    let report = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success(), "{report}");
+    let report = d.cli_ok("status").unwrap();
     assert!(
         report.contains(&format!("{CLI_IF:<16} tc-egress")),
         "{report}"

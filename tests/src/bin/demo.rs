@@ -63,15 +63,6 @@ allow = ["{TRUSTED}/32"]
     )
 }
 
-/// GET /metrics from inside the gateway's namespace.
-fn scrape(gw: &Netns) -> String {
-    gw.command("curl")
-        .args(["-sS", "-m", "5", "http://127.0.0.1:9717/metrics"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
-
 /// One request per destination from the client; returns what the server saw of each
 /// identity header, per destination.
 fn requests(client: &Netns, server: &HttpServer) -> Result<Vec<Vec<String>>> {
@@ -170,9 +161,12 @@ fn main() -> Result<()> {
     // The metrics as Prometheus scrapes them (the matches, and the interface's packets).
     let metrics =
         leakguard_tests::daemon::wait_for("the metrics", std::time::Duration::from_secs(5), || {
-            scrape(gw).contains("leakguard_header_matches_total{")
+            daemon
+                .scrape()
+                .unwrap_or_default()
+                .contains("leakguard_header_matches_total{")
         })
-        .map(|()| scrape(gw))
+        .map(|()| daemon.scrape().unwrap_or_default())
         .unwrap_or_default();
     println!("\nmetrics (GET /metrics on the gateway, excerpt):");
     for line in metrics.lines().filter(|l| {
