@@ -17,10 +17,7 @@ pub const VALUES: &[&str] = &[MSISDN, UIDH, ACR];
 pub fn get(extra: &[&str]) -> Vec<u8> {
     let mut s = String::from("GET /index.html?q=1 HTTP/1.1\r\nHost: www.example.com\r\n");
     s.push_str("User-Agent: Mozilla/5.0 (Linux; Android 14) leakguard-test\r\n");
-    for l in extra {
-        s.push_str(l);
-        s.push_str("\r\n");
-    }
+    push_lines(&mut s, extra);
     s.push_str("Accept: */*\r\n\r\n");
     s.into_bytes()
 }
@@ -35,10 +32,7 @@ pub fn get_with_header_at(at: usize, extra: &[&str]) -> Vec<u8> {
     s.push_str(&"a".repeat(pad));
     s.push_str("\r\n");
     assert!(s.len() >= at);
-    for l in extra {
-        s.push_str(l);
-        s.push_str("\r\n");
-    }
+    push_lines(&mut s, extra);
     s.push_str("\r\n");
     s.into_bytes()
 }
@@ -60,15 +54,8 @@ pub fn browser_get(len: usize) -> Vec<u8> {
         "If-Modified-Since: Tue, 24 Nov 2026 10:00:00 GMT",
     ];
     let mut s = String::from("GET /articles/2026/11/25/story.html HTTP/1.1\r\n");
-    for l in lines {
-        s.push_str(l);
-        s.push_str("\r\n");
-    }
-    let fixed = s.len() + "Cookie: sid=\r\n\r\n".len();
-    s.push_str("Cookie: sid=");
-    s.push_str(&"q".repeat(len.saturating_sub(fixed)));
-    s.push_str("\r\n\r\n");
-    s.into_bytes()
+    push_lines(&mut s, &lines);
+    end_with_cookie(s, len)
 }
 
 /// Position of `needle` in `hay`.
@@ -112,10 +99,21 @@ pub fn browser_get_lines(len: usize, lines: usize) -> Vec<u8> {
     let head = String::from_utf8(base).unwrap();
     let (before_cookie, _) = head.split_once("Cookie: sid=").unwrap();
     let mut s = before_cookie.to_owned();
-    for l in MORE.iter().take(lines.saturating_sub(12)) {
+    push_lines(&mut s, &MORE[..lines.saturating_sub(12).min(MORE.len())]);
+    end_with_cookie(s, len)
+}
+
+/// Appends each of `lines` and its CRLF.
+fn push_lines(s: &mut String, lines: &[&str]) {
+    for l in lines {
         s.push_str(l);
         s.push_str("\r\n");
     }
+}
+
+/// `s` ended by a `Cookie` line that brings the head to `len` bytes (as far as the line's
+/// own bytes allow) and the blank line.
+fn end_with_cookie(mut s: String, len: usize) -> Vec<u8> {
     let fixed = s.len() + "Cookie: sid=\r\n\r\n".len();
     s.push_str("Cookie: sid=");
     s.push_str(&"q".repeat(len.saturating_sub(fixed)));

@@ -23,47 +23,18 @@ const LIFETIME: Duration = Duration::from_secs(600);
 
 pub struct HttpServer {
     heads: Arc<Mutex<Vec<Vec<u8>>>>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Result<Result<()>>>>,
+    _listening: Listening,
 }
 
 impl HttpServer {
     /// Listens on `addr` inside `ns`; returns once the socket is bound.
     pub fn start(ns: &Netns, addr: SocketAddr) -> Result<Self> {
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (h, s) = (heads.clone(), stop.clone());
-        let handle = ns.spawn(move || -> Result<()> {
-            let listener = match TcpListener::bind(addr) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = tx.send(Err(anyhow::anyhow!("bind {addr}: {e}")));
-                    return Ok(());
-                }
-            };
-            listener.set_nonblocking(true)?;
-            let _ = tx.send(Ok(()));
-            let deadline = Instant::now() + LIFETIME;
-            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((stream, _)) => serve(stream, &h),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        // Nothing to accept: the only way to notice `stop` without
-                        // a second wake-up socket.
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Ok(())
-        })?;
-        rx.recv_timeout(Duration::from_secs(10))
-            .context("server thread did not start")??;
+        let h = heads.clone();
+        let listening = listen(ns, addr, move |stream, _, _| serve(stream, &h))?;
         Ok(Self {
             heads,
-            stop,
-            handle: Some(handle),
+            _listening: listening,
         })
     }
 
@@ -95,15 +66,6 @@ fn serve(mut stream: TcpStream, heads: &Mutex<Vec<Vec<u8>>>) {
         stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
 }
 
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 /// One request as a [`KeepAliveServer`] received it.
 #[derive(Clone, Debug)]
 pub struct Recorded {
@@ -118,50 +80,21 @@ pub struct Recorded {
 /// chunked, a thread per connection. Records every head and body.
 pub struct KeepAliveServer {
     requests: Arc<Mutex<Vec<Recorded>>>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Result<Result<()>>>>,
+    _listening: Listening,
 }
 
 impl KeepAliveServer {
     /// Listens on `addr` inside `ns`; returns once the socket is bound.
     pub fn start(ns: &Netns, addr: SocketAddr) -> Result<Self> {
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (r, s) = (requests.clone(), stop.clone());
-        let handle = ns.spawn(move || -> Result<()> {
-            let listener = match TcpListener::bind(addr) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = tx.send(Err(anyhow::anyhow!("bind {addr}: {e}")));
-                    return Ok(());
-                }
-            };
-            listener.set_nonblocking(true)?;
-            let _ = tx.send(Ok(()));
-            let deadline = Instant::now() + LIFETIME;
-            let mut conn = 0;
-            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let (r, s) = (r.clone(), s.clone());
-                        std::thread::spawn(move || serve_persistent(stream, conn, &r, &s));
-                        conn += 1;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Ok(())
+        let r = requests.clone();
+        let listening = listen(ns, addr, move |stream, conn, stop| {
+            let (r, s) = (r.clone(), stop.clone());
+            std::thread::spawn(move || serve_persistent(stream, conn, &r, &s));
         })?;
-        rx.recv_timeout(Duration::from_secs(10))
-            .context("server thread did not start")??;
         Ok(Self {
             requests,
-            stop,
-            handle: Some(handle),
+            _listening: listening,
         })
     }
 
@@ -171,13 +104,67 @@ impl KeepAliveServer {
     }
 }
 
-impl Drop for KeepAliveServer {
+/// A server's listening thread: stopped, and joined, on drop.
+struct Listening {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Result<Result<()>>>>,
+}
+
+impl Drop for Listening {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
     }
+}
+
+/// Listens on `addr` inside `ns` and hands `serve` each connection, numbered from 0 in
+/// accept order, with the stop flag, until stopped or [`LIFETIME`] has passed. Returns
+/// once the socket is bound.
+fn listen(
+    ns: &Netns,
+    addr: SocketAddr,
+    mut serve: impl FnMut(TcpStream, u64, &Arc<AtomicBool>) + Send + 'static,
+) -> Result<Listening> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = stop.clone();
+    let handle = ns.spawn(move || -> Result<()> {
+        let listener = match TcpListener::bind(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = tx.send(Err(anyhow::anyhow!("bind {addr}: {e}")));
+                return Ok(());
+            }
+        };
+        listener.set_nonblocking(true)?;
+        let _ = tx.send(Ok(()));
+        let deadline = Instant::now() + LIFETIME;
+        let mut conn = 0;
+        while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    serve(stream, conn, &s);
+                    conn += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Nothing to accept: the only way to notice `stop` without
+                    // a second wake-up socket.
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    })?;
+    let listening = Listening {
+        stop,
+        handle: Some(handle),
+    };
+    rx.recv_timeout(Duration::from_secs(10))
+        .context("server thread did not start")??;
+    Ok(listening)
 }
 
 /// Serves requests on one connection until the peer closes it, asks to, or is idle for
