@@ -108,6 +108,14 @@ impl Guard {
         Self::load_object(BENCH_OBJECT, policy)
     }
 
+    /// [`Guard::load_bench`] with a counter slot for the test-run interface, as a guarded
+    /// interface has: how the bench and the profiler time the guard.
+    pub fn load_bench_with_slot(policy: &KernelPolicy) -> Result<Self> {
+        let mut g = Self::load_bench(policy)?;
+        g.give_slot(TEST_RUN_IFINDEX, 1)?;
+        Ok(g)
+    }
+
     /// Another build of the kernel programs (the bench's `--against`): its guard
     /// programs, and its baselines when it has them.
     pub fn load_object(object: &[u8], policy: &KernelPolicy) -> Result<Self> {

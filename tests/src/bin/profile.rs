@@ -21,7 +21,7 @@ use leakguard::kernel::object::{PROG_TC_EGRESS, PROG_XDP};
 use leakguard_tests::{
     cases::{kernel_cases, PROFILE_DEFAULT},
     cmd::checked,
-    guard::{Guard, TEST_RUN_IFINDEX},
+    guard::Guard,
     jit::JitMap,
 };
 
@@ -90,8 +90,7 @@ fn main() -> Result<()> {
         );
     }
     pin_to_cpu0()?;
-    let mut g = Guard::load_bench(&case.policy)?;
-    g.give_slot(TEST_RUN_IFINDEX, 1)?;
+    let mut g = Guard::load_bench_with_slot(&case.policy)?;
     let prog = if a.tc { PROG_TC_EGRESS } else { PROG_XDP };
     let map = {
         let p = g.ebpf.program(prog).context("program")?;

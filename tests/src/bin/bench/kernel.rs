@@ -40,8 +40,7 @@ pub fn kernel(cfg: &Cfg) -> Result<Value> {
         tc: tc_too,
     } in &cases
     {
-        let mut g = Guard::load_bench(pol)?;
-        g.give_slot(TEST_RUN_IFINDEX, 1)?;
+        let mut g = Guard::load_bench_with_slot(pol)?;
         for (hook, base, prog, tc) in HOOKS {
             if tc && !tc_too {
                 continue;
@@ -65,8 +64,7 @@ pub fn kernel(cfg: &Cfg) -> Result<Value> {
     // adds per-call work that short loops show): 1,000 runs per sample from a drained
     // ring, beside the request without the header at the same repeat.
     let frame = Frame::http_v4(&with_msisdn(&browser_get(574))).build();
-    let mut g = Guard::load_bench(&count)?;
-    g.give_slot(TEST_RUN_IFINDEX, 1)?;
+    let mut g = Guard::load_bench_with_slot(&count)?;
     let (mut d, mut f, mut z) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..cfg.rounds * 15 {
         g.events()?;
@@ -114,8 +112,7 @@ fn against(cfg: &Cfg, object: &[u8], cases: &[Case]) -> Result<Value> {
         tc: tc_too,
     } in cases
     {
-        let mut a = Guard::load_bench(pol)?;
-        a.give_slot(TEST_RUN_IFINDEX, 1)?;
+        let mut a = Guard::load_bench_with_slot(pol)?;
         let mut b = Guard::load_object(object, pol)?;
         b.give_slot(TEST_RUN_IFINDEX, 1)?;
         for (hook, base, prog, tc) in HOOKS {

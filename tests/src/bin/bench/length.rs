@@ -3,11 +3,7 @@
 use anyhow::Result;
 use leakguard::policy::Action;
 use leakguard_tests::{
-    cases::policy,
-    guard::{Guard, TEST_RUN_IFINDEX},
-    http::browser_get,
-    kernel::rule,
-    packet::Frame,
+    cases::policy, guard::Guard, http::browser_get, kernel::rule, packet::Frame,
 };
 use serde_json::{json, Value};
 
@@ -18,8 +14,7 @@ use crate::{
 
 /// Request length 200 B to 4 KiB: ns per byte (least-squares slope).
 pub fn length(cfg: &Cfg) -> Result<Value> {
-    let mut g = Guard::load_bench(&policy(vec![rule("X-MSISDN", Action::Redact, &[])]))?;
-    g.give_slot(TEST_RUN_IFINDEX, 1)?;
+    let mut g = Guard::load_bench_with_slot(&policy(vec![rule("X-MSISDN", Action::Redact, &[])]))?;
     println!("\n## Request length (12 headers, the cookie grows)\n");
     println!("| bytes | hook | empty ns | leakguard ns | ratio |");
     println!("|---:|---|---:|---:|---:|");

@@ -4,7 +4,7 @@ use anyhow::Result;
 use leakguard::policy::Action;
 use leakguard_tests::{
     cases::{policy, with_msisdn},
-    guard::{Guard, TEST_RUN_IFINDEX},
+    guard::Guard,
     http::browser_get,
     kernel::rule,
     packet::Frame,
@@ -33,8 +33,7 @@ pub fn rules(cfg: &Cfg) -> Result<Value> {
                 rs.extend(
                     (1..n).map(|i| rule(&format!("X-Subscriber-Id-{i}"), Action::Count, &[])),
                 );
-                let mut g = Guard::load_bench(&policy(rs))?;
-                g.give_slot(TEST_RUN_IFINDEX, 1)?;
+                let mut g = Guard::load_bench_with_slot(&policy(rs))?;
                 let (b, p) = pair(&mut g, cfg, base, prog, tc, frame)?;
                 let vs = p / *first.get_or_insert(p);
                 println!(

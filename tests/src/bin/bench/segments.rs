@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _, Result};
 use leakguard::policy::Action;
 use leakguard_tests::{
     cases::{policy, with_msisdn},
-    guard::{Guard, TEST_RUN_IFINDEX},
+    guard::Guard,
     http::browser_get,
     kernel::rule,
     packet::Frame,
@@ -26,8 +26,7 @@ pub fn segments(cfg: &Cfg) -> Result<Value> {
     let mut req = browser_get(574);
     req = with_msisdn(&req);
     let cut = req.len() / 2;
-    let mut g = Guard::load_bench(&policy(vec![rule("X-MSISDN", Action::Redact, &[])]))?;
-    g.give_slot(TEST_RUN_IFINDEX, 1)?;
+    let mut g = Guard::load_bench_with_slot(&policy(vec![rule("X-MSISDN", Action::Redact, &[])]))?;
     println!(
         "\n## A head across segments ({} B request with X-MSISDN, redact, cut at byte {cut}; one run per sample, medians of {})\n",
         req.len(),
