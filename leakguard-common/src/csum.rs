@@ -13,6 +13,20 @@ pub fn fold(mut s: u64) -> u16 {
     s as u16
 }
 
+/// The RFC 1071 sum of `data` as 16-bit big-endian words (an odd last byte padded with
+/// zero) added to `acc`; fold it for the checksum's complement.
+#[must_use]
+pub fn sum(data: &[u8], mut acc: u64) -> u64 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
+}
+
 /// The one's-complement difference `new - old` of two sums, as the 32-bit "diff" that
 /// `bpf_l4_csum_replace` and [`apply`] take.
 #[inline(always)]
@@ -40,6 +54,7 @@ mod tests {
         assert_eq!(fold(0x1_0000), 1);
         assert_eq!(fold(0xffff_ffff_ffff_ffff), 0xffff);
         assert_eq!(fold(0x0001_0002_0003_0004), 10);
+        assert_eq!(sum(&[0x12, 0x34, 0x56], 1), 0x1234 + 0x5600 + 1);
         // A checksum updated by a diff equals one computed afresh.
         let (old, new) = (0x1234_u64 + 0xabcd, 0x2a2a_u64 + 0xabcd);
         let check = !fold(old);

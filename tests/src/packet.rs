@@ -4,6 +4,7 @@
 use etherparse::{
     IpFragOffset, IpNumber, Ipv4Header, Ipv4Options, NetSlice, SlicedPacket, TcpHeader, UdpHeader,
 };
+use leakguard_common::csum;
 
 /// A [`Frame`]'s sequence number unless [`Frame::seq`] sets another.
 pub const SEQ: u32 = 1_000_000;
@@ -380,18 +381,6 @@ pub fn arp() -> Vec<u8> {
     f
 }
 
-/// RFC 1071 sum of `data` (odd tail padded), not yet complemented.
-fn sum16(data: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        acc += u64::from(*last) << 8;
-    }
-    acc
-}
-
 /// The pseudo-header sum and the TCP segment of a frame, located by etherparse (an
 /// independent reading, not the program's). Works for a first fragment too.
 fn tcp_segment(frame: &[u8]) -> Option<(u64, &[u8])> {
@@ -399,11 +388,17 @@ fn tcp_segment(frame: &[u8]) -> Option<(u64, &[u8])> {
     let (acc, payload) = match &p.net {
         Some(NetSlice::Ipv4(ip)) => {
             let h = ip.header();
-            (sum16(&h.destination(), sum16(&h.source(), 0)), ip.payload())
+            (
+                csum::sum(&h.destination(), csum::sum(&h.source(), 0)),
+                ip.payload(),
+            )
         }
         Some(NetSlice::Ipv6(ip)) => {
             let h = ip.header();
-            (sum16(&h.destination(), sum16(&h.source(), 0)), ip.payload())
+            (
+                csum::sum(&h.destination(), csum::sum(&h.source(), 0)),
+                ip.payload(),
+            )
         }
         _ => return None,
     };
@@ -428,6 +423,5 @@ pub fn tcp_header_len(frame: &[u8]) -> Option<usize> {
 
 /// True when the TCP checksum of the frame verifies over the pseudo-header and segment.
 pub fn tcp_checksum_ok(frame: &[u8]) -> bool {
-    tcp_segment(frame)
-        .is_some_and(|(acc, seg)| leakguard_common::csum::fold(sum16(seg, acc)) == 0xffff)
+    tcp_segment(frame).is_some_and(|(acc, seg)| csum::fold(csum::sum(seg, acc)) == 0xffff)
 }

@@ -264,7 +264,7 @@ fn frame(dst: Ipv4Addr, port: u16, header: Option<&str>, value: &str) -> Vec<u8>
     ip[9] = 6;
     ip[12..16].copy_from_slice(&SOURCE.octets());
     ip[16..20].copy_from_slice(&dst.octets());
-    let c = !csum::fold(sum(&ip, 0));
+    let c = !csum::fold(csum::sum(&ip, 0));
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
     let mut tcp = [0u8; 20];
@@ -275,7 +275,7 @@ fn frame(dst: Ipv4Addr, port: u16, header: Option<&str>, value: &str) -> Vec<u8>
     tcp[13] = 0x18; // PSH, ACK
     tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
     let pseudo = pseudo_sum(&ip, tcp_len);
-    let c = !csum::fold(sum(payload, sum(&tcp, pseudo)));
+    let c = !csum::fold(csum::sum(payload, csum::sum(&tcp, pseudo)));
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&tcp);
     f.extend_from_slice(payload);
@@ -283,22 +283,11 @@ fn frame(dst: Ipv4Addr, port: u16, header: Option<&str>, value: &str) -> Vec<u8>
 }
 
 fn pseudo_sum(ip: &[u8], tcp_len: usize) -> u64 {
-    sum(&ip[12..20], 6 + tcp_len as u64)
+    csum::sum(&ip[12..20], 6 + tcp_len as u64)
 }
 
 fn tcp_checksum_ok(f: &[u8]) -> bool {
     let ip = &f[14..34];
     let seg = &f[34..];
-    csum::fold(sum(seg, pseudo_sum(ip, seg.len()))) == 0xffff
-}
-
-fn sum(data: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        acc += u64::from(*last) << 8;
-    }
-    acc
+    csum::fold(csum::sum(seg, pseudo_sum(ip, seg.len()))) == 0xffff
 }
