@@ -152,6 +152,14 @@ pub struct FlowState {
     pub name: NameKey,
 }
 const _: () = assert!(core::mem::size_of::<FlowState>() == 40 + 8 * MAX_SPANS + 24 + MAX_NAME_LEN);
+// The handover's contract (leakguard/src/kernel/handover.rs): every map layout from 2 on
+// keeps `FlowKey` whole and these three words first, with these meanings, so a daemon
+// can carry a flow table of another layout over. Change them and no handover can.
+const _: () = assert!(
+    core::mem::offset_of!(FlowState, next_seq) == 0
+        && core::mem::offset_of!(FlowState, state) == 4
+        && core::mem::offset_of!(FlowState, tok) == 8
+);
 
 impl FlowState {
     pub const FRESH: Self = Self {

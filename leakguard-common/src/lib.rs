@@ -278,7 +278,14 @@ pub struct ScanConfig {
     /// The cap on one request head, in bytes (`MIN_HEAD_BYTES..=MAX_SCAN_BYTES`).
     pub max_head_bytes: u32,
     /// 1 once the daemon has filled every map.
-    pub ready: u32,
+    pub ready: u8,
+    /// 1 while the daemon hands the guard over from maps of another layout (see
+    /// `leakguard/src/kernel/handover.rs`): a segment with no flow entry that does not
+    /// start a request may continue a head the old programs saw begin, so it is a head
+    /// not seen whole (`incomplete_action`). Was the high bytes of a `u32` `ready`:
+    /// the layout is unchanged.
+    pub handover: u8,
+    pub _pad: [u8; 2],
     /// Digest of the policy the maps hold (shown by `leakguard status`).
     pub digest: u64,
     /// 1 when the identity-number check (`[msisdn]`) is on.
@@ -300,6 +307,8 @@ impl Default for ScanConfig {
         Self {
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
             ready: 0,
+            handover: 0,
+            _pad: [0; 2],
             digest: 0,
             msisdn_on: 0,
             msisdn_action: action::COUNT,

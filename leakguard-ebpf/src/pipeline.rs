@@ -104,7 +104,9 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
             let mut b = [0u8; 2];
             (p.load(flow.payload_off, b.as_mut_ptr(), 2) == 0).then_some(b[0])
         };
-        if first.is_some_and(|b| CLASS[usize::from(b)] & C_TCHAR == 0) {
+        // During a handover such a segment is scanned instead, to be judged as a head
+        // not seen whole (`in_handover`).
+        if first.is_some_and(|b| CLASS[usize::from(b)] & C_TCHAR == 0) && !in_handover(gen) {
             stats.bodies += 1;
             return Verdict::Pass;
         }
@@ -239,8 +241,15 @@ fn scan<P: Packet>(
     let loop_end = unsafe { core::ptr::read_volatile(&st.loop_end) };
     // Not seen whole: a head open where the scan had to stop (the head's cap, the window
     // loop's reach, a failed read), or resent bytes with redactions past that reach.
+    // SAFETY: a field of the per-CPU value (volatile: re-read after the loop).
+    let kind = unsafe { core::ptr::read_volatile(&st.kind) };
+    // A segment of a flow without state that starts no request, while the daemon hands
+    // over from maps of another layout: it may continue a head the old programs saw
+    // begin and whose state is not carried over yet.
+    let unknown = kind == KIND_NEW && st.heads == 0 && !open && in_handover(st.pkt.gen);
     let truncated = (open && (limit < payload_len || st.load_failed != 0))
-        || (loop_end > MAX_SCAN_BYTES && st.f.nspans != 0);
+        || (loop_end > MAX_SCAN_BYTES && st.f.nspans != 0)
+        || unknown;
     if truncated {
         stats.truncated += 1;
         let outcome = st.pkt.incomplete_action;
@@ -254,8 +263,6 @@ fn scan<P: Packet>(
             return Verdict::Drop;
         }
     }
-    // SAFETY: a field of the per-CPU value (volatile: re-read after the loop).
-    let kind = unsafe { core::ptr::read_volatile(&st.kind) };
     if (kind == KIND_NEW || kind == KIND_NEXT) && st.heads == 0 && !open {
         stats.bodies += 1;
     }
@@ -279,4 +286,12 @@ fn scan<P: Packet>(
     let lost = truncated || st.load_failed != 0;
     save_flow(s, key, flow.seq.wrapping_add(payload_len), open, lost);
     Verdict::Pass
+}
+
+/// True while the daemon hands the guard over from maps of another layout
+/// (`ScanConfig::handover`): read only for segments that start no request and have no
+/// flow entry.
+#[inline(always)]
+fn in_handover(gen: u32) -> bool {
+    CONFIG.get(gen).is_some_and(|c| c.handover != 0)
 }

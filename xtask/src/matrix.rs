@@ -28,10 +28,14 @@ const PACKAGES: [&str; 2] = ["qemu-system-x86", "busybox-static"];
 const VIRTME_NG: &str = "virtme-ng>=1.40,<2";
 
 /// The test files run on each kernel: the verifier budgets first (a program that does not
-/// load fails everything after it), then the daemon, then every kernel test-run table.
-const TESTS: [&str; 7] = [
+/// load fails everything after it), then the daemon (and a handover to maps of another
+/// layout: on kernels without TCX it replaces cls_bpf filters), then every kernel
+/// test-run table.
+const TESTS: [&str; 9] = [
     "verifier",
     "smoke",
+    "handover",
+    "kernel_handover",
     "kernel_parse",
     "kernel_scan",
     "kernel_redact",

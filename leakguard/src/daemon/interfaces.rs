@@ -3,6 +3,8 @@
 //! once-a-tick recheck that stands in for lost ones), marked missing when they go, and a
 //! cls_bpf filter someone removed put back.
 
+use std::collections::HashSet;
+
 use anyhow::Result;
 
 use super::Daemon;
@@ -179,6 +181,25 @@ impl Daemon {
                         "interface (or its network namespace) does not exist; it will be guarded when it appears");
                     self.missing.push(a);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A handover: every pinned link and cls_bpf filter of an entry the policy no longer
+    /// names still runs the old programs on the old maps; they are switched too.
+    pub(super) fn switch_unlisted(&mut self) -> Result<()> {
+        let listed: HashSet<(String, Hook)> = self
+            .config
+            .attach
+            .iter()
+            .map(|a| (a.label(), a.hook))
+            .collect();
+        for (a, _) in self.pins.links()?.into_iter().chain(self.pins.filters()?) {
+            if !listed.contains(&(a.label(), a.hook)) {
+                let outcome = attach::attach(&mut self.ebpf, &self.pins, &a)?;
+                tracing::info!(interface = %a.label(), hook = a.hook.name(), ?outcome,
+                    "switched a link the policy no longer names to the new programs");
             }
         }
         Ok(())

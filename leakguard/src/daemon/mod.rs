@@ -93,10 +93,17 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
     let pins = Pins::new(&config.pin_path);
     pins.prepare()?;
     let adopting = !pins.links()?.is_empty();
-    let mut ebpf = load::load(&pins, object.as_deref().unwrap_or(EBPF_OBJECT))?;
+    let load::Loaded {
+        mut ebpf,
+        mut handover,
+    } = load::load_with_handover(&pins, object.as_deref().unwrap_or(EBPF_OBJECT))?;
     // The policy goes in before any link points at these programs.
     let ids = apply::apply(&mut ebpf, &config.kernel)
         .context("writing the policy into the kernel maps")?;
+    if let Some(h) = handover.as_mut() {
+        h.prepare(&mut ebpf)
+            .context("carrying the flow table over to the new maps")?;
+    }
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .with_context(|| format!("metrics.listen = {}: cannot listen", config.metrics_listen))?;
@@ -124,6 +131,11 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
     d.load_slots()?;
     d.attach_all()?;
     load::pin_programs(&mut d.ebpf, &d.pins)?;
+    if let Some(h) = handover {
+        d.switch_unlisted()?;
+        h.finish(&mut d.ebpf, &d.pins)
+            .context("finishing the handover to the new maps")?;
+    }
     tokio::spawn(metrics::serve(listener, d.metrics.clone()));
     // systemd hears READY only once the guard is attached and has proven itself.
     if d.selftest() {

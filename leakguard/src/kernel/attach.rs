@@ -249,6 +249,13 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
             removed.push(format!("removed map pin {}", p.display()));
         }
     }
+    // A handover that stopped half way left its new maps beside the old ones.
+    let staging = pins.staging().maps_dir();
+    if staging.is_dir() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("removing {}", staging.display()))?;
+        removed.push(format!("removed {}", staging.display()));
+    }
     for dir in [
         pins.links_dir(),
         pins.filters_dir(),

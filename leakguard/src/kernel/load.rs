@@ -1,6 +1,6 @@
-//! Loading the object with its maps pinned (made on first use, reused after, refused when
-//! pinned by a build whose map layout differs), the flow hints made to cover a reused flow
-//! table, and the programs verified and pinned.
+//! Loading the object with its maps pinned (made on first use, reused after; made anew
+//! beside pins of another map layout, for a handover), the flow hints made to cover a
+//! reused flow table, and the programs verified and pinned.
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -11,19 +11,56 @@ use aya::{
 use leakguard_common::{FLOW_HINT_SLOTS, MAP_LAYOUT_VERSION};
 
 use super::{
+    handover::{self, Handover},
     maps::{map, map_err, ApplyError, ALL_MAPS, MAP_ACTIVE, MAP_FLOWS, MAP_FLOW_HINTS, MAP_LAYOUT},
     object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
     pins::Pins,
 };
 
+/// The loaded object, and the handover to finish when the pinned maps had another
+/// layout (their programs still run until every link is switched).
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub handover: Option<Handover>,
+}
+
 /// Loads `object` (normally [`super::object::EBPF_OBJECT`]) with every map pinned under
-/// `pins` (created on first use, reused after), and verifies the guard programs.
+/// `pins` (created on first use, reused after), and verifies the guard programs. Refuses
+/// pins of another map layout (the daemon hands those over: [`load_with_handover`]).
 pub fn load(pins: &Pins, object: &[u8]) -> Result<Ebpf> {
+    let Loaded { ebpf, handover } = load_with_handover(pins, object)?;
+    anyhow::ensure!(
+        handover.is_none(),
+        "the maps pinned under {} have another layout: only the daemon hands them over",
+        pins.root.display()
+    );
+    Ok(ebpf)
+}
+
+/// [`load`], except that pins of another map layout are left to the programs using them:
+/// this object's maps are made under `maps-next/` and a [`Handover`] is returned.
+pub fn load_with_handover(pins: &Pins, object: &[u8]) -> Result<Loaded> {
+    handover::recover(pins)?;
+    let (target, handover) = match pinned_layout(pins)? {
+        Some(found) if found != MAP_LAYOUT_VERSION => {
+            let h = Handover::open(pins, found)?;
+            tracing::warn!(
+                from = found,
+                to = MAP_LAYOUT_VERSION,
+                "the pinned maps have another layout: making new maps beside them, then \
+                 switching every link to the new programs (no gap)"
+            );
+            let staging = pins.staging();
+            let dir = staging.maps_dir();
+            std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            (staging, Some(h))
+        }
+        _ => (Pins::new(&pins.root), None),
+    };
     let paths: Vec<(&str, std::path::PathBuf)> =
-        ALL_MAPS.iter().map(|m| (*m, pins.map(m))).collect();
-    check_layout(pins)?;
+        ALL_MAPS.iter().map(|m| (*m, target.map(m))).collect();
     // Before the load, which creates the pins it does not find.
-    let flows_reused = pins.map(MAP_FLOWS).exists();
+    let flows_reused = target.map(MAP_FLOWS).exists();
     let mut loader = EbpfLoader::new();
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
@@ -50,16 +87,16 @@ pub fn load(pins: &Pins, object: &[u8]) -> Result<Ebpf> {
     let p: &mut Xdp = ebpf.program_mut(PROG_XDP).context(PROG_XDP)?.try_into()?;
     p.load()
         .map_err(|e| super::verifier::refused(PROG_XDP, e))?;
-    Ok(ebpf)
+    Ok(Loaded { ebpf, handover })
 }
 
-/// Refuses pinned maps that mean something else to this build (`MAP_LAYOUT_VERSION`):
-/// its programs would misread them. Maps pinned without a version pin are version 1
+/// The map layout of the pinned maps (`MAP_LAYOUT_VERSION` of the build that made
+/// them), None when none are pinned. Maps pinned without a version pin are version 1
 /// (from before versions were kept); a version pin still 0 is from a start that stopped
-/// right after making it, and is taken.
-fn check_layout(pins: &Pins) -> Result<()> {
+/// right after making it, and is taken as this build's.
+fn pinned_layout(pins: &Pins) -> Result<Option<u64>> {
     if !pins.map(MAP_ACTIVE).exists() {
-        return Ok(());
+        return Ok(None);
     }
     let path = pins.map(MAP_LAYOUT);
     let found = if path.exists() {
@@ -70,15 +107,11 @@ fn check_layout(pins: &Pins) -> Result<()> {
     } else {
         1
     };
-    if found != 0 && found != MAP_LAYOUT_VERSION {
-        anyhow::bail!(
-            "the maps pinned under {} have map layout {found}, this leakguard uses \
-             {MAP_LAYOUT_VERSION}: stop the daemon, run `leakguard detach` (the guard is off \
-             until the next start, well under a second), then start it",
-            pins.root.display()
-        );
-    }
-    Ok(())
+    Ok(Some(if found == 0 {
+        MAP_LAYOUT_VERSION
+    } else {
+        found
+    }))
 }
 
 /// Pins the loaded programs under `progs/`, replacing the pins of a previous run (the

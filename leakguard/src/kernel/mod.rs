@@ -10,6 +10,7 @@ pub mod attach;
 pub mod compile;
 pub mod counters;
 pub mod features;
+pub mod handover;
 pub mod link_events;
 pub mod load;
 pub mod maps;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! PIN_PATH/maps/NAME        every map (policy, counters, events, scratch)
+//! PIN_PATH/maps-next/NAME   a handover's new maps, while it runs (`handover`)
 //! PIN_PATH/progs/NAME       the programs this daemon loaded (for inspection with bpftool)
 //! PIN_PATH/links/IFACE@HOOK the attachment links: the guard stays while they are pinned
 //!                           (NETNS:IFACE@HOOK for an interface of another network namespace)
@@ -26,19 +27,36 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 pub struct Pins {
     pub root: PathBuf,
+    /// Where the maps are pinned: `maps/`, or `maps-next/` while a handover to maps of
+    /// another layout is made (see `handover`).
+    maps: PathBuf,
 }
+
+/// The maps of a handover in progress, beside the old ones (bpffs refuses names with a
+/// dot).
+const STAGING: &str = "maps-next";
 
 impl Pins {
     #[must_use]
     pub fn new(root: &Path) -> Self {
         Self {
             root: root.to_owned(),
+            maps: root.join("maps"),
+        }
+    }
+
+    /// The same pin path with the maps pinned under `maps-next/` (a handover's new maps).
+    #[must_use]
+    pub fn staging(&self) -> Self {
+        Self {
+            root: self.root.clone(),
+            maps: self.root.join(STAGING),
         }
     }
 
     #[must_use]
     pub fn maps_dir(&self) -> PathBuf {
-        self.root.join("maps")
+        self.maps.clone()
     }
 
     #[must_use]
