@@ -32,5 +32,39 @@ fn main() -> anyhow::Result<()> {
     }
     std::fs::copy(ebpf_object(&target_dir), out.join("leakguard-ebpf"))
         .context("copying the eBPF object")?;
+    revision(workspace);
     Ok(())
+}
+
+/// `LEAKGUARD_REVISION` for `leakguard_build_info`: the environment's (a package build
+/// from a tarball sets it), else the checkout's commit, else "unknown".
+fn revision(workspace: &std::path::Path) {
+    println!("cargo:rerun-if-env-changed=LEAKGUARD_REVISION");
+    if let Ok(r) = env::var("LEAKGUARD_REVISION") {
+        println!("cargo:rustc-env=LEAKGUARD_REVISION={r}");
+        return;
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(workspace)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let rev = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    // A new commit changes HEAD's ref (or HEAD itself, detached).
+    for p in ["HEAD", "packed-refs"] {
+        if let Some(path) = git(&["rev-parse", "--git-path", p]) {
+            println!("cargo:rerun-if-changed={}", workspace.join(path).display());
+        }
+    }
+    if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(path) = git(&["rev-parse", "--git-path", &r]) {
+            println!("cargo:rerun-if-changed={}", workspace.join(path).display());
+        }
+    }
+    println!("cargo:rustc-env=LEAKGUARD_REVISION={rev}");
 }

@@ -68,6 +68,10 @@ pub enum Command {
         /// file is gone or broken).
         #[arg(long)]
         pin_path: Option<PathBuf>,
+        /// `text` for people, `json` for config management and fleet tools (one object:
+        /// attachments, policy_digest, counters, rules).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Remove the guard: detach every pinned link and remove the pinned maps. The only way
     /// the guard goes away; prints what it removed.
@@ -151,4 +155,11 @@ pub fn generate_assets(out: &std::path::Path) -> std::io::Result<()> {
 #[must_use]
 pub fn default_config() -> PathBuf {
     PathBuf::from(DEFAULT_CONFIG)
+}
+
+/// How `status` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
 }

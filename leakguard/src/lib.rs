@@ -12,3 +12,7 @@ pub mod metrics;
 pub mod policy;
 pub mod privileges;
 pub mod status;
+
+/// The source revision this binary was built from (`build.rs`: `LEAKGUARD_REVISION`, the
+/// checkout's commit, or "unknown").
+pub const REVISION: &str = env!("LEAKGUARD_REVISION");

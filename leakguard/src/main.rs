@@ -7,7 +7,7 @@ use std::{
 
 use clap::Parser as _;
 use leakguard::{
-    cli::{exit, Cli, Command, LogFormat},
+    cli::{exit, Cli, Command, Format, LogFormat},
     config, daemon,
     kernel::{attach, pins::Pins},
     policy::catalog::CATALOG,
@@ -45,12 +45,18 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             };
         }
-        Command::Status { config, pin_path } => {
-            match pins_of(&config, pin_path.as_deref()).and_then(|p| status::report(&p)) {
-                Ok(report) => write!(out, "{report}"),
-                Err(e) => return fail(&e),
-            }
-        }
+        Command::Status {
+            config,
+            pin_path,
+            format,
+        } => match pins_of(&config, pin_path.as_deref()).and_then(|p| status::gather(&p)) {
+            Ok(st) if format == Format::Json => match serde_json::to_string_pretty(&st) {
+                Ok(j) => writeln!(out, "{j}"),
+                Err(e) => return fail(&e.into()),
+            },
+            Ok(st) => write!(out, "{}", st.text()),
+            Err(e) => return fail(&e),
+        },
         Command::Detach { config, pin_path } => {
             let removed = pins_of(&config, pin_path.as_deref()).and_then(|p| {
                 leakguard::privileges::require(p.namespaced()?)?;

@@ -52,8 +52,37 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VersionLabels {
+struct BuildLabels {
     version: String,
+    revision: String,
+    /// Digest of the kernel object the daemon loaded (the embedded one, or
+    /// `--ebpf-object`'s): two gateways with the same version run the same programs.
+    program: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DigestLabels {
+    digest: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KernelLabels {
+    release: String,
+    tc_attach: String,
+}
+
+/// What the daemon runs, for a fleet view (constant between reloads).
+pub struct Fleet {
+    /// `program` of `leakguard_build_info`.
+    pub program: String,
+    /// Digest of the policy in the kernel (as `leakguard status` shows it).
+    pub policy_digest: u64,
+    /// When a policy was last applied (the start, or a reload), in seconds since the
+    /// epoch, and whether the last reload attempt succeeded.
+    pub last_reload_ok: f64,
+    pub last_reload_successful: bool,
+    /// The kernel release and how TC programs are attached ("tcx" or "cls_bpf").
+    pub kernel: (String, &'static str),
 }
 
 /// What one rendering needs, gathered by the daemon.
@@ -76,6 +105,7 @@ pub struct Inputs<'a> {
     /// Entries in the kernel's flow table (heads open across segments, redactions kept
     /// for retransmissions).
     pub tracked_flows: u64,
+    pub fleet: &'a Fleet,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -220,7 +250,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
     let reloads = Family::<ResultLabels, Counter>::default();
     reg.register(
         "leakguard_policy_reloads",
-        "Policy reloads (SIGHUP) by result",
+        "Policy reloads (SIGHUP or a changed file) by result",
         reloads.clone(),
     );
     for (result, n) in [("ok", i.reloads_ok), ("rejected", i.reloads_rejected)] {
@@ -250,11 +280,42 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
     // Exported as leakguard_build_info: the encoder appends an info metric's suffix.
     reg.register(
         "leakguard_build",
-        "Build information",
-        Info::new(VersionLabels {
+        "Build information: version, source revision, digest of the kernel programs loaded",
+        Info::new(BuildLabels {
             version: env!("CARGO_PKG_VERSION").into(),
+            revision: crate::REVISION.into(),
+            program: i.fleet.program.clone(),
         }),
     );
+    reg.register(
+        "leakguard_policy",
+        "Digest of the policy in the kernel (as `leakguard status` shows it): gateways that should agree have the same",
+        Info::new(DigestLabels {
+            digest: format!("{:016x}", i.fleet.policy_digest),
+        }),
+    );
+    reg.register(
+        "leakguard_kernel",
+        "The kernel release and how TC programs are attached (tcx, or cls_bpf on kernels without TCX)",
+        Info::new(KernelLabels {
+            release: i.fleet.kernel.0.clone(),
+            tc_attach: i.fleet.kernel.1.into(),
+        }),
+    );
+    let last_ok = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    reg.register(
+        "leakguard_policy_last_reload_success_timestamp_seconds",
+        "When a policy was last applied (the start, or a reload), in seconds since the epoch",
+        last_ok.clone(),
+    );
+    last_ok.set(i.fleet.last_reload_ok);
+    let last_good = Gauge::<i64>::default();
+    reg.register(
+        "leakguard_policy_last_reload_successful",
+        "1 when the last reload (SIGHUP or a changed file) applied its policy, 0 when it was rejected",
+        last_good.clone(),
+    );
+    last_good.set(i64::from(i.fleet.last_reload_successful));
 
     let mut out = String::new();
     encode(&mut out, &reg)?;
@@ -336,6 +397,13 @@ mod tests {
             reloads_rejected: 0,
             selftest_ok: true,
             tracked_flows: 3,
+            fleet: &super::Fleet {
+                program: "0123456789abcdef".into(),
+                policy_digest: 0xfeed,
+                last_reload_ok: 1_700_000_000.5,
+                last_reload_successful: true,
+                kernel: ("6.1.0-57-amd64".into(), "cls_bpf"),
+            },
         })
         .unwrap();
         for line in [
@@ -344,12 +412,17 @@ mod tests {
             "# TYPE leakguard_policy_reloads_total counter",
             "# TYPE leakguard_tracked_flows gauge",
             "leakguard_tracked_flows 3",
-            "# HELP leakguard_build_info Build information.",
+            "# HELP leakguard_build_info Build information: version, source revision, digest of the kernel programs loaded.",
             "# TYPE leakguard_build_info gauge",
             &format!(
-                "leakguard_build_info{{version=\"{}\"}} 1",
-                env!("CARGO_PKG_VERSION")
+                "leakguard_build_info{{version=\"{}\",revision=\"{}\",program=\"0123456789abcdef\"}} 1",
+                env!("CARGO_PKG_VERSION"),
+                crate::REVISION
             ),
+            "leakguard_policy_info{digest=\"000000000000feed\"} 1",
+            "leakguard_kernel_info{release=\"6.1.0-57-amd64\",tc_attach=\"cls_bpf\"} 1",
+            "leakguard_policy_last_reload_success_timestamp_seconds 1700000000.5",
+            "leakguard_policy_last_reload_successful 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
         }

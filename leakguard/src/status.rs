@@ -1,11 +1,12 @@
 //! `leakguard status`: what is guarded, from the pinned objects alone (the daemon may be
 //! stopped): interfaces and hooks, the policy digest, counters per header and outcome.
 
-use std::fmt::Write as _;
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{Map, MapData};
 use leakguard_common::{action, IGNORE_ACTION, MSISDN_RULE_ID};
+use serde::Serialize;
 
 use crate::{
     config::{Attach, Hook},
@@ -27,78 +28,107 @@ fn open(pins: &Pins, name: &str) -> Result<Map> {
     Ok(Map::from_map_data(data)?)
 }
 
-/// The status report; an error when nothing is pinned.
+/// What is guarded and how, from the pinned objects: `leakguard status`, as text or JSON
+/// (`--format json`, for config management and fleet tools).
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub attachments: Vec<Attachment>,
+    /// Digest of the policy in the kernel, as `leakguard_policy_info` labels it.
+    pub policy_digest: String,
+    pub max_head_bytes: u32,
+    /// "drop" or "pass" (`scan.incomplete_heads`).
+    pub incomplete_heads: &'static str,
+    /// Counters since the pins were made, by name (as `leakguard_packets_total`'s
+    /// classes and the global counters name them).
+    pub counters: BTreeMap<&'static str, u64>,
+    pub flows_tracked: u64,
+    pub rules: Vec<RuleRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Attachment {
+    /// `IFACE`, or `NETNS:IFACE`.
+    pub interface: String,
+    pub hook: &'static str,
+    /// "tcx-or-xdp link" or "cls_bpf filter".
+    pub kind: &'static str,
+    /// What is known of it now, empty when all is well.
+    pub note: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuleRow {
+    /// The header name (folded), or "(identity numbers, [msisdn])".
+    pub header: String,
+    pub action: &'static str,
+    pub count: u64,
+    pub redact: u64,
+    pub drop: u64,
+    pub allow: u64,
+}
+
+/// The status report as text; an error when nothing is pinned.
 pub fn report(pins: &Pins) -> Result<String> {
+    Ok(gather(pins)?.text())
+}
+
+/// The status of the guard pinned under `pins`; an error when nothing is pinned.
+pub fn gather(pins: &Pins) -> Result<Status> {
     if !pins.exists() {
         bail!(
             "no guard state at {} (never started, or removed by `leakguard detach`)",
             pins.root.display()
         );
     }
-    let mut s = String::new();
-    let links = pins.links()?;
-    let filters = pins.filters()?;
-    if links.is_empty() && filters.is_empty() {
-        writeln!(s, "guarded: nothing (no pinned links or filters)")?;
-    }
-    for (a, _) in &links {
+    let mut attachments = Vec::new();
+    for (a, _) in pins.links()? {
         // The link is pinned, so the guard is attached wherever that interface lives;
         // whether it is there now is asked in its network namespace (this one's, for an
         // entry without one).
-        let seen = match entry_index(a) {
+        let note = match entry_index(&a) {
             Ok(Some(_)) => String::new(),
-            Ok(None) if a.netns.is_some() => " (interface or namespace not there now)".into(),
-            Ok(None) => " (interface not visible from this network namespace)".into(),
-            Err(e) => format!(" ({e})"),
+            Ok(None) if a.netns.is_some() => "interface or namespace not there now".into(),
+            Ok(None) => "interface not visible from this network namespace".into(),
+            Err(e) => e.to_string(),
         };
-        writeln!(
-            s,
-            "{:<16} {:<10} pinned link{seen}",
-            a.label(),
-            a.hook.name()
-        )?;
+        attachments.push(Attachment {
+            interface: a.label(),
+            hook: a.hook.name(),
+            kind: "pinned link",
+            note,
+        });
     }
-    for (a, _) in &filters {
-        let state = netns::run_in(a.netns.as_ref(), || filter_state(a))
+    for (a, _) in pins.filters()? {
+        let note = netns::run_in(a.netns.as_ref(), || filter_state(&a))
             .unwrap_or_else(|e| format!("cls_bpf filter: {e}"));
-        writeln!(s, "{:<16} {:<10} {state}", a.label(), a.hook.name())?;
+        attachments.push(Attachment {
+            interface: a.label(),
+            hook: a.hook.name(),
+            kind: "cls_bpf filter",
+            note,
+        });
     }
     let gen = apply::active_gen_of(&open(pins, MAP_ACTIVE)?)?;
     let config = apply::config_of(&open(pins, MAP_CONFIG)?, gen)?;
-    writeln!(
-        s,
-        "policy digest {:016x}; request heads scanned whole up to {} bytes, longer ones {}",
-        config.digest,
-        config.max_head_bytes,
-        if config.incomplete_action == action::DROP {
-            "dropped"
-        } else {
-            "passed (scan.incomplete_heads = \"pass\")"
-        }
-    )?;
     let st = counters::stats_of(&open(pins, MAP_STATS)?)?;
-    writeln!(
-        s,
-        "packets {} (to an HTTP port {}), request heads {}, header lines {}, not seen whole {}, malformed {}, fragments {}, redacted {}, dropped {}, errors {}",
-        st.packets, st.tcp_http, st.heads, st.lines, st.truncated, st.malformed, st.fragments,
-        st.redacted_packets, st.dropped_packets, st.errors
-    )?;
-    writeln!(
-        s,
-        "segments: continuations {}, bodies {}, retransmissions {}, dropped for a gap {}; flows tracked {}",
-        st.continuations,
-        st.bodies,
-        st.retransmissions,
-        st.unordered_drops,
-        counters::flow_count(&open(pins, MAP_FLOWS)?)?
-    )?;
-    let counters = open(pins, MAP_RULE_COUNTERS)?;
+    let counters = BTreeMap::from([
+        ("packets", st.packets),
+        ("tcp_http_port", st.tcp_http),
+        ("request_heads", st.heads),
+        ("header_lines", st.lines),
+        ("not_seen_whole", st.truncated),
+        ("malformed_lines", st.malformed),
+        ("fragments", st.fragments),
+        ("redacted_packets", st.redacted_packets),
+        ("dropped_packets", st.dropped_packets),
+        ("errors", st.errors),
+        ("continuations", st.continuations),
+        ("bodies", st.bodies),
+        ("retransmissions", st.retransmissions),
+        ("dropped_for_a_gap", st.unordered_drops),
+    ]);
+    let counter_map = open(pins, MAP_RULE_COUNTERS)?;
     let rules = apply::rules_of(&open(pins, MAP_RULES[gen as usize])?)?;
-    writeln!(
-        s,
-        "{:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
-        "header", "action", "count", "redact", "drop", "allow"
-    )?;
     let mut rows: Vec<(String, u8, u32)> = rules
         .iter()
         // Names the number check ignores are entries of the map, not rules.
@@ -112,19 +142,91 @@ pub fn report(pins: &Pins) -> Result<String> {
             MSISDN_RULE_ID,
         ));
     }
-    for (name, act, id) in rows {
-        let c = counters::rule_counters_of(&counters, id)?.outcomes;
-        writeln!(
-            s,
-            "{name:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
-            action::name(act),
-            c[usize::from(action::COUNT)],
-            c[usize::from(action::REDACT)],
-            c[usize::from(action::DROP)],
-            c[usize::from(action::ALLOW)],
-        )?;
+    let mut out_rows = Vec::new();
+    for (header, act, id) in rows {
+        let c = counters::rule_counters_of(&counter_map, id)?.outcomes;
+        out_rows.push(RuleRow {
+            header,
+            action: action::name(act),
+            count: c[usize::from(action::COUNT)],
+            redact: c[usize::from(action::REDACT)],
+            drop: c[usize::from(action::DROP)],
+            allow: c[usize::from(action::ALLOW)],
+        });
     }
-    Ok(s)
+    Ok(Status {
+        attachments,
+        policy_digest: format!("{:016x}", config.digest),
+        max_head_bytes: config.max_head_bytes,
+        incomplete_heads: if config.incomplete_action == action::DROP {
+            "drop"
+        } else {
+            "pass"
+        },
+        counters,
+        flows_tracked: counters::flow_count(&open(pins, MAP_FLOWS)?)?,
+        rules: out_rows,
+    })
+}
+
+impl Status {
+    /// As `leakguard status` prints it.
+    #[must_use]
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        if self.attachments.is_empty() {
+            let _ = writeln!(s, "guarded: nothing (no pinned links or filters)");
+        }
+        for a in &self.attachments {
+            let state = match (a.kind, a.note.is_empty()) {
+                ("pinned link", true) => "pinned link".to_owned(),
+                ("pinned link", false) => format!("pinned link ({})", a.note),
+                (_, _) => a.note.clone(),
+            };
+            let _ = writeln!(s, "{:<16} {:<10} {state}", a.interface, a.hook);
+        }
+        let _ = writeln!(
+            s,
+            "policy digest {}; request heads scanned whole up to {} bytes, longer ones {}",
+            self.policy_digest,
+            self.max_head_bytes,
+            if self.incomplete_heads == "drop" {
+                "dropped"
+            } else {
+                "passed (scan.incomplete_heads = \"pass\")"
+            }
+        );
+        let c = |k: &str| self.counters.get(k).copied().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "packets {} (to an HTTP port {}), request heads {}, header lines {}, not seen whole {}, malformed {}, fragments {}, redacted {}, dropped {}, errors {}",
+            c("packets"), c("tcp_http_port"), c("request_heads"), c("header_lines"),
+            c("not_seen_whole"), c("malformed_lines"), c("fragments"), c("redacted_packets"),
+            c("dropped_packets"), c("errors")
+        );
+        let _ = writeln!(
+            s,
+            "segments: continuations {}, bodies {}, retransmissions {}, dropped for a gap {}; flows tracked {}",
+            c("continuations"),
+            c("bodies"),
+            c("retransmissions"),
+            c("dropped_for_a_gap"),
+            self.flows_tracked
+        );
+        let _ = writeln!(
+            s,
+            "{:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
+            "header", "action", "count", "redact", "drop", "allow"
+        );
+        for r in &self.rules {
+            let _ = writeln!(
+                s,
+                "{:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
+                r.header, r.action, r.count, r.redact, r.drop, r.allow
+            );
+        }
+        s
+    }
 }
 
 /// What the kernel says of leakguard's cls_bpf filter of `a` (kernels without TCX); run

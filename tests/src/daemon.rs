@@ -91,6 +91,9 @@ pub struct Daemon {
     pub args: Vec<String>,
     /// `metrics.listen` inside the daemon's namespace (port 0 by default: any).
     metrics: String,
+    /// `daemon.watch_policy` in the files [`Daemon::write_policy`] writes: off, so a
+    /// test's SIGHUP is the one reload of each write (`Daemon::watching` turns it on).
+    watch_policy: bool,
     body: String,
 }
 
@@ -116,6 +119,7 @@ impl Daemon {
             wrapper: Vec::new(),
             args: Vec::new(),
             metrics: "127.0.0.1:0".into(),
+            watch_policy: false,
             body: body.to_owned(),
         };
         d.write_policy(body)?;
@@ -138,14 +142,29 @@ impl Daemon {
         Ok(self)
     }
 
+    /// Reloads when the policy file changes (`daemon.watch_policy`, the default outside
+    /// the tests).
+    pub fn watching(mut self) -> Result<Self> {
+        self.watch_policy = true;
+        let body = self.body.clone();
+        self.write_policy(&body)?;
+        Ok(self)
+    }
+
+    /// The policy file's text for `body` (`[daemon]` and `[metrics]` added).
+    #[must_use]
+    pub fn policy_text(&self, body: &str) -> String {
+        format!(
+            "[daemon]\npin_path = \"{}\"\nwatch_policy = {}\n\n[metrics]\nlisten = \"{}\"\n\n{body}",
+            self.pin_path.display(),
+            self.watch_policy,
+            self.metrics
+        )
+    }
+
     /// Replaces the policy file (for reload tests).
     pub fn write_policy(&self, body: &str) -> Result<()> {
-        let text = format!(
-            "[daemon]\npin_path = \"{}\"\n\n[metrics]\nlisten = \"{}\"\n\n{body}",
-            self.pin_path.display(),
-            self.metrics
-        );
-        std::fs::write(&self.config, text).context("writing the policy file")
+        std::fs::write(&self.config, self.policy_text(body)).context("writing the policy file")
     }
 
     /// The log file of start number `n` (1-based).

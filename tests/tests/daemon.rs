@@ -87,6 +87,24 @@ fn guard_survives_sigkill_restart_and_only_detach_removes_it() {
         "count, redact, drop, allow: {line}"
     );
     assert_no_values("status", &report);
+    // The same as JSON, for config management and fleet tools.
+    let mut c = std::process::Command::new(leakguard_tests::daemon::leakguard_bin().unwrap());
+    c.args(["status", "--format", "json", "--config"])
+        .arg(&d.config);
+    let json: serde_json::Value =
+        serde_json::from_slice(&leakguard_tests::cmd::checked(&mut c).unwrap().stdout).unwrap();
+    assert_eq!(json["attachments"][0]["interface"], CLI_IF, "{json}");
+    assert_eq!(json["attachments"][0]["hook"], "tc-egress", "{json}");
+    let row = json["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["header"] == "x-msisdn")
+        .expect("x-msisdn row");
+    assert_eq!(row["redact"], 2, "{json}");
+    assert_eq!(json["counters"]["redacted_packets"], 2, "{json}");
+    assert_eq!(json["policy_digest"].as_str().unwrap().len(), 16, "{json}");
+    assert_no_values("status json", &json.to_string());
 
     // Restart: adopts the pinned link, keeps counting where it was.
     d.start().unwrap();
@@ -103,8 +121,9 @@ fn guard_survives_sigkill_restart_and_only_detach_removes_it() {
     send(&t, 4);
     assert!(!last_leaked(&server), "redacted after SIGTERM");
 
-    // Pins of another map layout (an upgrade across a layout change): the start is
-    // refused, naming the way out, and the pinned guard goes on enforcing.
+    // Pins of a layout too old to hand over from (1, before the contract on the flow
+    // table; newer ones are handed over: handover.rs): the start is refused, naming the
+    // way out, and the pinned guard goes on enforcing.
     let pin = d
         .pin_path
         .join("maps")
@@ -115,7 +134,7 @@ fn guard_survives_sigkill_restart_and_only_detach_removes_it() {
             aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
         a.set(0, v, 0).unwrap();
     };
-    layout(leakguard_common::MAP_LAYOUT_VERSION + 1);
+    layout(1);
     let st = d.run_to_exit(Duration::from_secs(20)).unwrap();
     assert!(!st.success(), "a start over another layout is refused");
     assert!(d.logs().contains("leakguard detach"), "{}", d.logs());
@@ -172,6 +191,84 @@ fn reload_applies_a_good_file_and_rejects_a_bad_one() {
         !last_leaked(&server),
         "the running policy stays after a bad reload"
     );
+    assert_no_values("daemon logs", &d.logs());
+}
+
+/// Writes `text` into a Kubernetes ConfigMap mount at `dir` as the kubelet's atomic
+/// writer does: a new timestamped directory, a `..data_tmp` link to it renamed over
+/// `..data`, the old directory removed; `leakguard.toml` links through `..data`.
+fn configmap_write(dir: &std::path::Path, n: u32, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::symlink;
+    let stamp = format!("..2026_12_01_00_00_0{n}.{n}");
+    std::fs::create_dir_all(dir.join(&stamp)).unwrap();
+    std::fs::write(dir.join(&stamp).join("leakguard.toml"), text).unwrap();
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    symlink(&stamp, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    if let Some(old) = old {
+        std::fs::remove_dir_all(dir.join(old)).unwrap();
+    }
+    let file = dir.join("leakguard.toml");
+    if std::fs::symlink_metadata(&file).is_err() {
+        symlink("..data/leakguard.toml", &file).unwrap();
+    }
+    file
+}
+
+/// The policy from a ConfigMap mount, changed the way Kubernetes changes it: each swap
+/// reaches the daemon without a signal. A new policy applies, a bad one is rejected
+/// with the running policy kept, the same text again is no reload.
+#[test]
+fn a_configmap_swap_reloads_the_policy_without_a_signal() {
+    let t = topo();
+    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+    let mut d = Daemon::new(&t.cli, &policy("count"))
+        .unwrap()
+        .watching()
+        .unwrap();
+    // The kubelet's mount: 1777, root's.
+    let mount = d.dir.join("configmap");
+    std::fs::create_dir_all(&mount).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&mount, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    d.config = configmap_write(&mount, 1, &d.policy_text(&policy("count")));
+    d.start().unwrap();
+    send(&t, 1);
+    assert!(last_leaked(&server), "count leaves the request alone");
+
+    let reloads = |d: &Daemon| d.logs().matches("policy reloaded").count();
+    configmap_write(&mount, 2, &d.policy_text(&policy("redact")));
+    wait_for("the reload", Duration::from_secs(10), || reloads(&d) == 1).unwrap();
+    assert!(d.logs().contains("the policy file changed"), "{}", d.logs());
+    send(&t, 2);
+    assert!(!last_leaked(&server), "redact after the swap");
+
+    configmap_write(
+        &mount,
+        3,
+        "[[attach]]\ninterface = \"lgc0\"\nhook = \"sideways\"\n",
+    );
+    wait_for("the rejection", Duration::from_secs(10), || {
+        d.logs().contains("reload rejected")
+    })
+    .unwrap();
+    send(&t, 3);
+    assert!(!last_leaked(&server), "the running policy stays");
+
+    // The good text back, then the same text again: a reload, then none.
+    configmap_write(&mount, 4, &d.policy_text(&policy("redact")));
+    wait_for(
+        "the reload of the good text",
+        Duration::from_secs(10),
+        || reloads(&d) == 2,
+    )
+    .unwrap();
+    configmap_write(&mount, 5, &d.policy_text(&policy("redact")));
+    wait_for("the unchanged text seen", Duration::from_secs(10), || {
+        d.logs().contains("its text is unchanged")
+    })
+    .unwrap();
+    assert_eq!(reloads(&d), 2, "the same text is no reload");
     assert_no_values("daemon logs", &d.logs());
 }
 
@@ -260,7 +357,21 @@ fn metrics_are_labelled_linted_and_free_of_values() {
         "leakguard_policy_reloads_total{result=\"ok\"} 0".to_owned(),
         "leakguard_scan_truncated_total 0".to_owned(),
         "leakguard_malformed_lines_total 0".to_owned(),
-        format!("leakguard_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        format!(
+            "leakguard_build_info{{version=\"{}\",revision=\"{}\",program=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            leakguard::REVISION,
+            leakguard::kernel::object::digest(leakguard::kernel::object::EBPF_OBJECT)
+        ),
+        format!(
+            "leakguard_policy_info{{digest=\"{}\"}} 1",
+            d.cli_ok("status").unwrap().split("policy digest ").nth(1).unwrap()[..16].to_owned()
+        ),
+        format!(
+            "leakguard_kernel_info{{release=\"{}\",tc_attach=\"tcx\"}} 1",
+            std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim()
+        ),
+        "leakguard_policy_last_reload_successful 1".to_owned(),
         "leakguard_selftest_ok 1".to_owned(),
         format!("leakguard_msisdn_values_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",action=\"redact\"}} 1"),
         "leakguard_tracked_flows 0".to_owned(),
@@ -268,6 +379,20 @@ fn metrics_are_labelled_linted_and_free_of_values() {
     ] {
         assert!(m.contains(&needle), "missing {needle:?} in:\n{m}");
     }
+    let applied: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("leakguard_policy_last_reload_success_timestamp_seconds "))
+        .expect("the last reload's time")
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        applied > now - 600.0 && applied <= now,
+        "{applied} vs now {now}"
+    );
     assert_no_values("metrics", &m);
     // The log names the new header (folded), never the number.
     wait_for(

@@ -141,6 +141,13 @@ fn exported() -> BTreeSet<String> {
         reloads_rejected: 0,
         selftest_ok: true,
         tracked_flows: 0,
+        fleet: &leakguard::metrics::Fleet {
+            program: "0".into(),
+            policy_digest: 0,
+            last_reload_ok: 0.0,
+            last_reload_successful: true,
+            kernel: ("6.1.0".into(), "tcx"),
+        },
     })
     .unwrap();
     text.lines()

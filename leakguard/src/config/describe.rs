@@ -15,6 +15,16 @@ impl Config {
             "selftest_interval = {}",
             humantime::format_duration(self.selftest_interval)
         );
+        let _ = writeln!(
+            s,
+            "watch_policy = {} ({})",
+            self.watch_policy,
+            if self.watch_policy {
+                "a change to the file reloads it, as SIGHUP does"
+            } else {
+                "reloaded on SIGHUP only"
+            }
+        );
         let _ = writeln!(s, "metrics.listen = {}", self.metrics_listen);
         for a in &self.attach {
             match &a.netns {

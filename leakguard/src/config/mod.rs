@@ -4,6 +4,7 @@
 //! prints it, in `describe`.
 
 mod describe;
+pub mod source;
 mod validate;
 
 use std::{
@@ -141,6 +142,8 @@ pub enum Origin {
 pub struct Config {
     pub pin_path: PathBuf,
     pub selftest_interval: Duration,
+    /// Reload when the file changes (`daemon.watch_policy`, on by default), as on SIGHUP.
+    pub watch_policy: bool,
     pub metrics_listen: SocketAddr,
     pub attach: Vec<Attach>,
     /// File rules first, then the catalog headers they do not override.
@@ -185,41 +188,18 @@ pub fn load_policy(path: &Path) -> Result<Config, ConfigError> {
 }
 
 fn load_with(path: &Path, need_attach: bool) -> Result<Config, ConfigError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let refuse = |message: String| ConfigError {
+    let text = read(path)?;
+    validate::parse_with(path, &text, need_attach)
+}
+
+/// The policy file's text, read safely (see `source`: a regular file no other user may
+/// write, or exactly a Kubernetes ConfigMap mount).
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    source::read(path).map_err(|message| ConfigError {
         path: path.to_owned(),
         at: None,
         message,
-    };
-    // The policy decides what leaves the gateway: whoever can change the file can turn
-    // the guard off. A link could be pointed elsewhere by whoever controls its target.
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_symlink() {
-            return Err(refuse(
-                "the policy file is a symbolic link; give the file itself".into(),
-            ));
-        }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o002 != 0 {
-            return Err(refuse(format!(
-                "the policy file is writable by every user (mode {mode:04o}); fix it with chmod o-w"
-            )));
-        }
-    }
-    let bytes = std::fs::read(path).map_err(|e| ConfigError {
-        path: path.to_owned(),
-        at: None,
-        message: format!("cannot read the policy file: {e}"),
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| ConfigError {
-        path: path.to_owned(),
-        at: Some(validate::line_col_of(
-            &String::from_utf8_lossy(e.as_bytes()),
-            e.utf8_error().valid_up_to(),
-        )),
-        message: "the policy file is not UTF-8".into(),
-    })?;
-    validate::parse_with(path, &text, need_attach)
+    })
 }
 
 /// Validates policy text (`path` is for messages).
@@ -301,7 +281,10 @@ mod tests {
         let link = dir.join("link.toml");
         std::os::unix::fs::symlink(&good, &link).unwrap();
         let e = load(&link).unwrap_err().to_string();
-        assert!(e.contains("symbolic link"), "{e}");
+        assert!(
+            e.contains("symbolic link") && e.contains("ConfigMap"),
+            "{e}"
+        );
         assert_eq!(e.lines().count(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -60,6 +60,7 @@ struct MsisdnToml {
 struct DaemonToml {
     pin_path: Option<Spanned<String>>,
     selftest_interval: Option<Spanned<String>>,
+    watch_policy: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -228,6 +229,7 @@ impl Parser<'_> {
         Ok(Config {
             pin_path,
             selftest_interval,
+            watch_policy: f.daemon.watch_policy.unwrap_or(true),
             metrics_listen,
             attach,
             kernel: KernelPolicy {

@@ -12,6 +12,7 @@ mod interfaces;
 mod reload;
 mod slots;
 mod snapshot;
+mod watch;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -35,7 +36,11 @@ use sd_notify::NotifyState;
 use crate::{
     config::{self, Attach, Config, Hook, NetNs},
     kernel::{
-        apply, compile, features, load, maps::MAP_EVENTS, object::EBPF_OBJECT, pins::Pins, selftest,
+        apply, compile, features, load,
+        maps::MAP_EVENTS,
+        object::{self, EBPF_OBJECT},
+        pins::Pins,
+        selftest,
     },
     metrics,
 };
@@ -43,6 +48,9 @@ use interfaces::LinkMessage;
 
 /// How often missing interfaces are looked for and events are drained and logged.
 const TICK: Duration = Duration::from_secs(1);
+
+/// How long a changed policy file is left to settle before it is read.
+const SETTLE: Duration = Duration::from_millis(200);
 
 struct Daemon {
     config_path: PathBuf,
@@ -62,6 +70,13 @@ struct Daemon {
     names: HashMap<u32, String>,
     reloads_ok: u64,
     reloads_rejected: u64,
+    /// Fingerprint of the policy text last read (`watch::fingerprint`).
+    policy_text: u64,
+    /// When a policy was last applied, and whether the last reload was.
+    last_applied: std::time::SystemTime,
+    last_reload_successful: bool,
+    /// `kernel::object::digest` of the object loaded.
+    program: String,
     /// Packets interfaces passed between appearing and being guarded (see `appeared`).
     unguarded: BTreeMap<Attach, u64>,
     /// Network namespaces whose link events this process listens to (`None`: its own).
@@ -77,7 +92,9 @@ struct Daemon {
 }
 
 pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
-    let config = config::load(config_path).map_err(anyhow::Error::from)?;
+    let text = config::read(config_path).map_err(anyhow::Error::from)?;
+    let policy_text = watch::fingerprint(&text);
+    let config = config::parse(config_path, &text).map_err(anyhow::Error::from)?;
     crate::privileges::require(config.attach.iter().any(|a| a.netns.is_some()))?;
     features::check()?;
     for w in &config.warnings {
@@ -119,6 +136,10 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
         attached_at: HashMap::new(),
         reloads_ok: 0,
         reloads_rejected: 0,
+        policy_text,
+        last_applied: std::time::SystemTime::now(),
+        last_reload_successful: true,
+        program: object::digest(object.as_deref().unwrap_or(EBPF_OBJECT)),
         unguarded: BTreeMap::new(),
         link_sockets: HashSet::new(),
         link_tx,
@@ -162,6 +183,10 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
             .take_map(MAP_EVENTS)
             .context("the object has no EVENTS map")?,
     )?;
+    let (changed_tx, mut changed) = mpsc::unbounded_channel::<()>();
+    if d.config.watch_policy {
+        watch::spawn(config_path, changed_tx)?;
+    }
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -176,11 +201,15 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
                     Err(_) => d.recheck_interfaces(),
                 }
             }
-            _ = hup.recv() => {
-                d.notify(&[NotifyState::Reloading]);
-                d.reload();
-                d.selftest();
-                d.notify(&[NotifyState::Ready]);
+            _ = hup.recv() => d.reload_and_test(),
+            Some(()) = changed.recv() => {
+                // A writer's steps (truncate, write, rename) come as several events:
+                // wait for them to settle, then look once.
+                tokio::time::sleep(SETTLE).await;
+                while changed.try_recv().is_ok() {}
+                if d.file_changed() {
+                    d.reload_and_test();
+                }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -206,6 +235,14 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
 }
 
 impl Daemon {
+    /// A reload (SIGHUP or a changed file), told to systemd, then a self-test.
+    fn reload_and_test(&mut self) {
+        self.notify(&[NotifyState::Reloading]);
+        self.reload();
+        self.selftest();
+        self.notify(&[NotifyState::Ready]);
+    }
+
     /// Runs the canaries through the programs of every configured hook; logs and records
     /// the result. True when every canary behaved as the policy says.
     fn selftest(&mut self) -> bool {

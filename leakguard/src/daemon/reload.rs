@@ -1,7 +1,7 @@
-//! SIGHUP: the policy file read again and applied, or rejected with the running policy
-//! kept.
+//! SIGHUP, or a change to the file (`watch`): the policy file read again and applied, or
+//! rejected with the running policy kept.
 
-use super::Daemon;
+use super::{watch, Daemon};
 use crate::{
     config,
     kernel::{
@@ -13,10 +13,14 @@ use crate::{
 impl Daemon {
     /// SIGHUP: an invalid file is rejected and the running policy stays.
     pub(super) fn reload(&mut self) {
-        let config = match config::load(&self.config_path) {
+        let config = match config::read(&self.config_path).and_then(|text| {
+            self.policy_text = watch::fingerprint(&text);
+            config::parse(&self.config_path, &text)
+        }) {
             Ok(c) => c,
             Err(e) => {
                 self.reloads_rejected += 1;
+                self.last_reload_successful = false;
                 tracing::error!(error = %e, "reload rejected; the running policy stays");
                 return;
             }
@@ -34,11 +38,14 @@ impl Daemon {
             Ok(ids) => ids,
             Err(e) => {
                 self.reloads_rejected += 1;
+                self.last_reload_successful = false;
                 tracing::error!(error = %e, "reload rejected by the kernel maps; the running policy stays");
                 return;
             }
         };
         self.reloads_ok += 1;
+        self.last_reload_successful = true;
+        self.last_applied = std::time::SystemTime::now();
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
@@ -50,6 +57,23 @@ impl Daemon {
         self.open_link_sockets();
         tracing::info!(digest = %format!("{:016x}", compile::digest(&self.config.kernel)), "policy reloaded");
     }
+    /// The policy file changed on disk (`daemon.watch_policy`): reloaded when its text
+    /// differs from the last one read (a `touch` or a rewrite of the same text is not a
+    /// reload).
+    pub(super) fn file_changed(&mut self) -> bool {
+        match config::read(&self.config_path) {
+            Ok(text) if watch::fingerprint(&text) == self.policy_text => {
+                tracing::info!("the policy file was written; its text is unchanged, no reload");
+                false
+            }
+            // Changed, or now unreadable: the reload says which, and keeps the policy.
+            _ => {
+                tracing::info!("the policy file changed; reloading");
+                true
+            }
+        }
+    }
+
     pub(super) fn learn_names(&mut self, ids: &RuleIds) {
         for (r, id) in self.config.kernel.rules.iter().zip(&ids.by_rule) {
             self.names.insert(*id, r.header.clone());

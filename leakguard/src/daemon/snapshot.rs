@@ -11,7 +11,7 @@ use leakguard_common::MatchKey;
 use super::Daemon;
 use crate::{
     kernel::{
-        counters,
+        compile, counters, features,
         maps::{MAP_FLOWS, MAP_MATCHES, MAP_MATCH_COUNTS, MAP_STATS},
     },
     metrics,
@@ -61,6 +61,22 @@ impl Daemon {
             .iter()
             .map(|a| (a.label(), a.hook.name(), !self.missing.contains(a)))
             .collect();
+        let fleet = metrics::Fleet {
+            program: self.program.clone(),
+            policy_digest: compile::digest(&self.config.kernel),
+            last_reload_ok: self
+                .last_applied
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            last_reload_successful: self.last_reload_successful,
+            kernel: (
+                features::release(),
+                match features::tc_mode() {
+                    features::TcMode::Tcx => "tcx",
+                    features::TcMode::Netlink => "cls_bpf",
+                },
+            ),
+        };
         metrics::render(&metrics::Inputs {
             packets,
             matches,
@@ -80,6 +96,7 @@ impl Daemon {
             reloads_rejected: self.reloads_rejected,
             selftest_ok: self.selftest_ok == Some(true),
             tracked_flows: self.tracked_flows()?,
+            fleet: &fleet,
         })
     }
 
