@@ -66,6 +66,20 @@ pub struct Proxy {
     pub kind: Kind,
     child: Child,
     pub dir: PathBuf,
+    /// Squid's service name: it names Squid's shared-memory segments (`/dev/shm/NAME-*`),
+    /// which are per host, not per network namespace, so two Squids at once need two.
+    service: Option<String>,
+}
+
+/// A service name no other Squid of this run or of a parallel test binary uses.
+fn squid_service_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "lg{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl Proxy {
@@ -86,9 +100,14 @@ impl Proxy {
             Kind::Squid => "squid",
             Kind::Nginx => "nginx",
         });
+        let service = kind.eq(&Kind::Squid).then(squid_service_name);
         match kind {
             Kind::Haproxy => cmd.arg("-db").arg("-f").arg(&conf),
-            Kind::Squid => cmd.args(["-N", "-d", "1", "-f"]).arg(&conf),
+            Kind::Squid => cmd
+                .args(["-N", "-d", "1", "-n"])
+                .arg(service.as_deref().unwrap_or("squid"))
+                .arg("-f")
+                .arg(&conf),
             Kind::Nginx => cmd
                 .arg("-c")
                 .arg(&conf)
@@ -105,7 +124,12 @@ impl Proxy {
                     kind.name()
                 )
             })?;
-        let p = Self { kind, child, dir };
+        let p = Self {
+            kind,
+            child,
+            dir,
+            service,
+        };
         let addr = kind.listen();
         wait_for(
             &format!("{} to listen", kind.name()),
@@ -130,6 +154,19 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A killed Squid leaves its segments behind.
+        if let Some(service) = &self.service {
+            let prefix = format!("{service}-");
+            for e in std::fs::read_dir("/dev/shm")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
     }
 }
 
@@ -169,8 +206,7 @@ fn config(kind: Kind, dir: &Path, headers: &[(&str, &str)]) -> String {
                  coredump_dir {d}\n\
                  shutdown_lifetime 1 seconds\n\
                  server_persistent_connections on\n\
-                 client_persistent_connections on\n\
-                 dns_v4_first on\n"
+                 client_persistent_connections on\n"
             )
         }
         Kind::Nginx => {
