@@ -142,6 +142,8 @@ pub struct Config {
     pub pin_path: PathBuf,
     pub selftest_interval: Duration,
     pub metrics_listen: SocketAddr,
+    /// `metrics.web_config`: TLS and basic authentication of the listener.
+    pub metrics_web: Option<crate::http::WebConfig>,
     pub attach: Vec<Attach>,
     /// File rules first, then the catalog headers they do not override.
     pub kernel: KernelPolicy,

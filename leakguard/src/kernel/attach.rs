@@ -40,22 +40,34 @@ pub enum Outcome {
     Missing,
 }
 
-/// The index of interface `name` in this thread's network namespace.
-#[must_use]
-pub fn interface_index(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
+/// The index of interface `name` in this thread's network namespace: `Ok(None)` when
+/// there is no such interface, an error when the lookup itself failed. glibc's
+/// `if_nametoindex` opens a socket to ask: out of descriptors (EMFILE), memory or
+/// permission, it fails too, and that says nothing about the interface.
+pub fn interface_index(name: &str) -> std::io::Result<Option<u32>> {
+    let Ok(c) = CString::new(name) else {
+        return Ok(None);
+    };
     // SAFETY: a valid C string.
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
+    if i != 0 {
+        return Ok(Some(i));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENODEV | libc::ENXIO) => Ok(None),
+        _ => Err(e),
+    }
 }
 
 /// The index of `a`'s interface in its network namespace: `Ok(None)` when it (or its
-/// namespace) does not exist, an error when the namespace cannot be entered.
+/// namespace) does not exist, an error when the namespace cannot be entered or the
+/// lookup failed (then nothing is known about the interface).
 pub fn entry_index(a: &Attach) -> std::io::Result<Option<u32>> {
     if !netns::exists(a.netns.as_ref()) {
         return Ok(None);
     }
-    netns::run_in(a.netns.as_ref(), || interface_index(&a.interface))
+    netns::run_in(a.netns.as_ref(), || interface_index(&a.interface))?
 }
 
 /// Attaches the guard per `a`, or adopts the link (or filter) a previous run left: in
@@ -85,7 +97,10 @@ fn attach_here(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
             }
         }
     }
-    if interface_index(&a.interface).is_none() {
+    if interface_index(&a.interface)
+        .with_context(|| format!("looking up interface {}", a.interface))?
+        .is_none()
+    {
         return Ok(Outcome::Missing);
     }
     let link: FdLink = match a.hook {
@@ -123,7 +138,9 @@ fn attach_here(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
 /// On a kernel without TCX: leakguard's cls_bpf filter (`tc_filter`) on the hook's clsact
 /// parent, made or, when a previous run left it, given this binary's program in place.
 fn attach_filter(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
-    let Some(ifindex) = interface_index(&a.interface) else {
+    let Some(ifindex) = interface_index(&a.interface)
+        .with_context(|| format!("looking up interface {}", a.interface))?
+    else {
         return Ok(Outcome::Missing);
     };
     let (name, ty) = tc_program(a.hook);
@@ -270,7 +287,9 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
 fn detach_filter(a: &Attach) -> Result<String> {
     let (_, ty) = tc_program(a.hook);
     let (label, hook) = (a.label(), a.hook.name());
-    let Some(ifindex) = interface_index(&a.interface) else {
+    let Some(ifindex) =
+        interface_index(&a.interface).with_context(|| format!("looking up interface {label}"))?
+    else {
         if a.netns.is_some() {
             return Ok(format!(
                 "{hook} filter of {label}: the interface is gone, and its filter with it"
@@ -302,7 +321,9 @@ fn detach_filter(a: &Attach) -> Result<String> {
 /// so.
 fn remove_clsact(a: &Attach) -> Result<String> {
     let label = a.label();
-    let Some(ifindex) = interface_index(&a.interface) else {
+    let Some(ifindex) =
+        interface_index(&a.interface).with_context(|| format!("looking up interface {label}"))?
+    else {
         return Ok(format!("clsact qdisc of {label}: the interface is gone"));
     };
     let mut others = tc_filter::filters(ifindex, tc_filter::parent(TcAttachType::Ingress))?;
