@@ -91,6 +91,8 @@ pub struct Daemon {
     pub args: Vec<String>,
     /// `metrics.listen` inside the daemon's namespace (port 0 by default: any).
     metrics: String,
+    /// `metrics.web_config`, when set.
+    web_config: Option<PathBuf>,
     body: String,
 }
 
@@ -116,6 +118,7 @@ impl Daemon {
             wrapper: Vec::new(),
             args: Vec::new(),
             metrics: "127.0.0.1:0".into(),
+            web_config: None,
             body: body.to_owned(),
         };
         d.write_policy(body)?;
@@ -138,10 +141,23 @@ impl Daemon {
         Ok(self)
     }
 
+    /// TLS and authentication of the metrics listener from the web-config file `path`.
+    pub fn with_web_config(mut self, path: &Path) -> Result<Self> {
+        self.web_config = Some(path.to_owned());
+        let body = self.body.clone();
+        self.write_policy(&body)?;
+        Ok(self)
+    }
+
     /// Replaces the policy file (for reload tests).
     pub fn write_policy(&self, body: &str) -> Result<()> {
+        let web = self
+            .web_config
+            .as_ref()
+            .map(|p| format!("web_config = \"{}\"\n", p.display()))
+            .unwrap_or_default();
         let text = format!(
-            "[daemon]\npin_path = \"{}\"\n\n[metrics]\nlisten = \"{}\"\n\n{body}",
+            "[daemon]\npin_path = \"{}\"\n\n[metrics]\nlisten = \"{}\"\n{web}\n{body}",
             self.pin_path.display(),
             self.metrics
         );

@@ -3,7 +3,7 @@
 //! The guard never has a gap: links are pinned, so they outlive the daemon; a new daemon
 //! replaces the program of an existing link in one `BPF_LINK_UPDATE`, never detaching first.
 
-use std::{ffi::CString, path::Path};
+use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -41,23 +41,40 @@ pub enum Outcome {
 }
 
 /// The index of interface `name` in this thread's network namespace: `Ok(None)` when
-/// there is no such interface, an error when the lookup itself failed. glibc's
-/// `if_nametoindex` opens a socket to ask: out of descriptors (EMFILE), memory or
-/// permission, it fails too, and that says nothing about the interface.
+/// there is no such interface, an error when the lookup itself failed.
+///
+/// Asking takes a socket, which can fail (out of descriptors, memory, permission): that
+/// says nothing about the interface, so only the kernel's "no such device" is `None`.
+/// This is `if_nametoindex(3)` by hand because glibc's reports a failed socket as ENOENT
+/// (from its probing of /proc), which would hide EMFILE from the operator.
 pub fn interface_index(name: &str) -> std::io::Result<Option<u32>> {
-    let Ok(c) = CString::new(name) else {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    // SAFETY: an all-zero ifreq is valid (an empty name, a zero union).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.is_empty() || name.len() >= req.ifr_name.len() || name.contains('\0') {
         return Ok(None);
-    };
-    // SAFETY: a valid C string.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if i != 0 {
-        return Ok(Some(i));
     }
-    let e = std::io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::ENODEV | libc::ENXIO) => Ok(None),
-        _ => Err(e),
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
     }
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor socket(2) just returned, owned here alone.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: SIOCGIFINDEX reads the NUL-terminated name and writes the index into `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODEV | libc::ENXIO) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: SIOCGIFINDEX succeeded: the union holds the index.
+    let i = unsafe { req.ifr_ifru.ifru_ifindex };
+    Ok(u32::try_from(i).ok().filter(|&i| i != 0))
 }
 
 /// The index of `a`'s interface in its network namespace: `Ok(None)` when it (or its
