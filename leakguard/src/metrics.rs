@@ -1,26 +1,13 @@
 //! Prometheus metrics: rendered from the kernel maps and the daemon's state once a tick,
-//! served as the latest snapshot on `GET /metrics` in the Prometheus text format (0.0.4),
-//! which every scraper and `promtool check metrics` read.
+//! in the Prometheus text format (0.0.4), which every scraper and `promtool check
+//! metrics` read; `http` serves the latest rendering on `GET /metrics`.
 //! Labels are interface, hook, header name, action, class — never a value.
-
-use std::{
-    fmt::Write as _,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
 
 use anyhow::Result;
 use prometheus_client::{
-    encoding::{
-        prometheus_text::{encode, CONTENT_TYPE},
-        EncodeLabelSet,
-    },
+    encoding::{prometheus_text::encode, EncodeLabelSet},
     metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
     registry::Registry,
-};
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::{TcpListener, TcpStream},
 };
 
 use leakguard_common::{action, hook, MatchKey, Stats, MSISDN_RULE_ID};
@@ -320,54 +307,6 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
     let mut out = String::new();
     encode(&mut out, &reg)?;
     Ok(out)
-}
-
-/// Serves the latest snapshot on `GET /metrics` until the listener fails.
-pub async fn serve(listener: TcpListener, snapshot: Arc<Mutex<String>>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let body = snapshot.lock().map(|s| s.clone()).unwrap_or_default();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), respond(stream, body)).await;
-        });
-    }
-}
-
-async fn respond(mut stream: TcpStream, body: String) -> std::io::Result<()> {
-    // A request head is small; anything past 8 KiB is not a scrape.
-    let mut buf = vec![0u8; 8192];
-    let mut len = 0;
-    while len < buf.len() {
-        let n = stream.read(&mut buf[len..]).await?;
-        if n == 0 {
-            break;
-        }
-        len += n;
-        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let line = head.lines().next().unwrap_or("");
-    let mut resp = String::new();
-    if line.starts_with("GET /metrics ") || line == "GET /metrics" {
-        let _ = write!(
-            resp,
-            "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-    } else {
-        let msg = "leakguard serves GET /metrics\n";
-        let _ = write!(
-            resp,
-            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
-            msg.len()
-        );
-    }
-    stream.write_all(resp.as_bytes()).await?;
-    stream.shutdown().await
 }
 
 #[cfg(test)]

@@ -237,8 +237,10 @@ fn filter_state(a: &Attach) -> String {
         tc_filter::PRIORITY,
         u32::from(tc_filter::HANDLE)
     );
-    let Some(ifindex) = interface_index(&a.interface) else {
-        return format!("{what}: interface not visible from this network namespace");
+    let ifindex = match interface_index(&a.interface) {
+        Ok(Some(i)) => i,
+        Ok(None) => return format!("{what}: interface not visible from this network namespace"),
+        Err(e) => return format!("{what}: cannot look the interface up: {e}"),
     };
     let parent = if a.hook == Hook::TcIngress {
         tc_filter::parent(aya::programs::TcAttachType::Ingress)

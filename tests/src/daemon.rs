@@ -94,6 +94,8 @@ pub struct Daemon {
     /// `daemon.watch_policy` in the files [`Daemon::write_policy`] writes: off, so a
     /// test's SIGHUP is the one reload of each write (`Daemon::watching` turns it on).
     watch_policy: bool,
+    /// `metrics.web_config`, when set.
+    web_config: Option<PathBuf>,
     body: String,
 }
 
@@ -120,6 +122,7 @@ impl Daemon {
             args: Vec::new(),
             metrics: "127.0.0.1:0".into(),
             watch_policy: false,
+            web_config: None,
             body: body.to_owned(),
         };
         d.write_policy(body)?;
@@ -151,11 +154,24 @@ impl Daemon {
         Ok(self)
     }
 
+    /// TLS and authentication of the metrics listener from the web-config file `path`.
+    pub fn with_web_config(mut self, path: &Path) -> Result<Self> {
+        self.web_config = Some(path.to_owned());
+        let body = self.body.clone();
+        self.write_policy(&body)?;
+        Ok(self)
+    }
+
     /// The policy file's text for `body` (`[daemon]` and `[metrics]` added).
     #[must_use]
     pub fn policy_text(&self, body: &str) -> String {
+        let web = self
+            .web_config
+            .as_ref()
+            .map(|p| format!("web_config = \"{}\"\n", p.display()))
+            .unwrap_or_default();
         format!(
-            "[daemon]\npin_path = \"{}\"\nwatch_policy = {}\n\n[metrics]\nlisten = \"{}\"\n\n{body}",
+            "[daemon]\npin_path = \"{}\"\nwatch_policy = {}\n\n[metrics]\nlisten = \"{}\"\n{web}\n{body}",
             self.pin_path.display(),
             self.watch_policy,
             self.metrics

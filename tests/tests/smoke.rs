@@ -70,7 +70,9 @@ fn tc_attachment(t: &Topo) -> (String, u32) {
                 ("tcx".to_owned(), p.id())
             }
             TcMode::Netlink => {
-                let ifindex = leakguard::kernel::attach::interface_index(CLI_IF).unwrap();
+                let ifindex = leakguard::kernel::attach::interface_index(CLI_IF)
+                    .unwrap()
+                    .unwrap();
                 let all =
                     tc_filter::filters(ifindex, tc_filter::parent(TcAttachType::Egress)).unwrap();
                 let ours: Vec<_> = all.iter().filter(|f| f.is_ours()).collect();

@@ -113,7 +113,8 @@ enum Cmd {
 /// end-to-end tests; nftables to lose segments on purpose (real retransmissions);
 /// prometheus for `promtool check metrics`; bpftool to inspect programs; nginx, wrk and
 /// HAProxy for the end-to-end benchmark; HAProxy, Squid, nginx and wget for the
-/// enrichment-proxy tests; systemd for `systemd-analyze` on the unit file.
+/// enrichment-proxy tests; systemd for `systemd-analyze` on the unit file; openssl for the
+/// metrics listener's TLS tests (certificates made in the test).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -131,6 +132,7 @@ const APT_PACKAGES: &[&str] = &[
     "haproxy",
     "squid",
     "wget",
+    "openssl",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13";

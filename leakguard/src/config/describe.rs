@@ -26,6 +26,22 @@ impl Config {
             }
         );
         let _ = writeln!(s, "metrics.listen = {}", self.metrics_listen);
+        match &self.metrics_web {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "metrics: TLS off (plain HTTP), basic auth off (no metrics.web_config)"
+                );
+            }
+            Some(w) => {
+                let _ = writeln!(
+                    s,
+                    "metrics.web_config = {}: {}",
+                    w.path.display(),
+                    w.summary()
+                );
+            }
+        }
         for a in &self.attach {
             match &a.netns {
                 None => {

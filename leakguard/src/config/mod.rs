@@ -145,6 +145,8 @@ pub struct Config {
     /// Reload when the file changes (`daemon.watch_policy`, on by default), as on SIGHUP.
     pub watch_policy: bool,
     pub metrics_listen: SocketAddr,
+    /// `metrics.web_config`: TLS and basic authentication of the listener.
+    pub metrics_web: Option<crate::http::WebConfig>,
     pub attach: Vec<Attach>,
     /// File rules first, then the catalog headers they do not override.
     pub kernel: KernelPolicy,

@@ -67,6 +67,7 @@ struct DaemonToml {
 #[serde(deny_unknown_fields)]
 struct MetricsToml {
     listen: Option<Spanned<String>>,
+    web_config: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +209,10 @@ impl Parser<'_> {
                 )
             })?,
         };
+        let metrics_web = match &f.metrics.web_config {
+            None => None,
+            Some(s) => Some(self.web_config(s)?),
+        };
 
         let attach = self.attach(&f.attach)?;
         let scan = self.scan(&f.scan)?;
@@ -231,6 +236,7 @@ impl Parser<'_> {
             selftest_interval,
             watch_policy: f.daemon.watch_policy.unwrap_or(true),
             metrics_listen,
+            metrics_web,
             attach,
             kernel: KernelPolicy {
                 ports: scan.ports,
@@ -241,6 +247,27 @@ impl Parser<'_> {
             },
             origin,
             warnings: scan.warnings,
+        })
+    }
+
+    /// The web-config file, read and checked whole (its certificate and key files too):
+    /// a file the listener could not honour stops the daemon and `check-config` alike.
+    fn web_config(&self, s: &Spanned<String>) -> Result<crate::http::WebConfig, ConfigError> {
+        let p = Path::new(s.get_ref());
+        if !p.is_absolute() {
+            return Err(self.err(
+                s.span(),
+                format!(
+                    "metrics.web_config = {:?}: must be an absolute path",
+                    s.get_ref()
+                ),
+            ));
+        }
+        crate::http::webconfig::load(p).map_err(|e| {
+            self.err(
+                s.span(),
+                format!("metrics.web_config = {:?}: {e}", s.get_ref()),
+            )
         })
     }
 
@@ -713,6 +740,8 @@ mod tests {
             (format!("[daemon]\nselftest_interval = \"often\"\n{attach}"), Some((2, 21)), &["selftest_interval", "often"]),
             (format!("[daemon]\nselftest_interval = \"0s\"\n{attach}"), Some((2, 21)), &["between"]),
             (format!("[metrics]\nlisten = \"localhost\"\n{attach}"), Some((2, 10)), &["metrics.listen", "localhost"]),
+            (format!("[metrics]\nweb_config = \"web.yml\"\n{attach}"), Some((2, 14)), &["metrics.web_config", "absolute"]),
+            (format!("[metrics]\nweb_config = \"/nonexistent/web.yml\"\n{attach}"), Some((2, 14)), &["metrics.web_config", "cannot read"]),
             (format!("{attach}[scan]\nports = \"80\"\n"), Some((5, 9)), &["invalid type"]),
             (format!("{attach}[scan]\nmax_head_bytes = \"big\"\n"), Some((5, 18)), &["invalid type"]),
             ("[[attach]\n".into(), Some((1, 10)), &[]),

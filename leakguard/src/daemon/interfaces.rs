@@ -2,6 +2,12 @@
 //! start or when they appear (from link events of each network namespace, or the
 //! once-a-tick recheck that stands in for lost ones), marked missing when they go, and a
 //! cls_bpf filter someone removed put back.
+//!
+//! Only the kernel's "no such device" means an interface is gone. A lookup that fails
+//! otherwise (out of file descriptors, memory, permission) says nothing about it: the
+//! attachment stays as it is, and the failure is logged, at most once a minute.
+
+use std::time::{Duration, Instant};
 
 use std::collections::HashSet;
 
@@ -19,6 +25,16 @@ use crate::{
 /// Link events of one network namespace (`None`: the daemon's own), or the error that
 /// lost some (then every interface is checked).
 pub(super) type LinkMessage = (Option<NetNs>, std::io::Result<Vec<link_events::LinkEvent>>);
+
+/// How often a failing interface lookup is logged: it is retried every tick.
+const LOOKUP_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Failed interface lookups since the last line about them, and when that was.
+#[derive(Default)]
+pub(super) struct LookupErrors {
+    logged: Option<Instant>,
+    since: u64,
+}
 
 impl Daemon {
     /// Listens to the link events of every network namespace the policy names (and the
@@ -98,21 +114,53 @@ impl Daemon {
     /// Safety net for lost netlink messages: every attachment's interface still exists
     /// (in its namespace) with the index it was attached on; missing ones are retried.
     pub(super) fn recheck_interfaces(&mut self) {
-        let gone: Vec<Attach> = self
-            .attached_at
-            .iter()
-            .filter(|(a, i)| match attach::entry_index(a) {
-                Ok(found) => found != Some(**i),
-                // A namespace that cannot be entered now is not proof of anything.
-                Err(_) => false,
-            })
-            .map(|(a, _)| a.clone())
-            .collect();
+        let mut gone = Vec::new();
+        for (a, i) in self.attached_at.clone() {
+            match attach::entry_index(&a) {
+                Ok(found) if found != Some(i) => gone.push(a),
+                Ok(_) => {}
+                // A namespace that cannot be entered now, or a lookup that failed, is not
+                // proof of anything: the attachment stays.
+                Err(e) => self.lookup_failed(&a, &e),
+            }
+        }
         for a in gone {
             self.lost(a.netns.as_ref(), &a.interface);
         }
+        // Attached, but the lookup right after could not tell the index: asked again.
+        let untracked: Vec<Attach> = self
+            .config
+            .attach
+            .iter()
+            .filter(|a| !self.attached_at.contains_key(a) && !self.missing.contains(a))
+            .cloned()
+            .collect();
+        for a in untracked {
+            match attach::entry_index(&a) {
+                Ok(Some(i)) => {
+                    self.attached_at.insert(a.clone(), i);
+                    self.assign_slot(&a, i);
+                }
+                // Gone since: attached again when it appears.
+                Ok(None) => self.missing.push(a),
+                Err(e) => self.lookup_failed(&a, &e),
+            }
+        }
         self.recheck_filters();
         self.retry_missing();
+    }
+
+    /// Logs a failed lookup of `a`'s interface, at most every `LOOKUP_LOG_EVERY`.
+    pub(super) fn lookup_failed(&mut self, a: &Attach, e: &std::io::Error) {
+        let l = &mut self.lookup_errors;
+        l.since += 1;
+        if l.logged.is_some_and(|t| t.elapsed() < LOOKUP_LOG_EVERY) {
+            return;
+        }
+        tracing::error!(interface = %a.label(), hook = a.hook.name(), error = %e, failures = l.since,
+            "looking the interface up failed; its attachment is kept as it is (retried every second, logged at most once a minute)");
+        l.logged = Some(Instant::now());
+        l.since = 0;
     }
 
     /// On kernels without TCX the guard is a cls_bpf filter, which anyone with
@@ -153,9 +201,13 @@ impl Daemon {
 
     /// Bookkeeping after a successful attach: the interface index and counter slot.
     pub(super) fn attached(&mut self, a: &Attach) {
-        if let Ok(Some(i)) = attach::entry_index(a) {
-            self.attached_at.insert(a.clone(), i);
-            self.assign_slot(a, i);
+        match attach::entry_index(a) {
+            Ok(Some(i)) => {
+                self.attached_at.insert(a.clone(), i);
+                self.assign_slot(a, i);
+            }
+            Ok(None) => {}
+            Err(e) => self.lookup_failed(a, &e),
         }
     }
     pub(super) fn attach_all(&mut self) -> Result<()> {
@@ -208,9 +260,17 @@ impl Daemon {
     pub(super) fn retry_missing(&mut self) {
         let mut still = Vec::new();
         for a in std::mem::take(&mut self.missing) {
-            if !matches!(attach::entry_index(&a), Ok(Some(_))) {
-                still.push(a);
-                continue;
+            match attach::entry_index(&a) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    still.push(a);
+                    continue;
+                }
+                Err(e) => {
+                    self.lookup_failed(&a, &e);
+                    still.push(a);
+                    continue;
+                }
             }
             match attach::attach(&mut self.ebpf, &self.pins, &a) {
                 Ok(Outcome::Missing) => still.push(a),

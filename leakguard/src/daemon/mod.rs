@@ -17,7 +17,7 @@ mod watch;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
 
@@ -35,6 +35,7 @@ use sd_notify::NotifyState;
 
 use crate::{
     config::{self, Attach, Config, Hook, NetNs},
+    http,
     kernel::{
         apply, compile, features, load,
         maps::MAP_EVENTS,
@@ -42,7 +43,6 @@ use crate::{
         pins::Pins,
         selftest,
     },
-    metrics,
 };
 use interfaces::LinkMessage;
 
@@ -63,6 +63,8 @@ struct Daemon {
     /// The interface index each attachment was made on: a different one means the
     /// interface was deleted and re-created, and its old link is defunct.
     attached_at: HashMap<Attach, u32>,
+    /// Interface lookups that failed (not "no such device"), for a rate-limited log.
+    lookup_errors: interfaces::LookupErrors,
     /// Counter slot of each guarded interface, by `Attach::label` (rebuilt from the
     /// pinned `IFSLOT` on start).
     slots: BTreeMap<String, u32>,
@@ -82,7 +84,8 @@ struct Daemon {
     /// Network namespaces whose link events this process listens to (`None`: its own).
     link_sockets: HashSet<Option<NetNs>>,
     link_tx: mpsc::UnboundedSender<LinkMessage>,
-    metrics: Arc<Mutex<String>>,
+    /// What the HTTP listener serves: metrics and readiness.
+    http: Arc<http::State>,
     /// Result of the last self-test (None before the first).
     selftest_ok: Option<bool>,
     last_selftest: std::time::Instant,
@@ -124,6 +127,8 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .with_context(|| format!("metrics.listen = {}: cannot listen", config.metrics_listen))?;
+    let web = http::Web::build(config.metrics_web.as_ref())
+        .map_err(|e| anyhow::anyhow!("metrics.web_config: {e}"))?;
     let (link_tx, mut link_rx) = mpsc::unbounded_channel::<LinkMessage>();
     let mut d = Daemon {
         config_path: config_path.to_owned(),
@@ -134,6 +139,7 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
         ebpf,
         missing: Vec::new(),
         attached_at: HashMap::new(),
+        lookup_errors: interfaces::LookupErrors::default(),
         reloads_ok: 0,
         reloads_rejected: 0,
         policy_text,
@@ -143,7 +149,7 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
         unguarded: BTreeMap::new(),
         link_sockets: HashSet::new(),
         link_tx,
-        metrics: Arc::new(Mutex::new(String::new())),
+        http: http::State::new(web),
         selftest_ok: None,
         last_selftest: std::time::Instant::now(),
         flows: std::cell::Cell::new((0, None)),
@@ -157,7 +163,7 @@ pub async fn run(config_path: &Path, ebpf_object: Option<&Path>) -> Result<()> {
         h.finish(&mut d.ebpf, &d.pins)
             .context("finishing the handover to the new maps")?;
     }
-    tokio::spawn(metrics::serve(listener, d.metrics.clone()));
+    tokio::spawn(http::serve(listener, d.http.clone()));
     // systemd hears READY only once the guard is attached and has proven itself.
     if d.selftest() {
         d.notify(&[NotifyState::Ready]);

@@ -50,6 +50,7 @@ impl Daemon {
             tracing::warn!("{w}");
         }
         self.config = config;
+        self.http.reload_web(self.config.metrics_web.as_ref());
         self.learn_names(&ids);
         if let Err(e) = self.attach_all() {
             tracing::error!(error = %format!("{e:#}"), "attaching after reload failed");

@@ -1,6 +1,6 @@
 //! The metrics snapshot: the kernel's counters labelled with the daemon's names
 //! (interfaces by slot, headers by rule id) and its own state, rendered once a tick for
-//! `metrics::serve`.
+//! the HTTP listener (`http`), with the readiness `/readyz` reports.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -116,13 +116,31 @@ impl Daemon {
     }
 
     pub(super) fn refresh_metrics(&self) {
+        self.http.set_ready(self.readiness());
         match self.render_metrics() {
-            Ok(text) => {
-                if let Ok(mut m) = self.metrics.lock() {
-                    *m = text;
-                }
-            }
+            Ok(text) => self.http.set_metrics(text),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "rendering metrics failed"),
+        }
+    }
+
+    /// `/readyz`: every `[[attach]]` entry attached and the last self-test passed; else
+    /// the first reason why not.
+    fn readiness(&self) -> Result<(), String> {
+        if let Some(a) = self.missing.first() {
+            let more = match self.missing.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            return Err(format!(
+                "{}@{} not attached{more}",
+                a.label(),
+                a.hook.name()
+            ));
+        }
+        match self.selftest_ok {
+            Some(true) => Ok(()),
+            Some(false) => Err("self-test failing".into()),
+            None => Err("self-test pending".into()),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! The guard never has a gap: links are pinned, so they outlive the daemon; a new daemon
 //! replaces the program of an existing link in one `BPF_LINK_UPDATE`, never detaching first.
 
-use std::{ffi::CString, path::Path};
+use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -40,22 +40,51 @@ pub enum Outcome {
     Missing,
 }
 
-/// The index of interface `name` in this thread's network namespace.
-#[must_use]
-pub fn interface_index(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: a valid C string.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
+/// The index of interface `name` in this thread's network namespace: `Ok(None)` when
+/// there is no such interface, an error when the lookup itself failed.
+///
+/// Asking takes a socket, which can fail (out of descriptors, memory, permission): that
+/// says nothing about the interface, so only the kernel's "no such device" is `None`.
+/// This is `if_nametoindex(3)` by hand because glibc's reports a failed socket as ENOENT
+/// (from its probing of /proc), which would hide EMFILE from the operator.
+pub fn interface_index(name: &str) -> std::io::Result<Option<u32>> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    // SAFETY: an all-zero ifreq is valid (an empty name, a zero union).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.is_empty() || name.len() >= req.ifr_name.len() || name.contains('\0') {
+        return Ok(None);
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor socket(2) just returned, owned here alone.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: SIOCGIFINDEX reads the NUL-terminated name and writes the index into `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODEV | libc::ENXIO) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: SIOCGIFINDEX succeeded: the union holds the index.
+    let i = unsafe { req.ifr_ifru.ifru_ifindex };
+    Ok(u32::try_from(i).ok().filter(|&i| i != 0))
 }
 
 /// The index of `a`'s interface in its network namespace: `Ok(None)` when it (or its
-/// namespace) does not exist, an error when the namespace cannot be entered.
+/// namespace) does not exist, an error when the namespace cannot be entered or the
+/// lookup failed (then nothing is known about the interface).
 pub fn entry_index(a: &Attach) -> std::io::Result<Option<u32>> {
     if !netns::exists(a.netns.as_ref()) {
         return Ok(None);
     }
-    netns::run_in(a.netns.as_ref(), || interface_index(&a.interface))
+    netns::run_in(a.netns.as_ref(), || interface_index(&a.interface))?
 }
 
 /// Attaches the guard per `a`, or adopts the link (or filter) a previous run left: in
@@ -85,7 +114,10 @@ fn attach_here(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
             }
         }
     }
-    if interface_index(&a.interface).is_none() {
+    if interface_index(&a.interface)
+        .with_context(|| format!("looking up interface {}", a.interface))?
+        .is_none()
+    {
         return Ok(Outcome::Missing);
     }
     let link: FdLink = match a.hook {
@@ -123,7 +155,9 @@ fn attach_here(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
 /// On a kernel without TCX: leakguard's cls_bpf filter (`tc_filter`) on the hook's clsact
 /// parent, made or, when a previous run left it, given this binary's program in place.
 fn attach_filter(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
-    let Some(ifindex) = interface_index(&a.interface) else {
+    let Some(ifindex) = interface_index(&a.interface)
+        .with_context(|| format!("looking up interface {}", a.interface))?
+    else {
         return Ok(Outcome::Missing);
     };
     let (name, ty) = tc_program(a.hook);
@@ -277,7 +311,9 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>> {
 fn detach_filter(a: &Attach) -> Result<String> {
     let (_, ty) = tc_program(a.hook);
     let (label, hook) = (a.label(), a.hook.name());
-    let Some(ifindex) = interface_index(&a.interface) else {
+    let Some(ifindex) =
+        interface_index(&a.interface).with_context(|| format!("looking up interface {label}"))?
+    else {
         if a.netns.is_some() {
             return Ok(format!(
                 "{hook} filter of {label}: the interface is gone, and its filter with it"
@@ -309,7 +345,9 @@ fn detach_filter(a: &Attach) -> Result<String> {
 /// so.
 fn remove_clsact(a: &Attach) -> Result<String> {
     let label = a.label();
-    let Some(ifindex) = interface_index(&a.interface) else {
+    let Some(ifindex) =
+        interface_index(&a.interface).with_context(|| format!("looking up interface {label}"))?
+    else {
         return Ok(format!("clsact qdisc of {label}: the interface is gone"));
     };
     let mut others = tc_filter::filters(ifindex, tc_filter::parent(TcAttachType::Ingress))?;
