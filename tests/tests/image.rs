@@ -5,7 +5,7 @@
 //! ConfigMap's policy read-only, a read-only root, only CAP_BPF, CAP_PERFMON and
 //! CAP_NET_ADMIN, not privileged. Requests through the gateway reach the server with the
 //! identity header redacted; after `podman kill` the guard still redacts; a new container
-//! adopts the pins and redacts.
+//! adopts the pins and redacts; `leakguard detach` from the image removes the guard.
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
@@ -243,7 +243,27 @@ fn the_image_guards_a_gateway_through_a_kill_and_a_new_container_adopts() {
         assert!(!l.contains(MSISDN), "an identity value in the log:\n{l}");
         assert!(!l.contains("ERROR"), "{l}");
     }
+
+    // Removal as docs/fleet.md has it: the daemon gone, `leakguard detach` from the image
+    // (with the DaemonSet's settings) removes the guard; the number passes again.
     drop(second);
+    let detach = run(podman()
+        .args(["run", "--rm"])
+        .args(&options)
+        .arg(&image)
+        .arg("detach")
+        .arg("--pin-path")
+        .arg(&pins.path));
+    assert!(
+        detach.contains(&format!("detached tc-egress from {GW_UP_IF}")),
+        "{detach}"
+    );
+    assert!(!pins.path.exists());
+    let head = request(&g, &server);
+    assert!(
+        find(&head, MSISDN.as_bytes()).is_some(),
+        "the guard is gone"
+    );
     drop(first);
     drop(pins);
     let _ = std::fs::remove_dir_all(&dir);
