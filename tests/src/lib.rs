@@ -6,6 +6,7 @@ pub mod cmd;
 pub mod corpus;
 pub mod daemon;
 pub mod diff;
+pub mod fleet;
 pub mod fuzz;
 pub mod gateway;
 pub mod guard;

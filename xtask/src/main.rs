@@ -12,7 +12,9 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod image;
 mod imports;
+mod k8s_tools;
 mod matrix;
 
 #[derive(Parser)]
@@ -54,6 +56,11 @@ enum Cmd {
     /// Build the Debian package (cargo-deb): binary, systemd unit, default policy
     /// (conffile), man pages, completions, dashboard and alert rules. Prints its path.
     Package,
+    /// Build the OCI image from what `package` builds (the binary, the shared libraries it
+    /// loads, the default policy), offline with buildah (`from scratch`): into the local
+    /// containers storage as localhost/leakguard:VERSION and :latest, and as an OCI archive
+    /// in target/image/ (as root). Prints the archive's path and the image's size.
+    Image,
     /// Fuzz the kernel programs against the reference model with generated and mutated
     /// packets through BPF_PROG_TEST_RUN (as root): a million by default, bounded in time;
     /// `LEAKGUARD_SEED=N` replays a run. Then the cargo-fuzz targets of the user-space
@@ -114,7 +121,11 @@ enum Cmd {
 /// prometheus for `promtool check metrics`; bpftool to inspect programs; nginx, wrk and
 /// HAProxy for the end-to-end benchmark; HAProxy, Squid, nginx and wget for the
 /// enrichment-proxy tests; systemd for `systemd-analyze` on the unit file; openssl for the
-/// metrics listener's TLS tests (certificates made in the test).
+/// metrics listener's TLS tests (certificates made in the test); lintian for
+/// the package; buildah to build the image and podman to run it, with runc (crun 1.8
+/// refuses a cgroup v1/v2 hybrid whose v2 hierarchy has a controller, as these machines
+/// have). Root needs no fuse-overlayfs (the kernel's overlayfs) nor slirp4netns, and the
+/// tests' containers join the tests' network namespaces: no netavark or CNI plugins.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -133,6 +144,10 @@ const APT_PACKAGES: &[&str] = &[
     "squid",
     "wget",
     "openssl",
+    "lintian",
+    "buildah",
+    "podman",
+    "runc",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13";
@@ -142,7 +157,8 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Setup => setup(),
         Cmd::Test { host_only, args } => setup()
-            .and_then(|()| package().map(drop))
+            .and_then(|()| package())
+            .and_then(|deb| image::build(&root_dir(), &deb).map(drop))
             .and_then(|()| test(&args))
             .and_then(|()| {
                 if host_only {
@@ -161,6 +177,13 @@ fn main() -> ExitCode {
         Cmd::Package => setup()
             .and_then(|()| package())
             .map(|deb| println!("{}", deb.display())),
+        Cmd::Image => setup()
+            .and_then(|()| package())
+            .and_then(|deb| image::build(&root_dir(), &deb))
+            .map(|built| {
+                println!("{}", built.archive.display());
+                println!("{} ({} bytes)", built.name, built.size);
+            }),
         Cmd::Lint => lint(),
         Cmd::Demo => setup().and_then(|()| demo()),
         Cmd::Bench {
@@ -235,6 +258,7 @@ fn setup() -> Result<()> {
     rust_src()?;
     bpf_linker()?;
     matrix::setup()?;
+    k8s_tools::setup(&root_dir())?;
     Ok(())
 }
 

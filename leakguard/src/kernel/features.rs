@@ -102,8 +102,7 @@ pub const MIN_LINUX: &str = "5.18";
 /// Fails with one line naming the first requirement this kernel lacks.
 pub fn check() -> Result<()> {
     for n in NEEDS {
-        let present =
-            (n.present)().map_err(|e| anyhow::anyhow!("probing the kernel for {}: {e}", n.what))?;
+        let present = (n.present)().map_err(|e| refused(n.what, &e, seccomp_filtered()))?;
         if !present {
             bail!(
                 "this kernel ({}) lacks {}, which leakguard needs (Linux {} or newer; \
@@ -115,6 +114,34 @@ pub fn check() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The line for a probe the kernel refused (`e` with its cause: the errno says why). A
+/// process under a seccomp filter is told what refuses it there: the container runtimes'
+/// default profiles (Docker's, containerd's, Podman's) allow bpf(2) only with
+/// CAP_SYS_ADMIN, so with CAP_BPF alone every call fails with EPERM before the kernel
+/// looks at capabilities.
+fn refused(what: &str, e: &anyhow::Error, seccomp: bool) -> anyhow::Error {
+    let mut line = format!("probing the kernel for {what}: {e:#}");
+    if seccomp {
+        line.push_str(
+            "; this process runs under a seccomp filter, which may refuse bpf(2): a \
+             container runtime's default profile allows it only with CAP_SYS_ADMIN; run \
+             leakguard with a profile that allows bpf and perf_event_open (Kubernetes: \
+             securityContext.seccompProfile Unconfined or Localhost; podman: --security-opt \
+             seccomp=...)",
+        );
+    }
+    anyhow::anyhow!(line)
+}
+
+/// True when a seccomp filter applies to this process (`Seccomp: 2` in its status).
+fn seccomp_filtered() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .is_some_and(|v| v.trim() == "2")
+    })
 }
 
 /// How TC programs are attached on this kernel.
@@ -147,4 +174,24 @@ pub fn release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "release unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_probe_names_its_cause_and_under_seccomp_the_profile() {
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EPERM))
+            .context("`bpf_map_create` failed");
+        let plain = refused("BPF LRU hash maps", &e, false).to_string();
+        assert!(plain.contains("Operation not permitted"), "{plain}");
+        assert!(!plain.contains("seccomp"), "{plain}");
+        let filtered = refused("BPF LRU hash maps", &e, true).to_string();
+        assert!(
+            filtered.contains("seccomp filter") && filtered.contains("CAP_SYS_ADMIN"),
+            "{filtered}"
+        );
+        assert!(!filtered.contains('\n'), "one line: {filtered}");
+    }
 }
