@@ -3,6 +3,7 @@
 
 pub mod cases;
 pub mod cmd;
+pub mod configmap;
 pub mod corpus;
 pub mod daemon;
 pub mod diff;

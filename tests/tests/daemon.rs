@@ -194,25 +194,8 @@ fn reload_applies_a_good_file_and_rejects_a_bad_one() {
     assert_no_values("daemon logs", &d.logs());
 }
 
-/// Writes `text` into a Kubernetes ConfigMap mount at `dir` as the kubelet's atomic
-/// writer does: a new timestamped directory, a `..data_tmp` link to it renamed over
-/// `..data`, the old directory removed; `leakguard.toml` links through `..data`.
 fn configmap_write(dir: &std::path::Path, n: u32, text: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::symlink;
-    let stamp = format!("..2026_12_01_00_00_0{n}.{n}");
-    std::fs::create_dir_all(dir.join(&stamp)).unwrap();
-    std::fs::write(dir.join(&stamp).join("leakguard.toml"), text).unwrap();
-    let old = std::fs::read_link(dir.join("..data")).ok();
-    symlink(&stamp, dir.join("..data_tmp")).unwrap();
-    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
-    if let Some(old) = old {
-        std::fs::remove_dir_all(dir.join(old)).unwrap();
-    }
-    let file = dir.join("leakguard.toml");
-    if std::fs::symlink_metadata(&file).is_err() {
-        symlink("..data/leakguard.toml", &file).unwrap();
-    }
-    file
+    leakguard_tests::configmap::write(dir, n, text).unwrap()
 }
 
 /// The policy from a ConfigMap mount, changed the way Kubernetes changes it: each swap

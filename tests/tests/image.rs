@@ -5,12 +5,15 @@
 //! ConfigMap's policy read-only, a read-only root, only CAP_BPF, CAP_PERFMON and
 //! CAP_NET_ADMIN, not privileged. Requests through the gateway reach the server with the
 //! identity header redacted; after `podman kill` the guard still redacts; a new container
-//! adopts the pins and redacts; `leakguard detach` from the image removes the guard.
+//! adopts the pins and redacts; `/readyz` answers ready only once the interface is
+//! attached and the self-test passed; a ConfigMap-style `..data` swap of the policy
+//! reaches the daemon without a signal; `leakguard detach` from the image removes the guard.
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use leakguard_tests::{
     cmd::{printed, run},
+    configmap,
     daemon::{leakguard_bin, wait_for},
     fleet::{self, deploy_dir, documents, machine_options, object, podman, podman_run, render},
     gateway::{Gateway, GW_UP_IF, SRV},
@@ -120,6 +123,11 @@ impl Drop for Pins {
 /// The ConfigMap's policy as an operator sets it for this gateway: the uplink for the
 /// placeholder, the operator's rule, and pins of the test's own.
 fn policy(docs: &[serde_json::Value], pins: &std::path::Path) -> String {
+    policy_with(docs, pins, "")
+}
+
+/// [`policy`] with `extra` lines in the operator's rule.
+fn policy_with(docs: &[serde_json::Value], pins: &std::path::Path, extra: &str) -> String {
     let text = object(docs, "ConfigMap").unwrap()["data"]["leakguard.toml"]
         .as_str()
         .unwrap()
@@ -138,7 +146,7 @@ fn policy(docs: &[serde_json::Value], pins: &std::path::Path) -> String {
         "pin_path = \"/sys/fs/bpf/leakguard\"",
         &format!("pin_path = \"{}\"", pins.display()),
     );
-    format!("{text}\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n")
+    format!("{text}\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\n{extra}")
 }
 
 /// A request from the subscriber through the gateway: what the server received.
@@ -179,13 +187,10 @@ fn the_image_guards_a_gateway_through_a_kill_and_a_new_container_adopts() {
         path: PathBuf::from(format!("/sys/fs/bpf/leakguard-image-test-{tag}")),
         netns: g.gw.name.clone(),
     };
-    // The ConfigMap's directory: the policy root's to read, as the volume's defaultMode.
+    // The ConfigMap's directory as the kubelet writes it (`..data` links, root's).
     let dir = std::env::temp_dir().join(format!("leakguard-image-{tag}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("leakguard.toml");
-    std::fs::write(&file, policy(&docs, &pins.path)).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+    configmap::write(&dir, 1, &policy(&docs, &pins.path)).unwrap();
 
     let run_spec = podman_run(ds, &g.gw.name, &dir).unwrap();
     assert_eq!(run_spec.image, image);
@@ -202,19 +207,72 @@ fn the_image_guards_a_gateway_through_a_kill_and_a_new_container_adopts() {
         &image,
         &run_spec.args,
     );
+    // Where the probes and Prometheus look: the policy's port, in the node's (the
+    // gateway's) network namespace. Ready only once attached and self-tested: at the
+    // first 200 the link is pinned and the metrics say the self-test passed.
+    let port = run_spec.probes.port;
+    let get = |path: &str| {
+        run(g.gw.command("curl").args([
+            "-sS",
+            "-m",
+            "10",
+            &format!("http://127.0.0.1:{port}{path}"),
+        ]))
+    };
+    let link = pins
+        .path
+        .join("links")
+        .join(format!("{GW_UP_IF}@tc-egress"));
+    let mut not_ready = 0u32;
+    wait_for("/readyz to say ready", Duration::from_secs(30), || {
+        let out =
+            g.gw.command("curl")
+                .args(["-s", "-m", "2", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("http://127.0.0.1:{port}/readyz"))
+                .output()
+                .unwrap();
+        let code = String::from_utf8_lossy(&out.stdout).into_owned();
+        if code == "200" {
+            return true;
+        }
+        // Nothing listening yet (000), or the listener up before the self-test (503).
+        assert!(code == "000" || code == "503", "/readyz said {code}");
+        not_ready += 1;
+        false
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", first.logs()));
+    assert!(link.exists(), "ready before the interface was attached");
+    let metrics = get("/metrics");
+    assert!(metrics.contains("leakguard_selftest_ok 1"), "{metrics}");
+    let attached = format!("leakguard_attached{{interface=\"{GW_UP_IF}\",hook=\"tc-egress\"}} 1");
+    assert!(metrics.contains(&attached), "{metrics}");
+    println!("/readyz: {not_ready} answers not ready before ready");
     let logs = first.wait_running();
     assert!(logs.contains("adopted=false"), "{logs}");
     assert_redacted(&request(&g, &server), "container running");
-    // Metrics where the probes and Prometheus look: the policy's port, in the node's
-    // (the gateway's) network namespace.
-    let metrics = run(g.gw.command("curl").args([
-        "-sS",
-        "-m",
-        "10",
-        &format!("http://127.0.0.1:{}/metrics", run_spec.probes.port),
-    ]));
-    let attached = format!("leakguard_attached{{interface=\"{GW_UP_IF}\",hook=\"tc-egress\"}} 1");
-    assert!(metrics.contains(&attached), "{metrics}");
+
+    // The policy changed the way Kubernetes changes a ConfigMap: the daemon in the
+    // container sees the `..data` swap through its read-only mount and reloads. The new
+    // policy trusts the server, so the number reaches it; the old one back redacts again.
+    let reloads = |c: &Container| c.logs().matches("policy reloaded").count();
+    let trusted = format!("allow = [\"{SRV}/32\"]\n");
+    configmap::write(&dir, 2, &policy_with(&docs, &pins.path, &trusted)).unwrap();
+    wait_for("the reload after the swap", Duration::from_secs(20), || {
+        reloads(&first) == 1
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", first.logs()));
+    assert!(
+        find(&request(&g, &server), MSISDN.as_bytes()).is_some(),
+        "the swapped-in policy trusts the server"
+    );
+    configmap::write(&dir, 3, &policy(&docs, &pins.path)).unwrap();
+    wait_for(
+        "the reload of the first policy",
+        Duration::from_secs(20),
+        || reloads(&first) == 2,
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", first.logs()));
+    assert_redacted(&request(&g, &server), "the first policy back");
 
     // Killed: no daemon, no container; the guard is pinned on the host's bpffs.
     run(podman().args(["kill", &first.name]));
@@ -333,7 +391,7 @@ fn under_the_runtimes_default_seccomp_profile_the_daemon_says_why_it_cannot_star
     let pins = PathBuf::from(format!("/sys/fs/bpf/leakguard-image-seccomp-{tag}"));
     let dir = std::env::temp_dir().join(format!("leakguard-image-seccomp-{tag}"));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("leakguard.toml"), policy(&docs, &pins)).unwrap();
+    configmap::write(&dir, 1, &policy(&docs, &pins)).unwrap();
     let spec = podman_run(object(&docs, "DaemonSet").unwrap(), &g.gw.name, &dir).unwrap();
     let options: Vec<String> = spec
         .options
