@@ -127,8 +127,24 @@ const SUPPORTED: &str = "leakguard supports tls_server_config (cert_file, key_fi
 struct FileYaml {
     tls_server_config: Option<TlsYaml>,
     http_server_config: Option<IgnoredAny>,
-    basic_auth_users: Option<serde_yaml::Value>,
+    basic_auth_users: Option<Users>,
     rate_limit: Option<IgnoredAny>,
+}
+
+/// `basic_auth_users`: a mapping, or anything else (refused without being quoted).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Users {
+    Map(BTreeMap<String, Leaf>),
+    Other(IgnoredAny),
+}
+
+/// A user's hash: a string, or anything else (refused without being quoted).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Leaf {
+    Text(String),
+    Other(IgnoredAny),
 }
 
 #[derive(Deserialize)]
@@ -185,16 +201,13 @@ pub(super) fn parse(path: &Path, dir: &Path, text: &str) -> Result<WebConfig, St
     }
     // A key left without a value (`tls_server_config:` with nothing indented under it)
     // would read as absent: TLS off. Refused instead.
-    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-    if let Some(m) = doc.as_mapping() {
-        if let Some((k, _)) = m.iter().find(|(_, v)| v.is_null()) {
-            return Err(format!(
-                "{} has no value: indent what belongs under it, or remove it",
-                k.as_str().unwrap_or("a key")
-            ));
-        }
+    let top: BTreeMap<String, Option<IgnoredAny>> = from_yaml(text)?;
+    if let Some((k, _)) = top.iter().find(|(_, v)| v.is_none()) {
+        return Err(format!(
+            "{k} has no value: indent what belongs under it, or remove it"
+        ));
     }
-    let file: FileYaml = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let file: FileYaml = from_yaml(text)?;
     for (key, set) in [
         ("http_server_config", file.http_server_config.is_some()),
         ("rate_limit", file.rate_limit.is_some()),
@@ -299,9 +312,26 @@ fn tls(dir: &Path, t: TlsYaml) -> Result<TlsSettings, String> {
     })
 }
 
-fn users(v: &serde_yaml::Value) -> Result<BTreeMap<String, String>, String> {
-    let serde_yaml::Value::Mapping(m) = v else {
-        return Err("basic_auth_users: expected a mapping of user names to bcrypt hashes".into());
+/// Deserializes YAML; the error is the parser's first line, without the source snippet
+/// serde-saphyr would add (it would quote the file: a hash, a key).
+fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let e = e.to_string();
+        e.lines()
+            .next()
+            .unwrap_or("not YAML")
+            .trim_start_matches("error: ")
+            .to_owned()
+    })
+}
+
+fn users(v: &Users) -> Result<BTreeMap<String, String>, String> {
+    let Users::Map(m) = v else {
+        return Err(
+            "basic_auth_users: expected a mapping of user names (strings) to bcrypt hashes".into(),
+        );
     };
     if m.is_empty() {
         return Err(
@@ -312,9 +342,6 @@ fn users(v: &serde_yaml::Value) -> Result<BTreeMap<String, String>, String> {
     }
     let mut users = BTreeMap::new();
     for (user, hash) in m {
-        let Some(user) = user.as_str() else {
-            return Err("basic_auth_users: a user name is not a string".into());
-        };
         if user.is_empty() || user.contains(':') {
             return Err(format!(
                 "basic_auth_users: user name {user:?} is empty or contains ':'"
@@ -322,7 +349,11 @@ fn users(v: &serde_yaml::Value) -> Result<BTreeMap<String, String>, String> {
         }
         // A plaintext password here would be compared as if it were a hash, and sits in
         // a file that backups and config management copy around.
-        let hash = hash.as_str().filter(|h| is_bcrypt(h)).ok_or_else(|| {
+        let hash = match hash {
+            Leaf::Text(h) => Some(h.as_str()),
+            Leaf::Other(_) => None,
+        };
+        let hash = hash.filter(|h| is_bcrypt(h)).ok_or_else(|| {
             format!(
                 "basic_auth_users.{user}: not a bcrypt hash (plaintext passwords are refused); \
                  make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"
@@ -396,7 +427,7 @@ mod tests {
             ("basic_auth_users: {}\n", "is empty"),
             ("# nothing\n\n", "the file is empty"),
             ("tls_server_config:\nbasic_auth_users:\n  prom: x\n", "tls_server_config has no value"),
-            ("tls_server_config: [\n", "did not find expected"),
+            ("tls_server_config: [\n", "unclosed bracket"),
         ];
         for (text, want) in cases {
             let e = parse_str(text).expect_err(text);
