@@ -398,6 +398,7 @@ fn a_head_open_across_a_restart_is_continued_and_other_layouts_are_refused() {
                 .is_some_and(|e| e.contains("leakguard detach")),
             "pins {why} are refused, naming the way out: {err:?}"
         );
+        assert!(!pins.staging().maps_dir().exists(), "nothing staged");
     };
     let layout = pins.map(MAP_LAYOUT);
     std::fs::remove_file(&layout).unwrap();

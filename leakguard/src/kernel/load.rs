@@ -28,10 +28,19 @@ pub struct Loaded {
 /// `pins` (created on first use, reused after), and verifies the guard programs. Refuses
 /// pins of another map layout (the daemon hands those over: [`load_with_handover`]).
 pub fn load(pins: &Pins, object: &[u8]) -> Result<Ebpf> {
+    // Checked before anything is made: nothing staged for a handover nobody finishes.
+    if let Some(found) = pinned_layout(pins)?.filter(|&v| v != MAP_LAYOUT_VERSION) {
+        anyhow::bail!(
+            "the maps pinned under {} have map layout {found}, this build's is \
+             {MAP_LAYOUT_VERSION}: `leakguard run` hands them over without a gap, or \
+             `leakguard detach` removes them",
+            pins.root.display()
+        );
+    }
     let Loaded { ebpf, handover } = load_with_handover(pins, object)?;
     anyhow::ensure!(
         handover.is_none(),
-        "the maps pinned under {} have another layout: only the daemon hands them over",
+        "a handover began under {}",
         pins.root.display()
     );
     Ok(ebpf)
