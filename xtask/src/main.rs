@@ -81,8 +81,8 @@ enum Cmd {
         /// Fewer rounds and repeats.
         #[arg(long)]
         quick: bool,
-        /// Only these parts (comma-separated): kernel, rules, length, segments, audit, gso,
-        /// e2e.
+        /// Only these parts (comma-separated): kernel, mix, rules, length, segments, audit,
+        /// gso, e2e.
         #[arg(long, value_name = "PARTS")]
         only: Option<String>,
         /// A/B: time the kernel cases through this build and through another build of
