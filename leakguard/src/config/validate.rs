@@ -215,10 +215,10 @@ impl Parser<'_> {
         };
 
         let attach = self.attach(&f.attach)?;
-        let scan = self.scan(&f.scan)?;
+        let mut scan = self.scan(&f.scan)?;
         let (rules, origin) = self.rules(&f.rule, scan.catalog)?;
         let msisdn = match &f.msisdn {
-            Some(m) => self.msisdn(m)?,
+            Some(m) => self.msisdn(m, &mut scan.warnings)?,
             None => None,
         };
         if let Some(m) = &msisdn {
@@ -553,8 +553,15 @@ impl Parser<'_> {
         Ok(allow)
     }
 
-    /// `[msisdn]`: off unless `action` is set; then `prefixes` is required.
-    fn msisdn(&self, m: &MsisdnToml) -> Result<Option<Msisdn>, ConfigError> {
+    /// `[msisdn]`: off unless `action` is set; then `prefixes` is required. A one-digit
+    /// prefix is allowed with a warning: it takes every value of 9 to 15 digits that starts
+    /// with it for a number, and the Unix timestamps in seconds and milliseconds many
+    /// headers carry start with 1.
+    fn msisdn(
+        &self,
+        m: &MsisdnToml,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Msisdn>, ConfigError> {
         let Some(action) = &m.action else {
             return Ok(None);
         };
@@ -596,6 +603,16 @@ impl Parser<'_> {
             }
             if prefixes.contains(v) {
                 return Err(self.err(p.span(), format!("msisdn.prefixes: {v:?} is listed twice")));
+            }
+            if v.len() == 1 {
+                let (line, col) = line_col_of(self.text, p.span().start);
+                warnings.push(format!(
+                    "{}:{line}:{col}: msisdn.prefixes: {v:?} is one digit: every header value of \
+                     9 to 15 digits that starts with it is taken for an identity number \
+                     (timestamps, order numbers, ...); list your subscribers' ranges instead \
+                     (country code and mobile prefix, e.g. \"{v}202555\")",
+                    self.path.display()
+                ));
             }
             prefixes.push(v.clone());
         }
@@ -705,6 +722,29 @@ mod tests {
         assert!(c
             .describe()
             .contains(&format!("warning: {}", c.warnings[0])));
+    }
+
+    /// A one-digit prefix would take timestamps for numbers: allowed, with a warning
+    /// naming its place; longer prefixes get none.
+    #[test]
+    fn a_one_digit_prefix_is_warned_about() {
+        let file = |prefixes: &str| {
+            format!("[[attach]]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n[msisdn]\naction = \"redact\"\nprefixes = [{prefixes}]\n")
+        };
+        let c = parse_str(&file("\"44\", \"1\"")).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("test.toml:6:19: msisdn.prefixes: \"1\" is one digit"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(c
+            .describe()
+            .contains(&format!("warning: {}", c.warnings[0])));
+        assert!(parse_str(&file("\"44\", \"1202\""))
+            .unwrap()
+            .warnings
+            .is_empty());
     }
 
     /// A bad file, where its error must point, and words its message must contain.
