@@ -11,6 +11,13 @@ use crate::{
 };
 
 impl Daemon {
+    /// A reload refused, whatever the reason: counted, and the last reload unsuccessful
+    /// (`leakguard_policy_last_reload_successful`) until one succeeds.
+    fn rejected(&mut self) {
+        self.reloads_rejected += 1;
+        self.last_reload_successful = false;
+    }
+
     /// SIGHUP: an invalid file is rejected and the running policy stays.
     pub(super) fn reload(&mut self) {
         let config = match config::read(&self.config_path).and_then(|text| {
@@ -19,8 +26,7 @@ impl Daemon {
         }) {
             Ok(c) => c,
             Err(e) => {
-                self.reloads_rejected += 1;
-                self.last_reload_successful = false;
+                self.rejected();
                 tracing::error!(error = %e, "reload rejected; the running policy stays");
                 return;
             }
@@ -28,7 +34,7 @@ impl Daemon {
         if config.pin_path != self.config.pin_path
             || config.metrics_listen != self.config.metrics_listen
         {
-            self.reloads_rejected += 1;
+            self.rejected();
             tracing::error!(
                 "reload rejected: daemon.pin_path and metrics.listen take effect on restart only"
             );
@@ -37,8 +43,7 @@ impl Daemon {
         let ids = match apply::apply(&mut self.ebpf, &config.kernel) {
             Ok(ids) => ids,
             Err(e) => {
-                self.reloads_rejected += 1;
-                self.last_reload_successful = false;
+                self.rejected();
                 tracing::error!(error = %e, "reload rejected by the kernel maps; the running policy stays");
                 return;
             }
