@@ -35,6 +35,16 @@ pub fn with_msisdn(req: &[u8]) -> Vec<u8> {
     v
 }
 
+/// 1,400 bytes of a request body (a POST's gzip payload): its first byte
+/// cannot start a request, so a segment of it is a body, not a head.
+#[must_use]
+pub fn body_segment() -> Vec<u8> {
+    let mut body = vec![0u8; 1400];
+    body[0] = 0x1f; // gzip magic
+    body[1] = 0x8b;
+    body
+}
+
 /// A 16 KiB request whose identity header sits at byte 6,000.
 #[must_use]
 pub fn deep_request() -> Vec<u8> {
@@ -58,9 +68,7 @@ pub const PROFILE_DEFAULT: usize = 4;
 pub fn kernel_cases() -> Vec<Case> {
     let count = policy(vec![rule("X-MSISDN", Action::Count, &[])]);
     let redact = policy(vec![rule("X-MSISDN", Action::Redact, &[])]);
-    let mut body = vec![0u8; 1400];
-    body[0] = 0x1f; // gzip magic: a body segment, not a request
-    body[1] = 0x8b;
+    let body = body_segment();
     let case = |name, policy: &KernelPolicy, frame: Vec<u8>, tc| Case {
         name,
         policy: policy.clone(),

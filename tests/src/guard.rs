@@ -211,7 +211,7 @@ impl Guard {
     }
 
     pub fn time_program(
-        &mut self,
+        &self,
         name: &str,
         tc: bool,
         pkt: &[u8],
@@ -225,16 +225,16 @@ impl Guard {
             ..TestRunOptions::default()
         };
         let r = if tc {
-            let p: &mut SchedClassifier = self
+            let p: &SchedClassifier = self
                 .ebpf
-                .program_mut(name)
+                .program(name)
                 .with_context(|| format!("program {name}"))?
                 .try_into()?;
             p.test_run(opts)
         } else {
-            let p: &mut Xdp = self
+            let p: &Xdp = self
                 .ebpf
-                .program_mut(name)
+                .program(name)
                 .with_context(|| format!("program {name}"))?
                 .try_into()?;
             p.test_run(opts)

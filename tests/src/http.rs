@@ -58,6 +58,19 @@ pub fn browser_get(len: usize) -> Vec<u8> {
     end_with_cookie(s, len)
 }
 
+/// The segments request number `n` with `head` is sent in: one, or (every third) two,
+/// cut inside the identity number's value, so that heads open across segments meet
+/// whatever the test does to the guard between them.
+#[must_use]
+pub fn every_third_cut(n: u64, head: Vec<u8>) -> Vec<Vec<u8>> {
+    if n % 3 == 2 {
+        let cut = find(&head, MSISDN.as_bytes()).expect("the head carries the number") + 4;
+        vec![head[..cut].to_vec(), head[cut..].to_vec()]
+    } else {
+        vec![head]
+    }
+}
+
 /// Position of `needle` in `hay`.
 #[must_use]
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

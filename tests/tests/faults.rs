@@ -14,7 +14,7 @@ use std::{
 
 use leakguard_tests::{
     daemon::{leakguard_bin, wait_for, Daemon, Launch},
-    http::{find, MSISDN, UIDH, VALUES},
+    http::{every_third_cut, find, MSISDN, UIDH, VALUES},
     load::Load,
     server::HttpServer,
     topo::{link_v4, topo, CLI_IF, SRV_V4},
@@ -65,19 +65,14 @@ fn broken(i: usize, netns: &str) -> String {
     )
 }
 
-/// Request `n`: one segment, or (every third) the head cut inside the identity header's
-/// value, so flows in the middle of a head cross the faults too.
+/// Request `n`, its head cut every third time (`every_third_cut`): flows in the middle
+/// of a head cross the faults too.
 fn request(n: u64) -> Vec<Vec<u8>> {
     let head = format!(
         "GET /r/{n} HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: leakguard-faults\r\nX-MSISDN: {MSISDN}\r\nX-UIDH: {UIDH}\r\nAccept: */*\r\n\r\n"
     )
     .into_bytes();
-    if n % 3 == 2 {
-        let cut = find(&head, MSISDN.as_bytes()).unwrap() + 4;
-        vec![head[..cut].to_vec(), head[cut..].to_vec()]
-    } else {
-        vec![head]
-    }
+    every_third_cut(n, head)
 }
 
 /// The kernel program of the other build (`cargo xtask test` builds it).

@@ -17,7 +17,7 @@ use leakguard::kernel::maps::MAP_LAYOUT;
 use leakguard_common::MAP_LAYOUT_VERSION;
 use leakguard_tests::{
     daemon::{wait_for, Daemon, Launch},
-    http::{find, MSISDN, UIDH, VALUES},
+    http::{every_third_cut, find, MSISDN, UIDH, VALUES},
     load::Load,
     server::HttpServer,
     topo::{topo, CLI_IF, SRV_V4},
@@ -34,19 +34,14 @@ fn policy(netns: &str) -> String {
     )
 }
 
-/// Request `n`: one segment, or (every third) the head cut inside the identity header's
-/// value, so heads open across segments meet the switch too.
+/// Request `n`, its head cut every third time (`every_third_cut`): heads open across
+/// segments meet the switch too.
 fn request(n: u64) -> Vec<Vec<u8>> {
     let head = format!(
         "GET /r/{n} HTTP/1.1\r\nHost: www.example.com\r\nX-MSISDN: {MSISDN}\r\nX-UIDH: {UIDH}\r\n\r\n"
     )
     .into_bytes();
-    if n % 3 == 2 {
-        let cut = find(&head, MSISDN.as_bytes()).unwrap() + 4;
-        vec![head[..cut].to_vec(), head[cut..].to_vec()]
-    } else {
-        vec![head]
-    }
+    every_third_cut(n, head)
 }
 
 fn pinned_layout(d: &Daemon) -> u64 {

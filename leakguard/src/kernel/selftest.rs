@@ -92,18 +92,7 @@ fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
         expect: Expect::Unchanged,
     }];
     for r in &policy.rules {
-        // What the policy says for this destination: an operator may well allowlist the
-        // documentation range the canary uses.
-        let allowed = r
-            .allow
-            .iter()
-            .any(|n| n.contains(&std::net::IpAddr::V4(UNTRUSTED)));
-        let expect = match r.action {
-            _ if allowed => Expect::Unchanged,
-            Action::Count => Expect::Unchanged,
-            Action::Redact => Expect::Redacted,
-            Action::Drop => Expect::Dropped,
-        };
+        let expect = expect_at_untrusted(r.action, &r.allow);
         out.push(Canary {
             what: format!("{} ({:?})", r.header, r.action).to_lowercase(),
             frame: frame(UNTRUSTED, port, Some(&r.header), CANARY_VALUE),
@@ -129,16 +118,7 @@ fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
             if !policy.rules.iter().any(|r| named(&r.header)) && !m.ignore_headers.iter().any(named)
             {
                 let value = format!("{prefix:0<12}");
-                let allowed = m
-                    .allow
-                    .iter()
-                    .any(|n| n.contains(&std::net::IpAddr::V4(UNTRUSTED)));
-                let expect = match m.action {
-                    _ if allowed => Expect::Unchanged,
-                    Action::Count => Expect::Unchanged,
-                    Action::Redact => Expect::Redacted,
-                    Action::Drop => Expect::Dropped,
-                };
+                let expect = expect_at_untrusted(m.action, &m.allow);
                 out.push(Canary {
                     what: format!("an identity number ({:?})", m.action).to_lowercase(),
                     frame: frame(UNTRUSTED, port, Some(NUMBER_CANARY_HEADER), &value),
@@ -149,6 +129,20 @@ fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
         }
     }
     out
+}
+
+/// What `action` does to a canary sent to `UNTRUSTED`: an operator may well allowlist
+/// the documentation range the canary uses, and then it passes unchanged.
+fn expect_at_untrusted(action: Action, allow: &[ipnet::IpNet]) -> Expect {
+    let allowed = allow
+        .iter()
+        .any(|n| n.contains(&std::net::IpAddr::V4(UNTRUSTED)));
+    match action {
+        _ if allowed => Expect::Unchanged,
+        Action::Count => Expect::Unchanged,
+        Action::Redact => Expect::Redacted,
+        Action::Drop => Expect::Dropped,
+    }
 }
 
 fn check(ebpf: &mut Ebpf, hook: Hook, c: &Canary) -> Result<()> {

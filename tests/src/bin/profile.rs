@@ -90,7 +90,7 @@ fn main() -> Result<()> {
         );
     }
     pin_to_cpu0()?;
-    let mut g = Guard::load_bench_with_slot(&case.policy)?;
+    let g = Guard::load_bench_with_slot(&case.policy)?;
     let prog = if a.tc { PROG_TC_EGRESS } else { PROG_XDP };
     let map = {
         let p = g.ebpf.program(prog).context("program")?;

@@ -9,11 +9,10 @@
 //! Test runs time the program alone, as the kernel part does: the driver, the stack and
 //! the copy into the test-run buffer are the same with and without leakguard.
 
-use anyhow::{ensure, Context as _, Result};
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
+use anyhow::{ensure, Result};
 use leakguard::policy::Action;
 use leakguard_tests::{
-    cases::{policy, with_msisdn},
+    cases::{body_segment, policy, with_msisdn},
     guard::Guard,
     http::{browser_get, browser_get_lines},
     kernel::rule,
@@ -39,9 +38,6 @@ struct Class {
 /// (the GSO skb a proxy on the gateway hands over) and, on XDP, as one frame (on an MTU
 /// of 1,500 it arrives as three; the `segments` part times heads across segments).
 fn classes() -> Vec<Class> {
-    let mut body = vec![0u8; 1400];
-    body[0] = 0x1f; // gzip magic: a body segment, not a request
-    body[1] = 0x8b;
     // A head of `len` bytes with its X-MSISDN line (`with_msisdn` adds 24 bytes).
     let head = |len: usize| {
         let req = if len < 500 {
@@ -77,7 +73,7 @@ fn classes() -> Vec<Class> {
         class(
             "HTTP body segment, TCP to 80, 1,400 B",
             100,
-            Frame::http_v4(&body).build(),
+            Frame::http_v4(&body_segment()).build(),
         ),
         class(
             "ACK, TCP to 80, no payload",
@@ -105,7 +101,7 @@ pub fn mix(cfg: &Cfg) -> Result<Value> {
         rule("X-MSISDN", Action::Redact, &[]),
         rule("X-UIDH", Action::Redact, &[]),
     ]);
-    let mut g = Guard::load_bench_with_slot(&redact)?;
+    let g = Guard::load_bench_with_slot(&redact)?;
     println!(
         "\n## A gateway's mix (BPF_PROG_TEST_RUN, {} rounds × {} repeats, medians)\n",
         cfg.rounds, cfg.repeat
@@ -211,30 +207,6 @@ fn pin(cpu: usize) -> Result<()> {
     Ok(())
 }
 
-/// One test run of `prog` on `frame`: ns per run.
-fn run_once(g: &Guard, prog: &str, tc: bool, frame: &[u8], repeat: u32) -> Result<f64> {
-    let mut out = vec![0u8; frame.len() + 256];
-    let opts = TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        repeat,
-        ..TestRunOptions::default()
-    };
-    let program = g
-        .ebpf
-        .program(prog)
-        .with_context(|| format!("program {prog}"))?;
-    let r = if tc {
-        let p: &SchedClassifier = program.try_into()?;
-        p.test_run(opts)
-    } else {
-        let p: &Xdp = program.try_into()?;
-        p.test_run(opts)
-    }
-    .with_context(|| format!("BPF_PROG_TEST_RUN of {prog}"))?;
-    Ok(r.duration.as_nanos() as f64)
-}
-
 /// The mix's leakguard cost per packet on each hook, measured on the first two allowed
 /// CPUs: each alone, then both at once (a barrier starts each class's run on both).
 fn two_cores(cfg: &Cfg, g: &Guard, classes: &[Class]) -> Result<Value> {
@@ -256,7 +228,7 @@ fn two_cores(cfg: &Cfg, g: &Guard, classes: &[Class]) -> Result<Value> {
                     if let Some(b) = barrier {
                         b.wait();
                     }
-                    v.push(run_once(g, prog, tc, &c.frame, cfg.repeat)?);
+                    v.push(g.time_program(prog, tc, &c.frame, cfg.repeat)?.2.as_nanos() as f64);
                 }
                 mixed[h] += f64::from(c.per_mille) / 1000.0 * median(v);
             }

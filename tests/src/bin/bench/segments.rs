@@ -26,7 +26,7 @@ pub fn segments(cfg: &Cfg) -> Result<Value> {
     let mut req = browser_get(574);
     req = with_msisdn(&req);
     let cut = req.len() / 2;
-    let mut g = Guard::load_bench_with_slot(&policy(vec![rule("X-MSISDN", Action::Redact, &[])]))?;
+    let g = Guard::load_bench_with_slot(&policy(vec![rule("X-MSISDN", Action::Redact, &[])]))?;
     println!(
         "\n## A head across segments ({} B request with X-MSISDN, redact, cut at byte {cut}; one run per sample, medians of {})\n",
         req.len(),
