@@ -95,7 +95,8 @@ pub mod parser {
     // `FlowState::flags`.
     /// The value being read belongs to a `redact` rule (also covers obs-fold continuations).
     pub const F_REDACT: u32 = 1;
-    /// S_NUM: the value has started (a `+` or a digit was read).
+    /// S_NUM: the value has started (a `+` or a digit was read). S_TARGET: a run of
+    /// digits is open (`num_*` hold it; `num_skip` digits of a `%` escape still to come).
     pub const F_NUM_VAL: u32 = 2;
     /// S_NUM: the digits have ended; only whitespace and CR may come before the LF.
     pub const F_NUM_TAIL: u32 = 4;
@@ -146,7 +147,9 @@ pub struct FlowState {
     /// Sequence number of the open head's first byte (its request line's): how many
     /// bytes the head has, against `scan.max_head_bytes`.
     pub head_seq: u32,
-    pub _pad: u32,
+    /// S_TARGET: digits of an open run still to be read as a percent escape's (`%20447…`
+    /// holds the number 447…), not as the number's.
+    pub num_skip: u32,
     /// The folded name of the current header line, zero padded (a partial name when a
     /// segment ends inside it).
     pub name: NameKey,
@@ -178,7 +181,7 @@ impl FlowState {
         forgot: 0,
         forgot_end: 0,
         head_seq: 0,
-        _pad: 0,
+        num_skip: 0,
         name: NameKey {
             name: [0; MAX_NAME_LEN],
         },

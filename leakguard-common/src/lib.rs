@@ -240,7 +240,9 @@ pub struct MatchKey {
     pub rule_id: u32,
     pub hook: u8,
     pub outcome: u8,
-    pub _pad: [u8; 6],
+    /// [`place`] of an identity-number match ([`MSISDN_RULE_ID`]); 0 for a rule's.
+    pub place: u8,
+    pub _pad: [u8; 5],
 }
 const _: () = assert!(core::mem::size_of::<MatchKey>() == 16);
 
@@ -288,7 +290,8 @@ pub struct ScanConfig {
     pub _pad: [u8; 2],
     /// Digest of the policy the maps hold (shown by `leakguard status`).
     pub digest: u64,
-    /// 1 when the identity-number check (`[msisdn]`) is on.
+    /// The identity-number check (`[msisdn]`): a bit (`1 << place`) per [`place`] it
+    /// reads; 0 when it is off. (1, the headers alone, is what layouts up to 3 wrote.)
     pub msisdn_on: u8,
     /// Its [`action`] (count, redact or drop).
     pub msisdn_action: u8,
@@ -316,6 +319,34 @@ impl Default for ScanConfig {
             incomplete_action: action::DROP,
             msisdn_rule_id: MSISDN_RULE_ID,
         }
+    }
+}
+
+/// Where in a request head the identity-number check found a number: `MatchKey::place`,
+/// `Event::place`, and the bit `1 << place` of `ScanConfig::msisdn_on`.
+pub mod place {
+    /// A whole header value, under any name without a rule (the name is in the event).
+    pub const HEADER: u8 = 0;
+    /// A run of digits in the request target: a path segment or a query value (the event's
+    /// name says `path` or `query:NAME`, digits of NAME shown as `#`).
+    pub const TARGET: u8 = 1;
+    /// Places there are.
+    pub const COUNT: u8 = 2;
+
+    /// The metric label and log word of a place.
+    #[must_use]
+    pub const fn name(place: u8) -> &'static str {
+        match place {
+            HEADER => "header",
+            TARGET => "target",
+            _ => "unknown",
+        }
+    }
+
+    /// `ScanConfig::msisdn_on` with these places on.
+    #[must_use]
+    pub const fn bit(place: u8) -> u8 {
+        1 << place
     }
 }
 
@@ -381,7 +412,8 @@ pub struct Event {
     pub action: u8,
     /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
     pub family: u8,
-    pub _pad: u8,
+    /// [`place`] of an identity-number match; 0 for a rule's.
+    pub place: u8,
     /// Ports in host byte order.
     pub sport: u16,
     pub dport: u16,
@@ -418,7 +450,7 @@ impl Event {
             hook: 0,
             action: 0,
             family: 0,
-            _pad: 0,
+            place: 0,
             sport: 0,
             dport: 0,
             saddr: [0; 16],

@@ -324,7 +324,8 @@ mod tests {
             rule_id: 0,
             hook: hook::TC_EGRESS,
             outcome: 0,
-            _pad: [0; 6],
+            place: 0,
+            _pad: [0; 5],
         };
         let text = render(&Inputs {
             packets: vec![("eth1".into(), hook::TC_EGRESS, Stats::default())],

@@ -125,7 +125,8 @@ fn exported() -> BTreeSet<String> {
         rule_id,
         hook: hook::TC_EGRESS,
         outcome: 0,
-        _pad: [0; 6],
+        place: 0,
+        _pad: [0; 5],
     };
     let header = |_: u32| "X-MSISDN".to_owned();
     let text = render(&Inputs {

@@ -10,8 +10,9 @@ pub use events::emit;
 use aya_ebpf::maps::lpm_trie::Key;
 use leakguard_common::{
     action,
+    flow::parser::S_TARGET,
     name::{self, filter_bit},
-    NameKey, Rule, FAMILY_IPV4, IGNORE_ACTION, MAX_NAME_LEN, MSISDN_RULE_ID, NO_ALLOW_GROUP,
+    place, NameKey, Rule, FAMILY_IPV4, IGNORE_ACTION, MAX_NAME_LEN, MSISDN_RULE_ID, NO_ALLOW_GROUP,
     RULE_PROBES, RULE_SLOTS,
 };
 
@@ -93,13 +94,24 @@ fn found(st: &mut ScanState, id: u32, act: u8, allow_group: u8) -> u8 {
         // SAFETY: per-CPU value; index masked to the array length.
         unsafe { (*c).outcomes[usize::from(outcome) & (action::OUTCOMES - 1)] += 1 };
     }
-    count_match(&st.pkt, id, outcome);
+    count_match(&st.pkt, id, outcome, place_of(st));
     // Once the ring was found full, the segment's later matches do not ask again (the
     // query is a helper call on the ring's shared page): their events are lost too.
     if st.events_lost != 0 || !emit(st, id, outcome) {
         st.events_lost += 1;
     }
     outcome
+}
+
+/// Where a match was found ([`place`]): a number read in the request target is the
+/// target's; every other match (rules', numbers in header values) a header's.
+#[inline(always)]
+pub fn place_of(st: &ScanState) -> u8 {
+    if st.f.state == S_TARGET {
+        place::TARGET
+    } else {
+        place::HEADER
+    }
 }
 
 /// The value of the current header line is an identity number: count it and return

@@ -44,7 +44,8 @@ impl Daemon {
                     rule_id,
                     hook,
                     outcome,
-                    _pad: [0; 6],
+                    place: 0,
+                    _pad: [0; 5],
                 };
                 matches.push((iface.clone(), key, n));
             }
