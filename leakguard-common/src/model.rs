@@ -37,6 +37,8 @@ pub struct ModelMsisdn {
     pub allowed: bool,
     /// Folded names whose values are not checked.
     pub ignore: Vec<NameKey>,
+    /// Runs of digits in the request target are checked too (`place::TARGET`).
+    pub target: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -119,6 +121,10 @@ pub struct ModelFlow {
     digits: Vec<u8>,
     num_start: u32,
     num_end: u32,
+    /// In the request target: digits of a percent escape still to come before the run's
+    /// number digits, and whether the last target byte was `%`.
+    num_skip: u32,
+    pct: bool,
     /// Sequence number of the open head's first byte.
     head_seq: u32,
     /// Redacted runs, the kernel's ring (same merge and eviction rule).
@@ -141,6 +147,8 @@ impl ModelFlow {
             digits: Vec::new(),
             num_start: 0,
             num_end: 0,
+            num_skip: 0,
+            pct: false,
             head_seq: 0,
             spans,
         }
@@ -256,31 +264,78 @@ impl Scan<'_> {
         }
     }
 
+    /// The digits read (`num_*`) end at payload byte `i` (window from `lo`): an identity
+    /// number when 9-15 digits start with a configured prefix; then act.
+    fn decide(&mut self, i: usize, lo: usize) {
+        let m = self.pol.msisdn.as_ref().expect("number check on");
+        let n = self.f.digits.len() as u32;
+        if self.f.num_val
+            && (MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&n)
+            && covered(&m.prefixes, &self.f.digits)
+        {
+            let (act, allowed) = (m.action, m.allowed);
+            self.out.msisdn_values += 1;
+            match self.match_outcome(MSISDN_RULE_ID, act, allowed) {
+                action::REDACT => {
+                    let (from, to) = (self.f.num_start, self.f.num_end);
+                    self.redact_range(from, to, lo, i);
+                }
+                action::DROP => {
+                    self.out.drop = true;
+                    self.stopped = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// True when runs of digits in the request target are checked.
+    fn target_check(&self) -> bool {
+        self.pol.msisdn.as_ref().is_some_and(|m| m.target)
+    }
+
+    /// A byte of the request target, for the number check: a digit extends the run (or
+    /// starts one; right after `%` its first two digits are the escape's), any other byte
+    /// ends it and is decided. Returns true when the byte was a digit (it is a target byte
+    /// like any other: nothing else to do).
+    fn target_byte(&mut self, i: usize, lo: usize) -> bool {
+        let b = self.out.payload[i];
+        let at = self.at(i);
+        if b.is_ascii_digit() {
+            let f = &mut self.f;
+            if !f.num_val {
+                f.num_val = true;
+                f.digits.clear();
+                f.num_skip = if f.pct { 2 } else { 0 };
+                f.num_start = at;
+                f.num_end = at;
+            }
+            f.pct = false;
+            f.tok += 1;
+            if f.num_skip > 0 {
+                f.num_skip -= 1;
+                f.num_start = at.wrapping_add(1);
+                f.num_end = f.num_start;
+            } else if f.digits.len() as u32 <= MSISDN_MAX_DIGITS {
+                f.digits.push(b);
+                f.num_end = at.wrapping_add(1);
+            }
+            return true;
+        }
+        if self.f.num_val {
+            self.decide(i, lo);
+            self.f.num_val = false;
+        }
+        self.f.pct = b == b'%';
+        false
+    }
+
     /// One byte of a value checked for an identity number.
     fn num_byte(&mut self, i: usize, lo: usize) {
         let b = self.out.payload[i];
-        let m = self.pol.msisdn.as_ref().expect("number check on");
         if b == b'\n' {
             self.f.st = S::LineStart;
-            let n = self.f.digits.len() as u32;
-            if self.f.num_val
-                && (MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&n)
-                && covered(&m.prefixes, &self.f.digits)
-            {
-                let (act, allowed) = (m.action, m.allowed);
-                self.out.msisdn_values += 1;
-                match self.match_outcome(MSISDN_RULE_ID, act, allowed) {
-                    action::REDACT => {
-                        let (from, to) = (self.f.num_start, self.f.num_end);
-                        self.redact_range(from, to, lo, i);
-                    }
-                    action::DROP => {
-                        self.out.drop = true;
-                        self.stopped = true;
-                    }
-                    _ => {}
-                }
-            }
+            self.decide(i, lo);
             return;
         }
         let ws = CLASS[usize::from(b)] & C_WS != 0;
@@ -319,7 +374,8 @@ impl Scan<'_> {
         let Some(m) = &self.pol.msisdn else {
             return;
         };
-        if self.stopped || self.f.st != S::Num || !self.f.num_val || m.action != action::REDACT {
+        let place = self.f.st == S::Num || (self.f.st == S::Target && m.target);
+        if self.stopped || !place || !self.f.num_val || m.action != action::REDACT {
             return;
         }
         if m.allowed {
@@ -361,6 +417,12 @@ impl Scan<'_> {
         let class = CLASS[usize::from(b)];
         let skip_line = self.f.st == S::LineStart && class & C_TCHAR != 0 && self.no_rule_starts(i);
         let at = self.at(i);
+        if self.f.st == S::Target && self.target_check() && self.target_byte(i, lo) {
+            return;
+        }
+        if self.stopped {
+            return;
+        }
         let f = &mut self.f;
         match f.st {
             S::Method => {
@@ -373,6 +435,8 @@ impl Scan<'_> {
                 } else if b == b' ' && f.tok > 0 {
                     f.st = S::Target;
                     f.tok = 0;
+                    f.num_val = false;
+                    f.pct = false;
                 } else {
                     self.stopped = true;
                 }
@@ -639,6 +703,8 @@ pub fn segment(
         f.num_tail = false;
         f.name_len = 0;
         f.digits.clear();
+        f.num_skip = 0;
+        f.pct = false;
     }
     let end = seq.wrapping_add(len as u32);
     if seq_lt(f.next_seq, end) {

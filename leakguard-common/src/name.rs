@@ -36,6 +36,47 @@ const fn build_class() -> [u8; 256] {
     t
 }
 
+/// Bytes that end a part of the request target, looking back from a number in it: `?`,
+/// `&` and `;` (a query or matrix parameter: the number is its value), `/` (a path
+/// segment), SP and controls (the target's start). Nonzero: the byte itself.
+pub static TARGET_PART_END: [u8; 256] = build_part_end();
+
+const fn build_part_end() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if matches!(c, b'?' | b'&' | b';' | b'/') || c <= b' ' || c == 0x7f {
+            // 0 would read as "not an end": a NUL ends a part as `\x01` does.
+            t[b] = if c == 0 { 1 } else { c };
+        }
+        b += 1;
+    }
+    t
+}
+
+/// A byte of a query parameter's name as a log shows it: folded like a header name, a
+/// digit as `#` (a name may carry a number too: `?u447700900123=1`), `?` for anything
+/// else. What the kernel writes to an event, never a value's byte.
+pub static LABEL: [u8; 256] = build_label();
+
+const fn build_label() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() {
+            b'#'
+        } else if is_tchar(c) {
+            fold(c)
+        } else {
+            b'?'
+        };
+        b += 1;
+    }
+    t
+}
+
 /// [`fold`] of every byte value: lets the kernel fold without a branch.
 pub static FOLD: [u8; 256] = build_fold();
 

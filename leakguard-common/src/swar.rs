@@ -50,6 +50,30 @@ pub const fn line_end(x: u64) -> u64 {
     equal(x, b'\r') | equal(x, b'\n')
 }
 
+/// ASCII digits, exactly: every flagged byte is a digit and every digit is flagged (not
+/// only the lowest, as for the stop tests above: `triples` needs every lane). `t` is 0-9
+/// for a digit; adding 0x76 to its low 7 bits sets bit 7 from 10 up, and no byte carries.
+#[inline(always)]
+#[must_use]
+pub const fn digits(x: u64) -> u64 {
+    let t = x ^ (ONES * 0x30);
+    let y = (t & (ONES * 0x7f)) + ONES * 0x76;
+    !(y | t) & HIGHS
+}
+
+/// Bytes `j` of the word whose digit mask is `m` that are digits 4 and 8 bytes back as
+/// well (`p`: the previous word's mask). Nine digits in a row always hold such a byte (the
+/// ninth), so a run that finds none holds no identity number: this is the request
+/// target's cheap test before any byte is read one at a time. (It also flags `1/23/4567`:
+/// the slow path reads the run to be sure.)
+#[inline(always)]
+#[must_use]
+pub const fn triples(p: u64, m: u64) -> u64 {
+    // Byte j (< 4) looks at bytes j and j + 4 of `p`; byte j (>= 4) at byte j of `p` and
+    // byte j - 4 of `m`.
+    p & ((p >> 32) | (m << 32)) & m
+}
+
 /// All ones from byte `j` up (`j < 8`): a word's bytes at and after position `j`.
 #[inline(always)]
 #[must_use]
@@ -97,6 +121,9 @@ pub const fn first(mask: u64) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
     use super::*;
     use crate::name::{CLASS, C_CTL};
 
@@ -160,6 +187,60 @@ mod tests {
             let m = r & HIGHS;
             if m != 0 {
                 assert_eq!(first(m), m.trailing_zeros() / 8, "{m:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn digits_flags_every_digit_and_nothing_else() {
+        let mut r = 0x0bad_5eed_dead_beefu64;
+        for i in 0..300_000u32 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            // Every byte value in every lane, then random words.
+            let x = if i < 2048 {
+                (r & !(0xff << (8 * (i % 8)))) | (u64::from(i as u8) << (8 * (i % 8)))
+            } else {
+                r
+            };
+            let want = x.to_le_bytes().iter().enumerate().fold(0u64, |m, (j, b)| {
+                if b.is_ascii_digit() {
+                    m | 0x80 << (8 * j)
+                } else {
+                    m
+                }
+            });
+            assert_eq!(digits(x), want, "{x:#x}");
+        }
+    }
+
+    #[test]
+    fn triples_flag_the_ninth_digit_of_every_run() {
+        // Words of a 24-byte buffer with a run of `len` digits at `at`: a run of 9 or more
+        // is flagged where its ninth digit lies, never before its first digit + 8.
+        for len in 1..=16usize {
+            for at in 0..(24 - len) {
+                let mut b = [b'x'; 24];
+                b[at..at + len].fill(b'7');
+                let w: Vec<u64> = b
+                    .chunks(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                let mut flagged = Vec::new();
+                let mut p = 0;
+                for (k, &x) in w.iter().enumerate() {
+                    let m = digits(x);
+                    let c = triples(p, m);
+                    for j in 0..8 {
+                        if c >> (8 * j + 7) & 1 != 0 {
+                            flagged.push(8 * k + j);
+                        }
+                    }
+                    p = m;
+                }
+                let want: Vec<usize> = (at + 8..at + len).collect();
+                assert_eq!(flagged, want, "run of {len} at {at}");
             }
         }
     }

@@ -36,6 +36,18 @@ pub fn helper_len(v: u64, max: u64) -> Option<u64> {
     Some(m + 1)
 }
 
+/// Tells LLVM that `*p` may have changed: a global function (which finds the per-CPU
+/// scratch value through its own map lookup) wrote it while the caller held `p`. Without
+/// this, LLVM may serve reads after the call from values loaded before it, since no
+/// pointer it can see reached the callee. One register move.
+#[inline(always)]
+pub fn written<T>(p: &mut T) {
+    let mut v = core::ptr::from_mut(p) as u64;
+    // SAFETY: a register-to-itself move; the pointer is only shown to the compiler.
+    unsafe { core::arch::asm!("{0} = {0}", inout(reg) v, options(nostack, preserves_flags)) };
+    let _ = v;
+}
+
 /// Returns `v` as an unknown value to the verifier: a round trip through map memory,
 /// whose contents the verifier does not track. Used where a loop's many exits (each
 /// with its own precise counter) would otherwise each be explored through the code

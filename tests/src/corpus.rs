@@ -99,6 +99,7 @@ pub fn policy(msisdn_action: Option<Action>) -> KernelPolicy {
             action,
             ignore_headers: vec!["x_order_id".into()],
             allow: vec!["198.51.100.0/24".parse().unwrap()],
+            request_target: true,
         }),
         ..KernelPolicy::default()
     }
@@ -112,6 +113,7 @@ pub fn number_check(action: Action) -> Msisdn {
         action,
         ignore_headers: vec![],
         allow: vec![],
+        request_target: true,
     }
 }
 
@@ -143,6 +145,7 @@ pub fn model_policy(policy: &KernelPolicy, dst: std::net::IpAddr) -> ModelPolicy
                 .iter()
                 .map(|h| name::key(h.as_bytes()).unwrap())
                 .collect(),
+            target: m.request_target,
         }),
     }
 }
@@ -205,7 +208,13 @@ pub fn eol(rng: &mut Rng) -> &'static str {
 fn long_target(rng: &mut Rng) -> String {
     let mut t = String::from("/");
     for _ in 0..1 + rng.below(300) {
-        t.push(*rng.pick(&['a', '/', '?', '=', '%', '-', '~', '7', '\u{e9}']));
+        if rng.chance(3) {
+            // A run of digits somewhere in the middle: the flagged digit lands on every
+            // lane and across the 256-byte call limit.
+            t.push_str(&number_part(rng));
+            continue;
+        }
+        t.push(*rng.pick(&['a', '/', '?', '=', '%', '-', '~', '7', '4', '\u{e9}']));
     }
     if rng.chance(20) {
         let bad = *rng.pick(&['\u{7f}', '\t', '\u{1}', '\u{1f}']);
@@ -214,6 +223,43 @@ fn long_target(rng: &mut Rng) -> String {
         t.insert(at, bad);
     }
     t
+}
+
+/// Digits as a request target may carry them: numbers with the prefix, in a path segment
+/// or a query value, after `+`, `%2B` or an escape whose hex digits are digits (`%20`),
+/// and near misses: 8 and 16 digits, another prefix, digit runs broken by `/` (which the
+/// kernel's word test flags but its byte read rejects), a Unix time.
+pub fn number_part(rng: &mut Rng) -> String {
+    let n = *rng.pick(&["447700900123", "447", "4477009001", "447700900123456"]);
+    match rng.below(14) {
+        0 => format!("/u/{n}/"),
+        1 => format!("?msisdn={n}&x=1"),
+        2 => format!("&tel=%2B{n}"),
+        3 => format!("&tel=%2b{n}"),
+        4 => format!("%20{n}"),
+        5 => format!("%2{n}"),
+        6 => "44770090".to_owned(),
+        7 => "4477009001234567".to_owned(),
+        8 => "331234567890".to_owned(),
+        9 => "4477/0090/0123/44".to_owned(),
+        10 => "?ts=1700000000".to_owned(),
+        11 => format!("+{n}"),
+        12 => format!("{}{n}", "4".repeat(rng.below(12))),
+        _ => format!("4{}", rng.below(1_000_000_000)),
+    }
+}
+
+/// A short request target, often with digits in it.
+fn short_target(rng: &mut Rng) -> String {
+    if rng.chance(50) {
+        let mut t = String::from("/");
+        for _ in 0..1 + rng.below(3) {
+            t.push_str(&number_part(rng));
+        }
+        t
+    } else {
+        (*rng.pick(&["/", "/a/b?c=d", "http://example.com/x", "/\u{1}", "*"])).to_owned()
+    }
 }
 
 /// A long header value (a cookie): its line is skipped over several kernel calls (256
@@ -238,7 +284,7 @@ pub fn request(rng: &mut Rng) -> String {
     let target = if long < 15 {
         long_target(rng)
     } else {
-        (*rng.pick(&["/", "/a/b?c=d", "http://example.com/x", "/\u{1}", "*"])).to_owned()
+        short_target(rng)
     };
     let version = *rng.pick(&["HTTP/1.1", "HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/1.x"]);
     s.push_str(&format!("{method} {target} {version}{}", eol(rng)));

@@ -131,16 +131,23 @@ const REQUESTS: &[&str] = &[
     "POST /b HTTP/1.0\nHost: h\nX_Up_Calling_Line_ID:  447700900123  \nContent-Length: 12\n\
      X-Sub:4412345678901234\nX-Tel: 447700900123 \r\n\n",
     "GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nmsisdn: 447700900123\r\nX-Order-Id: 447700900123\r\n\r\n",
+    // Numbers in the request target: a query value, a path segment, after an escape.
+    "GET /landing?msisdn=447700900123&x=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /u/%20447700900123/%2B447700900123 HTTP/1.1\r\n\r\n",
 ];
 
 #[test]
 fn every_cut_of_requests_with_identity_headers_and_numbers() {
     let mut runs = every_cut(Action::Redact, REQUESTS);
     runs += every_cut(Action::Count, &REQUESTS[1..2]);
+    runs += every_cut(Action::Count, &REQUESTS[3..]);
     // A drop rule deep in the head: the segment that completes it is dropped.
     runs += every_cut(
         Action::Drop,
-        &["GET / HTTP/1.1\r\nHost: h\r\nX-UIDH: OTgxNTk2\r\nX-Phone: 447700900123\r\n\r\n"],
+        &[
+            "GET / HTTP/1.1\r\nHost: h\r\nX-UIDH: OTgxNTk2\r\nX-Phone: 447700900123\r\n\r\n",
+            "GET /x?tel=447700900123 HTTP/1.1\r\nHost: h\r\n\r\n",
+        ],
     );
     println!("{runs} kernel runs matched the model");
 }

@@ -22,4 +22,5 @@ mod number;
 mod redact;
 mod request_line;
 mod skip;
+mod target;
 pub mod window;

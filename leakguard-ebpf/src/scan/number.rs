@@ -5,14 +5,23 @@ use leakguard_common::{
     action,
     flow::{bcd_digit, prefix_covered, prefix_possible},
     name::{CLASS, C_WS},
-    MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS, NO_ALLOW_GROUP,
+    place, MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS, NO_ALLOW_GROUP,
 };
 
-use leakguard_common::flow::parser::{F_NUM_TAIL, F_NUM_VAL, S_LINE_START, S_NUM, S_SKIP};
+use leakguard_common::flow::parser::{
+    F_NUM_TAIL, F_NUM_VAL, S_LINE_START, S_NUM, S_SKIP, S_TARGET,
+};
 
-use crate::{policy, state::Scratch, verifier::forget};
+use crate::{
+    policy,
+    state::{ScanState, Scratch},
+    verifier::forget,
+};
 
-use super::redact::{clamp_seq, fill_run};
+use super::{
+    redact::{clamp_seq, fill_run},
+    target::target_pending,
+};
 
 /// A value byte that may start an identity number.
 #[inline(always)]
@@ -72,26 +81,36 @@ pub(super) fn num_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
 /// The LF of a value checked for an identity number: decide, and act.
 #[inline(always)]
 pub(super) fn end_number(s: &mut Scratch, i: usize) -> bool {
-    let st = &mut s.st;
-    st.f.state = S_LINE_START;
+    s.st.f.state = S_LINE_START;
+    if s.st.f.flags & F_NUM_VAL == 0 || !is_number(&s.st) {
+        return true;
+    }
+    act_on_number(s, i as u32)
+}
+
+/// True when the digits read (`num_*`) are an identity number: 9-15 of them, starting
+/// with a configured prefix.
+#[inline(always)]
+pub(super) fn is_number(st: &ScanState) -> bool {
     let len = st.f.num_len;
-    if st.f.flags & F_NUM_VAL == 0 || !(MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&len) {
-        return true;
+    if !(MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&len) {
+        return false;
     }
-    let Some(entry) = policy::number_prefix(&st.pkt, st.f.num_bcd, len) else {
-        return true;
-    };
-    if !prefix_covered(entry) {
-        return true;
-    }
+    matches!(policy::number_prefix(&st.pkt, st.f.num_bcd, len), Some(e) if prefix_covered(e))
+}
+
+/// An identity number ends at window position `end`: count it (event, counters) and act.
+/// Returns false when the segment is dropped.
+#[inline(always)]
+pub(super) fn act_on_number(s: &mut Scratch, end: u32) -> bool {
+    let st = &mut s.st;
     match policy::match_number(st) {
         action::REDACT => {
-            // The value's bytes in this window; those of earlier windows or segments were
+            // The number's bytes in this window; those of earlier windows or segments were
             // overwritten there (see `number_pending`).
             let base = st.seq.wrapping_add(st.win_off);
-            let lf = i as u32;
-            let from = clamp_seq(base, st.f.num_start, lf);
-            let to = clamp_seq(base, st.f.num_end, lf);
+            let from = clamp_seq(base, st.f.num_start, end);
+            let to = clamp_seq(base, st.f.num_end, end);
             redact_span(s, from, to);
             true
         }
@@ -143,9 +162,16 @@ pub(super) fn redact_span(s: &mut Scratch, from: u32, to: u32) {
 /// keeps these bytes overwritten: the cost of never letting part of a number out.)
 #[inline(always)]
 pub fn number_pending(s: &mut Scratch) {
+    if s.st.stop != 0 {
+        return;
+    }
+    let target = s.st.f.state == S_TARGET && s.st.pkt.msisdn_on & place::bit(place::TARGET) != 0;
+    if target {
+        // Digits at the window's end open a run the next window or segment continues.
+        target_pending(s);
+    }
     let st = &mut s.st;
-    if st.stop != 0
-        || st.f.state != S_NUM
+    if !(st.f.state == S_NUM || target)
         || st.f.flags & F_NUM_VAL == 0
         || st.pkt.msisdn_action != action::REDACT
     {

@@ -2,14 +2,17 @@
 
 use leakguard_common::{
     name::{CLASS, C_TCHAR},
-    swar, MAX_METHOD_LEN, SCAN_CHUNK,
+    place, swar, MAX_METHOD_LEN, SCAN_CHUNK,
 };
 
 use leakguard_common::flow::parser::{S_LINE_START, S_METHOD, S_TARGET, S_VERSION};
 
 use crate::{state::Scratch, verifier::forget};
 
-use super::line::{after_lf, ends_on};
+use super::{
+    line::{after_lf, ends_on},
+    target::target_scan,
+};
 
 pub(super) const VERSION_PREFIX: &[u8; 7] = b"HTTP/1.";
 
@@ -27,7 +30,11 @@ pub(super) fn request_line_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         p = method_run(s, p, n);
     }
     if s.st.f.state == S_TARGET {
-        p = target_run(s, p, n);
+        p = if s.st.pkt.msisdn_on & place::bit(place::TARGET) != 0 {
+            target_scan(s, p, n)
+        } else {
+            target_run(s, p, n)
+        };
     }
     if s.st.f.state == S_VERSION && s.st.f.tok != VERSION_DONE {
         p = version_run(s, p, n);
@@ -142,6 +149,8 @@ pub(super) fn end_token(s: &mut Scratch, end: u32, n: u32, next: u32) -> u32 {
     if s.st.f.tok > 0 && ends_on(s, end, n, b' ') {
         s.st.f.state = next;
         s.st.f.tok = 0;
+        // No run of target digits is open (`F_NUM_VAL`) as the target starts.
+        s.st.f.flags = 0;
         return end + 1;
     }
     end

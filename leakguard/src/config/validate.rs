@@ -639,6 +639,7 @@ impl Parser<'_> {
             action: act,
             ignore_headers,
             allow: self.allow_list("msisdn.allow", &m.allow)?,
+            request_target: true,
         }))
     }
 }

@@ -9,9 +9,10 @@ use std::{
 use aya::maps::lpm_trie::Key;
 use ipnet::IpNet;
 use leakguard_common::{
-    flow::prefix_entry, name, DigitKey, NameFilter, NameKey, PortSet, Rule as KRule, RuleSlot,
-    ScanConfig, IGNORE_ACTION, MAX_ALLOW_GROUPS, MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SCAN_BYTES,
-    MIN_HEAD_BYTES, MSISDN_MAX_DIGITS, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES, RULE_SLOTS,
+    flow::prefix_entry, name, place, DigitKey, NameFilter, NameKey, PortSet, Rule as KRule,
+    RuleSlot, ScanConfig, IGNORE_ACTION, MAX_ALLOW_GROUPS, MAX_MSISDN_PREFIXES, MAX_RULES,
+    MAX_SCAN_BYTES, MIN_HEAD_BYTES, MSISDN_MAX_DIGITS, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES,
+    RULE_SLOTS,
 };
 
 use super::maps::ApplyError;
@@ -116,7 +117,12 @@ pub fn compile_with_ids(
     };
     let mut digit_prefixes = Vec::new();
     if let Some(m) = &policy.msisdn {
-        config.msisdn_on = 1;
+        config.msisdn_on = place::bit(place::HEADER)
+            | if m.request_target {
+                place::bit(place::TARGET)
+            } else {
+                0
+            };
         config.msisdn_action = m.action.kernel();
         config.msisdn_allow_group = allow_group(&mut groups, &m.allow)?;
         digit_prefixes = prefix_entries(&m.prefixes)?;

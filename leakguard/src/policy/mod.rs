@@ -48,6 +48,8 @@ pub struct Msisdn {
     pub ignore_headers: Vec<String>,
     /// Trusted destinations: a number sent to one of them passes, counted as `allow`.
     pub allow: Vec<IpNet>,
+    /// Runs of digits in the request target (path and query) are checked too.
+    pub request_target: bool,
 }
 
 /// What happens to a request head the guard could not see whole (`scan.incomplete_heads`):
