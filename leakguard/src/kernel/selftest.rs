@@ -390,11 +390,8 @@ mod tests {
         for c in canaries(&policy(Action::Drop, true), 80) {
             if !c.what.contains("request target") {
                 let http = String::from_utf8_lossy(&c.frame[54..]).into_owned();
-                let line = http.lines().next().unwrap();
-                assert!(
-                    !line.bytes().any(|b| b.is_ascii_digit() && b != b'1'),
-                    "{line}"
-                );
+                let target = http.split(' ').nth(1).unwrap();
+                assert!(!target.bytes().any(|b| b.is_ascii_digit()), "{http}");
             }
         }
     }
