@@ -1,7 +1,9 @@
 //! `leakguard audit`: replays a capture (pcap or pcapng) through the real kernel program
 //! (XDP, by `BPF_PROG_TEST_RUN`, in a private copy of the maps: nothing attached or pinned
 //! is touched) under a policy, and reports every identity header or number it finds:
-//! time, source, destination, header name and what the policy does — never a value.
+//! time, source, destination, header name (for a number, where it was: the header it came
+//! under, or the request target's path or query parameter) and what the policy does —
+//! never a value.
 //!
 //! The program's own flow table follows heads across segments, exactly as on a gateway.
 
@@ -20,7 +22,7 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use leakguard_common::{action, Event, FAMILY_IPV4, INCOMPLETE_RULE_ID, MSISDN_RULE_ID};
+use leakguard_common::{action, place, Event, FAMILY_IPV4, INCOMPLETE_RULE_ID, MSISDN_RULE_ID};
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{blocks::interface_description::InterfaceDescriptionOption, Block, PcapNgReader},
@@ -30,6 +32,7 @@ use serde_json::json;
 
 use crate::{
     config,
+    event_text::NumberAt,
     kernel::{
         apply, counters, maps,
         object::{EBPF_OBJECT, PROG_XDP},
@@ -51,7 +54,12 @@ pub struct Finding {
     pub time: Duration,
     pub src: SocketAddr,
     pub dst: SocketAddr,
+    /// The rule's header; for a number, where it was: `NAME (number)` for a header
+    /// value, `request target (PART) (number)` for the target (`path`, `query:NAME`).
     pub header: String,
+    /// Where in the head: `header` (rules and numbers in header values) or `target`
+    /// (numbers in the request target); `None` for a head not seen whole.
+    pub place: Option<&'static str>,
     pub action: &'static str,
 }
 
@@ -190,27 +198,34 @@ fn finding(e: &Event, time: Duration, names: &HashMap<u32, String>) -> Finding {
             IpAddr::from(*a)
         }
     };
-    let header = if e.rule_id == INCOMPLETE_RULE_ID {
-        "(head not seen whole: longer than scan.max_head_bytes)".into()
+    let (header, place) = if e.rule_id == INCOMPLETE_RULE_ID {
+        (
+            "(head not seen whole: longer than scan.max_head_bytes)".into(),
+            None,
+        )
     } else if e.rule_id == MSISDN_RULE_ID {
-        let len = (e.name_len as usize).min(e.name.name.len());
-        let name = &e.name.name[..len];
-        if name.iter().all(|&b| leakguard_common::name::is_tchar(b)) && !name.is_empty() {
-            format!("{} (number)", String::from_utf8_lossy(name))
-        } else {
-            "(number)".into()
-        }
+        let at = NumberAt::of(e);
+        let place = Some(at.place());
+        let header = match at {
+            NumberAt::Header(name) if name != "(unprintable)" => format!("{name} (number)"),
+            NumberAt::Header(_) => "(number)".into(),
+            NumberAt::Target(part) => format!("request target ({part}) (number)"),
+            NumberAt::Unknown(_) => "(number, unknown place)".into(),
+        };
+        (header, place)
     } else {
-        names
+        let header = names
             .get(&e.rule_id)
             .cloned()
-            .unwrap_or_else(|| format!("rule-{}", e.rule_id))
+            .unwrap_or_else(|| format!("rule-{}", e.rule_id));
+        (header, Some(place::name(place::HEADER)))
     };
     Finding {
         time,
         src: SocketAddr::new(ip(&e.saddr), e.sport),
         dst: SocketAddr::new(ip(&e.daddr), e.dport),
         header,
+        place,
         action: action::name(e.action),
     }
 }
@@ -332,11 +347,13 @@ fn rfc3339(t: Duration) -> String {
     humantime::format_rfc3339_micros(UNIX_EPOCH + t).to_string()
 }
 
-/// Findings per header and action.
-fn summary(r: &Report) -> BTreeMap<(String, &'static str), u64> {
+/// Findings per header (or where a number was), place and action.
+type SummaryKey = (String, Option<&'static str>, &'static str);
+
+fn summary(r: &Report) -> BTreeMap<SummaryKey, u64> {
     let mut s = BTreeMap::new();
     for f in &r.findings {
-        *s.entry((f.header.clone(), f.action)).or_insert(0) += 1;
+        *s.entry((f.header.clone(), f.place, f.action)).or_insert(0) += 1;
     }
     s
 }
@@ -360,7 +377,7 @@ fn write_table(r: &Report, out: &mut impl Write) -> Result<()> {
     }
     writeln!(out)?;
     writeln!(out, "{:<40} {:<7} {:>10}", "header", "action", "requests")?;
-    for ((h, a), n) in summary(r) {
+    for ((h, _, a), n) in summary(r) {
         writeln!(out, "{h:<40} {a:<7} {n:>10}")?;
     }
     writeln!(
@@ -382,12 +399,13 @@ fn write_json(r: &Report, out: &mut impl Write) -> Result<()> {
         .iter()
         .map(|f| {
             json!({"time": rfc3339(f.time), "source": f.src.to_string(),
-                   "destination": f.dst.to_string(), "header": f.header, "action": f.action})
+                   "destination": f.dst.to_string(), "header": f.header, "place": f.place,
+                   "action": f.action})
         })
         .collect();
     let summary: Vec<_> = summary(r)
         .into_iter()
-        .map(|((h, a), n)| json!({"header": h, "action": a, "requests": n}))
+        .map(|((h, p, a), n)| json!({"header": h, "place": p, "action": a, "requests": n}))
         .collect();
     let doc = json!({"findings": findings, "summary": summary, "packets": r.packets,
         "skipped": r.skipped, "request_heads": r.heads, "continuations": r.continuations,
@@ -412,5 +430,64 @@ mod timestamp_tests {
         assert_eq!(timestamp(raw(1024), 0x80 | 10), Duration::from_secs(1));
         // Finer than a nanosecond: truncated.
         assert_eq!(timestamp(raw(5_000), 12), Duration::from_nanos(5));
+    }
+}
+
+#[cfg(test)]
+mod finding_tests {
+    use super::*;
+    use leakguard_common::{NameKey, MAX_NAME_LEN};
+
+    fn number(place: u8, name: &[u8]) -> Event {
+        let mut e = Event::from_record(&[0; core::mem::size_of::<Event>()]).unwrap();
+        e.rule_id = MSISDN_RULE_ID;
+        e.action = action::REDACT;
+        e.family = FAMILY_IPV4;
+        e.place = place;
+        e.name_len = name.len() as u32;
+        e.name = NameKey {
+            name: [0; MAX_NAME_LEN],
+        };
+        e.name.name[..name.len()].copy_from_slice(name);
+        e
+    }
+
+    /// A number says where it was: the header it came under, or the request target's
+    /// part; the JSON carries the place, for findings and the summary alike.
+    #[test]
+    fn numbers_name_their_place() {
+        let names = HashMap::new();
+        let header = finding(&number(place::HEADER, b"x-phone"), Duration::ZERO, &names);
+        assert_eq!(
+            (header.header.as_str(), header.place),
+            ("x-phone (number)", Some("header"))
+        );
+        let query = finding(
+            &number(place::TARGET, b"query:msisdn"),
+            Duration::ZERO,
+            &names,
+        );
+        assert_eq!(
+            (query.header.as_str(), query.place),
+            ("request target (query:msisdn) (number)", Some("target"))
+        );
+        let path = finding(&number(place::TARGET, b"path"), Duration::ZERO, &names);
+        assert_eq!(path.header, "request target (path) (number)");
+        let report = Report {
+            findings: vec![header, query, path],
+            ..Report::default()
+        };
+        let mut out = Vec::new();
+        write_json(&report, &mut out).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(doc["findings"][1]["place"], "target", "{doc}");
+        assert_eq!(doc["findings"][0]["place"], "header", "{doc}");
+        let places: Vec<&str> = doc["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["place"].as_str().unwrap())
+            .collect();
+        assert_eq!(places, ["target", "target", "header"], "{doc}");
     }
 }

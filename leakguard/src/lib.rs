@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod event_text;
 pub mod http;
 pub mod kernel;
 pub mod metrics;

@@ -1,7 +1,7 @@
 //! Prometheus metrics: rendered from the kernel maps and the daemon's state once a tick,
 //! in the Prometheus text format (0.0.4), which every scraper and `promtool check
 //! metrics` read; `http` serves the latest rendering on `GET /metrics`.
-//! Labels are interface, hook, header name, action, class — never a value.
+//! Labels are interface, hook, header name, action, class, place — never a value.
 
 use anyhow::Result;
 use prometheus_client::{
@@ -10,7 +10,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use leakguard_common::{action, hook, MatchKey, Stats, MSISDN_RULE_ID};
+use leakguard_common::{action, hook, place, MatchKey, Stats, MSISDN_RULE_ID};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MatchLabels {
@@ -100,6 +100,9 @@ struct NumberLabels {
     interface: String,
     hook: String,
     action: String,
+    /// Where in the head the number was (`place::name`: "header" or "target"): two
+    /// values, never the number or the name it came under.
+    place: String,
 }
 
 /// The exposition text.
@@ -115,7 +118,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
     let numbers = Family::<NumberLabels, Counter>::default();
     reg.register(
         "leakguard_msisdn_values",
-        "Header values that were identity numbers ([msisdn]: digits with a configured prefix) under any header name, by interface, hook and what the policy did; the header names are in the log",
+        "Identity numbers ([msisdn]: 9-15 digits with a configured prefix) in header values under any header name or in the request target, by interface, hook, what the policy did and place (header or target); where each was (the header name, or path or query parameter) is in the log, never the value",
         numbers.clone(),
     );
     for (iface, k, n) in &i.matches {
@@ -125,6 +128,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
                     interface: iface.clone(),
                     hook: hook::name(k.hook).into(),
                     action: action::name(k.outcome).into(),
+                    place: place::name(k.place).into(),
                 })
                 .inc_by(*n);
             continue;
@@ -312,7 +316,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::{render, Inputs};
-    use leakguard_common::{hook, MatchKey, Stats};
+    use leakguard_common::{action, hook, place, MatchKey, Stats, MSISDN_RULE_ID};
 
     /// Prometheus text, not OpenMetrics: a counter family is named with its `_total`
     /// suffix, there is no `# EOF`, and the build is an info gauge.
@@ -327,9 +331,25 @@ mod tests {
             place: 0,
             _pad: [0; 5],
         };
+        // Number matches: the same interface, hook and outcome in both places, counted
+        // apart (and the header's twice, summed).
+        let number = |place, n| {
+            let k = MatchKey {
+                rule_id: MSISDN_RULE_ID,
+                outcome: action::REDACT,
+                place,
+                ..key
+            };
+            ("eth1".to_owned(), k, n)
+        };
         let text = render(&Inputs {
             packets: vec![("eth1".into(), hook::TC_EGRESS, Stats::default())],
-            matches: vec![("eth1".into(), key, 2)],
+            matches: vec![
+                ("eth1".into(), key, 2),
+                number(place::HEADER, 1),
+                number(place::TARGET, 5),
+                number(place::HEADER, 2),
+            ],
             header: &header,
             attached: vec![("eth1".into(), "tc-egress", true)],
             unguarded: Vec::new(),
@@ -349,6 +369,9 @@ mod tests {
         for line in [
             "# TYPE leakguard_header_matches_total counter",
             "leakguard_header_matches_total{interface=\"eth1\",hook=\"tc-egress\",header=\"X-MSISDN\",action=\"count\"} 2",
+            "# TYPE leakguard_msisdn_values_total counter",
+            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"header\"} 3",
+            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"target\"} 5",
             "# TYPE leakguard_policy_reloads_total counter",
             "# TYPE leakguard_tracked_flows gauge",
             "leakguard_tracked_flows 3",

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{Map, MapData};
-use leakguard_common::{action, IGNORE_ACTION, MSISDN_RULE_ID};
+use leakguard_common::{action, place, IGNORE_ACTION, MSISDN_RULE_ID};
 use serde::Serialize;
 
 use crate::{
@@ -20,6 +20,7 @@ use crate::{
         pins::Pins,
         tc_filter,
     },
+    policy::places_text,
 };
 
 fn open(pins: &Pins, name: &str) -> Result<Map> {
@@ -42,6 +43,9 @@ pub struct Status {
     /// classes and the global counters name them).
     pub counters: BTreeMap<&'static str, u64>,
     pub flows_tracked: u64,
+    /// Where the identity-number check reads (`place::name`s: "header", "target");
+    /// empty when `[msisdn]` is off.
+    pub msisdn_places: Vec<&'static str>,
     pub rules: Vec<RuleRow>,
 }
 
@@ -165,6 +169,10 @@ pub fn gather(pins: &Pins) -> Result<Status> {
         },
         counters,
         flows_tracked: counters::flow_count(&open(pins, MAP_FLOWS)?)?,
+        msisdn_places: (0..place::COUNT)
+            .filter(|&p| config.msisdn_on & place::bit(p) != 0)
+            .map(place::name)
+            .collect(),
         rules: out_rows,
     })
 }
@@ -213,6 +221,16 @@ impl Status {
             c("dropped_for_a_gap"),
             self.flows_tracked
         );
+        if !self.msisdn_places.is_empty() {
+            let bits = (0..place::COUNT)
+                .filter(|&p| self.msisdn_places.contains(&place::name(p)))
+                .fold(0, |b, p| b | place::bit(p));
+            let _ = writeln!(
+                s,
+                "identity numbers ([msisdn]) read in: {}",
+                places_text(bits)
+            );
+        }
         let _ = writeln!(
             s,
             "{:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
@@ -254,5 +272,41 @@ fn filter_state(a: &Attach) -> String {
         },
         Ok(None) => format!("{what}: MISSING from the interface (start the daemon to re-attach)"),
         Err(e) => format!("{what}: cannot read the interface's filters: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(places: Vec<&'static str>) -> Status {
+        Status {
+            attachments: Vec::new(),
+            policy_digest: "0".repeat(16),
+            max_head_bytes: 65536,
+            incomplete_heads: "drop",
+            counters: BTreeMap::new(),
+            flows_tracked: 0,
+            msisdn_places: places,
+            rules: Vec::new(),
+        }
+    }
+
+    /// The places the number check reads, from the kernel's bits; nothing when it is off.
+    #[test]
+    fn the_number_check_places_are_shown() {
+        let both = status(vec!["header", "target"]).text();
+        assert!(
+            both.contains(
+                "identity numbers ([msisdn]) read in: header values, request target (path and query)\n"
+            ),
+            "{both}"
+        );
+        let header = status(vec!["header"]).text();
+        assert!(
+            header.contains("read in: header values; off: request target\n"),
+            "{header}"
+        );
+        assert!(!status(Vec::new()).text().contains("identity numbers"));
     }
 }

@@ -1,7 +1,7 @@
 //! The effective policy in words, as `check-config` prints it.
 
 use super::{Config, Origin};
-use crate::policy::{Action, Incomplete};
+use crate::policy::{places_text, Action, Incomplete};
 
 impl Config {
     /// The effective policy, as `check-config` prints it.
@@ -113,9 +113,10 @@ impl Config {
                 };
                 let _ = writeln!(
                     s,
-                    "msisdn: {action}, values of 9-15 digits starting {}",
+                    "msisdn: {action}, numbers of 9-15 digits starting {}",
                     m.prefixes.join(", ")
                 );
+                let _ = writeln!(s, "msisdn places: {}", places_text(m.places()));
                 if !m.ignore_headers.is_empty() {
                     let _ = writeln!(s, "  ignore {}", m.ignore_headers.join(", "));
                 }
@@ -126,5 +127,42 @@ impl Config {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    /// `check-config` says which places the number check reads, and which it does not.
+    #[test]
+    fn the_number_check_names_its_places() {
+        let file = |extra: &str| {
+            format!("[[attach]]\ninterface = \"eth0\"\nhook = \"xdp\"\n[msisdn]\naction = \"drop\"\nprefixes = [\"44\", \"447\"]\n{extra}")
+        };
+        let describe = |text: &str| {
+            parse(std::path::Path::new("test.toml"), text)
+                .unwrap()
+                .describe()
+        };
+        let on = describe(&file(""));
+        assert!(
+            on.contains("msisdn: drop, numbers of 9-15 digits starting 44, 447\n"),
+            "{on}"
+        );
+        assert!(
+            on.contains("msisdn places: header values, request target (path and query)\n"),
+            "{on}"
+        );
+        let off = describe(&file("request_target = false\n"));
+        assert!(
+            off.contains("msisdn places: header values; off: request target\n"),
+            "{off}"
+        );
+        let none = describe("[[attach]]\ninterface = \"eth0\"\nhook = \"xdp\"\n");
+        assert!(
+            none.contains("msisdn: off\n") && !none.contains("msisdn places"),
+            "{none}"
+        );
     }
 }

@@ -53,6 +53,8 @@ struct MsisdnToml {
     ignore_headers: Vec<Spanned<String>>,
     #[serde(default)]
     allow: Vec<Spanned<String>>,
+    /// Read the request line's target (path and query) too; on unless turned off.
+    request_target: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -556,7 +558,8 @@ impl Parser<'_> {
     /// `[msisdn]`: off unless `action` is set; then `prefixes` is required. A one-digit
     /// prefix is allowed with a warning: it takes every value of 9 to 15 digits that starts
     /// with it for a number, and the Unix timestamps in seconds and milliseconds many
-    /// headers carry start with 1.
+    /// headers (and URLs, when the request target is read) carry start with 1. Every
+    /// place is read unless the file turns it off (`request_target = false`).
     fn msisdn(
         &self,
         m: &MsisdnToml,
@@ -586,6 +589,7 @@ impl Parser<'_> {
                 "msisdn.prefixes = []: name at least one prefix",
             ));
         }
+        let request_target = m.request_target.unwrap_or(true);
         let mut prefixes: Vec<String> = Vec::new();
         for p in list.get_ref() {
             let v = p.get_ref();
@@ -606,11 +610,18 @@ impl Parser<'_> {
             }
             if v.len() == 1 {
                 let (line, col) = line_col_of(self.text, p.span().start);
+                let target = if request_target {
+                    // A URL's timestamps and ids are digit runs too (`?t=1733083278`).
+                    ", and so is every run of 9 to 15 digits in a request target that \
+                     starts with it (a 10-digit Unix timestamp in a URL starts with 1)"
+                } else {
+                    ""
+                };
                 warnings.push(format!(
                     "{}:{line}:{col}: msisdn.prefixes: {v:?} is one digit: every header value of \
                      9 to 15 digits that starts with it is taken for an identity number \
-                     (timestamps, order numbers, ...); list your subscribers' ranges instead \
-                     (country code and mobile prefix, e.g. \"{v}202555\")",
+                     (timestamps, order numbers, ...){target}; list your subscribers' ranges \
+                     instead (country code and mobile prefix, e.g. \"{v}202555\")",
                     self.path.display()
                 ));
             }
@@ -639,7 +650,7 @@ impl Parser<'_> {
             action: act,
             ignore_headers,
             allow: self.allow_list("msisdn.allow", &m.allow)?,
-            request_target: true,
+            request_target,
         }))
     }
 }
@@ -746,6 +757,45 @@ mod tests {
             .unwrap()
             .warnings
             .is_empty());
+        // The request target (read by default) has timestamps too: the warning says so,
+        // and does not when the target is off.
+        assert!(c.warnings[0].contains("request target"), "{:?}", c.warnings);
+        let off = parse_str(&format!("{}request_target = false\n", file("\"1\""))).unwrap();
+        assert_eq!(off.warnings.len(), 1, "{:?}", off.warnings);
+        assert!(
+            !off.warnings[0].contains("request target"),
+            "{:?}",
+            off.warnings
+        );
+    }
+
+    /// `msisdn.request_target`: on unless the file turns it off; the kernel is told by a
+    /// bit per place, and the digest tells the two apart.
+    #[test]
+    fn the_request_target_is_read_unless_turned_off() {
+        let file = |extra: &str| {
+            format!("[[attach]]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n[msisdn]\naction = \"redact\"\nprefixes = [\"44\"]\n{extra}")
+        };
+        let bits = |c: &Config| {
+            crate::kernel::compile::compile(&c.kernel)
+                .unwrap()
+                .config
+                .msisdn_on
+        };
+        let header = leakguard_common::place::bit(leakguard_common::place::HEADER);
+        let target = leakguard_common::place::bit(leakguard_common::place::TARGET);
+        let default = parse_str(&file("")).unwrap();
+        assert!(default.kernel.msisdn.as_ref().unwrap().request_target);
+        assert_eq!(bits(&default), header | target);
+        let on = parse_str(&file("request_target = true\n")).unwrap();
+        assert_eq!(on.kernel, default.kernel);
+        let off = parse_str(&file("request_target = false\n")).unwrap();
+        assert!(!off.kernel.msisdn.as_ref().unwrap().request_target);
+        assert_eq!(bits(&off), header);
+        assert_ne!(
+            crate::kernel::compile::digest(&on.kernel),
+            crate::kernel::compile::digest(&off.kernel)
+        );
     }
 
     /// A bad file, where its error must point, and words its message must contain.
@@ -797,6 +847,8 @@ mod tests {
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nignore_headers = [\"X A\"]\n"), Some((7, 19)), &["ignore_headers", "X A"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nallow = [\"10.0.0.1/8\"]\n"), Some((7, 10)), &["msisdn.allow", "host bits"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefix = [\"44\"]\n"), Some((6, 1)), &["prefix"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nrequest_target = \"yes\"\n"), Some((7, 18)), &["invalid type", "boolean"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nrequest_targets = false\n"), Some((7, 1)), &["request_targets", "request_target"]),
         ];
         for (text, at, words) in &cases {
             let e = parse_str(text).expect_err(text);

@@ -1,5 +1,6 @@
 //! Match events → log lines: drained once a tick, aggregated, one line per interface,
-//! hook, destination, header and outcome with a count; never a value.
+//! hook, destination, header (or, for a number, where it was) and outcome with a count;
+//! never a value.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -7,10 +8,27 @@ use aya::maps::{MapData, RingBuf};
 use leakguard_common::{action, hook, Event, FAMILY_IPV4, INCOMPLETE_RULE_ID, MSISDN_RULE_ID};
 
 use super::Daemon;
+use crate::event_text::NumberAt;
+
+/// What a match was, as its log line names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum What {
+    /// A head not seen whole.
+    Incomplete,
+    /// A rule's header, by name.
+    Header(String),
+    /// An identity number, and where it was (a header value under a name, or a part of
+    /// the request target): numbers in different places are different lines.
+    Number(NumberAt),
+}
+
+/// What one log line aggregates: interface index, hook, destination, what matched,
+/// outcome, program build.
+type EventKey = (u32, u8, IpAddr, What, u8, u32);
 
 impl Daemon {
     /// Logs the events of the last tick, one line per (interface, hook, destination,
-    /// header, outcome) with a count: repeats are aggregated, never a value.
+    /// what matched, outcome) with a count: repeats are aggregated, never a value.
     pub(super) fn log_events(&self, ring: &mut RingBuf<MapData>) {
         let mut agg: BTreeMap<EventKey, u64> = BTreeMap::new();
         while let Some(item) = ring.next() {
@@ -22,63 +40,85 @@ impl Daemon {
             } else {
                 IpAddr::from(e.daddr)
             };
-            let header = if e.rule_id == INCOMPLETE_RULE_ID {
-                "(a whole head)".to_owned()
+            let what = if e.rule_id == INCOMPLETE_RULE_ID {
+                What::Incomplete
             } else if e.rule_id == MSISDN_RULE_ID {
-                // The name the number came under, as the kernel folded it (token bytes
-                // only: lowercase, `_` as `-`). The value is never in an event.
-                event_name(&e)
+                // Where the number was, as the kernel named it (a folded header name, or
+                // `path` / `query:NAME`). The value is never in an event.
+                What::Number(NumberAt::of(&e))
             } else {
-                self.names
-                    .get(&e.rule_id)
-                    .cloned()
-                    .unwrap_or_else(|| "(unknown rule)".into())
+                What::Header(
+                    self.names
+                        .get(&e.rule_id)
+                        .cloned()
+                        .unwrap_or_else(|| "(unknown rule)".into()),
+                )
             };
-            *agg.entry((e.ifindex, e.hook, dst, e.rule_id, e.action, header, e.build))
+            *agg.entry((e.ifindex, e.hook, dst, what, e.action, e.build))
                 .or_default() += 1;
         }
-        for ((ifindex, h, dst, rule, outcome, header, build), n) in agg {
-            if rule == INCOMPLETE_RULE_ID {
-                tracing::warn!(
-                    interface = %self.iface_label(ifindex),
-                    hook = hook::name(h),
+        for ((ifindex, h, dst, what, outcome, build), n) in agg {
+            let interface = self.iface_label(ifindex);
+            let hook = hook::name(h);
+            let action = action::name(outcome);
+            match what {
+                What::Incomplete => tracing::warn!(
+                    interface = %interface,
+                    hook,
                     destination = %dst,
                     action = if outcome == action::DROP { "drop" } else { "pass" },
                     count = n,
                     program_build = build,
                     "request head not seen whole (longer than scan.max_head_bytes, or open where a segment's scan ended)"
-                );
-                continue;
+                ),
+                What::Header(header) => tracing::info!(
+                    interface = %interface,
+                    hook,
+                    destination = %dst,
+                    header = %header,
+                    action,
+                    count = n,
+                    program_build = build,
+                    "identity header"
+                ),
+                What::Number(at) => {
+                    let place = at.place();
+                    match at {
+                        NumberAt::Header(header) => tracing::info!(
+                            interface = %interface,
+                            hook,
+                            destination = %dst,
+                            place,
+                            header = %header,
+                            action,
+                            count = n,
+                            program_build = build,
+                            "identity number"
+                        ),
+                        NumberAt::Target(part) => tracing::info!(
+                            interface = %interface,
+                            hook,
+                            destination = %dst,
+                            place,
+                            target = %part,
+                            action,
+                            count = n,
+                            program_build = build,
+                            "identity number in the request target"
+                        ),
+                        NumberAt::Unknown(_) => tracing::info!(
+                            interface = %interface,
+                            hook,
+                            destination = %dst,
+                            place,
+                            action,
+                            count = n,
+                            program_build = build,
+                            "identity number (in a place this build does not know)"
+                        ),
+                    }
+                }
             }
-            let what = if rule == MSISDN_RULE_ID {
-                "identity number"
-            } else {
-                "identity header"
-            };
-            tracing::info!(
-                interface = %self.iface_label(ifindex),
-                hook = hook::name(h),
-                destination = %dst,
-                header = %header,
-                action = action::name(outcome),
-                count = n,
-                program_build = build,
-                "{what}"
-            );
         }
     }
-}
-
-/// What one log line aggregates: interface index, hook, destination, rule id, outcome,
-/// header name, program build.
-type EventKey = (u32, u8, IpAddr, u32, u8, String, u32);
-
-/// The header name carried by an event, printable by construction (token bytes).
-fn event_name(e: &Event) -> String {
-    let len = (e.name_len as usize).min(e.name.name.len());
-    let name = &e.name.name[..len];
-    if name.is_empty() || !name.iter().all(|&b| leakguard_common::name::is_tchar(b)) {
-        return "(unprintable)".into();
-    }
-    String::from_utf8_lossy(name).into_owned()
 }

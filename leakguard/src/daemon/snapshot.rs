@@ -44,6 +44,8 @@ impl Daemon {
                     rule_id,
                     hook,
                     outcome,
+                    // The arrays hold rules' counters only: numbers (`MSISDN_RULE_ID`, past
+                    // `MATCH_ARRAY_RULES`) are in the MATCHES hash, with their place.
                     place: 0,
                     _pad: [0; 5],
                 };

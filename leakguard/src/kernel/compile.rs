@@ -9,10 +9,9 @@ use std::{
 use aya::maps::lpm_trie::Key;
 use ipnet::IpNet;
 use leakguard_common::{
-    flow::prefix_entry, name, place, DigitKey, NameFilter, NameKey, PortSet, Rule as KRule,
-    RuleSlot, ScanConfig, IGNORE_ACTION, MAX_ALLOW_GROUPS, MAX_MSISDN_PREFIXES, MAX_RULES,
-    MAX_SCAN_BYTES, MIN_HEAD_BYTES, MSISDN_MAX_DIGITS, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES,
-    RULE_SLOTS,
+    flow::prefix_entry, name, DigitKey, NameFilter, NameKey, PortSet, Rule as KRule, RuleSlot,
+    ScanConfig, IGNORE_ACTION, MAX_ALLOW_GROUPS, MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SCAN_BYTES,
+    MIN_HEAD_BYTES, MSISDN_MAX_DIGITS, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES, RULE_SLOTS,
 };
 
 use super::maps::ApplyError;
@@ -117,12 +116,7 @@ pub fn compile_with_ids(
     };
     let mut digit_prefixes = Vec::new();
     if let Some(m) = &policy.msisdn {
-        config.msisdn_on = place::bit(place::HEADER)
-            | if m.request_target {
-                place::bit(place::TARGET)
-            } else {
-                0
-            };
+        config.msisdn_on = m.places();
         config.msisdn_action = m.action.kernel();
         config.msisdn_allow_group = allow_group(&mut groups, &m.allow)?;
         digit_prefixes = prefix_entries(&m.prefixes)?;
@@ -323,6 +317,11 @@ pub fn digest(policy: &KernelPolicy) -> u64 {
             ignore.iter().map(key_name).collect::<Vec<_>>(),
             m.allow
         ));
+        // Only when on: a check of header values alone keeps the digest it had before
+        // the request target could be read (it does what it did then).
+        if m.request_target {
+            canon.push_str("msisdn_target;");
+        }
     }
     canon.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)

@@ -91,7 +91,8 @@ pub fn clear_match_counts(m: &mut aya::maps::Map, slot: u32) -> anyhow::Result<(
     Ok(())
 }
 
-/// Match counters per (interface index, hook, rule, outcome), summed over CPUs.
+/// Match counters per (interface index, hook, rule, outcome, place), summed over CPUs:
+/// a number's counts in header values and in the request target stay apart.
 pub fn matches_of(
     m: &aya::maps::Map,
 ) -> Result<Vec<(leakguard_common::MatchKey, u64)>, ApplyError> {
@@ -102,7 +103,7 @@ pub fn matches_of(
         .filter_map(Result::ok)
         .map(|(k, v)| (k, v.iter().sum()))
         .collect();
-    out.sort_by_key(|(k, _)| (k.ifindex, k.hook, k.rule_id, k.outcome));
+    out.sort_by_key(|(k, _)| (k.ifindex, k.hook, k.rule_id, k.outcome, k.place));
     Ok(out)
 }
 

@@ -51,6 +51,10 @@ struct Canary {
 /// The header name of the identity-number canary: no rule names it.
 const NUMBER_CANARY_HEADER: &str = "X-Leakguard-Selftest-Number";
 
+/// The request target of every canary but the request-target one: no digits, so the
+/// number check finds nothing in it.
+const CANARY_TARGET: &str = "/leakguard-selftest";
+
 /// What a self-test found.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -87,7 +91,7 @@ pub fn run(ebpf: &mut Ebpf, policy: &KernelPolicy, hooks: &[Hook]) -> Result<Rep
 fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
     let mut out = vec![Canary {
         what: "a request without identity headers".into(),
-        frame: frame(UNTRUSTED, port, None, CANARY_VALUE),
+        frame: frame(UNTRUSTED, port, CANARY_TARGET, None, CANARY_VALUE),
         value: CANARY_VALUE.into(),
         expect: Expect::Unchanged,
     }];
@@ -95,7 +99,13 @@ fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
         let expect = expect_at_untrusted(r.action, &r.allow);
         out.push(Canary {
             what: format!("{} ({:?})", r.header, r.action).to_lowercase(),
-            frame: frame(UNTRUSTED, port, Some(&r.header), CANARY_VALUE),
+            frame: frame(
+                UNTRUSTED,
+                port,
+                CANARY_TARGET,
+                Some(&r.header),
+                CANARY_VALUE,
+            ),
             value: CANARY_VALUE.into(),
             expect,
         });
@@ -103,25 +113,54 @@ fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
         if let Some(ipnet::IpNet::V4(net)) = r.allow.first() {
             out.push(Canary {
                 what: format!("{} to an allowed destination", r.header).to_lowercase(),
-                frame: frame(net.network(), port, Some(&r.header), CANARY_VALUE),
+                frame: frame(
+                    net.network(),
+                    port,
+                    CANARY_TARGET,
+                    Some(&r.header),
+                    CANARY_VALUE,
+                ),
                 value: CANARY_VALUE.into(),
                 expect: Expect::Unchanged,
             });
         }
     }
     // The identity-number check: a configured prefix padded with zeros to 12 digits,
-    // under a header no rule names.
+    // under a header no rule names, and (when the check reads it) in a query value of
+    // the request target.
     let key = name::key(NUMBER_CANARY_HEADER.as_bytes()).ok();
     let named = |h: &String| name::key(h.as_bytes()).ok() == key;
     if let Some(m) = &policy.msisdn {
         if let Some(prefix) = m.prefixes.first() {
+            let value = format!("{prefix:0<12}");
+            let expect = expect_at_untrusted(m.action, &m.allow);
             if !policy.rules.iter().any(|r| named(&r.header)) && !m.ignore_headers.iter().any(named)
             {
-                let value = format!("{prefix:0<12}");
-                let expect = expect_at_untrusted(m.action, &m.allow);
                 out.push(Canary {
                     what: format!("an identity number ({:?})", m.action).to_lowercase(),
-                    frame: frame(UNTRUSTED, port, Some(NUMBER_CANARY_HEADER), &value),
+                    frame: frame(
+                        UNTRUSTED,
+                        port,
+                        CANARY_TARGET,
+                        Some(NUMBER_CANARY_HEADER),
+                        &value,
+                    ),
+                    value: value.clone(),
+                    expect,
+                });
+            }
+            if m.request_target {
+                // Redacted, exactly the digits become filler (`*`, valid in a query).
+                out.push(Canary {
+                    what: format!("an identity number in the request target ({:?})", m.action)
+                        .to_lowercase(),
+                    frame: frame(
+                        UNTRUSTED,
+                        port,
+                        &format!("{CANARY_TARGET}?msisdn={value}"),
+                        None,
+                        &value,
+                    ),
                     value,
                     expect,
                 });
@@ -236,9 +275,10 @@ fn check_redacted(input: &[u8], out: &[u8], canary_value: &str) -> Result<()> {
 /// Offsets of the TCP checksum in `frame`'s layout (Ethernet 14 + IPv4 20 + 16).
 const CSUM: std::ops::Range<usize> = 50..52;
 
-/// Ethernet + IPv4 + TCP carrying a GET with an optional `header: value` line.
-fn frame(dst: Ipv4Addr, port: u16, header: Option<&str>, value: &str) -> Vec<u8> {
-    let mut http = String::from("GET /leakguard-selftest HTTP/1.1\r\nHost: selftest.invalid\r\n");
+/// Ethernet + IPv4 + TCP carrying a GET of `target` with an optional `header: value`
+/// line.
+fn frame(dst: Ipv4Addr, port: u16, target: &str, header: Option<&str>, value: &str) -> Vec<u8> {
+    let mut http = format!("GET {target} HTTP/1.1\r\nHost: selftest.invalid\r\n");
     if let Some(h) = header {
         // The canary uses the header as configured; names are validated tokens.
         debug_assert!(name::key(h.as_bytes()).is_ok());
@@ -284,4 +324,75 @@ fn tcp_checksum_ok(f: &[u8]) -> bool {
     let ip = &f[14..34];
     let seg = &f[34..];
     csum::fold(csum::sum(seg, pseudo_sum(ip, seg.len()))) == 0xffff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Msisdn;
+
+    fn policy(action: Action, request_target: bool) -> KernelPolicy {
+        KernelPolicy {
+            msisdn: Some(Msisdn {
+                prefixes: vec!["44".into()],
+                action,
+                ignore_headers: Vec::new(),
+                allow: Vec::new(),
+                request_target,
+            }),
+            ..KernelPolicy::default()
+        }
+    }
+
+    fn target_canary(p: &KernelPolicy) -> Option<Canary> {
+        canaries(p, 80)
+            .into_iter()
+            .find(|c| c.what.contains("request target"))
+    }
+
+    /// With the request target read, a canary carries a number with a configured
+    /// prefix in a query value, expected as the action says; a redaction of exactly its
+    /// digits (checksum fixed) is what the check accepts.
+    #[test]
+    fn the_request_target_has_its_canary() {
+        assert!(target_canary(&policy(Action::Redact, false)).is_none());
+        let c = target_canary(&policy(Action::Redact, true)).unwrap();
+        assert_eq!(c.value, "440000000000");
+        assert_eq!(c.expect, Expect::Redacted);
+        let http = String::from_utf8_lossy(&c.frame[54..]).into_owned();
+        assert!(
+            http.starts_with("GET /leakguard-selftest?msisdn=440000000000 HTTP/1.1\r\n"),
+            "{http}"
+        );
+        assert!(!http.contains("X-Leakguard-Selftest-Number"), "{http}");
+        let redacted = frame(
+            UNTRUSTED,
+            80,
+            "/leakguard-selftest?msisdn=************",
+            None,
+            "",
+        );
+        check_redacted(&c.frame, &redacted, &c.value).unwrap();
+        // More than the digits overwritten: refused.
+        let more = frame(
+            UNTRUSTED,
+            80,
+            "/leakguard-selftest?msisdn*************",
+            None,
+            "",
+        );
+        assert!(check_redacted(&c.frame, &more, &c.value).is_err());
+        let count = target_canary(&policy(Action::Count, true)).unwrap();
+        assert_eq!(count.expect, Expect::Unchanged);
+        let drop = target_canary(&policy(Action::Drop, true)).unwrap();
+        assert_eq!(drop.expect, Expect::Dropped);
+        // The other canaries' targets carry no digits.
+        for c in canaries(&policy(Action::Drop, true), 80) {
+            if !c.what.contains("request target") {
+                let http = String::from_utf8_lossy(&c.frame[54..]).into_owned();
+                let target = http.split(' ').nth(1).unwrap();
+                assert!(!target.bytes().any(|b| b.is_ascii_digit()), "{http}");
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@
 pub mod catalog;
 
 use ipnet::IpNet;
+use leakguard_common::place;
 
 /// What to do with a request carrying a rule's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,9 +37,11 @@ pub struct Rule {
     pub allow: Vec<IpNet>,
 }
 
-/// The identity-number check (`[msisdn]`): a value that is, after optional whitespace
-/// and an optional `+`, only 9 to 15 digits starting with one of `prefixes` is an identity
-/// number, whatever the header name (except `ignore_headers` and names with a rule).
+/// The identity-number check (`[msisdn]`): a header value that is, after optional
+/// whitespace and an optional `+`, only 9 to 15 digits starting with one of `prefixes` is
+/// an identity number, whatever the header name (except `ignore_headers` and names with a
+/// rule); with `request_target`, so is a run of 9 to 15 digits with such a prefix anywhere
+/// in the request line's target (a path segment or a query value).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Msisdn {
     /// Leading digits (country or network codes), 1 to 15 digits each.
@@ -48,8 +51,48 @@ pub struct Msisdn {
     pub ignore_headers: Vec<String>,
     /// Trusted destinations: a number sent to one of them passes, counted as `allow`.
     pub allow: Vec<IpNet>,
-    /// Runs of digits in the request target (path and query) are checked too.
+    /// The request target is read too (`msisdn.request_target`, on by default).
     pub request_target: bool,
+}
+
+impl Msisdn {
+    /// The places the check reads, as `ScanConfig::msisdn_on` holds them (a
+    /// `place::bit` each): header values always, the request target when asked.
+    #[must_use]
+    pub const fn places(&self) -> u8 {
+        let mut bits = place::bit(place::HEADER);
+        if self.request_target {
+            bits |= place::bit(place::TARGET);
+        }
+        bits
+    }
+}
+
+/// The places of a `ScanConfig::msisdn_on`, in words, for `check-config` and `status`:
+/// those read, then those not (`header values, request target (path and query)`, or
+/// `header values; off: request target`). "off" when none is.
+#[must_use]
+pub fn places_text(bits: u8) -> String {
+    let word = |p: u8| match p {
+        place::HEADER => "header values",
+        place::TARGET => "request target (path and query)",
+        _ => "unknown place",
+    };
+    let short = |p: u8| match p {
+        place::HEADER => "header values",
+        place::TARGET => "request target",
+        _ => "unknown place",
+    };
+    let (on, off): (Vec<u8>, Vec<u8>) = (0..place::COUNT).partition(|&p| bits & place::bit(p) != 0);
+    if on.is_empty() {
+        return "off".into();
+    }
+    let mut s = on.iter().map(|&p| word(p)).collect::<Vec<_>>().join(", ");
+    if !off.is_empty() {
+        s.push_str("; off: ");
+        s.push_str(&off.iter().map(|&p| short(p)).collect::<Vec<_>>().join(", "));
+    }
+    s
 }
 
 /// What happens to a request head the guard could not see whole (`scan.incomplete_heads`):
@@ -102,5 +145,28 @@ impl Default for KernelPolicy {
             rules: Vec::new(),
             msisdn: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::places_text;
+    use leakguard_common::place::{bit, HEADER, TARGET};
+
+    #[test]
+    fn places_in_words() {
+        assert_eq!(places_text(0), "off");
+        assert_eq!(
+            places_text(bit(HEADER)),
+            "header values; off: request target"
+        );
+        assert_eq!(
+            places_text(bit(HEADER) | bit(TARGET)),
+            "header values, request target (path and query)"
+        );
+        assert_eq!(
+            places_text(bit(TARGET)),
+            "request target (path and query); off: header values"
+        );
     }
 }

@@ -1,0 +1,121 @@
+//! Where a match event says a number was, in words safe to print: the log
+//! (`daemon::events`) and `audit` say it the same way.
+//!
+//! An event never carries a value, but its name is bytes the kernel copied from the
+//! request: treated as untrusted text. A header name is printed only when it is made of
+//! token bytes (as the kernel folded it); a request target's part (`path`, `query:NAME`)
+//! has every digit shown as `#` (the kernel does so already; done again here so that no
+//! digit of a query name can reach a line) and every byte that is not printable ASCII
+//! escaped.
+
+use leakguard_common::{place, Event};
+
+/// Where an identity-number match was.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NumberAt {
+    /// A header value; the header's folded name, or "(unprintable)".
+    Header(String),
+    /// The request target; `path` or `query:NAME` (see [`target_part`]).
+    Target(String),
+    /// A place this build does not know (a newer kernel object).
+    Unknown(u8),
+}
+
+impl NumberAt {
+    /// The place of `e`, a number match (`MSISDN_RULE_ID`), with its name.
+    #[must_use]
+    pub fn of(e: &Event) -> Self {
+        let len = (e.name_len as usize).min(e.name.name.len());
+        let name = &e.name.name[..len];
+        match e.place {
+            place::HEADER => Self::Header(header_name(name)),
+            place::TARGET => Self::Target(target_part(name)),
+            p => Self::Unknown(p),
+        }
+    }
+
+    /// The metric label of the place (`header`, `target`, `unknown`).
+    #[must_use]
+    pub fn place(&self) -> &'static str {
+        match self {
+            Self::Header(_) => place::name(place::HEADER),
+            Self::Target(_) => place::name(place::TARGET),
+            Self::Unknown(p) => place::name(*p),
+        }
+    }
+}
+
+/// A folded header name when it is token bytes only, else "(unprintable)".
+#[must_use]
+pub fn header_name(name: &[u8]) -> String {
+    if name.is_empty() || !name.iter().all(|&b| leakguard_common::name::is_tchar(b)) {
+        return "(unprintable)".into();
+    }
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// The part of a request target an event names (`path`, `query:NAME`), digits as `#`,
+/// bytes other than printable ASCII escaped (`\xNN`), quotes and backslashes too.
+#[must_use]
+pub fn target_part(name: &[u8]) -> String {
+    if name.is_empty() {
+        return "(unnamed)".into();
+    }
+    let mut s = String::with_capacity(name.len());
+    for &b in name {
+        if b.is_ascii_digit() {
+            s.push('#');
+        } else {
+            s.extend(std::ascii::escape_default(b).map(char::from));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leakguard_common::{NameKey, MAX_NAME_LEN, MSISDN_RULE_ID};
+
+    fn event(place: u8, name: &[u8]) -> Event {
+        let mut key = NameKey {
+            name: [0; MAX_NAME_LEN],
+        };
+        key.name[..name.len()].copy_from_slice(name);
+        let mut e = Event::from_record(&[0; core::mem::size_of::<Event>()]).unwrap();
+        e.rule_id = MSISDN_RULE_ID;
+        e.place = place;
+        e.name_len = name.len() as u32;
+        e.name = key;
+        e
+    }
+
+    #[test]
+    fn places_and_names_print_without_digits_or_control_bytes() {
+        assert_eq!(
+            NumberAt::of(&event(place::HEADER, b"x-phone")),
+            NumberAt::Header("x-phone".into())
+        );
+        assert_eq!(
+            NumberAt::of(&event(place::HEADER, b"x phone")),
+            NumberAt::Header("(unprintable)".into())
+        );
+        assert_eq!(
+            NumberAt::of(&event(place::TARGET, b"path")),
+            NumberAt::Target("path".into())
+        );
+        assert_eq!(
+            NumberAt::of(&event(place::TARGET, b"query:msisdn")),
+            NumberAt::Target("query:msisdn".into())
+        );
+        // A name the kernel did not mask, or mangled: still no digit, no raw byte.
+        let odd = NumberAt::of(&event(place::TARGET, b"query:u4477\n\x1b[\"\\"));
+        assert_eq!(odd, NumberAt::Target("query:u####\\n\\x1b[\\\"\\\\".into()));
+        assert_eq!(odd.place(), "target");
+        assert_eq!(
+            NumberAt::of(&event(place::TARGET, b"")),
+            NumberAt::Target("(unnamed)".into())
+        );
+        assert_eq!(NumberAt::of(&event(7, b"path")), NumberAt::Unknown(7));
+    }
+}
