@@ -65,6 +65,26 @@ pub const PROFILE_DEFAULT: usize = 4;
 /// The kernel-cost cases, in the benchmark's order. Frames over 4 KiB need a policy whose
 /// `max_head_bytes` covers them (`Case::policy` has it).
 #[must_use]
+/// The bench's policy with the identity-number check on (prefixes 44 and 447).
+fn numbers(action: Action, target: bool) -> KernelPolicy {
+    let mut p = policy(vec![rule("X-MSISDN", Action::Count, &[])]);
+    let mut m = crate::corpus::number_check(action);
+    m.prefixes = vec!["44".into(), "447".into()];
+    m.request_target = target;
+    p.msisdn = Some(m);
+    p
+}
+
+/// `req` with `?msisdn=447700900123` after its path (26 bytes longer).
+fn with_query_number(req: &[u8]) -> Vec<u8> {
+    let at = req.iter().position(|&b| b == b' ').unwrap() + 1;
+    let end = at + req[at..].iter().position(|&b| b == b' ').unwrap();
+    let mut out = req[..end].to_vec();
+    out.extend_from_slice(b"?msisdn=447700900123");
+    out.extend_from_slice(&req[end..]);
+    out
+}
+
 pub fn kernel_cases() -> Vec<Case> {
     let count = policy(vec![rule("X-MSISDN", Action::Count, &[])]);
     let redact = policy(vec![rule("X-MSISDN", Action::Redact, &[])]);
@@ -117,6 +137,33 @@ pub fn kernel_cases() -> Vec<Case> {
             "same + X-MSISDN, redact",
             &redact,
             Frame::http_v4(&with_msisdn(&browser_get(574))).build(),
+            true,
+        ),
+        // The identity-number check (prefixes 44 and 447, count): header values only, then
+        // with the request target (whose `2026/11/25` the word test flags: one run is
+        // read and rejected), then a number in the query, counted and redacted.
+        case(
+            "same, [msisdn] on, header values only",
+            &numbers(Action::Count, false),
+            Frame::http_v4(&browser_get(600)).build(),
+            true,
+        ),
+        case(
+            "same, [msisdn] on, header values and request target",
+            &numbers(Action::Count, true),
+            Frame::http_v4(&browser_get(600)).build(),
+            true,
+        ),
+        case(
+            "same + ?msisdn=447700900123, count",
+            &numbers(Action::Count, true),
+            Frame::http_v4(&with_query_number(&browser_get(574))).build(),
+            true,
+        ),
+        case(
+            "same + ?msisdn=447700900123, redact",
+            &numbers(Action::Redact, true),
+            Frame::http_v4(&with_query_number(&browser_get(574))).build(),
             true,
         ),
         case(

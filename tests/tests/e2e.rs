@@ -173,3 +173,56 @@ fn xdp_redacts_and_the_receiver_accepts_the_checksum() {
     assert_eq!(g.count(R_MSISDN, action::REDACT).unwrap(), 3);
     assert_eq!(g.stats().unwrap().errors, 0);
 }
+
+/// `[msisdn]` with the request target: curl's URL carries the number in a path segment,
+/// a query value and after `%2B`, with a 6 KB cookie behind it (one GSO skb on TC
+/// egress, MTU frames on XDP ingress with checksums verified by the receiver). The
+/// server receives the URL with every digit of the number starred, nothing else changed.
+#[test]
+fn a_number_in_the_url_reaches_the_server_starred() {
+    let path = |n: &str| format!("/u/{n}/landing?msisdn={n}&tel=%2B{n}&ts=1700000000");
+    let stars = "*".repeat(MSISDN.len());
+    let want = format!("GET {} HTTP/1.1\r\n", path(&stars));
+    for xdp in [false, true] {
+        let t = topo();
+        if xdp {
+            t.cli.ethtool(CLI_IF, &["tx", "off"]).unwrap();
+            t.srv.ethtool(SRV_IF, &["rx", "off"]).unwrap();
+        }
+        let server =
+            HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+        let mut p = policy();
+        let mut m = leakguard_tests::corpus::number_check(Action::Redact);
+        m.prefixes = vec!["44".into(), "447".into()];
+        p.msisdn = Some(m);
+        let mut g = Guard::load(&p).unwrap();
+        if xdp {
+            attach_xdp(&mut g, &t.srv, SRV_IF);
+        } else {
+            attach_tc_egress(&mut g, &t.cli, CLI_IF);
+        }
+        let st = curl(
+            &t.cli,
+            &format!("http://{SRV_V4}{}", path(MSISDN)),
+            &[format!("Cookie: sid={}", "c".repeat(6_000))],
+            10,
+        );
+        assert!(st.success(), "curl (xdp {xdp}): {st}");
+        let heads = server.heads();
+        assert_eq!(heads.len(), 1);
+        assert!(
+            find(&heads[0], MSISDN.as_bytes()).is_none(),
+            "the number reached the server (xdp {xdp})"
+        );
+        assert!(
+            heads[0].starts_with(want.as_bytes()),
+            "xdp {xdp}: the server saw {:?}",
+            String::from_utf8_lossy(&heads[0][..want.len().min(heads[0].len())])
+        );
+        assert_eq!(
+            g.count(leakguard_common::MSISDN_RULE_ID, action::REDACT)
+                .unwrap(),
+            3
+        );
+    }
+}

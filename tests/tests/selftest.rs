@@ -68,19 +68,28 @@ fn the_number_check_has_a_canary() {
     let mut g = Guard::load(&p).unwrap();
     let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
     assert!(report.ok(), "{:?}", report.failures);
-    assert_eq!(report.canaries, 6 * 3);
+    // A header canary and a request-target canary per hook, on top of the rules'.
+    assert_eq!(report.canaries, 7 * 3);
     assert_eq!(
         g.counters(leakguard_common::MSISDN_RULE_ID)
             .unwrap()
             .outcomes,
         [0; 4]
     );
-    // The kernel without the check: the canary's number passes in clear.
+    // The kernel without the check: both canaries' numbers pass in clear.
     let mut off = Guard::load(&policy(Action::Redact)).unwrap();
     let report = selftest::run(&mut off.ebpf, &p, &HOOKS).unwrap();
-    assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
+    assert_eq!(report.failures.len(), 6, "{:?}", report.failures);
     assert!(report
         .failures
         .iter()
         .all(|f| f.contains("identity number")));
+    // With the request target off, its canary is not sent.
+    let mut m = leakguard_tests::corpus::number_check(Action::Redact);
+    m.request_target = false;
+    p.msisdn = Some(m);
+    let mut g = Guard::load(&p).unwrap();
+    let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
+    assert!(report.ok(), "{:?}", report.failures);
+    assert_eq!(report.canaries, 6 * 3);
 }

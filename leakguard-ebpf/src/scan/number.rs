@@ -13,9 +13,10 @@ use leakguard_common::flow::parser::{
 };
 
 use crate::{
+    maps::SCRATCH,
     policy,
     state::{ScanState, Scratch},
-    verifier::forget,
+    verifier::{forget, written},
 };
 
 use super::{
@@ -160,8 +161,30 @@ pub(super) fn redact_span(s: &mut Scratch, from: u32, to: u32) {
 /// under `redact` is overwritten now, as far as it goes; the bytes will have left before
 /// the rest of the value shows whether it is one. (A value that turns out not to be one
 /// keeps these bytes overwritten: the cost of never letting part of a number out.)
+///
+/// A global function, called once per window: its keys and spills live in its own frame,
+/// not the window callback's, which on Linux 6.1 leaves room in the 512 bytes of stack
+/// for the scan callback's call to `leakguard_target_number`.
 #[inline(always)]
 pub fn number_pending(s: &mut Scratch) {
+    leakguard_number_pending();
+    written(s);
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn leakguard_number_pending() -> i64 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
+    let s = unsafe { &mut *s };
+    pending(s);
+    0
+}
+
+#[inline(always)]
+fn pending(s: &mut Scratch) {
     if s.st.stop != 0 {
         return;
     }
