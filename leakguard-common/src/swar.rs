@@ -61,17 +61,21 @@ pub const fn digits(x: u64) -> u64 {
     !(y | t) & HIGHS
 }
 
-/// Bytes `j` of the word whose digit mask is `m` that are digits 4 and 8 bytes back as
-/// well (`p`: the previous word's mask). Nine digits in a row always hold such a byte (the
-/// ninth), so a run that finds none holds no identity number: this is the request
-/// target's cheap test before any byte is read one at a time. (It also flags `1/23/4567`:
-/// the slow path reads the run to be sure.)
+/// Bytes `j` of the word whose digit mask is `m` that are digits 2, 4, 6 and 8 bytes back
+/// as well (`p`: the previous word's mask). Nine digits in a row always hold such a byte
+/// (the ninth), so a target that flags none holds no identity number: the request
+/// target's cheap test before any byte is read one at a time. Every other byte is not
+/// enough (`/2026/11/25/` would flag); it still flags `1.2.3.4.5`, and the slow path
+/// reads the run to be sure.
 #[inline(always)]
 #[must_use]
-pub const fn triples(p: u64, m: u64) -> u64 {
-    // Byte j (< 4) looks at bytes j and j + 4 of `p`; byte j (>= 4) at byte j of `p` and
-    // byte j - 4 of `m`.
-    p & ((p >> 32) | (m << 32)) & m
+pub const fn runs_of_nine(p: u64, m: u64) -> u64 {
+    // The byte `k` bytes back from byte j of `m` is byte j - k of `m`, or byte 8 + j - k
+    // of `p` when j < k: the 16-byte window `p`, `m` shifted by k bytes.
+    let back2 = (m << 16) | (p >> 48);
+    let back4 = (m << 32) | (p >> 32);
+    let back6 = (m << 48) | (p >> 16);
+    m & back2 & back4 & back6 & p
 }
 
 /// All ones from byte `j` up (`j < 8`): a word's bytes at and after position `j`.
@@ -231,7 +235,7 @@ mod tests {
                 let mut p = 0;
                 for (k, &x) in w.iter().enumerate() {
                     let m = digits(x);
-                    let c = triples(p, m);
+                    let c = runs_of_nine(p, m);
                     for j in 0..8 {
                         if c >> (8 * j + 7) & 1 != 0 {
                             flagged.push(8 * k + j);
@@ -241,6 +245,18 @@ mod tests {
                 }
                 let want: Vec<usize> = (at + 8..at + len).collect();
                 assert_eq!(flagged, want, "run of {len} at {at}");
+            }
+        }
+        // Dates in paths flag nothing, at any alignment.
+        for pad in 0..8 {
+            let s = std::format!("{}/2026/11/25/2026-11-25/", "x".repeat(pad));
+            let mut b = [b'x'; 40];
+            b[..s.len()].copy_from_slice(s.as_bytes());
+            let mut p = 0;
+            for c in b.chunks(8) {
+                let m = digits(u64::from_le_bytes(c.try_into().unwrap()));
+                assert_eq!(runs_of_nine(p, m), 0, "{s}");
+                p = m;
             }
         }
     }

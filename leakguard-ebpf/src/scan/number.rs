@@ -167,8 +167,13 @@ pub(super) fn redact_span(s: &mut Scratch, from: u32, to: u32) {
 /// for the scan callback's call to `leakguard_target_number`.
 #[inline(always)]
 pub fn number_pending(s: &mut Scratch) {
-    leakguard_number_pending();
-    written(s);
+    // Nothing to do unless a value or the target is being checked: most windows end in a
+    // skipped line or a body, and the call would cost them.
+    let st = &s.st;
+    if st.stop == 0 && st.pkt.msisdn_on != 0 && (st.f.state == S_NUM || st.f.state == S_TARGET) {
+        leakguard_number_pending();
+        written(s);
+    }
 }
 
 #[unsafe(no_mangle)]

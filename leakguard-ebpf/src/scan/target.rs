@@ -3,8 +3,8 @@
 //! judged like a header value's digits, at the byte that ends it.
 //!
 //! The target is read eight bytes at a time, as without the check; a word also yields
-//! its digit mask, and `swar::triples` flags a digit with digits 4 and 8 bytes back. Nine
-//! digits in a row always hold one, so a target with no flag holds no number and costs a
+//! its digit mask, and `swar::runs_of_nine` flags a digit with digits 2, 4, 6 and 8 bytes
+//! back. Nine digits in a row always hold one, so a target with no flag holds no number and costs a
 //! few more ALU operations per word. On a flag, a global function (checked once by the
 //! verifier) finds where the run began and reads it to its end a byte at a time, then
 //! decides. A run cut by a window or segment end is carried in the flow's `num_*`
@@ -75,7 +75,7 @@ pub(super) fn target_scan(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         }
         let x = s.word(w);
         let m = swar::digits(x) & keep;
-        flag = swar::triples(prev, m);
+        flag = swar::runs_of_nine(prev, m);
         stop = swar::target_end(x) & keep;
         if stop | flag != 0 {
             break;
