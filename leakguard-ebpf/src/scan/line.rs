@@ -37,3 +37,17 @@ pub(super) fn after_lf(s: &mut Scratch, q: u32, n: u32) -> u32 {
     }
     q
 }
+
+/// A request-line token (method or target) is complete at the SP after it: consume the SP
+/// and go on to `next`.
+#[inline(always)]
+pub(super) fn end_token(s: &mut Scratch, end: u32, n: u32, next: u32) -> u32 {
+    if s.st.f.tok > 0 && ends_on(s, end, n, b' ') {
+        s.st.f.state = next;
+        s.st.f.tok = 0;
+        // No run of target digits is open (`F_NUM_VAL`) as the target starts.
+        s.st.f.flags = 0;
+        return end + 1;
+    }
+    end
+}

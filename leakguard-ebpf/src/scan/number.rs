@@ -3,9 +3,9 @@
 
 use leakguard_common::{
     action,
-    flow::{bcd_digit, prefix_covered, prefix_possible},
+    flow::{bcd_digit, prefix_possible},
     name::{CLASS, C_WS},
-    place, MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS, NO_ALLOW_GROUP,
+    place, MSISDN_MAX_DIGITS, NO_ALLOW_GROUP,
 };
 
 use leakguard_common::flow::parser::{
@@ -15,12 +15,13 @@ use leakguard_common::flow::parser::{
 use crate::{
     maps::SCRATCH,
     policy,
-    state::{ScanState, Scratch},
+    state::Scratch,
     verifier::{forget, written},
 };
 
 use super::{
-    redact::{clamp_seq, fill_run},
+    decide::{act_on_number, is_number, redact_span},
+    redact::clamp_seq,
     target::target_pending,
 };
 
@@ -89,40 +90,6 @@ pub(super) fn end_number(s: &mut Scratch, i: usize) -> bool {
     act_on_number(s, i as u32)
 }
 
-/// True when the digits read (`num_*`) are an identity number: 9-15 of them, starting
-/// with a configured prefix.
-#[inline(always)]
-pub(super) fn is_number(st: &ScanState) -> bool {
-    let len = st.f.num_len;
-    if !(MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&len) {
-        return false;
-    }
-    matches!(policy::number_prefix(&st.pkt, st.f.num_bcd, len), Some(e) if prefix_covered(e))
-}
-
-/// An identity number ends at window position `end`: count it (event, counters) and act.
-/// Returns false when the segment is dropped.
-#[inline(always)]
-pub(super) fn act_on_number(s: &mut Scratch, end: u32) -> bool {
-    let st = &mut s.st;
-    match policy::match_number(st) {
-        action::REDACT => {
-            // The number's bytes in this window; those of earlier windows or segments were
-            // overwritten there (see `number_pending`).
-            let base = st.seq.wrapping_add(st.win_off);
-            let from = clamp_seq(base, st.f.num_start, end);
-            let to = clamp_seq(base, st.f.num_end, end);
-            redact_span(s, from, to);
-            true
-        }
-        action::DROP => {
-            st.drop = 1;
-            false
-        }
-        _ => true,
-    }
-}
-
 /// A byte of a value checked for an identity number that `num_run` did not take.
 #[inline(always)]
 pub(super) fn num_byte(s: &mut Scratch, i: usize, b: u8, class: u8) -> bool {
@@ -141,20 +108,6 @@ pub(super) fn num_byte(s: &mut Scratch, i: usize, b: u8, class: u8) -> bool {
         f.state = S_SKIP;
     }
     true
-}
-
-/// Bytes of a number value: an optional `+` and at most `MSISDN_MAX_DIGITS` digits.
-pub(super) const NUMBER_BYTES: u32 = MSISDN_MAX_DIGITS + 1;
-
-/// Overwrites window bytes `[from, to)` (a number: at most 16 bytes) and remembers them.
-#[inline(always)]
-pub(super) fn redact_span(s: &mut Scratch, from: u32, to: u32) {
-    if from >= to {
-        return;
-    }
-    let end = fill_run::<NUMBER_BYTES>(s, from, to);
-    s.st.f
-        .note_span(s.st.seq.wrapping_add(s.st.win_off + from), end - from);
 }
 
 /// At the end of a window (or segment): a value that may still become an identity number

@@ -10,8 +10,8 @@ use leakguard_common::flow::parser::{S_LINE_START, S_METHOD, S_TARGET, S_VERSION
 use crate::{state::Scratch, verifier::forget};
 
 use super::{
-    line::{after_lf, ends_on},
-    target::target_scan,
+    line::{after_lf, end_token, ends_on},
+    target::{target_scan, TARGET_WORDS},
 };
 
 pub(super) const VERSION_PREFIX: &[u8; 7] = b"HTTP/1.";
@@ -102,9 +102,6 @@ pub(super) fn method_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     end_token(s, end, n, S_TARGET)
 }
 
-/// Words a target run reads per call (256 bytes).
-pub(super) const TARGET_WORDS: u32 = 32;
-
 /// Reads request-target bytes (anything but SP and controls) eight at a time, and the SP
 /// after them: a target is the longest token of most requests (paths with query strings
 /// run to hundreds of bytes), and a byte at a time it cost a tenth of a 600 B request.
@@ -140,18 +137,4 @@ pub(super) fn target_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     // the first word, and `pos < n`.
     s.st.f.tok += end - pos;
     end_token(s, end, n, S_VERSION)
-}
-
-/// A request-line token (method or target) is complete at the SP after it: consume the SP
-/// and go on to `next`.
-#[inline(always)]
-pub(super) fn end_token(s: &mut Scratch, end: u32, n: u32, next: u32) -> u32 {
-    if s.st.f.tok > 0 && ends_on(s, end, n, b' ') {
-        s.st.f.state = next;
-        s.st.f.tok = 0;
-        // No run of target digits is open (`F_NUM_VAL`) as the target starts.
-        s.st.f.flags = 0;
-        return end + 1;
-    }
-    end
 }

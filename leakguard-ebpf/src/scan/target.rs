@@ -30,9 +30,12 @@ use crate::{
 };
 
 use super::{
-    number::{act_on_number, is_number},
-    request_line::{end_token, TARGET_WORDS},
+    decide::{act_on_number, is_number},
+    line::end_token,
 };
+
+/// Words a target run reads per call (256 bytes), with the check or without it.
+pub(super) const TARGET_WORDS: u32 = 32;
 
 /// Digits looked at before a flagged one to find where its run began: a run of more is
 /// too long to be a number (15 digits and a two-digit escape at most).

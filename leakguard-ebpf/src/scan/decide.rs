@@ -1,0 +1,59 @@
+//! The decision on digits read by the identity-number check (`[msisdn]`), a header
+//! value's or a run in the request target's: is it a number, and what is done with it.
+
+use leakguard_common::{action, flow::prefix_covered, MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS};
+
+use crate::{
+    policy,
+    state::{ScanState, Scratch},
+};
+
+use super::redact::{clamp_seq, fill_run};
+
+/// True when the digits read (`num_*`) are an identity number: 9-15 of them, starting
+/// with a configured prefix.
+#[inline(always)]
+pub(super) fn is_number(st: &ScanState) -> bool {
+    let len = st.f.num_len;
+    if !(MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&len) {
+        return false;
+    }
+    matches!(policy::number_prefix(&st.pkt, st.f.num_bcd, len), Some(e) if prefix_covered(e))
+}
+
+/// An identity number ends at window position `end`: count it (event, counters) and act.
+/// Returns false when the segment is dropped.
+#[inline(always)]
+pub(super) fn act_on_number(s: &mut Scratch, end: u32) -> bool {
+    let st = &mut s.st;
+    match policy::match_number(st) {
+        action::REDACT => {
+            // The number's bytes in this window; those of earlier windows or segments were
+            // overwritten there (see `number_pending`).
+            let base = st.seq.wrapping_add(st.win_off);
+            let from = clamp_seq(base, st.f.num_start, end);
+            let to = clamp_seq(base, st.f.num_end, end);
+            redact_span(s, from, to);
+            true
+        }
+        action::DROP => {
+            st.drop = 1;
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Bytes of a number value: an optional `+` and at most `MSISDN_MAX_DIGITS` digits.
+pub(super) const NUMBER_BYTES: u32 = MSISDN_MAX_DIGITS + 1;
+
+/// Overwrites window bytes `[from, to)` (a number: at most 16 bytes) and remembers them.
+#[inline(always)]
+pub(super) fn redact_span(s: &mut Scratch, from: u32, to: u32) {
+    if from >= to {
+        return;
+    }
+    let end = fill_run::<NUMBER_BYTES>(s, from, to);
+    s.st.f
+        .note_span(s.st.seq.wrapping_add(s.st.win_off + from), end - from);
+}
