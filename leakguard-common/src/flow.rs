@@ -100,6 +100,10 @@ pub mod parser {
     pub const F_NUM_VAL: u32 = 2;
     /// S_NUM: the digits have ended; only whitespace and CR may come before the LF.
     pub const F_NUM_TAIL: u32 = 4;
+    /// S_SKIP: the line is a `Cookie` header's value, read for runs of digits (`[msisdn]`,
+    /// `place::COOKIE`); `F_NUM_VAL` and `num_*` hold an open run as in the target. An
+    /// older program ignores it and skips the line.
+    pub const F_COOKIE: u32 = 8;
 
     const _: () = assert!(S_METHOD == 0, "an all-zero FlowState is a fresh scan");
 }

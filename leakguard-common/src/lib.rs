@@ -330,8 +330,11 @@ pub mod place {
     /// A run of digits in the request target: a path segment or a query value (the event's
     /// name says `path` or `query:NAME`, digits of NAME shown as `#`).
     pub const TARGET: u8 = 1;
+    /// A run of digits in a `Cookie` header's value (the event's name says `cookie:NAME`,
+    /// the pair's name, digits as `#`; or `cookie` when the run has no pair name).
+    pub const COOKIE: u8 = 2;
     /// Places there are.
-    pub const COUNT: u8 = 2;
+    pub const COUNT: u8 = 3;
 
     /// The metric label and log word of a place.
     #[must_use]
@@ -339,6 +342,7 @@ pub mod place {
         match place {
             HEADER => "header",
             TARGET => "target",
+            COOKIE => "cookie",
             _ => "unknown",
         }
     }
