@@ -370,6 +370,19 @@ pub type DigitKey = [u8; 8];
 /// counted), but the identity-number check skips the header's values.
 pub const IGNORE_ACTION: u8 = 0xfe;
 
+/// `Rule::action` of `Cookie` while `[msisdn]` reads cookies (and no rule or ignored name
+/// is `Cookie`): not a rule either; the value is read for runs of digits
+/// (`place::COOKIE`). Found by the lookup every header name gets anyway, so no other
+/// name pays for it.
+pub const COOKIE_ACTION: u8 = 0xfd;
+
+/// True for the action of an operator's rule, false for the number check's markers
+/// ([`IGNORE_ACTION`], [`COOKIE_ACTION`]).
+#[must_use]
+pub const fn is_rule_action(a: u8) -> bool {
+    a < COOKIE_ACTION
+}
+
 /// Set of HTTP destination ports (array `PORTS`, an entry per policy generation): bit `p`
 /// set = scan port `p`.
 /// One array lookup and a bit test per TCP segment, whatever the number of ports.

@@ -39,6 +39,8 @@ pub struct ModelMsisdn {
     pub ignore: Vec<NameKey>,
     /// Runs of digits in the request target are checked too (`place::TARGET`).
     pub target: bool,
+    /// And in `Cookie` values (`place::COOKIE`).
+    pub cookies: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +105,8 @@ enum S {
     BlankCr,
     /// A value checked for an identity number.
     Num,
+    /// A `Cookie` value read for runs of digits (the kernel's S_SKIP with F_COOKIE).
+    Cookie,
 }
 
 /// The state the kernel keeps for a flow between segments.
@@ -256,6 +260,12 @@ impl Scan<'_> {
             if m.ignore.contains(&key) {
                 return;
             }
+            if m.cookies && self.f.name == b"cookie" {
+                self.f.st = S::Cookie;
+                self.f.num_val = false;
+                self.f.pct = false;
+                return;
+            }
             self.f.st = S::Num;
             self.f.redacting = false;
             self.f.num_val = false;
@@ -374,7 +384,8 @@ impl Scan<'_> {
         let Some(m) = &self.pol.msisdn else {
             return;
         };
-        let place = self.f.st == S::Num || (self.f.st == S::Target && m.target);
+        let place =
+            self.f.st == S::Num || self.f.st == S::Cookie || (self.f.st == S::Target && m.target);
         if self.stopped || !place || !self.f.num_val || m.action != action::REDACT {
             return;
         }
@@ -418,6 +429,14 @@ impl Scan<'_> {
         let skip_line = self.f.st == S::LineStart && class & C_TCHAR != 0 && self.no_rule_starts(i);
         let at = self.at(i);
         if self.f.st == S::Target && self.target_check() && self.target_byte(i, lo) {
+            return;
+        }
+        if self.f.st == S::Cookie {
+            // A `Cookie` value: runs of digits as in the target, to the LF.
+            self.target_byte(i, lo);
+            if !self.stopped && b == b'\n' {
+                self.f.st = S::LineStart;
+            }
             return;
         }
         if self.stopped {
@@ -545,6 +564,7 @@ impl Scan<'_> {
                 }
             }
             S::Num => self.num_byte(i, lo),
+            S::Cookie => unreachable!("a cookie byte is taken above"),
         }
     }
 }

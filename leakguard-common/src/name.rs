@@ -36,9 +36,10 @@ const fn build_class() -> [u8; 256] {
     t
 }
 
-/// Bytes that end a part of the request target, looking back from a number in it: `?`,
-/// `&` and `;` (a query or matrix parameter: the number is its value), `/` (a path
-/// segment), SP and controls (the target's start). Nonzero: the byte itself.
+/// Bytes that end a part of the request target or a cookie, looking back from a number in
+/// it: `?`, `&` and `;` (a query, matrix or cookie parameter: the number is its value),
+/// `/` and `:` (a path segment, a scheme or port), SP and controls (the target's or the
+/// value's start). Nonzero: the byte itself.
 pub static TARGET_PART_END: [u8; 256] = build_part_end();
 
 const fn build_part_end() -> [u8; 256] {
@@ -46,7 +47,7 @@ const fn build_part_end() -> [u8; 256] {
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        if matches!(c, b'?' | b'&' | b';' | b'/') || c <= b' ' || c == 0x7f {
+        if matches!(c, b'?' | b'&' | b';' | b'/' | b':') || c <= b' ' || c == 0x7f {
             // 0 would read as "not an end": a NUL ends a part as `\x01` does.
             t[b] = if c == 0 { 1 } else { c };
         }

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{Map, MapData};
-use leakguard_common::{action, place, IGNORE_ACTION, MSISDN_RULE_ID};
+use leakguard_common::{action, is_rule_action, place, MSISDN_RULE_ID};
 use serde::Serialize;
 
 use crate::{
@@ -136,7 +136,7 @@ pub fn gather(pins: &Pins) -> Result<Status> {
     let mut rows: Vec<(String, u8, u32)> = rules
         .iter()
         // Names the number check ignores are entries of the map, not rules.
-        .filter(|(_, r)| r.action != IGNORE_ACTION)
+        .filter(|(_, r)| is_rule_action(r.action))
         .map(|(k, r)| (key_name(k), r.action, r.id))
         .collect();
     if config.msisdn_on != 0 {

@@ -100,6 +100,7 @@ pub fn policy(msisdn_action: Option<Action>) -> KernelPolicy {
             ignore_headers: vec!["x_order_id".into()],
             allow: vec!["198.51.100.0/24".parse().unwrap()],
             request_target: true,
+            cookies: true,
         }),
         ..KernelPolicy::default()
     }
@@ -114,6 +115,7 @@ pub fn number_check(action: Action) -> Msisdn {
         ignore_headers: vec![],
         allow: vec![],
         request_target: true,
+        cookies: true,
     }
 }
 
@@ -146,6 +148,7 @@ pub fn model_policy(policy: &KernelPolicy, dst: std::net::IpAddr) -> ModelPolicy
                 .map(|h| name::key(h.as_bytes()).unwrap())
                 .collect(),
             target: m.request_target,
+            cookies: m.cookies,
         }),
     }
 }
@@ -301,8 +304,18 @@ pub fn request(rng: &mut Rng) -> String {
             s.push_str(&format!("{name}{sep}{v}{}", eol(rng)));
             continue;
         }
-        match rng.below(12) {
+        match rng.below(13) {
             0 => s.push_str(&format!(" folded continuation{}", eol(rng))),
+            12 => {
+                // A cookie with digits in its pairs (`[msisdn]` reads them).
+                let name = *rng.pick(&["Cookie", "cookie", "COOKIE", "Cookies", "Set-Cookie"]);
+                let mut v = String::from("sid=ab");
+                for _ in 0..1 + rng.below(3) {
+                    v.push_str("; ");
+                    v.push_str(&number_part(rng));
+                }
+                s.push_str(&format!("{name}: {v}{}", eol(rng)));
+            }
             1 => s.push_str(&format!("no colon here{}", eol(rng))),
             2..=5 => {
                 let n = spelled(rng, NAMES);

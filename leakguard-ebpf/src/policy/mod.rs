@@ -10,10 +10,11 @@ pub use events::emit;
 use aya_ebpf::maps::lpm_trie::Key;
 use leakguard_common::{
     action,
-    flow::parser::S_TARGET,
+    flow::parser::{F_COOKIE, S_TARGET},
+    is_rule_action,
     name::{self, filter_bit},
-    place, NameKey, Rule, FAMILY_IPV4, IGNORE_ACTION, MAX_NAME_LEN, MSISDN_RULE_ID, NO_ALLOW_GROUP,
-    RULE_PROBES, RULE_SLOTS,
+    place, NameKey, Rule, COOKIE_ACTION, FAMILY_IPV4, IGNORE_ACTION, MAX_NAME_LEN, MSISDN_RULE_ID,
+    NO_ALLOW_GROUP, RULE_PROBES, RULE_SLOTS,
 };
 
 use crate::{
@@ -40,7 +41,12 @@ pub fn match_header(st: &mut ScanState) -> Option<u8> {
         return None;
     }
     let rule = find_rule(gen, name::hash(&st.f.name, filter.seed), &st.f.name)?;
-    if rule.action == IGNORE_ACTION {
+    if !is_rule_action(rule.action) {
+        // The number check's marker, not counted: an ignored name, or `Cookie`, whose
+        // value is read for runs of digits (`scan/cookie.rs`). Set here, branch-free: a
+        // branch on the outcome in `on_header` (inlined twice in the scan callback) cost
+        // the callback 64 more bytes of stack, which Linux 6.1 does not have.
+        st.f.flags = u32::from(rule.action == COOKIE_ACTION) * F_COOKIE;
         return Some(IGNORE_ACTION);
     }
     Some(found(st, rule.id, rule.action, rule.allow_group))
@@ -104,11 +110,14 @@ fn found(st: &mut ScanState, id: u32, act: u8, allow_group: u8) -> u8 {
 }
 
 /// Where a match was found ([`place`]): a number read in the request target is the
-/// target's; every other match (rules', numbers in header values) a header's.
+/// target's, one in a `Cookie` line a cookie's; every other match (rules', numbers in
+/// header values) a header's.
 #[inline(always)]
 pub fn place_of(st: &ScanState) -> u8 {
     if st.f.state == S_TARGET {
         place::TARGET
+    } else if st.f.flags & F_COOKIE != 0 {
+        place::COOKIE
     } else {
         place::HEADER
     }

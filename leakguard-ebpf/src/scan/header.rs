@@ -7,7 +7,7 @@ use leakguard_common::{
     MAX_NAME_LEN, SCAN_CHUNK,
 };
 
-use leakguard_common::flow::parser::{F_REDACT, S_NAME, S_NUM, S_OWS, S_SKIP};
+use leakguard_common::flow::parser::{F_COOKIE, F_REDACT, S_NAME, S_NUM, S_OWS, S_SKIP};
 
 use crate::{
     policy,
@@ -80,7 +80,7 @@ pub(super) fn name_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
             }
             next = forget(&mut s.st.pos, at);
         }
-        if s.st.f.state == S_SKIP {
+        if s.st.f.state == S_SKIP && s.st.f.flags & F_COOKIE == 0 {
             return skip_run(s, next, n);
         }
         return next;

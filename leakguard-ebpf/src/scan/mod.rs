@@ -15,7 +15,9 @@
 //! After a head the next bytes are tried as another request line (pipelining); anything
 //! else is a body and ends the scan.
 
+mod cookie;
 mod decide;
+mod digits;
 mod header;
 mod line;
 mod machine;

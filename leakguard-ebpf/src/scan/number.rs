@@ -9,7 +9,7 @@ use leakguard_common::{
 };
 
 use leakguard_common::flow::parser::{
-    F_NUM_TAIL, F_NUM_VAL, S_LINE_START, S_NUM, S_SKIP, S_TARGET,
+    F_COOKIE, F_NUM_TAIL, F_NUM_VAL, S_LINE_START, S_NUM, S_SKIP, S_TARGET,
 };
 
 use crate::{
@@ -21,8 +21,8 @@ use crate::{
 
 use super::{
     decide::{act_on_number, is_number, redact_span},
+    digits::run_pending,
     redact::clamp_seq,
-    target::target_pending,
 };
 
 /// A value byte that may start an identity number.
@@ -123,7 +123,10 @@ pub fn number_pending(s: &mut Scratch) {
     // Nothing to do unless a value or the target is being checked: most windows end in a
     // skipped line or a body, and the call would cost them.
     let st = &s.st;
-    if st.stop == 0 && st.pkt.msisdn_on != 0 && (st.f.state == S_NUM || st.f.state == S_TARGET) {
+    if st.stop == 0
+        && st.pkt.msisdn_on != 0
+        && (st.f.state == S_NUM || st.f.state == S_TARGET || st.f.flags & F_COOKIE != 0)
+    {
         leakguard_number_pending();
         written(s);
     }
@@ -146,10 +149,11 @@ fn pending(s: &mut Scratch) {
     if s.st.stop != 0 {
         return;
     }
-    let target = s.st.f.state == S_TARGET && s.st.pkt.msisdn_on & place::bit(place::TARGET) != 0;
+    let target = (s.st.f.state == S_TARGET && s.st.pkt.msisdn_on & place::bit(place::TARGET) != 0)
+        || (s.st.f.state == S_SKIP && s.st.f.flags & F_COOKIE != 0);
     if target {
         // Digits at the window's end open a run the next window or segment continues.
-        target_pending(s);
+        run_pending(s);
     }
     let st = &mut s.st;
     if !(st.f.state == S_NUM || target)

@@ -6,7 +6,7 @@ use leakguard_common::{
     swar,
 };
 
-use leakguard_common::flow::parser::{S_LINE_START, S_SKIP};
+use leakguard_common::flow::parser::{F_COOKIE, S_LINE_START, S_SKIP};
 
 use crate::{
     maps::NAME_FILTER,
@@ -14,7 +14,7 @@ use crate::{
     verifier::forget,
 };
 
-use super::line::after_lf;
+use super::{cookie::cookie_run, line::after_lf};
 
 /// Lines skipped in one callback, at most: a callback costs more than skipping a short
 /// line, and most lines of a request are skipped.
@@ -25,6 +25,11 @@ pub(super) const SKIP_LINES: u32 = 8;
 /// its position laundered through map memory, so the verifier's work adds up per line.
 #[inline(always)]
 pub(super) fn skip_lines(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+    if s.st.f.flags & F_COOKIE != 0 {
+        // A `Cookie` line read for identity numbers (with the check on, no line after it
+        // is skipped unread here anyway).
+        return cookie_run(s, pos, n);
+    }
     let mut p = skip_run(s, pos, n);
     let mut k = 1;
     while k < SKIP_LINES {

@@ -651,6 +651,7 @@ impl Parser<'_> {
             ignore_headers,
             allow: self.allow_list("msisdn.allow", &m.allow)?,
             request_target,
+            cookies: true,
         }))
     }
 }

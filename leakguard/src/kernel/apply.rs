@@ -11,7 +11,7 @@ use aya::{
     Ebpf,
 };
 use leakguard_common::{
-    DigitKey, NameFilter, NameKey, PortSet, Rule as KRule, RuleSlot, ScanConfig, IGNORE_ACTION,
+    is_rule_action, DigitKey, NameFilter, NameKey, PortSet, Rule as KRule, RuleSlot, ScanConfig,
     RULE_SLOTS,
 };
 
@@ -37,7 +37,7 @@ pub fn apply(ebpf: &mut Ebpf, policy: &KernelPolicy) -> Result<RuleIds, ApplyErr
     let active = active_gen_of(map(ebpf, MAP_ACTIVE)?)?;
     let existing: StdHashMap<NameKey, u32> = rules_of(map(ebpf, MAP_RULES[active as usize])?)?
         .into_iter()
-        .filter(|(_, r)| r.action != IGNORE_ACTION)
+        .filter(|(_, r)| is_rule_action(r.action))
         .map(|(k, r)| (k, r.id))
         .collect();
     let c = compile_with_ids(policy, &existing)?;

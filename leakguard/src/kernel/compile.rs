@@ -10,8 +10,9 @@ use aya::maps::lpm_trie::Key;
 use ipnet::IpNet;
 use leakguard_common::{
     flow::prefix_entry, name, DigitKey, NameFilter, NameKey, PortSet, Rule as KRule, RuleSlot,
-    ScanConfig, IGNORE_ACTION, MAX_ALLOW_GROUPS, MAX_MSISDN_PREFIXES, MAX_RULES, MAX_SCAN_BYTES,
-    MIN_HEAD_BYTES, MSISDN_MAX_DIGITS, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES, RULE_SLOTS,
+    ScanConfig, COOKIE_ACTION, IGNORE_ACTION, MAX_ALLOW_GROUPS, MAX_MSISDN_PREFIXES, MAX_RULES,
+    MAX_SCAN_BYTES, MIN_HEAD_BYTES, MSISDN_MAX_DIGITS, MSISDN_RULE_ID, NO_ALLOW_GROUP, RULE_PROBES,
+    RULE_SLOTS,
 };
 
 use super::maps::ApplyError;
@@ -133,6 +134,22 @@ pub fn compile_with_ids(
                     KRule {
                         id: MSISDN_RULE_ID,
                         action: IGNORE_ACTION,
+                        allow_group: NO_ALLOW_GROUP,
+                        _pad: [0; 2],
+                    },
+                ));
+            }
+        }
+        // `Cookie` values are read for runs of digits, unless `Cookie` has a rule or is
+        // ignored (those came first).
+        if m.cookies {
+            let key = name::key(b"cookie").expect("a token");
+            if seen.insert(key, ()).is_none() {
+                rules.push((
+                    key,
+                    KRule {
+                        id: MSISDN_RULE_ID,
+                        action: COOKIE_ACTION,
                         allow_group: NO_ALLOW_GROUP,
                         _pad: [0; 2],
                     },

@@ -53,6 +53,8 @@ pub struct Msisdn {
     pub allow: Vec<IpNet>,
     /// The request target is read too (`msisdn.request_target`, on by default).
     pub request_target: bool,
+    /// Runs of digits in `Cookie` values are read too (`msisdn.cookies`, on by default).
+    pub cookies: bool,
 }
 
 impl Msisdn {
@@ -63,6 +65,9 @@ impl Msisdn {
         let mut bits = place::bit(place::HEADER);
         if self.request_target {
             bits |= place::bit(place::TARGET);
+        }
+        if self.cookies {
+            bits |= place::bit(place::COOKIE);
         }
         bits
     }

@@ -1,0 +1,69 @@
+//! Identity numbers in a `Cookie` header's value (`[msisdn]`, `place::COOKIE`): a run of
+//! digits in any pair (`Cookie: sid=abc; msisdn=447700900123`) is judged like a header
+//! value's digits, at the byte that ends it (`digits.rs`). The line is skipped eight
+//! bytes at a time, as a line without the check is, with the target's digit test added.
+
+use leakguard_common::{
+    flow::parser::{F_NUM_VAL, S_LINE_START},
+    swar,
+};
+
+use crate::{state::Scratch, verifier::forget};
+
+use super::{digits::number_call, line::after_lf, target::TARGET_WORDS};
+
+/// The rest of a `Cookie` line (`F_COOKIE`): up to its LF, or to a word with a flagged
+/// digit (then the run is read and decided by `digits::number_call`).
+#[inline(always)]
+pub(super) fn cookie_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+    if s.st.f.flags & F_NUM_VAL != 0 {
+        // A run continued from the last window, segment or call.
+        return number_call(s, pos);
+    }
+    let lo = s.st.old_n;
+    let mut w = pos & !7;
+    let mut keep = swar::bytes_from(pos & 7);
+    // As in `target::target_scan`: the previous word's digits when all of it was scanned
+    // in this window, so that a run cut by the last call's word limit is seen whole.
+    let mut prev = if w >= lo + 8 {
+        swar::digits(s.word(w - 8))
+    } else {
+        0
+    };
+    let (mut stop, mut flag) = (0u64, 0u64);
+    let mut k = 0;
+    while k < TARGET_WORDS {
+        if w >= n {
+            break;
+        }
+        let x = s.word(w);
+        let m = swar::digits(x) & keep;
+        flag = swar::runs_of_nine(prev, m);
+        stop = swar::lf(x) & keep;
+        if stop | flag != 0 {
+            break;
+        }
+        prev = m;
+        keep = !0;
+        w += 8;
+        k += 1;
+    }
+    let w = forget(&mut s.st.pos, w);
+    let hit = stop | flag;
+    if hit == 0 {
+        // The call's words ran out (or the window did): go on from here.
+        return w.min(n);
+    }
+    let at = w + swar::first(hit);
+    if at >= n {
+        // No LF and no flag before the window's end (those past `n` are stale bytes).
+        return n;
+    }
+    if flag & hit & hit.wrapping_neg() != 0 {
+        return number_call(s, at);
+    }
+    // The LF: the line and its check end.
+    s.st.f.state = S_LINE_START;
+    s.st.f.flags = 0;
+    after_lf(s, at + 1, n)
+}
