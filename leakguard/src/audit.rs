@@ -2,8 +2,8 @@
 //! (XDP, by `BPF_PROG_TEST_RUN`, in a private copy of the maps: nothing attached or pinned
 //! is touched) under a policy, and reports every identity header or number it finds:
 //! time, source, destination, header name (for a number, where it was: the header it came
-//! under, or the request target's path or query parameter) and what the policy does —
-//! never a value.
+//! under, the request target's path or query parameter, or the cookie) and what the
+//! policy does — never a value.
 //!
 //! The program's own flow table follows heads across segments, exactly as on a gateway.
 
@@ -55,10 +55,12 @@ pub struct Finding {
     pub src: SocketAddr,
     pub dst: SocketAddr,
     /// The rule's header; for a number, where it was: `NAME (number)` for a header
-    /// value, `request target (PART) (number)` for the target (`path`, `query:NAME`).
+    /// value, `request target (PART) (number)` for the target (`path`, `query:NAME`),
+    /// `cookie:NAME (number)` for a cookie (`cookie (number)` when it had no name).
     pub header: String,
-    /// Where in the head: `header` (rules and numbers in header values) or `target`
-    /// (numbers in the request target); `None` for a head not seen whole.
+    /// Where in the head: `header` (rules and numbers in header values), `target`
+    /// (numbers in the request target) or `cookie` (numbers in a `Cookie` value); `None`
+    /// for a head not seen whole.
     pub place: Option<&'static str>,
     pub action: &'static str,
 }
@@ -210,6 +212,9 @@ fn finding(e: &Event, time: Duration, names: &HashMap<u32, String>) -> Finding {
             NumberAt::Header(name) if name != "(unprintable)" => format!("{name} (number)"),
             NumberAt::Header(_) => "(number)".into(),
             NumberAt::Target(part) => format!("request target ({part}) (number)"),
+            // `cookie:NAME`, or `cookie` when the number had no pair name.
+            NumberAt::Cookie(part) if part.starts_with("cookie") => format!("{part} (number)"),
+            NumberAt::Cookie(_) => "cookie (number)".into(),
             NumberAt::Unknown(_) => "(number, unknown place)".into(),
         };
         (header, place)
@@ -452,8 +457,8 @@ mod finding_tests {
         e
     }
 
-    /// A number says where it was: the header it came under, or the request target's
-    /// part; the JSON carries the place, for findings and the summary alike.
+    /// A number says where it was: the header it came under, the request target's part,
+    /// or the cookie; the JSON carries the place, for findings and the summary alike.
     #[test]
     fn numbers_name_their_place() {
         let names = HashMap::new();
@@ -473,8 +478,21 @@ mod finding_tests {
         );
         let path = finding(&number(place::TARGET, b"path"), Duration::ZERO, &names);
         assert_eq!(path.header, "request target (path) (number)");
+        let cookie = finding(
+            &number(place::COOKIE, b"cookie:msisdn"),
+            Duration::ZERO,
+            &names,
+        );
+        assert_eq!(
+            (cookie.header.as_str(), cookie.place),
+            ("cookie:msisdn (number)", Some("cookie"))
+        );
+        let unnamed = finding(&number(place::COOKIE, b"cookie"), Duration::ZERO, &names);
+        assert_eq!(unnamed.header, "cookie (number)");
+        let digits = finding(&number(place::COOKIE, b"cookie:u1"), Duration::ZERO, &names);
+        assert_eq!(digits.header, "cookie:u# (number)");
         let report = Report {
-            findings: vec![header, query, path],
+            findings: vec![header, query, path, cookie, unnamed],
             ..Report::default()
         };
         let mut out = Vec::new();
@@ -482,12 +500,17 @@ mod finding_tests {
         let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(doc["findings"][1]["place"], "target", "{doc}");
         assert_eq!(doc["findings"][0]["place"], "header", "{doc}");
+        assert_eq!(doc["findings"][3]["place"], "cookie", "{doc}");
         let places: Vec<&str> = doc["summary"]
             .as_array()
             .unwrap()
             .iter()
             .map(|s| s["place"].as_str().unwrap())
             .collect();
-        assert_eq!(places, ["target", "target", "header"], "{doc}");
+        assert_eq!(
+            places,
+            ["cookie", "cookie", "target", "target", "header"],
+            "{doc}"
+        );
     }
 }

@@ -4,9 +4,9 @@
 //! An event never carries a value, but its name is bytes the kernel copied from the
 //! request: treated as untrusted text. A header name is printed only when it is made of
 //! token bytes (as the kernel folded it); a request target's part (`path`, `query:NAME`)
-//! has every digit shown as `#` (the kernel does so already; done again here so that no
-//! digit of a query name can reach a line) and every byte that is not printable ASCII
-//! escaped.
+//! or a cookie's (`cookie:NAME`, `cookie`) has every digit shown as `#` (the kernel does
+//! so already; done again here so that no digit of a query or cookie name can reach a
+//! line) and every byte that is not printable ASCII escaped.
 
 use leakguard_common::{place, Event};
 
@@ -15,8 +15,11 @@ use leakguard_common::{place, Event};
 pub enum NumberAt {
     /// A header value; the header's folded name, or "(unprintable)".
     Header(String),
-    /// The request target; `path` or `query:NAME` (see [`target_part`]).
+    /// The request target; `path` or `query:NAME` (see [`masked_part`]).
     Target(String),
+    /// A `Cookie` header's value; `cookie:NAME` (the pair's name) or `cookie` (see
+    /// [`masked_part`]).
+    Cookie(String),
     /// A place this build does not know (a newer kernel object).
     Unknown(u8),
 }
@@ -29,17 +32,19 @@ impl NumberAt {
         let name = &e.name.name[..len];
         match e.place {
             place::HEADER => Self::Header(header_name(name)),
-            place::TARGET => Self::Target(target_part(name)),
+            place::TARGET => Self::Target(masked_part(name)),
+            place::COOKIE => Self::Cookie(masked_part(name)),
             p => Self::Unknown(p),
         }
     }
 
-    /// The metric label of the place (`header`, `target`, `unknown`).
+    /// The metric label of the place (`header`, `target`, `cookie`, `unknown`).
     #[must_use]
     pub fn place(&self) -> &'static str {
         match self {
             Self::Header(_) => place::name(place::HEADER),
             Self::Target(_) => place::name(place::TARGET),
+            Self::Cookie(_) => place::name(place::COOKIE),
             Self::Unknown(p) => place::name(*p),
         }
     }
@@ -54,10 +59,11 @@ pub fn header_name(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
-/// The part of a request target an event names (`path`, `query:NAME`), digits as `#`,
-/// bytes other than printable ASCII escaped (`\xNN`), quotes and backslashes too.
+/// The part of a request target (`path`, `query:NAME`) or of a cookie (`cookie:NAME`,
+/// `cookie`) an event names: digits as `#`, bytes other than printable ASCII escaped
+/// (`\xNN`), quotes and backslashes too.
 #[must_use]
-pub fn target_part(name: &[u8]) -> String {
+pub fn masked_part(name: &[u8]) -> String {
     if name.is_empty() {
         return "(unnamed)".into();
     }
@@ -115,6 +121,25 @@ mod tests {
         assert_eq!(
             NumberAt::of(&event(place::TARGET, b"")),
             NumberAt::Target("(unnamed)".into())
+        );
+        assert_eq!(
+            NumberAt::of(&event(place::COOKIE, b"cookie:msisdn")),
+            NumberAt::Cookie("cookie:msisdn".into())
+        );
+        assert_eq!(
+            NumberAt::of(&event(place::COOKIE, b"cookie")),
+            NumberAt::Cookie("cookie".into())
+        );
+        // A cookie name is the client's bytes: digits masked, the rest escaped.
+        let odd = NumberAt::of(&event(place::COOKIE, b"cookie:s1d_447 \x7f\xff'\""));
+        assert_eq!(
+            odd,
+            NumberAt::Cookie("cookie:s#d_### \\x7f\\xff\\'\\\"".into())
+        );
+        assert_eq!(odd.place(), "cookie");
+        assert_eq!(
+            NumberAt::of(&event(place::COOKIE, b"")),
+            NumberAt::Cookie("(unnamed)".into())
         );
         assert_eq!(NumberAt::of(&event(7, b"path")), NumberAt::Unknown(7));
     }

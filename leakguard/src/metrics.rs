@@ -100,8 +100,8 @@ struct NumberLabels {
     interface: String,
     hook: String,
     action: String,
-    /// Where in the head the number was (`place::name`: "header" or "target"): two
-    /// values, never the number or the name it came under.
+    /// Where in the head the number was (`place::name`: "header", "target" or
+    /// "cookie"): three values, never the number or the name it came under.
     place: String,
 }
 
@@ -118,7 +118,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
     let numbers = Family::<NumberLabels, Counter>::default();
     reg.register(
         "leakguard_msisdn_values",
-        "Identity numbers ([msisdn]: 9-15 digits with a configured prefix) in header values under any header name or in the request target, by interface, hook, what the policy did and place (header or target); where each was (the header name, or path or query parameter) is in the log, never the value",
+        "Identity numbers ([msisdn]: 9-15 digits with a configured prefix) in header values under any header name, in the request target or in cookies, by interface, hook, what the policy did and place (header, target or cookie); where each was (the header name, path or query parameter, or cookie name) is in the log, never the value",
         numbers.clone(),
     );
     for (iface, k, n) in &i.matches {
@@ -331,7 +331,7 @@ mod tests {
             place: 0,
             _pad: [0; 5],
         };
-        // Number matches: the same interface, hook and outcome in both places, counted
+        // Number matches: the same interface, hook and outcome in every place, counted
         // apart (and the header's twice, summed).
         let number = |place, n| {
             let k = MatchKey {
@@ -349,6 +349,7 @@ mod tests {
                 number(place::HEADER, 1),
                 number(place::TARGET, 5),
                 number(place::HEADER, 2),
+                number(place::COOKIE, 7),
             ],
             header: &header,
             attached: vec![("eth1".into(), "tc-egress", true)],
@@ -372,6 +373,7 @@ mod tests {
             "# TYPE leakguard_msisdn_values_total counter",
             "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"header\"} 3",
             "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"target\"} 5",
+            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"cookie\"} 7",
             "# TYPE leakguard_policy_reloads_total counter",
             "# TYPE leakguard_tracked_flows gauge",
             "leakguard_tracked_flows 3",

@@ -43,7 +43,8 @@ pub struct Status {
     /// classes and the global counters name them).
     pub counters: BTreeMap<&'static str, u64>,
     pub flows_tracked: u64,
-    /// Where the identity-number check reads (`place::name`s: "header", "target");
+    /// Where the identity-number check reads (`place::name`s: "header", "target",
+    /// "cookie");
     /// empty when `[msisdn]` is off.
     pub msisdn_places: Vec<&'static str>,
     pub rules: Vec<RuleRow>,
@@ -295,18 +296,30 @@ mod tests {
     /// The places the number check reads, from the kernel's bits; nothing when it is off.
     #[test]
     fn the_number_check_places_are_shown() {
+        let all = status(vec!["header", "target", "cookie"]).text();
+        assert!(
+            all.contains(
+                "identity numbers ([msisdn]) read in: header values, request target (path and query), cookies\n"
+            ),
+            "{all}"
+        );
         let both = status(vec!["header", "target"]).text();
         assert!(
             both.contains(
-                "identity numbers ([msisdn]) read in: header values, request target (path and query)\n"
+                "read in: header values, request target (path and query); off: cookies\n"
             ),
             "{both}"
         );
         let header = status(vec!["header"]).text();
         assert!(
-            header.contains("read in: header values; off: request target\n"),
+            header.contains("read in: header values; off: request target, cookies\n"),
             "{header}"
         );
         assert!(!status(Vec::new()).text().contains("identity numbers"));
+        let json = serde_json::to_value(status(vec!["header", "target", "cookie"])).unwrap();
+        assert_eq!(
+            json["msisdn_places"],
+            serde_json::json!(["header", "target", "cookie"])
+        );
     }
 }

@@ -151,13 +151,25 @@ mod tests {
             "{on}"
         );
         assert!(
-            on.contains("msisdn places: header values, request target (path and query)\n"),
+            on.contains("msisdn places: header values, request target (path and query), cookies\n"),
             "{on}"
         );
         let off = describe(&file("request_target = false\n"));
         assert!(
-            off.contains("msisdn places: header values; off: request target\n"),
+            off.contains("msisdn places: header values, cookies; off: request target\n"),
             "{off}"
+        );
+        let no_cookies = describe(&file("cookies = false\n"));
+        assert!(
+            no_cookies.contains(
+                "msisdn places: header values, request target (path and query); off: cookies\n"
+            ),
+            "{no_cookies}"
+        );
+        let header = describe(&file("request_target = false\ncookies = false\n"));
+        assert!(
+            header.contains("msisdn places: header values; off: request target, cookies\n"),
+            "{header}"
         );
         let none = describe("[[attach]]\ninterface = \"eth0\"\nhook = \"xdp\"\n");
         assert!(

@@ -55,6 +55,8 @@ struct MsisdnToml {
     allow: Vec<Spanned<String>>,
     /// Read the request line's target (path and query) too; on unless turned off.
     request_target: Option<bool>,
+    /// Read `Cookie` header values too; on unless turned off.
+    cookies: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -558,8 +560,9 @@ impl Parser<'_> {
     /// `[msisdn]`: off unless `action` is set; then `prefixes` is required. A one-digit
     /// prefix is allowed with a warning: it takes every value of 9 to 15 digits that starts
     /// with it for a number, and the Unix timestamps in seconds and milliseconds many
-    /// headers (and URLs, when the request target is read) carry start with 1. Every
-    /// place is read unless the file turns it off (`request_target = false`).
+    /// headers (and URLs and cookies, when they are read) carry start with 1. Every
+    /// place is read unless the file turns it off (`request_target = false`,
+    /// `cookies = false`).
     fn msisdn(
         &self,
         m: &MsisdnToml,
@@ -590,6 +593,7 @@ impl Parser<'_> {
             ));
         }
         let request_target = m.request_target.unwrap_or(true);
+        let cookies = m.cookies.unwrap_or(true);
         let mut prefixes: Vec<String> = Vec::new();
         for p in list.get_ref() {
             let v = p.get_ref();
@@ -610,12 +614,25 @@ impl Parser<'_> {
             }
             if v.len() == 1 {
                 let (line, col) = line_col_of(self.text, p.span().start);
-                let target = if request_target {
-                    // A URL's timestamps and ids are digit runs too (`?t=1733083278`).
-                    ", and so is every run of 9 to 15 digits in a request target that \
-                     starts with it (a 10-digit Unix timestamp in a URL starts with 1)"
-                } else {
-                    ""
+                // A URL's and a cookie's timestamps and ids are digit runs too
+                // (`?t=1733083278`, `Cookie: _ga=GA1.1.123.1733083278`): cookies are
+                // full of them.
+                let target = match (request_target, cookies) {
+                    (true, true) => {
+                        ", and so is every run of 9 to 15 digits in a request target or a \
+                         cookie that starts with it (a 10-digit Unix timestamp in a URL or a \
+                         cookie starts with 1, and cookies are full of them)"
+                    }
+                    (true, false) => {
+                        ", and so is every run of 9 to 15 digits in a request target that \
+                         starts with it (a 10-digit Unix timestamp in a URL starts with 1)"
+                    }
+                    (false, true) => {
+                        ", and so is every run of 9 to 15 digits in a cookie that starts \
+                         with it (a 10-digit Unix timestamp starts with 1, and cookies are \
+                         full of them)"
+                    }
+                    (false, false) => "",
                 };
                 warnings.push(format!(
                     "{}:{line}:{col}: msisdn.prefixes: {v:?} is one digit: every header value of \
@@ -651,7 +668,7 @@ impl Parser<'_> {
             ignore_headers,
             allow: self.allow_list("msisdn.allow", &m.allow)?,
             request_target,
-            cookies: true,
+            cookies,
         }))
     }
 }
@@ -758,15 +775,20 @@ mod tests {
             .unwrap()
             .warnings
             .is_empty());
-        // The request target (read by default) has timestamps too: the warning says so,
-        // and does not when the target is off.
-        assert!(c.warnings[0].contains("request target"), "{:?}", c.warnings);
-        let off = parse_str(&format!("{}request_target = false\n", file("\"1\""))).unwrap();
-        assert_eq!(off.warnings.len(), 1, "{:?}", off.warnings);
-        assert!(
-            !off.warnings[0].contains("request target"),
-            "{:?}",
-            off.warnings
+        // The request target and cookies (read by default) have timestamps too: the
+        // warning names each place read, and not one that is off.
+        let places = |extra: &str| {
+            let c = parse_str(&format!("{}{extra}", file("\"1\""))).unwrap();
+            assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+            let w = &c.warnings[0];
+            (w.contains("request target"), w.contains("cookie"))
+        };
+        assert_eq!(places(""), (true, true), "{:?}", c.warnings);
+        assert_eq!(places("request_target = false\n"), (false, true));
+        assert_eq!(places("cookies = false\n"), (true, false));
+        assert_eq!(
+            places("request_target = false\ncookies = false\n"),
+            (false, false)
         );
     }
 
@@ -785,19 +807,63 @@ mod tests {
         };
         let header = leakguard_common::place::bit(leakguard_common::place::HEADER);
         let target = leakguard_common::place::bit(leakguard_common::place::TARGET);
+        let cookie = leakguard_common::place::bit(leakguard_common::place::COOKIE);
         let default = parse_str(&file("")).unwrap();
         assert!(default.kernel.msisdn.as_ref().unwrap().request_target);
-        assert_eq!(bits(&default), header | target);
+        assert_eq!(bits(&default), header | target | cookie);
         let on = parse_str(&file("request_target = true\n")).unwrap();
         assert_eq!(on.kernel, default.kernel);
         let off = parse_str(&file("request_target = false\n")).unwrap();
         assert!(!off.kernel.msisdn.as_ref().unwrap().request_target);
-        assert_eq!(bits(&off), header);
+        assert_eq!(bits(&off), header | cookie);
         assert_ne!(
             crate::kernel::compile::digest(&on.kernel),
             crate::kernel::compile::digest(&off.kernel)
         );
     }
+
+    /// `msisdn.cookies`: on unless the file turns it off, a bit of its own for the
+    /// kernel; the digest tells on from off, and a file that turns off every place but
+    /// header values keeps the digest it had before the request target and cookies
+    /// could be read.
+    #[test]
+    fn cookies_are_read_unless_turned_off() {
+        use leakguard_common::place::{bit, COOKIE, HEADER, TARGET};
+        let file = |extra: &str| {
+            format!("[[attach]]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n[msisdn]\naction = \"redact\"\nprefixes = [\"44\"]\n{extra}")
+        };
+        let bits = |c: &Config| {
+            crate::kernel::compile::compile(&c.kernel)
+                .unwrap()
+                .config
+                .msisdn_on
+        };
+        let digest = |c: &Config| crate::kernel::compile::digest(&c.kernel);
+        let default = parse_str(&file("")).unwrap();
+        assert!(default.kernel.msisdn.as_ref().unwrap().cookies);
+        assert_eq!(bits(&default), bit(HEADER) | bit(TARGET) | bit(COOKIE));
+        let on = parse_str(&file("cookies = true\n")).unwrap();
+        assert_eq!(on.kernel, default.kernel);
+        let off = parse_str(&file("cookies = false\n")).unwrap();
+        assert!(!off.kernel.msisdn.as_ref().unwrap().cookies);
+        assert_eq!(bits(&off), bit(HEADER) | bit(TARGET));
+        assert_ne!(digest(&on), digest(&off));
+        let cookies_only = parse_str(&file("request_target = false\n")).unwrap();
+        assert_eq!(bits(&cookies_only), bit(HEADER) | bit(COOKIE));
+        let header = parse_str(&file("request_target = false\ncookies = false\n")).unwrap();
+        assert_eq!(bits(&header), bit(HEADER));
+        let all = [&on, &off, &cookies_only, &header].map(digest);
+        for (i, a) in all.iter().enumerate() {
+            assert!(!all[i + 1..].contains(a), "{all:x?}");
+        }
+        // This file's digest since before places could be chosen (header values only).
+        assert_eq!(format!("{:016x}", digest(&header)), HEADER_ONLY_DIGEST);
+    }
+
+    /// The digest of `cookies_are_read_unless_turned_off`'s header-only file, as every
+    /// release before the request target and cookies were read computed it: a gateway
+    /// that reads header values only keeps its digest across the upgrade.
+    const HEADER_ONLY_DIGEST: &str = "49843ed3ef5bb15f";
 
     /// A bad file, where its error must point, and words its message must contain.
     type BadCase = (String, Option<(usize, usize)>, &'static [&'static str]);
@@ -850,6 +916,8 @@ mod tests {
             (format!("{attach}[msisdn]\naction = \"count\"\nprefix = [\"44\"]\n"), Some((6, 1)), &["prefix"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nrequest_target = \"yes\"\n"), Some((7, 18)), &["invalid type", "boolean"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nrequest_targets = false\n"), Some((7, 1)), &["request_targets", "request_target"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\ncookies = \"yes\"\n"), Some((7, 11)), &["invalid type", "boolean"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\ncookie = false\n"), Some((7, 1)), &["`cookie`", "`cookies`"]),
         ];
         for (text, at, words) in &cases {
             let e = parse_str(text).expect_err(text);

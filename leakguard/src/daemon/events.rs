@@ -17,8 +17,8 @@ enum What {
     Incomplete,
     /// A rule's header, by name.
     Header(String),
-    /// An identity number, and where it was (a header value under a name, or a part of
-    /// the request target): numbers in different places are different lines.
+    /// An identity number, and where it was (a header value under a name, a part of the
+    /// request target, or a cookie): numbers in different places are different lines.
     Number(NumberAt),
 }
 
@@ -43,8 +43,9 @@ impl Daemon {
             let what = if e.rule_id == INCOMPLETE_RULE_ID {
                 What::Incomplete
             } else if e.rule_id == MSISDN_RULE_ID {
-                // Where the number was, as the kernel named it (a folded header name, or
-                // `path` / `query:NAME`). The value is never in an event.
+                // Where the number was, as the kernel named it (a folded header name,
+                // `path` / `query:NAME`, or `cookie:NAME` / `cookie`). The value is never in
+                // an event.
                 What::Number(NumberAt::of(&e))
             } else {
                 What::Header(
@@ -105,6 +106,17 @@ impl Daemon {
                             count = n,
                             program_build = build,
                             "identity number in the request target"
+                        ),
+                        NumberAt::Cookie(name) => tracing::info!(
+                            interface = %interface,
+                            hook,
+                            destination = %dst,
+                            place,
+                            cookie = %name,
+                            action,
+                            count = n,
+                            program_build = build,
+                            "identity number in a cookie"
                         ),
                         NumberAt::Unknown(_) => tracing::info!(
                             interface = %interface,

@@ -339,6 +339,10 @@ pub fn digest(policy: &KernelPolicy) -> u64 {
         if m.request_target {
             canon.push_str("msisdn_target;");
         }
+        // Likewise cookies: off, a file has the digest it had before they could be read.
+        if m.cookies {
+            canon.push_str("msisdn_cookie;");
+        }
     }
     canon.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)

@@ -92,7 +92,7 @@ pub fn clear_match_counts(m: &mut aya::maps::Map, slot: u32) -> anyhow::Result<(
 }
 
 /// Match counters per (interface index, hook, rule, outcome, place), summed over CPUs:
-/// a number's counts in header values and in the request target stay apart.
+/// a number's counts in header values, the request target and cookies stay apart.
 pub fn matches_of(
     m: &aya::maps::Map,
 ) -> Result<Vec<(leakguard_common::MatchKey, u64)>, ApplyError> {

@@ -55,6 +55,11 @@ const NUMBER_CANARY_HEADER: &str = "X-Leakguard-Selftest-Number";
 /// number check finds nothing in it.
 const CANARY_TARGET: &str = "/leakguard-selftest";
 
+/// The cookie canary's header, and its pairs before the one with the number (none of
+/// them a run of digits the number check could take).
+const COOKIE_HEADER: &str = "Cookie";
+const COOKIE_PAIRS: &str = "lg=1; msisdn=";
+
 /// What a self-test found.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -126,16 +131,20 @@ fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
         }
     }
     // The identity-number check: a configured prefix padded with zeros to 12 digits,
-    // under a header no rule names, and (when the check reads it) in a query value of
-    // the request target.
-    let key = name::key(NUMBER_CANARY_HEADER.as_bytes()).ok();
-    let named = |h: &String| name::key(h.as_bytes()).ok() == key;
+    // under a header no rule names, and (when the check reads them) in a query value of
+    // the request target and in a cookie.
     if let Some(m) = &policy.msisdn {
+        // A header with a rule, or in `ignore_headers`, is not read for numbers: the rule
+        // or the ignore wins, so a canary under it would not test the check.
+        let checked = |header: &str| {
+            let key = name::key(header.as_bytes()).ok();
+            let named = |h: &String| name::key(h.as_bytes()).ok() == key;
+            !policy.rules.iter().any(|r| named(&r.header)) && !m.ignore_headers.iter().any(named)
+        };
         if let Some(prefix) = m.prefixes.first() {
             let value = format!("{prefix:0<12}");
             let expect = expect_at_untrusted(m.action, &m.allow);
-            if !policy.rules.iter().any(|r| named(&r.header)) && !m.ignore_headers.iter().any(named)
-            {
+            if checked(NUMBER_CANARY_HEADER) {
                 out.push(Canary {
                     what: format!("an identity number ({:?})", m.action).to_lowercase(),
                     frame: frame(
@@ -160,6 +169,22 @@ fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
                         &format!("{CANARY_TARGET}?msisdn={value}"),
                         None,
                         &value,
+                    ),
+                    value: value.clone(),
+                    expect,
+                });
+            }
+            if m.cookies && checked(COOKIE_HEADER) {
+                // The number is one pair's value among others; redacted, exactly its
+                // digits become filler (`*`, valid in a cookie value).
+                out.push(Canary {
+                    what: format!("an identity number in a cookie ({:?})", m.action).to_lowercase(),
+                    frame: frame(
+                        UNTRUSTED,
+                        port,
+                        CANARY_TARGET,
+                        Some(COOKIE_HEADER),
+                        &format!("{COOKIE_PAIRS}{value}"),
                     ),
                     value,
                     expect,
@@ -331,7 +356,7 @@ mod tests {
     use super::*;
     use crate::policy::Msisdn;
 
-    fn policy(action: Action, request_target: bool) -> KernelPolicy {
+    fn policy(action: Action, request_target: bool, cookies: bool) -> KernelPolicy {
         KernelPolicy {
             msisdn: Some(Msisdn {
                 prefixes: vec!["44".into()],
@@ -339,6 +364,7 @@ mod tests {
                 ignore_headers: Vec::new(),
                 allow: Vec::new(),
                 request_target,
+                cookies,
             }),
             ..KernelPolicy::default()
         }
@@ -355,8 +381,8 @@ mod tests {
     /// digits (checksum fixed) is what the check accepts.
     #[test]
     fn the_request_target_has_its_canary() {
-        assert!(target_canary(&policy(Action::Redact, false)).is_none());
-        let c = target_canary(&policy(Action::Redact, true)).unwrap();
+        assert!(target_canary(&policy(Action::Redact, false, true)).is_none());
+        let c = target_canary(&policy(Action::Redact, true, true)).unwrap();
         assert_eq!(c.value, "440000000000");
         assert_eq!(c.expect, Expect::Redacted);
         let http = String::from_utf8_lossy(&c.frame[54..]).into_owned();
@@ -382,17 +408,98 @@ mod tests {
             "",
         );
         assert!(check_redacted(&c.frame, &more, &c.value).is_err());
-        let count = target_canary(&policy(Action::Count, true)).unwrap();
+        let count = target_canary(&policy(Action::Count, true, true)).unwrap();
         assert_eq!(count.expect, Expect::Unchanged);
-        let drop = target_canary(&policy(Action::Drop, true)).unwrap();
+        let drop = target_canary(&policy(Action::Drop, true, true)).unwrap();
         assert_eq!(drop.expect, Expect::Dropped);
         // The other canaries' targets carry no digits.
-        for c in canaries(&policy(Action::Drop, true), 80) {
+        for c in canaries(&policy(Action::Drop, true, true), 80) {
             if !c.what.contains("request target") {
                 let http = String::from_utf8_lossy(&c.frame[54..]).into_owned();
                 let target = http.split(' ').nth(1).unwrap();
                 assert!(!target.bytes().any(|b| b.is_ascii_digit()), "{http}");
             }
         }
+    }
+
+    fn cookie_canary(p: &KernelPolicy) -> Option<Canary> {
+        canaries(p, 80)
+            .into_iter()
+            .find(|c| c.what.contains("in a cookie"))
+    }
+
+    /// The `Cookie` line of a canary's head, if it has one (any case).
+    fn cookie_line(c: &Canary) -> Option<String> {
+        let http = String::from_utf8_lossy(&c.frame[54..]).into_owned();
+        http.split("\r\n")
+            .find(|l| l.to_ascii_lowercase().starts_with("cookie:"))
+            .map(str::to_owned)
+    }
+
+    /// With cookies read, a canary carries a number with a configured prefix as one
+    /// cookie's value among others, expected as the action says; a redaction of exactly
+    /// its digits (checksum fixed) is what the check accepts. No other canary has a
+    /// `Cookie` line; a `Cookie` with a rule or in `ignore_headers` gets no number canary
+    /// (the rule or the ignore wins).
+    #[test]
+    fn cookies_have_their_canary() {
+        assert!(cookie_canary(&policy(Action::Redact, true, false)).is_none());
+        let c = cookie_canary(&policy(Action::Redact, false, true)).unwrap();
+        assert_eq!(c.what, "an identity number in a cookie (redact)");
+        assert_eq!(c.value, "440000000000");
+        assert_eq!(c.expect, Expect::Redacted);
+        let http = String::from_utf8_lossy(&c.frame[54..]).into_owned();
+        assert_eq!(
+            http,
+            "GET /leakguard-selftest HTTP/1.1\r\nHost: selftest.invalid\r\n\
+             Cookie: lg=1; msisdn=440000000000\r\n\r\n"
+        );
+        let redacted = frame(
+            UNTRUSTED,
+            80,
+            CANARY_TARGET,
+            Some("Cookie"),
+            "lg=1; msisdn=************",
+        );
+        check_redacted(&c.frame, &redacted, &c.value).unwrap();
+        // More than the digits overwritten (the `=` too), or the other pair: refused.
+        for wrong in ["lg=1; msisdn*************", "lg=*; msisdn=************"] {
+            let out = frame(UNTRUSTED, 80, CANARY_TARGET, Some("Cookie"), wrong);
+            assert!(check_redacted(&c.frame, &out, &c.value).is_err(), "{wrong}");
+        }
+        let count = cookie_canary(&policy(Action::Count, true, true)).unwrap();
+        assert_eq!(count.expect, Expect::Unchanged);
+        let drop = cookie_canary(&policy(Action::Drop, true, true)).unwrap();
+        assert_eq!(drop.expect, Expect::Dropped);
+        let mut allowed = policy(Action::Drop, true, true);
+        allowed.msisdn.as_mut().unwrap().allow = vec!["192.0.2.0/24".parse().unwrap()];
+        assert_eq!(cookie_canary(&allowed).unwrap().expect, Expect::Unchanged);
+
+        // One canary more per hook than with cookies off; no other has a Cookie line.
+        let all = canaries(&policy(Action::Drop, true, true), 80);
+        assert_eq!(
+            all.len(),
+            canaries(&policy(Action::Drop, true, false), 80).len() + 1
+        );
+        for c in &all {
+            if !c.what.contains("in a cookie") {
+                assert_eq!(cookie_line(c), None, "{}", c.what);
+            }
+        }
+
+        // A rule on Cookie, or Cookie ignored (any case, `_` or `-`): no number canary.
+        let mut ruled = policy(Action::Redact, true, true);
+        ruled.rules.push(crate::policy::Rule {
+            header: "cookie".into(),
+            action: Action::Count,
+            allow: Vec::new(),
+        });
+        assert!(cookie_canary(&ruled).is_none());
+        let mut ignored = policy(Action::Redact, true, true);
+        ignored.msisdn.as_mut().unwrap().ignore_headers = vec!["COOKIE".into()];
+        assert!(cookie_canary(&ignored).is_none());
+        assert!(canaries(&ignored, 80)
+            .iter()
+            .all(|c| cookie_line(c).is_none()));
     }
 }

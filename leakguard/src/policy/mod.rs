@@ -41,7 +41,9 @@ pub struct Rule {
 /// whitespace and an optional `+`, only 9 to 15 digits starting with one of `prefixes` is
 /// an identity number, whatever the header name (except `ignore_headers` and names with a
 /// rule); with `request_target`, so is a run of 9 to 15 digits with such a prefix anywhere
-/// in the request line's target (a path segment or a query value).
+/// in the request line's target (a path segment or a query value), and with `cookies`,
+/// such a run in a `Cookie` header's value (a `Cookie` with a rule, or in
+/// `ignore_headers`, follows that instead).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Msisdn {
     /// Leading digits (country or network codes), 1 to 15 digits each.
@@ -53,13 +55,14 @@ pub struct Msisdn {
     pub allow: Vec<IpNet>,
     /// The request target is read too (`msisdn.request_target`, on by default).
     pub request_target: bool,
-    /// Runs of digits in `Cookie` values are read too (`msisdn.cookies`, on by default).
+    /// `Cookie` header values are read too (`msisdn.cookies`, on by default).
     pub cookies: bool,
 }
 
 impl Msisdn {
     /// The places the check reads, as `ScanConfig::msisdn_on` holds them (a
-    /// `place::bit` each): header values always, the request target when asked.
+    /// `place::bit` each): header values always, the request target and cookies when
+    /// asked.
     #[must_use]
     pub const fn places(&self) -> u8 {
         let mut bits = place::bit(place::HEADER);
@@ -74,18 +77,20 @@ impl Msisdn {
 }
 
 /// The places of a `ScanConfig::msisdn_on`, in words, for `check-config` and `status`:
-/// those read, then those not (`header values, request target (path and query)`, or
-/// `header values; off: request target`). "off" when none is.
+/// those read, then those not (`header values, request target (path and query), cookies`,
+/// or `header values; off: request target, cookies`). "off" when none is.
 #[must_use]
 pub fn places_text(bits: u8) -> String {
     let word = |p: u8| match p {
         place::HEADER => "header values",
         place::TARGET => "request target (path and query)",
+        place::COOKIE => "cookies",
         _ => "unknown place",
     };
     let short = |p: u8| match p {
         place::HEADER => "header values",
         place::TARGET => "request target",
+        place::COOKIE => "cookies",
         _ => "unknown place",
     };
     let (on, off): (Vec<u8>, Vec<u8>) = (0..place::COUNT).partition(|&p| bits & place::bit(p) != 0);
@@ -156,22 +161,30 @@ impl Default for KernelPolicy {
 #[cfg(test)]
 mod tests {
     use super::places_text;
-    use leakguard_common::place::{bit, HEADER, TARGET};
+    use leakguard_common::place::{bit, COOKIE, HEADER, TARGET};
 
     #[test]
     fn places_in_words() {
         assert_eq!(places_text(0), "off");
         assert_eq!(
             places_text(bit(HEADER)),
-            "header values; off: request target"
+            "header values; off: request target, cookies"
         );
         assert_eq!(
             places_text(bit(HEADER) | bit(TARGET)),
-            "header values, request target (path and query)"
+            "header values, request target (path and query); off: cookies"
+        );
+        assert_eq!(
+            places_text(bit(HEADER) | bit(TARGET) | bit(COOKIE)),
+            "header values, request target (path and query), cookies"
+        );
+        assert_eq!(
+            places_text(bit(HEADER) | bit(COOKIE)),
+            "header values, cookies; off: request target"
         );
         assert_eq!(
             places_text(bit(TARGET)),
-            "request target (path and query); off: header values"
+            "request target (path and query); off: header values, cookies"
         );
     }
 }
