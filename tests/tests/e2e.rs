@@ -226,3 +226,44 @@ fn a_number_in_the_url_reaches_the_server_starred() {
         );
     }
 }
+
+/// `[msisdn]` with cookies: curl sends the number in a cookie pair behind a 6 KB cookie
+/// (one GSO skb on TC egress, MTU frames on XDP): the server receives it starred.
+#[test]
+fn a_number_in_a_cookie_reaches_the_server_starred() {
+    let cookie = |n: &str| format!("Cookie: sid={}; msisdn={n}; lang=en", "c".repeat(6_000));
+    let want = cookie(&"*".repeat(MSISDN.len()));
+    for xdp in [false, true] {
+        let t = topo();
+        if xdp {
+            t.cli.ethtool(CLI_IF, &["tx", "off"]).unwrap();
+            t.srv.ethtool(SRV_IF, &["rx", "off"]).unwrap();
+        }
+        let server =
+            HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+        let mut p = policy();
+        let mut m = leakguard_tests::corpus::number_check(Action::Redact);
+        m.prefixes = vec!["44".into(), "447".into()];
+        p.msisdn = Some(m);
+        let mut g = Guard::load(&p).unwrap();
+        if xdp {
+            attach_xdp(&mut g, &t.srv, SRV_IF);
+        } else {
+            attach_tc_egress(&mut g, &t.cli, CLI_IF);
+        }
+        let st = curl(&t.cli, &format!("http://{SRV_V4}/"), &[cookie(MSISDN)], 10);
+        assert!(st.success(), "curl (xdp {xdp}): {st}");
+        let heads = server.heads();
+        assert_eq!(heads.len(), 1);
+        assert!(
+            find(&heads[0], MSISDN.as_bytes()).is_none(),
+            "the number reached the server (xdp {xdp})"
+        );
+        assert!(find(&heads[0], want.as_bytes()).is_some(), "xdp {xdp}");
+        assert_eq!(
+            g.count(leakguard_common::MSISDN_RULE_ID, action::REDACT)
+                .unwrap(),
+            1
+        );
+    }
+}

@@ -134,6 +134,8 @@ const REQUESTS: &[&str] = &[
     // Numbers in the request target: a query value, a path segment, after an escape.
     "GET /landing?msisdn=447700900123&x=1 HTTP/1.1\r\nHost: h\r\n\r\n",
     "GET /u/%20447700900123/%2B447700900123 HTTP/1.1\r\n\r\n",
+    // And in a cookie pair.
+    "GET / HTTP/1.1\r\nCookie: sid=abc; msisdn=447700900123; t=%20447700900123\r\nHost: h\r\n\r\n",
 ];
 
 #[test]
@@ -147,6 +149,7 @@ fn every_cut_of_requests_with_identity_headers_and_numbers() {
         &[
             "GET / HTTP/1.1\r\nHost: h\r\nX-UIDH: OTgxNTk2\r\nX-Phone: 447700900123\r\n\r\n",
             "GET /x?tel=447700900123 HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET / HTTP/1.1\r\nCookie: a=1; m=447700900123\r\n\r\n",
         ],
     );
     println!("{runs} kernel runs matched the model");

@@ -68,28 +68,35 @@ fn the_number_check_has_a_canary() {
     let mut g = Guard::load(&p).unwrap();
     let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
     assert!(report.ok(), "{:?}", report.failures);
-    // A header canary and a request-target canary per hook, on top of the rules'.
-    assert_eq!(report.canaries, 7 * 3);
+    // A header, a request-target and a cookie canary per hook, on top of the rules'.
+    assert_eq!(report.canaries, 8 * 3);
     assert_eq!(
         g.counters(leakguard_common::MSISDN_RULE_ID)
             .unwrap()
             .outcomes,
         [0; 4]
     );
-    // The kernel without the check: both canaries' numbers pass in clear.
+    // The kernel without the check: the three canaries' numbers pass in clear.
     let mut off = Guard::load(&policy(Action::Redact)).unwrap();
     let report = selftest::run(&mut off.ebpf, &p, &HOOKS).unwrap();
-    assert_eq!(report.failures.len(), 6, "{:?}", report.failures);
+    assert_eq!(report.failures.len(), 9, "{:?}", report.failures);
     assert!(report
         .failures
         .iter()
         .all(|f| f.contains("identity number")));
-    // With the request target off, its canary is not sent.
-    let mut m = leakguard_tests::corpus::number_check(Action::Redact);
-    m.request_target = false;
-    p.msisdn = Some(m);
-    let mut g = Guard::load(&p).unwrap();
-    let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
-    assert!(report.ok(), "{:?}", report.failures);
-    assert_eq!(report.canaries, 6 * 3);
+    // A place turned off sends no canary.
+    for (target, cookies, canaries) in [(false, true, 7), (true, false, 7), (false, false, 6)] {
+        let mut m = leakguard_tests::corpus::number_check(Action::Redact);
+        m.request_target = target;
+        m.cookies = cookies;
+        p.msisdn = Some(m);
+        let mut g = Guard::load(&p).unwrap();
+        let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
+        assert!(report.ok(), "{:?}", report.failures);
+        assert_eq!(
+            report.canaries,
+            canaries * 3,
+            "target {target}, cookies {cookies}"
+        );
+    }
 }
