@@ -66,13 +66,23 @@ pub const PROFILE_DEFAULT: usize = 4;
 /// `max_head_bytes` covers them (`Case::policy` has it).
 #[must_use]
 /// The bench's policy with the identity-number check on (prefixes 44 and 447).
-fn numbers(action: Action, target: bool) -> KernelPolicy {
+fn numbers(action: Action, target: bool, cookies: bool) -> KernelPolicy {
     let mut p = policy(vec![rule("X-MSISDN", Action::Count, &[])]);
     let mut m = crate::corpus::number_check(action);
     m.prefixes = vec!["44".into(), "447".into()];
     m.request_target = target;
+    m.cookies = cookies;
     p.msisdn = Some(m);
     p
+}
+
+/// `req` with a `msisdn=447700900123` pair at the start of its cookie.
+fn with_cookie_number(req: &[u8]) -> Vec<u8> {
+    let at = crate::http::find(req, b"Cookie: ").unwrap() + 8;
+    let mut out = req[..at].to_vec();
+    out.extend_from_slice(b"msisdn=447700900123; ");
+    out.extend_from_slice(&req[at..]);
+    out
 }
 
 /// `req` with `?msisdn=447700900123` after its path (26 bytes longer).
@@ -140,30 +150,42 @@ pub fn kernel_cases() -> Vec<Case> {
             true,
         ),
         // The identity-number check (prefixes 44 and 447, count): header values only, then
-        // with the request target (whose `2026/11/25` the word test flags: one run is
-        // read and rejected), then a number in the query, counted and redacted.
+        // with the request target, then with cookies too; a number in the query (counted,
+        // redacted) and in the cookie.
         case(
             "same, [msisdn] on, header values only",
-            &numbers(Action::Count, false),
+            &numbers(Action::Count, false, false),
             Frame::http_v4(&browser_get(600)).build(),
             true,
         ),
         case(
             "same, [msisdn] on, header values and request target",
-            &numbers(Action::Count, true),
+            &numbers(Action::Count, true, false),
+            Frame::http_v4(&browser_get(600)).build(),
+            true,
+        ),
+        case(
+            "same, [msisdn] on, header values, request target and cookies",
+            &numbers(Action::Count, true, true),
             Frame::http_v4(&browser_get(600)).build(),
             true,
         ),
         case(
             "same + ?msisdn=447700900123, count",
-            &numbers(Action::Count, true),
+            &numbers(Action::Count, true, true),
             Frame::http_v4(&with_query_number(&browser_get(574))).build(),
             true,
         ),
         case(
             "same + ?msisdn=447700900123, redact",
-            &numbers(Action::Redact, true),
+            &numbers(Action::Redact, true, true),
             Frame::http_v4(&with_query_number(&browser_get(574))).build(),
+            true,
+        ),
+        case(
+            "same + cookie msisdn=447700900123, count",
+            &numbers(Action::Count, true, true),
+            Frame::http_v4(&with_cookie_number(&browser_get(574))).build(),
             true,
         ),
         case(
