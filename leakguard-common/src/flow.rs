@@ -104,6 +104,12 @@ pub mod parser {
     /// `place::COOKIE`); `F_NUM_VAL` and `num_*` hold an open run as in the target. An
     /// older program ignores it and skips the line.
     pub const F_COOKIE: u32 = 8;
+    /// S_SKIP: the line is a header value read for runs of digits, a number inside a longer
+    /// token counting too (`tel:+447700900123`; `[msisdn] inside_values`); events carry
+    /// the header's name. An older program ignores it and skips the line.
+    pub const F_VALUE_RUNS: u32 = 16;
+    /// S_SKIP: the line is read for runs of digits (`F_COOKIE` or `F_VALUE_RUNS`).
+    pub const F_RUNS: u32 = F_COOKIE | F_VALUE_RUNS;
 
     const _: () = assert!(S_METHOD == 0, "an all-zero FlowState is a fresh scan");
 }

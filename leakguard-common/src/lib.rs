@@ -347,6 +347,11 @@ pub mod place {
         }
     }
 
+    /// Not a place: the bit of `ScanConfig::msisdn_on` that has header values read for
+    /// runs of digits (a number inside a longer token counts: `tel:+447700900123`,
+    /// `447700900123@ims.example`) rather than only whole.
+    pub const INSIDE_VALUES: u8 = 0x80;
+
     /// `ScanConfig::msisdn_on` with these places on.
     #[must_use]
     pub const fn bit(place: u8) -> u8 {

@@ -41,6 +41,9 @@ pub struct ModelMsisdn {
     pub target: bool,
     /// And in `Cookie` values (`place::COOKIE`).
     pub cookies: bool,
+    /// Header values are read for runs of digits too, not only whole
+    /// (`place::INSIDE_VALUES`).
+    pub inside_values: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -105,8 +108,9 @@ enum S {
     BlankCr,
     /// A value checked for an identity number.
     Num,
-    /// A `Cookie` value read for runs of digits (the kernel's S_SKIP with F_COOKIE).
-    Cookie,
+    /// A `Cookie` value, or with `inside_values` any checked header value, read for runs
+    /// of digits (the kernel's S_SKIP with F_COOKIE or F_VALUE_RUNS).
+    Runs,
 }
 
 /// The state the kernel keeps for a flow between segments.
@@ -260,8 +264,13 @@ impl Scan<'_> {
             if m.ignore.contains(&key) {
                 return;
             }
-            if m.cookies && self.f.name == b"cookie" {
-                self.f.st = S::Cookie;
+            let cookie = self.f.name == b"cookie";
+            if cookie && !m.cookies && m.inside_values {
+                // Cookies off: not read, though other values are read inside.
+                return;
+            }
+            if (m.cookies && cookie) || m.inside_values {
+                self.f.st = S::Runs;
                 self.f.num_val = false;
                 self.f.pct = false;
                 return;
@@ -385,7 +394,7 @@ impl Scan<'_> {
             return;
         };
         let place =
-            self.f.st == S::Num || self.f.st == S::Cookie || (self.f.st == S::Target && m.target);
+            self.f.st == S::Num || self.f.st == S::Runs || (self.f.st == S::Target && m.target);
         if self.stopped || !place || !self.f.num_val || m.action != action::REDACT {
             return;
         }
@@ -431,8 +440,8 @@ impl Scan<'_> {
         if self.f.st == S::Target && self.target_check() && self.target_byte(i, lo) {
             return;
         }
-        if self.f.st == S::Cookie {
-            // A `Cookie` value: runs of digits as in the target, to the LF.
+        if self.f.st == S::Runs {
+            // A `Cookie` or other header value: runs of digits as in the target, to the LF.
             self.target_byte(i, lo);
             if !self.stopped && b == b'\n' {
                 self.f.st = S::LineStart;
@@ -564,7 +573,7 @@ impl Scan<'_> {
                 }
             }
             S::Num => self.num_byte(i, lo),
-            S::Cookie => unreachable!("a cookie byte is taken above"),
+            S::Runs => unreachable!("such a byte is taken above"),
         }
     }
 }

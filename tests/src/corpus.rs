@@ -101,6 +101,7 @@ pub fn policy(msisdn_action: Option<Action>) -> KernelPolicy {
             allow: vec!["198.51.100.0/24".parse().unwrap()],
             request_target: true,
             cookies: true,
+            inside_values: true,
         }),
         ..KernelPolicy::default()
     }
@@ -116,6 +117,7 @@ pub fn number_check(action: Action) -> Msisdn {
         allow: vec![],
         request_target: true,
         cookies: true,
+        inside_values: true,
     }
 }
 
@@ -149,6 +151,7 @@ pub fn model_policy(policy: &KernelPolicy, dst: std::net::IpAddr) -> ModelPolicy
                 .collect(),
             target: m.request_target,
             cookies: m.cookies,
+            inside_values: m.inside_values,
         }),
     }
 }

@@ -1,5 +1,6 @@
 //! The kernel programs under `BPF_PROG_TEST_RUN`: identity numbers in `Cookie` values
-//! (`[msisdn]` with `cookies` on). A run of 9-15 digits with a configured prefix in any
+//! (`[msisdn]` with `cookies` on) and inside other header values (`inside_values`), both
+//! read for runs of digits. A run of 9-15 digits with a configured prefix in any
 //! cookie pair is overwritten digit for digit (`redact`), drops the request (`drop`) or is
 //! counted (`count`), and named in its event (`cookie:NAME`); a `Cookie` rule or ignored
 //! name wins, and look-alikes pass untouched.
@@ -121,16 +122,36 @@ fn look_alikes_and_other_headers_pass_untouched() {
             assert_eq!(r.verdict, Verdict::Pass, "{cookie}");
         }
     }
-    // Another header with cookie-like pairs is a header value: a pair is not a number.
-    let req =
-        format!("GET / HTTP/1.1\r\nX-Data: a=1; msisdn={MSISDN}\r\nSet-Cookie: m={MSISDN}\r\n\r\n");
-    for hook in Hook::ALL {
-        let r = g
-            .run(hook, &Frame::http_v4(req.as_bytes()).build())
-            .unwrap();
-        assert_eq!(r.verdict, Verdict::Pass);
-    }
     assert_eq!(g.events().unwrap().len(), 0);
+    // Cookie-like pairs in another header are that header's value: read inside with
+    // `inside_values` (the default: the event names the header), else only whole.
+    let mut whole = {
+        let mut p = policy(Action::Drop, true);
+        p.msisdn.as_mut().unwrap().inside_values = false;
+        Guard::load(&p).unwrap()
+    };
+    for name in ["X-Data", "Set-Cookie"] {
+        let req = format!("GET / HTTP/1.1\r\n{name}: a=1; msisdn={MSISDN}\r\n\r\n");
+        for hook in Hook::ALL {
+            let frame = Frame::http_v4(req.as_bytes()).build();
+            assert_eq!(
+                g.run(hook, &frame).unwrap().verdict,
+                Verdict::Drop,
+                "{name}"
+            );
+            assert_eq!(
+                whole.run(hook, &frame).unwrap().verdict,
+                Verdict::Pass,
+                "{name}"
+            );
+        }
+        let ev = g.events().unwrap();
+        let want = name.to_ascii_lowercase();
+        assert!(ev
+            .iter()
+            .all(|e| e.place == place::HEADER
+                && e.name.name[..e.name_len as usize] == *want.as_bytes()));
+    }
 }
 
 #[test]
@@ -169,4 +190,55 @@ fn drop_count_allowlist_and_the_switches() {
     assert_eq!(ignored.events().unwrap().len(), 0);
     // The rule counted the header; no number was read.
     assert!(ruled.events().unwrap().iter().all(|e| e.rule_id == 0));
+}
+
+/// `inside_values`: a number inside a longer header value counts (`tel:`, `sip:`, an IMS
+/// address, a URL in a `Referer`), starred digit for digit and named by the header; with
+/// it off, only a value that is the number alone does, as before.
+#[test]
+fn numbers_inside_longer_header_values() {
+    let mut inside = guard(Action::Redact, true);
+    let mut whole = {
+        let mut p = policy(Action::Redact, true);
+        p.msisdn.as_mut().unwrap().inside_values = false;
+        Guard::load(&p).unwrap()
+    };
+    let values = [
+        "tel:+447700900123",
+        "447700900123@ims.example",
+        "sip:+447700900123;user=phone",
+        "http://partner.example/?msisdn=447700900123",
+        "id 447700900123 x",
+    ];
+    for v in values {
+        let req = format!("GET / HTTP/1.1\r\nX-Id: {v}\r\nReferer: {v}\r\n\r\n");
+        for hook in Hook::ALL {
+            let frame = Frame::http_v4(req.as_bytes()).build();
+            let r = inside.run(hook, &frame).unwrap();
+            let at = find(&r.out, b"GET ").unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&r.out[at..]),
+                starred(&req),
+                "{v} {hook:?}"
+            );
+            let r = whole.run(hook, &frame).unwrap();
+            assert!(find(&r.out, MSISDN.as_bytes()).is_some(), "{v}: whole only");
+        }
+    }
+    let ev = inside.events().unwrap();
+    assert_eq!(ev.len(), values.len() * 2 * Hook::ALL.len());
+    assert!(ev.iter().all(|e| e.place == place::HEADER
+        && matches!(&e.name.name[..e.name_len as usize], b"x-id" | b"referer")));
+    assert_eq!(whole.events().unwrap().len(), 0);
+    // Look-alikes inside values pass: a Unix time, a version, 16 digits, a date.
+    let req =
+        "GET / HTTP/1.1\r\nUser-Agent: Mozilla/5.0 Chrome/126.0.6478.122 Build/1700000000\r\n\
+               X-Req: 4477009001234567 2026-11-25T10:00:00Z\r\n\r\n";
+    for hook in Hook::ALL {
+        let r = inside
+            .run(hook, &Frame::http_v4(req.as_bytes()).build())
+            .unwrap();
+        assert!(find(&r.out, req.as_bytes()).is_some());
+    }
+    assert_eq!(inside.events().unwrap().len(), 0);
 }

@@ -14,8 +14,16 @@ use leakguard_tests::{
 fn kernel_and_model_agree_on_a_random_corpus() {
     let (mut rng, seed) = Rng::from_env();
     const CASES: usize = 400;
-    for msisdn in MSISDN_ACTIONS {
+    // With `[msisdn]` on, header values read inside (the default) and whole.
+    let configs = MSISDN_ACTIONS.iter().flat_map(|&a| {
+        let modes: &[bool] = if a.is_some() { &[true, false] } else { &[true] };
+        modes.iter().map(move |&inside| (a, inside))
+    });
+    for (msisdn, inside) in configs {
         let mut p = policy(msisdn);
+        if let Some(m) = p.msisdn.as_mut() {
+            m.inside_values = inside;
+        }
         let mut d = Differ::new(&p);
         for case in 0..CASES {
             // Now and then, a small scan limit, to exercise truncation.
@@ -24,7 +32,9 @@ fn kernel_and_model_agree_on_a_random_corpus() {
             let dst = destination(&mut rng, 20);
             let pol = model_policy(&p, dst.into());
             let frame = Frame::http_v4(payload.as_bytes()).dst_v4(dst);
-            let ctx = format!("case {case}, msisdn {msisdn:?}, seed {seed}: {payload:?}");
+            let ctx = format!(
+                "case {case}, msisdn {msisdn:?}, inside values {inside}, seed {seed}: {payload:?}"
+            );
             // Each frame is a flow of its own (a new source port), per hook.
             let bytes = frame.build();
             for hook in [Hook::Xdp, Hook::TcEgress] {

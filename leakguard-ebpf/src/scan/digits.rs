@@ -13,7 +13,7 @@
 use leakguard_common::{
     flow::{
         bcd_digit,
-        parser::{F_COOKIE, F_NUM_VAL},
+        parser::{F_COOKIE, F_NUM_VAL, F_VALUE_RUNS},
     },
     name::{LABEL, TARGET_PART_END},
     MAX_NAME_LEN, MSISDN_MAX_DIGITS,
@@ -83,7 +83,10 @@ pub extern "C" fn leakguard_target_number() -> i64 {
         s.st.f.flags &= !F_NUM_VAL;
         if is_number(&s.st) {
             let start = clamp_pos(s, s.st.f.num_start, end);
-            name_part(s, start);
+            if s.st.f.flags & F_VALUE_RUNS == 0 {
+                // In a header value the event names the header (`f.name` holds it).
+                name_part(s, start);
+            }
             if !act_on_number(s, end) {
                 s.st.stop = 1;
             }

@@ -4,10 +4,12 @@
 use leakguard_common::{
     action,
     name::{CLASS, C_WS, TFOLD},
-    MAX_NAME_LEN, SCAN_CHUNK,
+    place, MAX_NAME_LEN, SCAN_CHUNK,
 };
 
-use leakguard_common::flow::parser::{F_COOKIE, F_REDACT, S_NAME, S_NUM, S_OWS, S_SKIP};
+use leakguard_common::flow::parser::{
+    F_REDACT, F_RUNS, F_VALUE_RUNS, S_NAME, S_NUM, S_OWS, S_SKIP,
+};
 
 use crate::{
     policy,
@@ -67,6 +69,11 @@ pub(super) fn name_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         // single-path loops follow the branchy lookup, so the verifier's work adds up
         // rather than multiplying.
         let mut next = forget(&mut s.st.pos, end + 1);
+        if s.st.f.state == S_NUM && s.st.pkt.msisdn_on & place::INSIDE_VALUES != 0 {
+            // `inside_values`: the value is read for runs of digits, as a cookie's is.
+            s.st.f.state = S_SKIP;
+            s.st.f.flags = F_VALUE_RUNS;
+        }
         if s.st.f.state == S_NUM {
             // Most values do not start with a digit or `+`: look at the first byte after
             // one optional space, and skip such a line at once. No loop here: a loop
@@ -80,7 +87,7 @@ pub(super) fn name_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
             }
             next = forget(&mut s.st.pos, at);
         }
-        if s.st.f.state == S_SKIP && s.st.f.flags & F_COOKIE == 0 {
+        if s.st.f.state == S_SKIP && s.st.f.flags & F_RUNS == 0 {
             return skip_run(s, next, n);
         }
         return next;

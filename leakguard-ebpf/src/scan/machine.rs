@@ -5,12 +5,12 @@ use core::ffi::c_void;
 
 use leakguard_common::{
     name::{fold, CLASS, C_CTL, C_TCHAR, C_WS},
-    MAX_METHOD_LEN, MAX_NAME_LEN,
+    place, MAX_METHOD_LEN, MAX_NAME_LEN,
 };
 
 use leakguard_common::flow::parser::{
-    F_REDACT, S_BLANK_CR, S_LINE_START, S_METHOD, S_NAME, S_NUM, S_OWS, S_SKIP, S_TARGET, S_VALUE,
-    S_VERSION,
+    F_REDACT, F_VALUE_RUNS, S_BLANK_CR, S_LINE_START, S_METHOD, S_NAME, S_NUM, S_OWS, S_SKIP,
+    S_TARGET, S_VALUE, S_VERSION,
 };
 
 use crate::{
@@ -96,7 +96,16 @@ fn run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
             value_run(s, pos, n)
         }
         S_VALUE => value_run(s, pos, n),
-        S_NUM => num_run(s, pos, n),
+        S_NUM => {
+            if s.st.pkt.msisdn_on & place::INSIDE_VALUES != 0 {
+                // `inside_values` (a name ended in `step`): the value is read for runs of
+                // digits.
+                s.st.f.state = S_SKIP;
+                s.st.f.flags = F_VALUE_RUNS;
+                return skip_lines(s, pos, n);
+            }
+            num_run(s, pos, n)
+        }
         S_METHOD | S_TARGET | S_VERSION => request_line_run(s, pos, n),
         _ => pos,
     }

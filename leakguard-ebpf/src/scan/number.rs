@@ -9,7 +9,7 @@ use leakguard_common::{
 };
 
 use leakguard_common::flow::parser::{
-    F_COOKIE, F_NUM_TAIL, F_NUM_VAL, S_LINE_START, S_NUM, S_SKIP, S_TARGET,
+    F_NUM_TAIL, F_NUM_VAL, F_RUNS, S_LINE_START, S_NUM, S_SKIP, S_TARGET,
 };
 
 use crate::{
@@ -125,7 +125,7 @@ pub fn number_pending(s: &mut Scratch) {
     let st = &s.st;
     if st.stop == 0
         && st.pkt.msisdn_on != 0
-        && (st.f.state == S_NUM || st.f.state == S_TARGET || st.f.flags & F_COOKIE != 0)
+        && (st.f.state == S_NUM || st.f.state == S_TARGET || st.f.flags & F_RUNS != 0)
     {
         leakguard_number_pending();
         written(s);
@@ -150,7 +150,7 @@ fn pending(s: &mut Scratch) {
         return;
     }
     let target = (s.st.f.state == S_TARGET && s.st.pkt.msisdn_on & place::bit(place::TARGET) != 0)
-        || (s.st.f.state == S_SKIP && s.st.f.flags & F_COOKIE != 0);
+        || (s.st.f.state == S_SKIP && s.st.f.flags & F_RUNS != 0);
     if target {
         // Digits at the window's end open a run the next window or segment continues.
         run_pending(s);

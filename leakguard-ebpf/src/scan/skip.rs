@@ -6,7 +6,7 @@ use leakguard_common::{
     swar,
 };
 
-use leakguard_common::flow::parser::{F_COOKIE, S_LINE_START, S_SKIP};
+use leakguard_common::flow::parser::{F_RUNS, S_LINE_START, S_SKIP};
 
 use crate::{
     maps::NAME_FILTER,
@@ -25,9 +25,9 @@ pub(super) const SKIP_LINES: u32 = 8;
 /// its position laundered through map memory, so the verifier's work adds up per line.
 #[inline(always)]
 pub(super) fn skip_lines(s: &mut Scratch, pos: u32, n: u32) -> u32 {
-    if s.st.f.flags & F_COOKIE != 0 {
-        // A `Cookie` line read for identity numbers (with the check on, no line after it
-        // is skipped unread here anyway).
+    if s.st.f.flags & F_RUNS != 0 {
+        // A `Cookie` line or a header value read for runs of digits (with the check on,
+        // no line after it is skipped unread here anyway).
         return cookie_run(s, pos, n);
     }
     let mut p = skip_run(s, pos, n);

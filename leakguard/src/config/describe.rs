@@ -117,6 +117,15 @@ impl Config {
                     m.prefixes.join(", ")
                 );
                 let _ = writeln!(s, "msisdn places: {}", places_text(m.places()));
+                let _ = writeln!(
+                    s,
+                    "msisdn values: {}",
+                    if m.inside_values {
+                        "a number inside a longer value counts too (tel:+44..., ...@ims...)"
+                    } else {
+                        "only a value that is the number alone (inside_values = false)"
+                    }
+                );
                 if !m.ignore_headers.is_empty() {
                     let _ = writeln!(s, "  ignore {}", m.ignore_headers.join(", "));
                 }

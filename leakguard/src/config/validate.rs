@@ -57,6 +57,8 @@ struct MsisdnToml {
     request_target: Option<bool>,
     /// Read `Cookie` header values too; on unless turned off.
     cookies: Option<bool>,
+    /// A number inside a longer header value counts too; on unless turned off.
+    inside_values: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -594,6 +596,7 @@ impl Parser<'_> {
         }
         let request_target = m.request_target.unwrap_or(true);
         let cookies = m.cookies.unwrap_or(true);
+        let inside_values = m.inside_values.unwrap_or(true);
         let mut prefixes: Vec<String> = Vec::new();
         for p in list.get_ref() {
             let v = p.get_ref();
@@ -669,6 +672,7 @@ impl Parser<'_> {
             allow: self.allow_list("msisdn.allow", &m.allow)?,
             request_target,
             cookies,
+            inside_values,
         }))
     }
 }
@@ -804,6 +808,7 @@ mod tests {
                 .unwrap()
                 .config
                 .msisdn_on
+                & !leakguard_common::place::INSIDE_VALUES
         };
         let header = leakguard_common::place::bit(leakguard_common::place::HEADER);
         let target = leakguard_common::place::bit(leakguard_common::place::TARGET);
@@ -822,6 +827,30 @@ mod tests {
         );
     }
 
+    /// `msisdn.inside_values`: on unless the file turns it off; the kernel is told by a
+    /// bit of its own, and the digest changes only when it is on.
+    #[test]
+    fn numbers_inside_values_count_unless_turned_off() {
+        let file = |extra: &str| {
+            format!("[[attach]]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n[msisdn]\naction = \"redact\"\nprefixes = [\"44\"]\n{extra}")
+        };
+        let inside = |c: &Config| {
+            crate::kernel::compile::compile(&c.kernel)
+                .unwrap()
+                .config
+                .msisdn_on
+                & leakguard_common::place::INSIDE_VALUES
+                != 0
+        };
+        let default = parse_str(&file("")).unwrap();
+        assert!(default.kernel.msisdn.as_ref().unwrap().inside_values && inside(&default));
+        let off = parse_str(&file("inside_values = false\n")).unwrap();
+        assert!(!off.kernel.msisdn.as_ref().unwrap().inside_values && !inside(&off));
+        let d = |c: &Config| crate::kernel::compile::digest(&c.kernel);
+        assert_ne!(d(&default), d(&off));
+        assert!(parse_str(&file("inside_values = 1\n")).is_err());
+    }
+
     /// `msisdn.cookies`: on unless the file turns it off, a bit of its own for the
     /// kernel; the digest tells on from off, and a file that turns off every place but
     /// header values keeps the digest it had before the request target and cookies
@@ -837,6 +866,7 @@ mod tests {
                 .unwrap()
                 .config
                 .msisdn_on
+                & !leakguard_common::place::INSIDE_VALUES
         };
         let digest = |c: &Config| crate::kernel::compile::digest(&c.kernel);
         let default = parse_str(&file("")).unwrap();
@@ -850,7 +880,10 @@ mod tests {
         assert_ne!(digest(&on), digest(&off));
         let cookies_only = parse_str(&file("request_target = false\n")).unwrap();
         assert_eq!(bits(&cookies_only), bit(HEADER) | bit(COOKIE));
-        let header = parse_str(&file("request_target = false\ncookies = false\n")).unwrap();
+        let header = parse_str(&file(
+            "request_target = false\ncookies = false\ninside_values = false\n",
+        ))
+        .unwrap();
         assert_eq!(bits(&header), bit(HEADER));
         let all = [&on, &off, &cookies_only, &header].map(digest);
         for (i, a) in all.iter().enumerate() {

@@ -141,15 +141,20 @@ pub fn compile_with_ids(
             }
         }
         // `Cookie` values are read for runs of digits, unless `Cookie` has a rule or is
-        // ignored (those came first).
-        if m.cookies {
+        // ignored (those came first). With cookies off while other values are read
+        // inside, `Cookie` is ignored: off means not read.
+        if m.cookies || m.inside_values {
             let key = name::key(b"cookie").expect("a token");
             if seen.insert(key, ()).is_none() {
                 rules.push((
                     key,
                     KRule {
                         id: MSISDN_RULE_ID,
-                        action: COOKIE_ACTION,
+                        action: if m.cookies {
+                            COOKIE_ACTION
+                        } else {
+                            IGNORE_ACTION
+                        },
                         allow_group: NO_ALLOW_GROUP,
                         _pad: [0; 2],
                     },
@@ -342,6 +347,10 @@ pub fn digest(policy: &KernelPolicy) -> u64 {
         // Likewise cookies: off, a file has the digest it had before they could be read.
         if m.cookies {
             canon.push_str("msisdn_cookie;");
+        }
+        // And numbers inside longer header values.
+        if m.inside_values {
+            canon.push_str("msisdn_inside;");
         }
     }
     canon.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

@@ -365,6 +365,7 @@ mod tests {
                 allow: Vec::new(),
                 request_target,
                 cookies,
+                inside_values: true,
             }),
             ..KernelPolicy::default()
         }

@@ -57,6 +57,10 @@ pub struct Msisdn {
     pub request_target: bool,
     /// `Cookie` header values are read too (`msisdn.cookies`, on by default).
     pub cookies: bool,
+    /// A run of digits inside a longer header value counts too (`tel:+447700900123`,
+    /// `447700900123@ims.example`; `msisdn.inside_values`, on by default), not only a
+    /// value that is the number alone.
+    pub inside_values: bool,
 }
 
 impl Msisdn {
@@ -71,6 +75,9 @@ impl Msisdn {
         }
         if self.cookies {
             bits |= place::bit(place::COOKIE);
+        }
+        if self.inside_values {
+            bits |= place::INSIDE_VALUES;
         }
         bits
     }
