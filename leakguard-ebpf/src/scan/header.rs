@@ -17,7 +17,7 @@ use crate::{
     verifier::{forget, opaque, zero_words},
 };
 
-use super::{line::ends_on, number::starts_number, skip::skip_run};
+use super::{cookie::cookie_run, line::ends_on, number::starts_number, skip::skip_run};
 
 /// A header line starts with a name byte.
 #[inline(always)]
@@ -87,7 +87,12 @@ pub(super) fn name_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
             }
             next = forget(&mut s.st.pos, at);
         }
-        if s.st.f.state == S_SKIP && s.st.f.flags & F_RUNS == 0 {
+        if s.st.f.state == S_SKIP {
+            if s.st.f.flags & F_RUNS != 0 {
+                // A value read for runs of digits: in the same call too (a callback per
+                // line cost the 600 B request about 100 ns).
+                return cookie_run(s, next, n);
+            }
             return skip_run(s, next, n);
         }
         return next;
