@@ -240,7 +240,8 @@ pub struct MatchKey {
     pub rule_id: u32,
     pub hook: u8,
     pub outcome: u8,
-    /// [`place`] of an identity-number match ([`MSISDN_RULE_ID`]); 0 for a rule's.
+    /// [`place`] and [`form`] of an identity-number match ([`MSISDN_RULE_ID`],
+    /// `place::with_form`); 0 for a rule's.
     pub place: u8,
     pub _pad: [u8; 5],
 }
@@ -322,8 +323,9 @@ impl Default for ScanConfig {
     }
 }
 
-/// Where in a request head the identity-number check found a number: `MatchKey::place`,
-/// `Event::place`, and the bit `1 << place` of `ScanConfig::msisdn_on`.
+/// Where in a request head the identity-number check found a number: the low four bits
+/// of `MatchKey::place` and `Event::place` (the high four are its [`form`]), and the bit
+/// `1 << place` of `ScanConfig::msisdn_on`.
 pub mod place {
     /// A whole header value, under any name without a rule (the name is in the event).
     pub const HEADER: u8 = 0;
@@ -356,6 +358,50 @@ pub mod place {
     #[must_use]
     pub const fn bit(place: u8) -> u8 {
         1 << place
+    }
+
+    /// The place of a `MatchKey::place` or `Event::place` byte.
+    #[must_use]
+    pub const fn of(byte: u8) -> u8 {
+        byte & 15
+    }
+
+    /// The `MatchKey::place` / `Event::place` byte of a number in `place` in `form`.
+    #[must_use]
+    pub const fn with_form(place: u8, form: u8) -> u8 {
+        place | form << 4
+    }
+}
+
+/// How an identity number was written where it was found: the high four bits of
+/// `MatchKey::place` and `Event::place` (see [`place::with_form`]).
+pub mod form {
+    /// Decimal digits: `447700900123`.
+    pub const DECIMAL: u8 = 0;
+    /// Hex of the ASCII digits, inside a run of digits: `343437373030393030313233` (every
+    /// digit `d` written `3d`).
+    pub const HEX: u8 = 1;
+    /// Forms there are.
+    pub const COUNT: u8 = 2;
+
+    /// Not a form: the bit of `ScanConfig::msisdn_on` that has runs of digits (request
+    /// target, cookies, values read inside) read for the hex form too.
+    pub const HEX_ON: u8 = 0x40;
+
+    /// The form of a `MatchKey::place` or `Event::place` byte.
+    #[must_use]
+    pub const fn of(byte: u8) -> u8 {
+        byte >> 4
+    }
+
+    /// The metric label and log word of a form.
+    #[must_use]
+    pub const fn name(form: u8) -> &'static str {
+        match form {
+            DECIMAL => "decimal",
+            HEX => "hex",
+            _ => "unknown",
+        }
     }
 }
 
@@ -434,7 +480,8 @@ pub struct Event {
     pub action: u8,
     /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
     pub family: u8,
-    /// [`place`] of an identity-number match; 0 for a rule's.
+    /// [`place`] and [`form`] of an identity-number match (`place::with_form`); 0 for a
+    /// rule's.
     pub place: u8,
     /// Ports in host byte order.
     pub sport: u16,

@@ -44,6 +44,8 @@ pub struct ModelMsisdn {
     /// Header values are read for runs of digits too, not only whole
     /// (`place::INSIDE_VALUES`).
     pub inside_values: bool,
+    /// Runs of digits are read for the hex form too (`form::HEX_ON`).
+    pub hex: bool,
 }
 
 #[derive(Clone, Debug)]

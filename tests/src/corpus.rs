@@ -102,6 +102,7 @@ pub fn policy(msisdn_action: Option<Action>) -> KernelPolicy {
             request_target: true,
             cookies: true,
             inside_values: true,
+            hex: true,
         }),
         ..KernelPolicy::default()
     }
@@ -118,6 +119,7 @@ pub fn number_check(action: Action) -> Msisdn {
         request_target: true,
         cookies: true,
         inside_values: true,
+        hex: true,
     }
 }
 
@@ -152,6 +154,7 @@ pub fn model_policy(policy: &KernelPolicy, dst: std::net::IpAddr) -> ModelPolicy
             target: m.request_target,
             cookies: m.cookies,
             inside_values: m.inside_values,
+            hex: m.hex,
         }),
     }
 }

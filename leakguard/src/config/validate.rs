@@ -673,6 +673,7 @@ impl Parser<'_> {
             request_target,
             cookies,
             inside_values,
+            hex: true,
         }))
     }
 }

@@ -366,6 +366,7 @@ mod tests {
                 request_target,
                 cookies,
                 inside_values: true,
+                hex: true,
             }),
             ..KernelPolicy::default()
         }

@@ -5,7 +5,7 @@
 pub mod catalog;
 
 use ipnet::IpNet;
-use leakguard_common::place;
+use leakguard_common::{form, place};
 
 /// What to do with a request carrying a rule's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,6 +61,9 @@ pub struct Msisdn {
     /// `447700900123@ims.example`; `msisdn.inside_values`, on by default), not only a
     /// value that is the number alone.
     pub inside_values: bool,
+    /// Runs of digits are read for the hex form of a number too (`343437…`, every digit
+    /// `d` written `3d`; `msisdn.hex`, on by default).
+    pub hex: bool,
 }
 
 impl Msisdn {
@@ -78,6 +81,9 @@ impl Msisdn {
         }
         if self.inside_values {
             bits |= place::INSIDE_VALUES;
+        }
+        if self.hex {
+            bits |= form::HEX_ON;
         }
         bits
     }
