@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{Map, MapData};
-use leakguard_common::{action, is_rule_action, place, MSISDN_RULE_ID};
+use leakguard_common::{action, form, is_rule_action, place, MSISDN_RULE_ID};
 use serde::Serialize;
 
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
         pins::Pins,
         tc_filter,
     },
-    policy::places_text,
+    policy::{forms_text, places_text, reads_form},
 };
 
 fn open(pins: &Pins, name: &str) -> Result<Map> {
@@ -47,6 +47,9 @@ pub struct Status {
     /// "cookie");
     /// empty when `[msisdn]` is off.
     pub msisdn_places: Vec<&'static str>,
+    /// The forms of a number the check finds (`form::name`s: "decimal", "hex"); empty
+    /// when `[msisdn]` is off.
+    pub msisdn_forms: Vec<&'static str>,
     pub rules: Vec<RuleRow>,
 }
 
@@ -174,8 +177,17 @@ pub fn gather(pins: &Pins) -> Result<Status> {
             .filter(|&p| config.msisdn_on & place::bit(p) != 0)
             .map(place::name)
             .collect(),
+        msisdn_forms: forms_of(config.msisdn_on),
         rules: out_rows,
     })
+}
+
+/// The forms of a number a `ScanConfig::msisdn_on` has looked for, by `form::name`.
+fn forms_of(msisdn_on: u8) -> Vec<&'static str> {
+    (0..form::COUNT)
+        .filter(|&f| reads_form(msisdn_on, f))
+        .map(form::name)
+        .collect()
 }
 
 impl Status {
@@ -232,6 +244,21 @@ impl Status {
                 places_text(bits)
             );
         }
+        if !self.msisdn_forms.is_empty() {
+            // Back to bits that read exactly the forms listed (hex needs a place read
+            // for runs; which one does not matter to the words).
+            let bits = place::bit(place::HEADER)
+                | if self.msisdn_forms.contains(&form::name(form::HEX)) {
+                    form::HEX_ON | place::INSIDE_VALUES
+                } else {
+                    0
+                };
+            let _ = writeln!(
+                s,
+                "identity numbers ([msisdn]) in the forms: {}",
+                forms_text(bits)
+            );
+        }
         let _ = writeln!(
             s,
             "{:<32} {:<7} {:>10} {:>10} {:>10} {:>10}",
@@ -281,6 +308,11 @@ mod tests {
     use super::*;
 
     fn status(places: Vec<&'static str>) -> Status {
+        let forms = if places.is_empty() {
+            Vec::new()
+        } else {
+            vec!["decimal", "hex"]
+        };
         Status {
             attachments: Vec::new(),
             policy_digest: "0".repeat(16),
@@ -289,6 +321,7 @@ mod tests {
             counters: BTreeMap::new(),
             flows_tracked: 0,
             msisdn_places: places,
+            msisdn_forms: forms,
             rules: Vec::new(),
         }
     }
@@ -321,5 +354,33 @@ mod tests {
             json["msisdn_places"],
             serde_json::json!(["header", "target", "cookie"])
         );
+    }
+
+    /// The forms the number check finds, from the kernel's bits and back to words;
+    /// nothing when it is off.
+    #[test]
+    fn the_number_check_forms_are_shown() {
+        let both = status(vec!["header", "target", "cookie"]);
+        let bits = place::bit(place::HEADER) | place::bit(place::COOKIE) | form::HEX_ON;
+        assert_eq!(forms_of(bits), ["decimal", "hex"]);
+        assert!(forms_of(0).is_empty());
+        assert!(
+            both.text()
+                .contains("identity numbers ([msisdn]) in the forms: decimal, hex\n"),
+            "{}",
+            both.text()
+        );
+        let json = serde_json::to_value(&both).unwrap();
+        assert_eq!(json["msisdn_forms"], serde_json::json!(["decimal", "hex"]));
+        // Hex asked for, but no place read for runs of digits: decimal only.
+        let mut decimal = status(vec!["header"]);
+        decimal.msisdn_forms = forms_of(place::bit(place::HEADER) | form::HEX_ON);
+        assert_eq!(decimal.msisdn_forms, ["decimal"]);
+        assert!(
+            decimal.text().contains("in the forms: decimal; off: hex\n"),
+            "{}",
+            decimal.text()
+        );
+        assert!(!status(Vec::new()).text().contains("forms"));
     }
 }

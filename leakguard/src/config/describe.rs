@@ -1,7 +1,7 @@
 //! The effective policy in words, as `check-config` prints it.
 
 use super::{Config, Origin};
-use crate::policy::{places_text, Action, Incomplete};
+use crate::policy::{forms_text, places_text, Action, Incomplete};
 
 impl Config {
     /// The effective policy, as `check-config` prints it.
@@ -126,6 +126,14 @@ impl Config {
                         "only a value that is the number alone (inside_values = false)"
                     }
                 );
+                // Hex asked for (the default) where nothing is read for runs of digits
+                // does nothing: said, so that "off" is not taken for a bad key.
+                let why = if m.hex && !m.reads_hex() {
+                    " (hex is read only in runs of digits: request_target, cookies and inside_values are all off)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(s, "msisdn forms: {}{why}", forms_text(m.places()));
                 if !m.ignore_headers.is_empty() {
                     let _ = writeln!(s, "  ignore {}", m.ignore_headers.join(", "));
                 }
@@ -182,8 +190,44 @@ mod tests {
         );
         let none = describe("[[attach]]\ninterface = \"eth0\"\nhook = \"xdp\"\n");
         assert!(
-            none.contains("msisdn: off\n") && !none.contains("msisdn places"),
+            none.contains("msisdn: off\n")
+                && !none.contains("msisdn places")
+                && !none.contains("msisdn forms"),
             "{none}"
+        );
+    }
+
+    /// `check-config` says which forms of a number the check finds, after the places;
+    /// hex asked for where no run of digits is read is off, and says why.
+    #[test]
+    fn the_number_check_names_its_forms() {
+        let file = |extra: &str| {
+            format!("[[attach]]\ninterface = \"eth0\"\nhook = \"xdp\"\n[msisdn]\naction = \"drop\"\nprefixes = [\"44\"]\n{extra}")
+        };
+        let describe = |text: &str| {
+            parse(std::path::Path::new("test.toml"), text)
+                .unwrap()
+                .describe()
+        };
+        let on = describe(&file(""));
+        let places = on.find("msisdn places: ").unwrap();
+        let forms = on.find("msisdn forms: decimal, hex\n").expect(&on);
+        assert!(places < forms, "{on}");
+        let off = describe(&file("hex = false\n"));
+        assert!(off.contains("msisdn forms: decimal; off: hex\n"), "{off}");
+        let whole = describe(&file(
+            "request_target = false\ncookies = false\ninside_values = false\n",
+        ));
+        assert!(
+            whole.contains("msisdn forms: decimal; off: hex (hex is read only in runs of digits: "),
+            "{whole}"
+        );
+        let whole_off = describe(&file(
+            "request_target = false\ncookies = false\ninside_values = false\nhex = false\n",
+        ));
+        assert!(
+            whole_off.contains("msisdn forms: decimal; off: hex\n"),
+            "{whole_off}"
         );
     }
 }

@@ -59,6 +59,8 @@ struct MsisdnToml {
     cookies: Option<bool>,
     /// A number inside a longer header value counts too; on unless turned off.
     inside_values: Option<bool>,
+    /// Runs of digits are read for the hex form of a number too; on unless turned off.
+    hex: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -597,6 +599,7 @@ impl Parser<'_> {
         let request_target = m.request_target.unwrap_or(true);
         let cookies = m.cookies.unwrap_or(true);
         let inside_values = m.inside_values.unwrap_or(true);
+        let hex = m.hex.unwrap_or(true);
         let mut prefixes: Vec<String> = Vec::new();
         for p in list.get_ref() {
             let v = p.get_ref();
@@ -673,7 +676,7 @@ impl Parser<'_> {
             request_target,
             cookies,
             inside_values,
-            hex: true,
+            hex,
         }))
     }
 }
@@ -809,7 +812,7 @@ mod tests {
                 .unwrap()
                 .config
                 .msisdn_on
-                & !leakguard_common::place::INSIDE_VALUES
+                & !(leakguard_common::place::INSIDE_VALUES | leakguard_common::form::HEX_ON)
         };
         let header = leakguard_common::place::bit(leakguard_common::place::HEADER);
         let target = leakguard_common::place::bit(leakguard_common::place::TARGET);
@@ -852,6 +855,55 @@ mod tests {
         assert!(parse_str(&file("inside_values = 1\n")).is_err());
     }
 
+    /// `msisdn.hex`: on unless the file turns it off; the kernel is told by a bit of its
+    /// own, and the digest changes only when it is on where runs of digits are read (a
+    /// file that reads header values whole only keeps its digest: hex is not read there).
+    #[test]
+    fn the_hex_form_is_read_unless_turned_off() {
+        let file = |extra: &str| {
+            format!("[[attach]]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n[msisdn]\naction = \"redact\"\nprefixes = [\"44\"]\n{extra}")
+        };
+        let hex = |c: &Config| {
+            crate::kernel::compile::compile(&c.kernel)
+                .unwrap()
+                .config
+                .msisdn_on
+                & leakguard_common::form::HEX_ON
+                != 0
+        };
+        let d = |c: &Config| crate::kernel::compile::digest(&c.kernel);
+        let default = parse_str(&file("")).unwrap();
+        assert!(default.kernel.msisdn.as_ref().unwrap().hex && hex(&default));
+        let on = parse_str(&file(
+            "hex = true
+",
+        ))
+        .unwrap();
+        assert_eq!(on.kernel, default.kernel);
+        let off = parse_str(&file(
+            "hex = false
+",
+        ))
+        .unwrap();
+        assert!(!off.kernel.msisdn.as_ref().unwrap().hex && !hex(&off));
+        assert_ne!(d(&default), d(&off));
+        // Only the places read for runs turned off, header values read whole: hex or not,
+        // the check does the same, and the digest says so.
+        let whole = "request_target = false\ncookies = false\ninside_values = false\n";
+        let whole_hex = parse_str(&file(whole)).unwrap();
+        let whole_decimal = parse_str(&file(&format!("{whole}hex = false\n"))).unwrap();
+        assert_eq!(d(&whole_hex), d(&whole_decimal));
+        // Any one place read for runs is enough for hex to count.
+        for place in ["request_target", "cookies", "inside_values"] {
+            let others = whole.replace(&format!("{place} = false\n"), "");
+            let on = parse_str(&file(&others)).unwrap();
+            let off = parse_str(&file(&format!("{others}hex = false\n"))).unwrap();
+            assert_ne!(d(&on), d(&off), "{place}");
+        }
+        let e = parse_str(&file("hex = \"yes\"\n")).unwrap_err().to_string();
+        assert!(e.contains("test.toml:7:7") && e.contains("boolean"), "{e}");
+    }
+
     /// `msisdn.cookies`: on unless the file turns it off, a bit of its own for the
     /// kernel; the digest tells on from off, and a file that turns off every place but
     /// header values keeps the digest it had before the request target and cookies
@@ -867,7 +919,7 @@ mod tests {
                 .unwrap()
                 .config
                 .msisdn_on
-                & !leakguard_common::place::INSIDE_VALUES
+                & !(leakguard_common::place::INSIDE_VALUES | leakguard_common::form::HEX_ON)
         };
         let digest = |c: &Config| crate::kernel::compile::digest(&c.kernel);
         let default = parse_str(&file("")).unwrap();
@@ -952,6 +1004,8 @@ mod tests {
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nrequest_targets = false\n"), Some((7, 1)), &["request_targets", "request_target"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\ncookies = \"yes\"\n"), Some((7, 11)), &["invalid type", "boolean"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\ncookie = false\n"), Some((7, 1)), &["`cookie`", "`cookies`"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nhex = \"yes\"\n"), Some((7, 7)), &["invalid type", "boolean"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nhex = 1\n"), Some((7, 7)), &["invalid type", "boolean"]),
         ];
         for (text, at, words) in &cases {
             let e = parse_str(text).expect_err(text);

@@ -352,6 +352,11 @@ pub fn digest(policy: &KernelPolicy) -> u64 {
         if m.inside_values {
             canon.push_str("msisdn_inside;");
         }
+        // And the hex form, which is read only where runs of digits are: a check that
+        // reads header values whole does what it did before hex, hex on or not.
+        if m.reads_hex() {
+            canon.push_str("msisdn_hex;");
+        }
     }
     canon.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)

@@ -87,6 +87,51 @@ impl Msisdn {
         }
         bits
     }
+
+    /// Numbers in hex form are looked for: hex is on and some place is read for runs of
+    /// digits (a value read whole is decimal only).
+    #[must_use]
+    pub const fn reads_hex(&self) -> bool {
+        reads_form(self.places(), form::HEX)
+    }
+}
+
+/// The bits of `ScanConfig::msisdn_on` that have runs of digits read somewhere: the
+/// request target, cookies, or header values read inside.
+const RUN_BITS: u8 = place::bit(place::TARGET) | place::bit(place::COOKIE) | place::INSIDE_VALUES;
+
+/// Whether a `ScanConfig::msisdn_on` has numbers in `f` looked for: decimal whenever the
+/// check is on, hex when asked (`form::HEX_ON`) and some place is read for runs.
+#[must_use]
+pub const fn reads_form(bits: u8, f: u8) -> bool {
+    match f {
+        form::DECIMAL => bits != 0,
+        form::HEX => bits & form::HEX_ON != 0 && bits & RUN_BITS != 0,
+        _ => false,
+    }
+}
+
+/// The forms of a `ScanConfig::msisdn_on`, in words, for `check-config` and `status`:
+/// those read, then those not (`decimal, hex` or `decimal; off: hex`). "off" when the
+/// check is.
+#[must_use]
+pub fn forms_text(bits: u8) -> String {
+    let (on, off): (Vec<u8>, Vec<u8>) = (0..form::COUNT).partition(|&f| reads_form(bits, f));
+    if on.is_empty() {
+        return "off".into();
+    }
+    let names = |fs: &[u8]| {
+        fs.iter()
+            .map(|&f| form::name(f))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = names(&on);
+    if !off.is_empty() {
+        s.push_str("; off: ");
+        s.push_str(&names(&off));
+    }
+    s
 }
 
 /// The places of a `ScanConfig::msisdn_on`, in words, for `check-config` and `status`:
@@ -173,8 +218,22 @@ impl Default for KernelPolicy {
 
 #[cfg(test)]
 mod tests {
-    use super::places_text;
+    use super::{forms_text, places_text};
     use leakguard_common::place::{bit, COOKIE, HEADER, TARGET};
+
+    /// Hex is read only where runs of digits are: asked for with every such place off,
+    /// it is off.
+    #[test]
+    fn forms_in_words() {
+        use leakguard_common::{form::HEX_ON, place::INSIDE_VALUES};
+        assert_eq!(forms_text(0), "off");
+        assert_eq!(forms_text(bit(HEADER)), "decimal; off: hex");
+        assert_eq!(forms_text(bit(HEADER) | HEX_ON), "decimal; off: hex");
+        for runs in [bit(TARGET), bit(COOKIE), INSIDE_VALUES] {
+            assert_eq!(forms_text(bit(HEADER) | runs | HEX_ON), "decimal, hex");
+            assert_eq!(forms_text(bit(HEADER) | runs), "decimal; off: hex");
+        }
+    }
 
     #[test]
     fn places_in_words() {
