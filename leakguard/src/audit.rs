@@ -22,7 +22,9 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use leakguard_common::{action, place, Event, FAMILY_IPV4, INCOMPLETE_RULE_ID, MSISDN_RULE_ID};
+use leakguard_common::{
+    action, form, place, Event, FAMILY_IPV4, INCOMPLETE_RULE_ID, MSISDN_RULE_ID,
+};
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{blocks::interface_description::InterfaceDescriptionOption, Block, PcapNgReader},
@@ -32,7 +34,7 @@ use serde_json::json;
 
 use crate::{
     config,
-    event_text::NumberAt,
+    event_text::{form_of, NumberAt},
     kernel::{
         apply, counters, maps,
         object::{EBPF_OBJECT, PROG_XDP},
@@ -56,12 +58,16 @@ pub struct Finding {
     pub dst: SocketAddr,
     /// The rule's header; for a number, where it was: `NAME (number)` for a header
     /// value, `request target (PART) (number)` for the target (`path`, `query:NAME`),
-    /// `cookie:NAME (number)` for a cookie (`cookie (number)` when it had no name).
+    /// `cookie:NAME (number)` for a cookie (`cookie (number)` when it had no name);
+    /// `(number, hex)` instead of `(number)` for one in hex form.
     pub header: String,
     /// Where in the head: `header` (rules and numbers in header values), `target`
     /// (numbers in the request target) or `cookie` (numbers in a `Cookie` value); `None`
     /// for a head not seen whole.
     pub place: Option<&'static str>,
+    /// How a number was written: `decimal` or `hex` (`form::name`); `None` for a rule's
+    /// header and a head not seen whole.
+    pub form: Option<&'static str>,
     pub action: &'static str,
 }
 
@@ -200,30 +206,38 @@ fn finding(e: &Event, time: Duration, names: &HashMap<u32, String>) -> Finding {
             IpAddr::from(*a)
         }
     };
-    let (header, place) = if e.rule_id == INCOMPLETE_RULE_ID {
+    let (header, place, form) = if e.rule_id == INCOMPLETE_RULE_ID {
         (
             "(head not seen whole: longer than scan.max_head_bytes)".into(),
+            None,
             None,
         )
     } else if e.rule_id == MSISDN_RULE_ID {
         let at = NumberAt::of(e);
         let place = Some(at.place());
-        let header = match at {
-            NumberAt::Header(name) if name != "(unprintable)" => format!("{name} (number)"),
-            NumberAt::Header(_) => "(number)".into(),
-            NumberAt::Target(part) => format!("request target ({part}) (number)"),
-            // `cookie:NAME`, or `cookie` when the number had no pair name.
-            NumberAt::Cookie(part) if part.starts_with("cookie") => format!("{part} (number)"),
-            NumberAt::Cookie(_) => "cookie (number)".into(),
-            NumberAt::Unknown(_) => "(number, unknown place)".into(),
+        let f = form_of(e);
+        // A decimal number is just a number; another form says itself.
+        let number = if f == form::DECIMAL {
+            "(number)".to_owned()
+        } else {
+            format!("(number, {})", form::name(f))
         };
-        (header, place)
+        let header = match at {
+            NumberAt::Header(name) if name != "(unprintable)" => format!("{name} {number}"),
+            NumberAt::Header(_) => number,
+            NumberAt::Target(part) => format!("request target ({part}) {number}"),
+            // `cookie:NAME`, or `cookie` when the number had no pair name.
+            NumberAt::Cookie(part) if part.starts_with("cookie") => format!("{part} {number}"),
+            NumberAt::Cookie(_) => format!("cookie {number}"),
+            NumberAt::Unknown(_) => format!("(unknown place) {number}"),
+        };
+        (header, place, Some(form::name(f)))
     } else {
         let header = names
             .get(&e.rule_id)
             .cloned()
             .unwrap_or_else(|| format!("rule-{}", e.rule_id));
-        (header, Some(place::name(place::HEADER)))
+        (header, Some(place::name(place::HEADER)), None)
     };
     Finding {
         time,
@@ -231,6 +245,7 @@ fn finding(e: &Event, time: Duration, names: &HashMap<u32, String>) -> Finding {
         dst: SocketAddr::new(ip(&e.daddr), e.dport),
         header,
         place,
+        form,
         action: action::name(e.action),
     }
 }
@@ -352,13 +367,19 @@ fn rfc3339(t: Duration) -> String {
     humantime::format_rfc3339_micros(UNIX_EPOCH + t).to_string()
 }
 
-/// Findings per header (or where a number was), place and action.
-type SummaryKey = (String, Option<&'static str>, &'static str);
+/// Findings per header (or where a number was), place, form and action.
+type SummaryKey = (
+    String,
+    Option<&'static str>,
+    Option<&'static str>,
+    &'static str,
+);
 
 fn summary(r: &Report) -> BTreeMap<SummaryKey, u64> {
     let mut s = BTreeMap::new();
     for f in &r.findings {
-        *s.entry((f.header.clone(), f.place, f.action)).or_insert(0) += 1;
+        *s.entry((f.header.clone(), f.place, f.form, f.action))
+            .or_insert(0) += 1;
     }
     s
 }
@@ -382,7 +403,7 @@ fn write_table(r: &Report, out: &mut impl Write) -> Result<()> {
     }
     writeln!(out)?;
     writeln!(out, "{:<40} {:<7} {:>10}", "header", "action", "requests")?;
-    for ((h, _, a), n) in summary(r) {
+    for ((h, _, _, a), n) in summary(r) {
         writeln!(out, "{h:<40} {a:<7} {n:>10}")?;
     }
     writeln!(
@@ -405,12 +426,14 @@ fn write_json(r: &Report, out: &mut impl Write) -> Result<()> {
         .map(|f| {
             json!({"time": rfc3339(f.time), "source": f.src.to_string(),
                    "destination": f.dst.to_string(), "header": f.header, "place": f.place,
-                   "action": f.action})
+                   "form": f.form, "action": f.action})
         })
         .collect();
     let summary: Vec<_> = summary(r)
         .into_iter()
-        .map(|((h, p, a), n)| json!({"header": h, "place": p, "action": a, "requests": n}))
+        .map(|((h, p, f, a), n)| {
+            json!({"header": h, "place": p, "form": f, "action": a, "requests": n})
+        })
         .collect();
     let doc = json!({"findings": findings, "summary": summary, "packets": r.packets,
         "skipped": r.skipped, "request_heads": r.heads, "continuations": r.continuations,
@@ -458,7 +481,8 @@ mod finding_tests {
     }
 
     /// A number says where it was: the header it came under, the request target's part,
-    /// or the cookie; the JSON carries the place, for findings and the summary alike.
+    /// or the cookie, and its form; the JSON carries the place and the form, for
+    /// findings and the summary alike.
     #[test]
     fn numbers_name_their_place() {
         let names = HashMap::new();
@@ -491,8 +515,18 @@ mod finding_tests {
         assert_eq!(unnamed.header, "cookie (number)");
         let digits = finding(&number(place::COOKIE, b"cookie:u1"), Duration::ZERO, &names);
         assert_eq!(digits.header, "cookie:u# (number)");
+        // The same cookie in hex form: its own finding, place and form apart.
+        let hex = finding(
+            &number(place::with_form(place::COOKIE, form::HEX), b"cookie:msisdn"),
+            Duration::ZERO,
+            &names,
+        );
+        assert_eq!(
+            (hex.header.as_str(), hex.place, hex.form),
+            ("cookie:msisdn (number, hex)", Some("cookie"), Some("hex"))
+        );
         let report = Report {
-            findings: vec![header, query, path, cookie, unnamed],
+            findings: vec![header, query, path, cookie, unnamed, hex],
             ..Report::default()
         };
         let mut out = Vec::new();
@@ -501,6 +535,9 @@ mod finding_tests {
         assert_eq!(doc["findings"][1]["place"], "target", "{doc}");
         assert_eq!(doc["findings"][0]["place"], "header", "{doc}");
         assert_eq!(doc["findings"][3]["place"], "cookie", "{doc}");
+        assert_eq!(doc["findings"][3]["form"], "decimal", "{doc}");
+        assert_eq!(doc["findings"][5]["form"], "hex", "{doc}");
+        assert_eq!(doc["findings"][5]["place"], "cookie", "{doc}");
         let places: Vec<&str> = doc["summary"]
             .as_array()
             .unwrap()
@@ -509,7 +546,18 @@ mod finding_tests {
             .collect();
         assert_eq!(
             places,
-            ["cookie", "cookie", "target", "target", "header"],
+            ["cookie", "cookie", "cookie", "target", "target", "header"],
+            "{doc}"
+        );
+        let forms: Vec<&str> = doc["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["form"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            forms,
+            ["decimal", "decimal", "hex", "decimal", "decimal", "decimal"],
             "{doc}"
         );
     }

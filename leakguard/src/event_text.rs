@@ -8,7 +8,7 @@
 //! so already; done again here so that no digit of a query or cookie name can reach a
 //! line) and every byte that is not printable ASCII escaped.
 
-use leakguard_common::{place, Event};
+use leakguard_common::{form, place, Event};
 
 /// Where an identity-number match was.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,7 +30,8 @@ impl NumberAt {
     pub fn of(e: &Event) -> Self {
         let len = (e.name_len as usize).min(e.name.name.len());
         let name = &e.name.name[..len];
-        match e.place {
+        // The low nibble is the place; the high one the form (see [`form_of`]).
+        match place::of(e.place) {
             place::HEADER => Self::Header(header_name(name)),
             place::TARGET => Self::Target(masked_part(name)),
             place::COOKIE => Self::Cookie(masked_part(name)),
@@ -48,6 +49,13 @@ impl NumberAt {
             Self::Unknown(p) => place::name(*p),
         }
     }
+}
+
+/// How the number of `e`, a number match, was written: `form::DECIMAL` or `form::HEX`
+/// (another value from a newer kernel object names itself "unknown" by `form::name`).
+#[must_use]
+pub const fn form_of(e: &Event) -> u8 {
+    form::of(e.place)
 }
 
 /// A folded header name when it is token bytes only, else "(unprintable)".
@@ -142,5 +150,23 @@ mod tests {
             NumberAt::Cookie("(unnamed)".into())
         );
         assert_eq!(NumberAt::of(&event(7, b"path")), NumberAt::Unknown(7));
+    }
+
+    /// The place byte's high nibble is the form: the place is read from the low one,
+    /// and the form apart.
+    #[test]
+    fn a_hex_number_keeps_its_place_and_says_its_form() {
+        let hex = |p| place::with_form(p, form::HEX);
+        let cookie = event(hex(place::COOKIE), b"cookie:uid");
+        assert_eq!(NumberAt::of(&cookie), NumberAt::Cookie("cookie:uid".into()));
+        assert_eq!(form::name(form_of(&cookie)), "hex");
+        let target = event(hex(place::TARGET), b"query:u");
+        assert_eq!(NumberAt::of(&target).place(), "target");
+        let header = event(hex(place::HEADER), b"x-phone");
+        assert_eq!(NumberAt::of(&header), NumberAt::Header("x-phone".into()));
+        let decimal = event(place::COOKIE, b"cookie:uid");
+        assert_eq!(form::name(form_of(&decimal)), "decimal");
+        assert_eq!(form::name(form_of(&event(0x27, b"path"))), "unknown");
+        assert_eq!(NumberAt::of(&event(0x27, b"path")), NumberAt::Unknown(7));
     }
 }

@@ -1,7 +1,7 @@
 //! Prometheus metrics: rendered from the kernel maps and the daemon's state once a tick,
 //! in the Prometheus text format (0.0.4), which every scraper and `promtool check
 //! metrics` read; `http` serves the latest rendering on `GET /metrics`.
-//! Labels are interface, hook, header name, action, class, place — never a value.
+//! Labels are interface, hook, header name, action, class, place, form — never a value.
 
 use anyhow::Result;
 use prometheus_client::{
@@ -10,7 +10,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use leakguard_common::{action, hook, place, MatchKey, Stats, MSISDN_RULE_ID};
+use leakguard_common::{action, form, hook, place, MatchKey, Stats, MSISDN_RULE_ID};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MatchLabels {
@@ -103,6 +103,8 @@ struct NumberLabels {
     /// Where in the head the number was (`place::name`: "header", "target" or
     /// "cookie"): three values, never the number or the name it came under.
     place: String,
+    /// How it was written (`form::name`: "decimal" or "hex"): two values.
+    form: String,
 }
 
 /// The exposition text.
@@ -118,7 +120,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
     let numbers = Family::<NumberLabels, Counter>::default();
     reg.register(
         "leakguard_msisdn_values",
-        "Identity numbers ([msisdn]: 9-15 digits with a configured prefix) in header values under any header name, in the request target or in cookies, by interface, hook, what the policy did and place (header, target or cookie); where each was (the header name, path or query parameter, or cookie name) is in the log, never the value",
+        "Identity numbers ([msisdn]: 9-15 digits with a configured prefix) in header values under any header name, in the request target or in cookies, by interface, hook, what the policy did, place (header, target or cookie) and form (decimal, or hex of the digits); where each was (the header name, path or query parameter, or cookie name) is in the log, never the value",
         numbers.clone(),
     );
     for (iface, k, n) in &i.matches {
@@ -128,7 +130,9 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
                     interface: iface.clone(),
                     hook: hook::name(k.hook).into(),
                     action: action::name(k.outcome).into(),
-                    place: place::name(k.place).into(),
+                    // The place byte carries the form in its high nibble.
+                    place: place::name(place::of(k.place)).into(),
+                    form: form::name(form::of(k.place)).into(),
                 })
                 .inc_by(*n);
             continue;
@@ -316,7 +320,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::{render, Inputs};
-    use leakguard_common::{action, hook, place, MatchKey, Stats, MSISDN_RULE_ID};
+    use leakguard_common::{action, form, hook, place, MatchKey, Stats, MSISDN_RULE_ID};
 
     /// Prometheus text, not OpenMetrics: a counter family is named with its `_total`
     /// suffix, there is no `# EOF`, and the build is an info gauge.
@@ -350,6 +354,9 @@ mod tests {
                 number(place::TARGET, 5),
                 number(place::HEADER, 2),
                 number(place::COOKIE, 7),
+                // Hex: the form in the place byte's high nibble, counted apart.
+                number(place::with_form(place::COOKIE, form::HEX), 11),
+                number(place::with_form(place::TARGET, form::HEX), 13),
             ],
             header: &header,
             attached: vec![("eth1".into(), "tc-egress", true)],
@@ -371,9 +378,11 @@ mod tests {
             "# TYPE leakguard_header_matches_total counter",
             "leakguard_header_matches_total{interface=\"eth1\",hook=\"tc-egress\",header=\"X-MSISDN\",action=\"count\"} 2",
             "# TYPE leakguard_msisdn_values_total counter",
-            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"header\"} 3",
-            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"target\"} 5",
-            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"cookie\"} 7",
+            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"header\",form=\"decimal\"} 3",
+            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"target\",form=\"decimal\"} 5",
+            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"cookie\",form=\"decimal\"} 7",
+            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"cookie\",form=\"hex\"} 11",
+            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"target\",form=\"hex\"} 13",
             "# TYPE leakguard_policy_reloads_total counter",
             "# TYPE leakguard_tracked_flows gauge",
             "leakguard_tracked_flows 3",
@@ -392,5 +401,7 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
         }
         assert!(!text.contains("# EOF"));
+        // No label value but the five places and forms known.
+        assert!(!text.contains("unknown"), "{text}");
     }
 }

@@ -356,7 +356,7 @@ fn metrics_are_labelled_linted_and_free_of_values() {
         ),
         "leakguard_policy_last_reload_successful 1".to_owned(),
         "leakguard_selftest_ok 1".to_owned(),
-        format!("leakguard_msisdn_values_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",action=\"redact\",place=\"header\"}} 1"),
+        format!("leakguard_msisdn_values_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",action=\"redact\",place=\"header\",form=\"decimal\"}} 1"),
         "leakguard_tracked_flows 0".to_owned(),
         format!("leakguard_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",class=\"continuation\"}} 0"),
     ] {

@@ -1,14 +1,16 @@
 //! Match events → log lines: drained once a tick, aggregated, one line per interface,
-//! hook, destination, header (or, for a number, where it was) and outcome with a count;
-//! never a value.
+//! hook, destination, header (or, for a number, where it was and its form) and outcome
+//! with a count; never a value.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 use aya::maps::{MapData, RingBuf};
-use leakguard_common::{action, hook, Event, FAMILY_IPV4, INCOMPLETE_RULE_ID, MSISDN_RULE_ID};
+use leakguard_common::{
+    action, form, hook, Event, FAMILY_IPV4, INCOMPLETE_RULE_ID, MSISDN_RULE_ID,
+};
 
 use super::Daemon;
-use crate::event_text::NumberAt;
+use crate::event_text::{form_of, NumberAt};
 
 /// What a match was, as its log line names it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -17,9 +19,10 @@ enum What {
     Incomplete,
     /// A rule's header, by name.
     Header(String),
-    /// An identity number, and where it was (a header value under a name, a part of the
-    /// request target, or a cookie): numbers in different places are different lines.
-    Number(NumberAt),
+    /// An identity number, where it was (a header value under a name, a part of the
+    /// request target, or a cookie) and its form (`form::DECIMAL`, `form::HEX`):
+    /// numbers in different places or forms are different lines.
+    Number(NumberAt, u8),
 }
 
 /// What one log line aggregates: interface index, hook, destination, what matched,
@@ -46,7 +49,7 @@ impl Daemon {
                 // Where the number was, as the kernel named it (a folded header name,
                 // `path` / `query:NAME`, or `cookie:NAME` / `cookie`). The value is never in
                 // an event.
-                What::Number(NumberAt::of(&e))
+                What::Number(NumberAt::of(&e), form_of(&e))
             } else {
                 What::Header(
                     self.names
@@ -82,14 +85,17 @@ impl Daemon {
                     program_build = build,
                     "identity header"
                 ),
-                What::Number(at) => {
+                What::Number(at, f) => {
                     let place = at.place();
+                    // Every number line says its form, "decimal" included.
+                    let form = form::name(f);
                     match at {
                         NumberAt::Header(header) => tracing::info!(
                             interface = %interface,
                             hook,
                             destination = %dst,
                             place,
+                            form,
                             header = %header,
                             action,
                             count = n,
@@ -101,6 +107,7 @@ impl Daemon {
                             hook,
                             destination = %dst,
                             place,
+                            form,
                             target = %part,
                             action,
                             count = n,
@@ -112,6 +119,7 @@ impl Daemon {
                             hook,
                             destination = %dst,
                             place,
+                            form,
                             cookie = %name,
                             action,
                             count = n,
@@ -123,6 +131,7 @@ impl Daemon {
                             hook,
                             destination = %dst,
                             place,
+                            form,
                             action,
                             count = n,
                             program_build = build,

@@ -91,8 +91,9 @@ pub fn clear_match_counts(m: &mut aya::maps::Map, slot: u32) -> anyhow::Result<(
     Ok(())
 }
 
-/// Match counters per (interface index, hook, rule, outcome, place), summed over CPUs:
-/// a number's counts in header values, the request target and cookies stay apart.
+/// Match counters per (interface index, hook, rule, outcome, place and form), summed over
+/// CPUs: a number's counts in header values, the request target and cookies, decimal and
+/// hex, stay apart.
 pub fn matches_of(
     m: &aya::maps::Map,
 ) -> Result<Vec<(leakguard_common::MatchKey, u64)>, ApplyError> {
@@ -103,7 +104,17 @@ pub fn matches_of(
         .filter_map(Result::ok)
         .map(|(k, v)| (k, v.iter().sum()))
         .collect();
-    out.sort_by_key(|(k, _)| (k.ifindex, k.hook, k.rule_id, k.outcome, k.place));
+    // The place byte holds the form in its high nibble: sorted by place, then form.
+    out.sort_by_key(|(k, _)| {
+        (
+            k.ifindex,
+            k.hook,
+            k.rule_id,
+            k.outcome,
+            leakguard_common::place::of(k.place),
+            leakguard_common::form::of(k.place),
+        )
+    });
     Ok(out)
 }
 
