@@ -4,7 +4,7 @@
 //! Canaries carry `CANARY_MAGIC` (TC: `__sk_buff.mark`; XDP: frame metadata), so the
 //! programs treat them exactly like traffic but move no production counter and send no
 //! event. Canary values are a run of zeros (for the identity-number check, a configured
-//! prefix then zeros): never a subscriber's.
+//! prefix then zeros, and that number in hex form): never a subscriber's.
 
 use std::net::Ipv4Addr;
 
@@ -186,13 +186,78 @@ fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
                         Some(COOKIE_HEADER),
                         &format!("{COOKIE_PAIRS}{value}"),
                     ),
-                    value,
+                    value: value.clone(),
                     expect,
                 });
+            }
+            if let Some(c) = hex_canary(m, &value, port, expect, &checked) {
+                out.push(c);
             }
         }
     }
     out
+}
+
+/// The hex form's canary: the canary number written as hex of its digits (`44000…` ->
+/// `343430…`, 24 digits: too long for a decimal number), in the first place read for
+/// runs of digits: the request target, else a cookie, else a header value read inside.
+/// One per hook is enough: hex is decided by the same code in every place. `None` when
+/// hex is off or no place reads runs (a value read whole is decimal only).
+fn hex_canary(
+    m: &crate::policy::Msisdn,
+    number: &str,
+    port: u16,
+    expect: Expect,
+    checked: &dyn Fn(&str) -> bool,
+) -> Option<Canary> {
+    if !m.reads_hex() {
+        return None;
+    }
+    let value: String = number.bytes().map(|d| format!("{d:02x}")).collect();
+    let what =
+        |place: &str| format!("an identity number in hex {place} ({:?})", m.action).to_lowercase();
+    let (what, frame) = if m.request_target {
+        (
+            what("in the request target"),
+            frame(
+                UNTRUSTED,
+                port,
+                &format!("{CANARY_TARGET}?msisdn={value}"),
+                None,
+                &value,
+            ),
+        )
+    } else if m.cookies && checked(COOKIE_HEADER) {
+        (
+            what("in a cookie"),
+            frame(
+                UNTRUSTED,
+                port,
+                CANARY_TARGET,
+                Some(COOKIE_HEADER),
+                &format!("{COOKIE_PAIRS}{value}"),
+            ),
+        )
+    } else if m.inside_values && checked(NUMBER_CANARY_HEADER) {
+        (
+            what("inside a header value"),
+            frame(
+                UNTRUSTED,
+                port,
+                CANARY_TARGET,
+                Some(NUMBER_CANARY_HEADER),
+                &format!("uid={value}"),
+            ),
+        )
+    } else {
+        return None;
+    };
+    Some(Canary {
+        what,
+        frame,
+        value,
+        expect,
+    })
 }
 
 /// What `action` does to a canary sent to `UNTRUSTED`: an operator may well allowlist
@@ -503,5 +568,79 @@ mod tests {
         assert!(canaries(&ignored, 80)
             .iter()
             .all(|c| cookie_line(c).is_none()));
+    }
+
+    fn hex_canary_of(p: &KernelPolicy) -> Option<Canary> {
+        canaries(p, 80)
+            .into_iter()
+            .find(|c| c.what.contains("in hex"))
+    }
+
+    /// With hex on, one canary carries the number in hex form (24 digits: never a
+    /// decimal number) in the first place read for runs: the request target, else a
+    /// cookie, else a header value read inside; none with hex off or no place read for
+    /// runs. Redacted, exactly the stretch becomes filler.
+    #[test]
+    fn the_hex_form_has_its_canary() {
+        let c = hex_canary_of(&policy(Action::Redact, true, true)).unwrap();
+        assert_eq!(c.value, "343430303030303030303030");
+        assert_eq!(c.expect, Expect::Redacted);
+        assert_eq!(
+            c.what,
+            "an identity number in hex in the request target (redact)"
+        );
+        let http = String::from_utf8_lossy(&c.frame[54..]).into_owned();
+        assert!(
+            http.starts_with(
+                "GET /leakguard-selftest?msisdn=343430303030303030303030 HTTP/1.1\r\n"
+            ),
+            "{http}"
+        );
+        let redacted = frame(
+            UNTRUSTED,
+            80,
+            &format!("/leakguard-selftest?msisdn={}", "*".repeat(24)),
+            None,
+            "",
+        );
+        check_redacted(&c.frame, &redacted, &c.value).unwrap();
+        // Only half the stretch starred (the decoded digits' length): refused.
+        let half = frame(
+            UNTRUSTED,
+            80,
+            &format!("/leakguard-selftest?msisdn={}303030303030", "*".repeat(12)),
+            None,
+            "",
+        );
+        assert!(check_redacted(&c.frame, &half, &c.value).is_err());
+
+        let cookie = hex_canary_of(&policy(Action::Drop, false, true)).unwrap();
+        assert_eq!(cookie.expect, Expect::Dropped);
+        assert_eq!(
+            cookie_line(&cookie).unwrap(),
+            "Cookie: lg=1; msisdn=343430303030303030303030"
+        );
+        let inside = hex_canary_of(&policy(Action::Count, false, false)).unwrap();
+        assert_eq!(inside.expect, Expect::Unchanged);
+        let http = String::from_utf8_lossy(&inside.frame[54..]).into_owned();
+        assert!(
+            http.contains("\r\nX-Leakguard-Selftest-Number: uid=343430303030303030303030\r\n"),
+            "{http}"
+        );
+
+        // Hex off, or no place read for runs (values read whole): no hex canary, one
+        // canary fewer per hook.
+        let mut off = policy(Action::Redact, true, true);
+        off.msisdn.as_mut().unwrap().hex = false;
+        assert!(hex_canary_of(&off).is_none());
+        assert_eq!(
+            canaries(&off, 80).len() + 1,
+            canaries(&policy(Action::Redact, true, true), 80).len()
+        );
+        let mut whole = policy(Action::Redact, false, false);
+        whole.msisdn.as_mut().unwrap().inside_values = false;
+        assert!(hex_canary_of(&whole).is_none());
+        // Canary counts per hook: clean + header + target + cookie + hex.
+        assert_eq!(canaries(&policy(Action::Redact, true, true), 80).len(), 5);
     }
 }
