@@ -68,24 +68,26 @@ fn the_number_check_has_a_canary() {
     let mut g = Guard::load(&p).unwrap();
     let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
     assert!(report.ok(), "{:?}", report.failures);
-    // A header, a request-target and a cookie canary per hook, on top of the rules'.
-    assert_eq!(report.canaries, 8 * 3);
+    // A header, a request-target, a cookie and a hex canary per hook, on top of the
+    // rules'.
+    assert_eq!(report.canaries, 9 * 3);
     assert_eq!(
         g.counters(leakguard_common::MSISDN_RULE_ID)
             .unwrap()
             .outcomes,
         [0; 4]
     );
-    // The kernel without the check: the three canaries' numbers pass in clear.
+    // The kernel without the check: the four canaries' numbers pass in clear.
     let mut off = Guard::load(&policy(Action::Redact)).unwrap();
     let report = selftest::run(&mut off.ebpf, &p, &HOOKS).unwrap();
-    assert_eq!(report.failures.len(), 9, "{:?}", report.failures);
+    assert_eq!(report.failures.len(), 12, "{:?}", report.failures);
     assert!(report
         .failures
         .iter()
         .all(|f| f.contains("identity number")));
-    // A place turned off sends no canary.
-    for (target, cookies, canaries) in [(false, true, 7), (true, false, 7), (false, false, 6)] {
+    // A place turned off sends no canary; the hex canary goes to the first place read
+    // for runs (a header value read inside when the target and cookies are off).
+    for (target, cookies, canaries) in [(false, true, 8), (true, false, 8), (false, false, 7)] {
         let mut m = leakguard_tests::corpus::number_check(Action::Redact);
         m.request_target = target;
         m.cookies = cookies;
@@ -99,4 +101,30 @@ fn the_number_check_has_a_canary() {
             "target {target}, cookies {cookies}"
         );
     }
+}
+
+/// With hex on, a canary carries the number in hex form; a kernel told hex is off fails
+/// exactly that canary on every hook, and with hex off there is no such canary.
+#[test]
+fn the_hex_form_has_a_canary() {
+    let mut p = policy(Action::Redact);
+    p.msisdn = Some(leakguard_tests::corpus::number_check(Action::Redact));
+    let mut decimal = p.clone();
+    decimal.msisdn.as_mut().unwrap().hex = false;
+    let mut g = Guard::load(&decimal).unwrap();
+    let report = selftest::run(&mut g.ebpf, &decimal, &HOOKS).unwrap();
+    assert!(report.ok(), "{:?}", report.failures);
+    assert_eq!(report.canaries, 8 * 3);
+    // The kernel reads decimal only; the policy says hex too: the hex canary's number
+    // passes in clear on each hook, and nothing else fails.
+    let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
+    assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
+    assert!(
+        report.failures.iter().all(
+            |f| f.contains("identity number in hex in the request target")
+                && f.contains("not fully overwritten")
+        ),
+        "{:?}",
+        report.failures
+    );
 }
