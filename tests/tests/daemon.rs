@@ -321,6 +321,21 @@ fn metrics_are_labelled_linted_and_free_of_values() {
     );
     assert!(st.success());
     assert!(!last_leaked(&server), "the number under a new header name");
+    // The number in hex form in a cookie: found (form "hex"), the stretch starred.
+    let hex = leakguard_tests::corpus::hex_of(MSISDN);
+    let st = curl(
+        &t.cli,
+        &format!("http://{SRV_V4}/h"),
+        &[format!("Cookie: lg=1; uid={hex}")],
+        10,
+    );
+    assert!(st.success());
+    let heads = server.heads();
+    let head = String::from_utf8_lossy(heads.last().unwrap()).into_owned();
+    assert!(
+        head.contains(&format!("Cookie: lg=1; uid={}\r\n", "*".repeat(hex.len()))),
+        "the hex number in a cookie, redacted"
+    );
 
     let scrape = || d.scrape().unwrap();
     let want = format!(
@@ -334,7 +349,7 @@ fn metrics_are_labelled_linted_and_free_of_values() {
     .unwrap_or_else(|e| panic!("{e}:\n{}", scrape()));
     let m = scrape();
     for needle in [
-        format!("leakguard_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",class=\"request_head\"}} 4"),
+        format!("leakguard_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",class=\"request_head\"}} 5"),
         format!("leakguard_attached{{interface=\"{CLI_IF}\",hook=\"tc-egress\"}} 1"),
         "leakguard_attached{interface=\"absent9\",hook=\"xdp\"} 0".to_owned(),
         "leakguard_policy_reloads_total{result=\"ok\"} 0".to_owned(),
@@ -357,6 +372,7 @@ fn metrics_are_labelled_linted_and_free_of_values() {
         "leakguard_policy_last_reload_successful 1".to_owned(),
         "leakguard_selftest_ok 1".to_owned(),
         format!("leakguard_msisdn_values_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",action=\"redact\",place=\"header\",form=\"decimal\"}} 1"),
+        format!("leakguard_msisdn_values_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",action=\"redact\",place=\"cookie\",form=\"hex\"}} 1"),
         "leakguard_tracked_flows 0".to_owned(),
         format!("leakguard_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",class=\"continuation\"}} 0"),
     ] {
@@ -386,6 +402,24 @@ fn metrics_are_labelled_linted_and_free_of_values() {
     .unwrap_or_else(|e| panic!("{e}:\n{}", d.logs()));
     assert!(d.logs().contains("identity number"));
     assert_no_values("logs", &d.logs());
+    // The hex one's line names the cookie and the form, and carries no hex either.
+    wait_for("the hex number's log line", Duration::from_secs(5), || {
+        d.logs()
+            .lines()
+            .any(|l| l.contains("\"cookie\":\"cookie:uid\"") && l.contains("\"form\":\"hex\""))
+    })
+    .unwrap_or_else(|e| panic!("{e}:\n{}", d.logs()));
+    for text in [&m, &d.logs()] {
+        assert!(
+            !text.contains(&hex[..18]),
+            "a hex value in the metrics or the log"
+        );
+    }
+    let status = d.cli_ok("status").unwrap();
+    assert!(
+        status.contains("identity numbers ([msisdn]) in the forms: decimal, hex\n"),
+        "{status}"
+    );
 
     // Debian's promtool lints the exposition.
     let mut lint = std::process::Command::new("promtool")
