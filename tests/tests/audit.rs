@@ -5,6 +5,7 @@
 use std::{borrow::Cow, path::Path, process::Command, time::Duration};
 
 use leakguard_tests::{
+    corpus::hex_of,
     daemon::leakguard_bin,
     http::{MSISDN, UIDH, VALUES},
     packet::{arp, Frame, TRUSTED_V4},
@@ -75,6 +76,11 @@ fn capture() -> Vec<(Vec<u8>, Expect)> {
                 .dst_v4(TRUSTED_V4)
                 .build(),
             Some(("X-MSISDN", "allow")),
+        ),
+        (
+            Frame::http_v4(format!("GET /q?uid={} HTTP/1.1\r\n\r\n", hex_of(MSISDN)).as_bytes())
+                .build(),
+            Some(("request target (query:uid) (number, hex)", "redact")),
         ),
     ]
 }
@@ -185,17 +191,35 @@ fn audit_reports_what_the_policy_does_and_never_a_value() {
             "{}: {time}",
             file.display()
         );
-        for v in VALUES {
+        // The form: a number's, not a rule's.
+        let forms: Vec<&serde_json::Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| &f["form"])
+            .collect();
+        assert_eq!(
+            forms,
+            [
+                &serde_json::Value::Null,
+                &serde_json::Value::Null,
+                &serde_json::json!("decimal"),
+                &serde_json::Value::Null,
+                &serde_json::json!("hex"),
+            ],
+            "{text}"
+        );
+        for v in VALUES.iter().copied().chain([&hex_of(MSISDN)[..18]]) {
             assert!(!text.contains(v), "the audit printed an identity value");
         }
         let table = audit(&[], &policy, file);
         let t = String::from_utf8_lossy(&table.stdout);
         assert!(table.status.success());
         assert!(
-            t.contains("X-UIDH") && t.contains("x-phone (number)") && t.contains("7 packets"),
+            t.contains("X-UIDH") && t.contains("x-phone (number)") && t.contains("8 packets"),
             "{t}"
         );
-        for v in VALUES {
+        for v in VALUES.iter().copied().chain([&hex_of(MSISDN)[..18]]) {
             assert!(!t.contains(v), "the audit table printed an identity value");
         }
     }
