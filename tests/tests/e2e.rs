@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use leakguard::policy::{Action, KernelPolicy};
-use leakguard_common::action;
+use leakguard_common::{action, place};
 use leakguard_tests::{
     guard::Guard,
     http::{find, ACR, MSISDN, UIDH},
@@ -174,6 +174,64 @@ fn xdp_redacts_and_the_receiver_accepts_the_checksum() {
     assert_eq!(g.stats().unwrap().errors, 0);
 }
 
+/// The topology, a recording server on `SRV_V4:80`, and the guard with `[msisdn]`
+/// (prefixes 44 and 447, `redact`, every place read) besides the rules of [`policy`]:
+/// on the client's TCX egress (GSO super-packets), or with `xdp` on the server's XDP
+/// with full checksums on the wire, verified by the receiver (MTU frames).
+fn number_guard(xdp: bool) -> (Topo, HttpServer, Guard) {
+    let t = topo();
+    if xdp {
+        t.cli.ethtool(CLI_IF, &["tx", "off"]).unwrap();
+        t.srv.ethtool(SRV_IF, &["rx", "off"]).unwrap();
+    }
+    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+    let mut p = policy();
+    let mut m = leakguard_tests::corpus::number_check(Action::Redact);
+    m.prefixes = vec!["44".into(), "447".into()];
+    p.msisdn = Some(m);
+    let mut g = Guard::load(&p).unwrap();
+    if xdp {
+        attach_xdp(&mut g, &t.srv, SRV_IF);
+    } else {
+        attach_tc_egress(&mut g, &t.cli, CLI_IF);
+    }
+    (t, server, g)
+}
+
+/// What went through a [`number_guard`].
+struct Received {
+    /// The one head the server received.
+    head: Vec<u8>,
+    /// Numbers `[msisdn]` redacted.
+    redacted: u64,
+    /// The place byte (place and form) of each `[msisdn]` event.
+    places: Vec<u8>,
+}
+
+/// curl's request for `target` with `headers` through a [`number_guard`]: asserts it
+/// completed (on XDP, only if every rewritten checksum was right) and that the server
+/// received one head.
+fn through_number_guard(xdp: bool, target: &str, headers: &[String]) -> Received {
+    let (t, server, mut g) = number_guard(xdp);
+    let st = curl(&t.cli, &format!("http://{SRV_V4}{target}"), headers, 10);
+    assert!(st.success(), "curl (xdp {xdp}): {st}");
+    let mut heads = server.heads();
+    assert_eq!(heads.len(), 1, "xdp {xdp}");
+    Received {
+        head: heads.remove(0),
+        redacted: g
+            .count(leakguard_common::MSISDN_RULE_ID, action::REDACT)
+            .unwrap(),
+        places: g
+            .events()
+            .unwrap()
+            .iter()
+            .filter(|e| e.rule_id == leakguard_common::MSISDN_RULE_ID)
+            .map(|e| e.place)
+            .collect(),
+    }
+}
+
 /// `[msisdn]` with the request target: curl's URL carries the number in a path segment,
 /// a query value and after `%2B`, with a 6 KB cookie behind it (one GSO skb on TC
 /// egress, MTU frames on XDP ingress with checksums verified by the receiver). The
@@ -184,45 +242,29 @@ fn a_number_in_the_url_reaches_the_server_starred() {
     let stars = "*".repeat(MSISDN.len());
     let want = format!("GET {} HTTP/1.1\r\n", path(&stars));
     for xdp in [false, true] {
-        let t = topo();
-        if xdp {
-            t.cli.ethtool(CLI_IF, &["tx", "off"]).unwrap();
-            t.srv.ethtool(SRV_IF, &["rx", "off"]).unwrap();
-        }
-        let server =
-            HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
-        let mut p = policy();
-        let mut m = leakguard_tests::corpus::number_check(Action::Redact);
-        m.prefixes = vec!["44".into(), "447".into()];
-        p.msisdn = Some(m);
-        let mut g = Guard::load(&p).unwrap();
-        if xdp {
-            attach_xdp(&mut g, &t.srv, SRV_IF);
-        } else {
-            attach_tc_egress(&mut g, &t.cli, CLI_IF);
-        }
-        let st = curl(
-            &t.cli,
-            &format!("http://{SRV_V4}{}", path(MSISDN)),
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(
+            xdp,
+            &path(MSISDN),
             &[format!("Cookie: sid={}", "c".repeat(6_000))],
-            10,
         );
-        assert!(st.success(), "curl (xdp {xdp}): {st}");
-        let heads = server.heads();
-        assert_eq!(heads.len(), 1);
         assert!(
-            find(&heads[0], MSISDN.as_bytes()).is_none(),
+            find(&head, MSISDN.as_bytes()).is_none(),
             "the number reached the server (xdp {xdp})"
         );
         assert!(
-            heads[0].starts_with(want.as_bytes()),
+            head.starts_with(want.as_bytes()),
             "xdp {xdp}: the server saw {:?}",
-            String::from_utf8_lossy(&heads[0][..want.len().min(heads[0].len())])
+            String::from_utf8_lossy(&head[..want.len().min(head.len())])
         );
+        assert_eq!(redacted, 3, "xdp {xdp}");
         assert_eq!(
-            g.count(leakguard_common::MSISDN_RULE_ID, action::REDACT)
-                .unwrap(),
-            3
+            places,
+            [place::TARGET; 3],
+            "xdp {xdp}: decimal, in the target"
         );
     }
 }
@@ -234,36 +276,17 @@ fn a_number_in_a_cookie_reaches_the_server_starred() {
     let cookie = |n: &str| format!("Cookie: sid={}; msisdn={n}; lang=en", "c".repeat(6_000));
     let want = cookie(&"*".repeat(MSISDN.len()));
     for xdp in [false, true] {
-        let t = topo();
-        if xdp {
-            t.cli.ethtool(CLI_IF, &["tx", "off"]).unwrap();
-            t.srv.ethtool(SRV_IF, &["rx", "off"]).unwrap();
-        }
-        let server =
-            HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
-        let mut p = policy();
-        let mut m = leakguard_tests::corpus::number_check(Action::Redact);
-        m.prefixes = vec!["44".into(), "447".into()];
-        p.msisdn = Some(m);
-        let mut g = Guard::load(&p).unwrap();
-        if xdp {
-            attach_xdp(&mut g, &t.srv, SRV_IF);
-        } else {
-            attach_tc_egress(&mut g, &t.cli, CLI_IF);
-        }
-        let st = curl(&t.cli, &format!("http://{SRV_V4}/"), &[cookie(MSISDN)], 10);
-        assert!(st.success(), "curl (xdp {xdp}): {st}");
-        let heads = server.heads();
-        assert_eq!(heads.len(), 1);
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(xdp, "/", &[cookie(MSISDN)]);
         assert!(
-            find(&heads[0], MSISDN.as_bytes()).is_none(),
+            find(&head, MSISDN.as_bytes()).is_none(),
             "the number reached the server (xdp {xdp})"
         );
-        assert!(find(&heads[0], want.as_bytes()).is_some(), "xdp {xdp}");
-        assert_eq!(
-            g.count(leakguard_common::MSISDN_RULE_ID, action::REDACT)
-                .unwrap(),
-            1
-        );
+        assert!(find(&head, want.as_bytes()).is_some(), "xdp {xdp}");
+        assert_eq!(redacted, 1, "xdp {xdp}");
+        assert_eq!(places, [place::COOKIE], "xdp {xdp}: decimal, in a cookie");
     }
 }
