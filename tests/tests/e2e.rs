@@ -290,3 +290,59 @@ fn a_number_in_a_cookie_reaches_the_server_starred() {
         assert_eq!(places, [place::COOKIE], "xdp {xdp}: decimal, in a cookie");
     }
 }
+
+/// `[msisdn]` inside other header values: a SIP URI in a `Contact` and a URL in a
+/// `Referer`, behind a 6 KB cookie. The server receives those lines with exactly the 12
+/// digits starred and every other byte intact; look-alikes in other values (an order
+/// number without a configured prefix, a 16-digit number starting 44) arrive untouched.
+#[test]
+fn a_number_inside_another_header_value_reaches_the_server_starred() {
+    let lines = |n: &str| {
+        [
+            format!("Contact: <sip:+{n}@ims.example;user=phone>"),
+            format!("Referer: http://portal.example/?u={n}"),
+        ]
+    };
+    let alike = [
+        "X-Order: order 770090012345 of 2026-11-25".to_owned(),
+        "X-Card: 4477009009876543".to_owned(),
+    ];
+    let stars = "*".repeat(MSISDN.len());
+    for xdp in [false, true] {
+        // curl's own `Accept: */*` replaced, so that every star the server sees is the
+        // guard's.
+        let mut headers = vec![
+            "Accept: text/html".to_owned(),
+            format!("Cookie: sid={}", "c".repeat(6_000)),
+        ];
+        headers.extend(lines(MSISDN));
+        headers.extend(alike.iter().cloned());
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(xdp, "/", &headers);
+        assert!(
+            find(&head, MSISDN.as_bytes()).is_none(),
+            "the number reached the server (xdp {xdp})"
+        );
+        for l in lines(&stars).iter().chain(&alike) {
+            let l = format!("\r\n{l}\r\n");
+            assert!(
+                find(&head, l.as_bytes()).is_some(),
+                "xdp {xdp}: the server did not receive {l:?}"
+            );
+        }
+        assert_eq!(
+            head.iter().filter(|&&b| b == b'*').count(),
+            2 * MSISDN.len(),
+            "xdp {xdp}: only the numbers' digits are starred"
+        );
+        assert_eq!(redacted, 2, "xdp {xdp}");
+        assert_eq!(
+            places,
+            [place::HEADER; 2],
+            "xdp {xdp}: decimal, in a header"
+        );
+    }
+}
