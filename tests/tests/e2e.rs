@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use leakguard::policy::{Action, KernelPolicy};
-use leakguard_common::{action, place};
+use leakguard_common::{action, form, place};
 use leakguard_tests::{
     guard::Guard,
     http::{find, ACR, MSISDN, UIDH},
@@ -343,6 +343,119 @@ fn a_number_inside_another_header_value_reaches_the_server_starred() {
             places,
             [place::HEADER; 2],
             "xdp {xdp}: decimal, in a header"
+        );
+    }
+}
+
+/// The hex form of a number: the hex of its ASCII digits, each digit `d` written `3d`.
+fn hex(number: &str) -> String {
+    number.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hex form in the URL: curl's query carries the number's hex form, and the hex form
+/// of a number with another prefix (33, a look-alike), behind a 6 KB cookie. The server
+/// receives the first as 24 stars and the look-alike untouched; the event says hex.
+#[test]
+fn a_hex_number_in_the_url_reaches_the_server_starred() {
+    let number = hex(MSISDN);
+    assert_eq!(number, "343437373030393030313233");
+    let alike = hex("337700900123");
+    let path = |n: &str| format!("/p?uid={n}&ref={alike}&ts=1700000000");
+    let want = format!("GET {} HTTP/1.1\r\n", path(&"*".repeat(number.len())));
+    for xdp in [false, true] {
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(
+            xdp,
+            &path(&number),
+            &[format!("Cookie: sid={}", "c".repeat(6_000))],
+        );
+        assert!(
+            find(&head, number.as_bytes()).is_none(),
+            "the hex form reached the server (xdp {xdp})"
+        );
+        assert!(
+            head.starts_with(want.as_bytes()),
+            "xdp {xdp}: the server saw {:?}",
+            String::from_utf8_lossy(&head[..want.len().min(head.len())])
+        );
+        assert_eq!(redacted, 1, "xdp {xdp}");
+        assert_eq!(
+            places,
+            [place::with_form(place::TARGET, form::HEX)],
+            "xdp {xdp}: hex, in the target"
+        );
+    }
+}
+
+/// The hex form in a cookie pair behind a 6 KB cookie, and the look-alike of another
+/// prefix in the next pair: the server receives 24 stars and the look-alike untouched.
+#[test]
+fn a_hex_number_in_a_cookie_reaches_the_server_starred() {
+    let number = hex(MSISDN);
+    let alike = hex("337700900123");
+    let cookie = |n: &str| {
+        format!(
+            "Cookie: sid={}; uid={n}; ref={alike}; lang=en",
+            "c".repeat(6_000)
+        )
+    };
+    let want = cookie(&"*".repeat(number.len()));
+    for xdp in [false, true] {
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(xdp, "/", &[cookie(&number)]);
+        assert!(
+            find(&head, number.as_bytes()).is_none(),
+            "the hex form reached the server (xdp {xdp})"
+        );
+        assert!(
+            find(&head, format!("{want}\r\n").as_bytes()).is_some(),
+            "xdp {xdp}"
+        );
+        assert_eq!(redacted, 1, "xdp {xdp}");
+        assert_eq!(
+            places,
+            [place::with_form(place::COOKIE, form::HEX)],
+            "xdp {xdp}: hex, in a cookie"
+        );
+    }
+}
+
+/// The hex form inside another header value (a URL in a `Referer`), and a 16-pair hex
+/// look-alike (a 16-digit number's hex) in another value: the server receives 24 stars
+/// in the `Referer` and the look-alike untouched.
+#[test]
+fn a_hex_number_inside_a_header_value_reaches_the_server_starred() {
+    let number = hex(MSISDN);
+    let referer = |n: &str| format!("Referer: http://portal.example/?uid={n}&v=2");
+    let alike = format!("X-Ref: {}", hex("4477009009876543"));
+    for xdp in [false, true] {
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(xdp, "/", &[referer(&number), alike.clone()]);
+        assert!(
+            find(&head, number.as_bytes()).is_none(),
+            "the hex form reached the server (xdp {xdp})"
+        );
+        for l in [referer(&"*".repeat(number.len())), alike.clone()] {
+            let l = format!("\r\n{l}\r\n");
+            assert!(
+                find(&head, l.as_bytes()).is_some(),
+                "xdp {xdp}: the server did not receive {l:?}"
+            );
+        }
+        assert_eq!(redacted, 1, "xdp {xdp}");
+        assert_eq!(
+            places,
+            [place::with_form(place::HEADER, form::HEX)],
+            "xdp {xdp}: hex, in a header"
         );
     }
 }
