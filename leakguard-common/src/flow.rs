@@ -269,12 +269,109 @@ pub const fn bcd_digit(digit: u8, index: u32) -> u64 {
     ((digit & 15) as u64) << ((60u32.wrapping_sub(index.wrapping_mul(4))) & 63)
 }
 
+/// Digits of a run that `num_bcd` holds one per nibble: one more is too many for a decimal
+/// number, and from there on `num_*` hold the run's hex stretch instead (`form::HEX`).
+pub const RAW_DIGITS: u32 = 16;
+
+/// The hex stretch that ends the first `len` digits of a run (`bcd`, at most
+/// [`RAW_DIGITS`] of them): the last pairs of digits `(2p, 2p + 1)` whose first digit is 3
+/// (`343437…` is hex of `447…`). Returns the stretch's digits (the pairs' second digits,
+/// placed as [`bcd_digit`]s), its first pair and how many pairs it has. A pair still open
+/// (an odd `len`) is not in it; if its first digit is not a 3 it ended the stretch, and
+/// the stretch is empty (starting after that pair).
+///
+/// Branch-light and loop-free: it runs in the kernel's number functions, whose frames
+/// must stay small on Linux 6.1. Digits `2p, 2p + 1` are byte `p` of `bcd` counted from
+/// the top, so a pair starts with 3 when its byte's high nibble is 3.
+#[must_use]
+#[inline(always)]
+pub const fn hex_tail(bcd: u64, len: u32) -> (u64, u32, u32) {
+    let len = if len > RAW_DIGITS { RAW_DIGITS } else { len };
+    let pairs = len / 2;
+    if len & 1 == 1 && (bcd >> ((64 - 4 * len) & 63)) & 15 != 3 {
+        return (0, pairs + 1, 0);
+    }
+    if pairs == 0 {
+        return (0, 0, 0);
+    }
+    // The last pair in the lowest byte; zero bytes (not pairs of 3) come in above.
+    let v = bcd >> ((8 * (8 - pairs)) & 63);
+    let t = (v & 0xf0f0_f0f0_f0f0_f0f0) ^ 0x3030_3030_3030_3030;
+    // 0x80 in each byte whose pair does not start with 3.
+    let bad = ((t >> 4) + 0x7f7f_7f7f_7f7f_7f7f) & 0x8080_8080_8080_8080;
+    let count = if bad == 0 {
+        pairs
+    } else {
+        crate::swar::first(bad)
+    };
+    let first = pairs - count;
+    // The pairs' second digits, packed: pair 0's in the top nibble of 32 bits.
+    let mut d = bcd & 0x0f0f_0f0f_0f0f_0f0f;
+    d = (d | (d >> 4)) & 0x00ff_00ff_00ff_00ff;
+    d = (d | (d >> 8)) & 0x0000_ffff_0000_ffff;
+    d = (d | (d >> 16)) & 0x0000_0000_ffff_ffff;
+    let out = (d << 32) << ((4 * first) & 31);
+    let keep = !(u64::MAX >> ((4 * count) & 63));
+    (out & keep, first, count)
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
     use std::{collections::HashSet, vec::Vec};
 
     use super::*;
+
+    fn bcd_of(digits: &[u8]) -> u64 {
+        digits
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, d)| b | bcd_digit(d - b'0', i as u32))
+    }
+
+    /// The stretch found by reading pairs one by one, as the kernel reads past 16 digits.
+    fn tail_by_pairs(digits: &[u8]) -> (Vec<u8>, u32) {
+        let mut out = Vec::new();
+        let mut first = 0;
+        for (p, pair) in digits.chunks(2).enumerate() {
+            if pair[0] != b'3' {
+                out.clear();
+                first = p as u32 + 1;
+            } else if pair.len() == 2 {
+                out.push(pair[1]);
+            }
+        }
+        (out, first)
+    }
+
+    #[test]
+    fn hex_tail_is_the_last_pairs_starting_with_three() {
+        // Every run of up to 16 digits over {3, 4, 7} and a few others, by a seeded walk.
+        let alphabet = b"3347";
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 17) as usize;
+            let digits: Vec<u8> = (0..len)
+                .map(|i| alphabet[((x >> (4 + 2 * i)) & 3) as usize])
+                .collect();
+            let (bcd, first, pairs) = hex_tail(bcd_of(&digits), len as u32);
+            let (want, want_first) = tail_by_pairs(&digits);
+            assert_eq!(
+                (first, pairs as usize),
+                (want_first, want.len()),
+                "{digits:?}"
+            );
+            assert_eq!(bcd, bcd_of(&want), "{digits:?}");
+        }
+        assert_eq!(
+            hex_tail(bcd_of(b"3434373730303930"), 16),
+            (bcd_of(b"44770090"), 0, 8)
+        );
+        assert_eq!(hex_tail(bcd_of(b"7569643434"), 10).1, 3);
+    }
 
     /// Flows of a gateway differ in a few bits (source port, the subscriber's address):
     /// the hint counters spread them about as well as random slots would (10,000 keys in

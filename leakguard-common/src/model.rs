@@ -135,6 +135,14 @@ pub struct ModelFlow {
     /// number digits, and whether the last target byte was `%`.
     num_skip: u32,
     pct: bool,
+    /// The hex form in a run (`form::HEX`): the run's number digits so far, whether the
+    /// open pair's first digit is a 3, and the current stretch (pairs `3d`): its digits
+    /// and its bytes `[hex_start, hex_end)`.
+    raw: u32,
+    hex_good: bool,
+    hex: Vec<u8>,
+    hex_start: u32,
+    hex_end: u32,
     /// Sequence number of the open head's first byte.
     head_seq: u32,
     /// Redacted runs, the kernel's ring (same merge and eviction rule).
@@ -159,6 +167,11 @@ impl ModelFlow {
             num_end: 0,
             num_skip: 0,
             pct: false,
+            raw: 0,
+            hex_good: false,
+            hex: Vec::new(),
+            hex_start: 0,
+            hex_end: 0,
             head_seq: 0,
             spans,
         }
@@ -310,6 +323,57 @@ impl Scan<'_> {
         }
     }
 
+    /// A hex stretch ends at payload byte `i` (window from `lo`): an identity number in
+    /// hex form when its 9-15 digits start with a configured prefix; then act.
+    fn decide_hex(&mut self, i: usize, lo: usize) {
+        let m = self.pol.msisdn.as_ref().expect("number check on");
+        let n = self.f.hex.len() as u32;
+        if m.hex
+            && (MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&n)
+            && covered(&m.prefixes, &self.f.hex)
+        {
+            let (act, allowed) = (m.action, m.allowed);
+            self.out.msisdn_values += 1;
+            match self.match_outcome(MSISDN_RULE_ID, act, allowed) {
+                action::REDACT => {
+                    let (from, to) = (self.f.hex_start, self.f.hex_end);
+                    self.redact_range(from, to, lo, i);
+                }
+                action::DROP => {
+                    self.out.drop = true;
+                    self.stopped = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A number digit of a run (after any escape) at payload byte `i`, for the hex form:
+    /// digits pair up from the run's start; a pair whose first digit is not 3 ends the
+    /// stretch (decided here) and the next starts after it.
+    fn hex_digit(&mut self, i: usize, lo: usize) {
+        let (b, at) = (self.out.payload[i], self.at(i));
+        if self.f.raw == 0 {
+            self.f.hex.clear();
+            self.f.hex_start = at;
+            self.f.hex_end = at;
+        }
+        if self.f.raw % 2 == 0 {
+            self.f.hex_good = b == b'3';
+            if !self.f.hex_good {
+                self.decide_hex(i, lo);
+                let f = &mut self.f;
+                f.hex.clear();
+                f.hex_start = at.wrapping_add(2);
+                f.hex_end = f.hex_start;
+            }
+        } else if self.f.hex_good {
+            self.f.hex.push(b);
+            self.f.hex_end = at.wrapping_add(1);
+        }
+        self.f.raw += 1;
+    }
+
     /// True when runs of digits in the request target are checked.
     fn target_check(&self) -> bool {
         self.pol.msisdn.as_ref().is_some_and(|m| m.target)
@@ -330,6 +394,7 @@ impl Scan<'_> {
                 f.num_skip = if f.pct { 2 } else { 0 };
                 f.num_start = at;
                 f.num_end = at;
+                f.raw = 0;
             }
             f.pct = false;
             f.tok += 1;
@@ -337,14 +402,18 @@ impl Scan<'_> {
                 f.num_skip -= 1;
                 f.num_start = at.wrapping_add(1);
                 f.num_end = f.num_start;
-            } else if f.digits.len() as u32 <= MSISDN_MAX_DIGITS {
+                return true;
+            }
+            if f.digits.len() as u32 <= MSISDN_MAX_DIGITS {
                 f.digits.push(b);
                 f.num_end = at.wrapping_add(1);
             }
+            self.hex_digit(i, lo);
             return true;
         }
         if self.f.num_val {
             self.decide(i, lo);
+            self.decide_hex(i, lo);
             self.f.num_val = false;
         }
         self.f.pct = b == b'%';
@@ -404,10 +473,22 @@ impl Scan<'_> {
             return;
         }
         let n = self.f.digits.len() as u32;
-        if n > MSISDN_MAX_DIGITS || (n > 0 && !possible(&m.prefixes, &self.f.digits)) {
+        if n <= MSISDN_MAX_DIGITS && (n == 0 || possible(&m.prefixes, &self.f.digits)) {
+            let (from, to) = (self.f.num_start, self.f.num_end);
+            self.redact_range(from, to, lo, hi);
             return;
         }
-        let (from, to) = (self.f.num_start, self.f.num_end);
+        // The hex stretch so far, in a run.
+        let n = self.f.hex.len() as u32;
+        if self.f.st == S::Num
+            || !m.hex
+            || n == 0
+            || n > MSISDN_MAX_DIGITS
+            || !possible(&m.prefixes, &self.f.hex)
+        {
+            return;
+        }
+        let (from, to) = (self.f.hex_start, self.f.hex_end);
         self.redact_range(from, to, lo, hi);
     }
 

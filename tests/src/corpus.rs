@@ -237,10 +237,20 @@ fn long_target(rng: &mut Rng) -> String {
 /// Digits as a request target may carry them: numbers with the prefix, in a path segment
 /// or a query value, after `+`, `%2B` or an escape whose hex digits are digits (`%20`),
 /// and near misses: 8 and 16 digits, another prefix, digit runs broken by `/` (which the
-/// kernel's word test flags but its byte read rejects), a Unix time.
+/// kernel's word test flags but its byte read rejects), a Unix time. Also the hex form
+/// (`form::HEX`): hex of a number alone or inside other text (`uid447…`, `447…@ims`,
+/// `+447…`), shifted by a digit so that its pairs do not line up, and hex look-alikes (too
+/// few or too many digits, another prefix).
 pub fn number_part(rng: &mut Rng) -> String {
     let n = *rng.pick(&["447700900123", "447", "4477009001", "447700900123456"]);
-    match rng.below(14) {
+    match rng.below(22) {
+        14 => format!("?uid={}", hex_of(n)),
+        15 => hex_of(&format!("uid{n}")),
+        16 => hex_of(&format!("{n}@ims")),
+        17 => hex_of(&format!("+{n}")),
+        18 => format!("3{}", hex_of(n)),
+        19 => hex_of(*rng.pick(&["44770090", "4477009001234567", "331234567890"])),
+        20 => format!("{}{}", hex_of(n), hex_of(n)),
         0 => format!("/u/{n}/"),
         1 => format!("?msisdn={n}&x=1"),
         2 => format!("&tel=%2B{n}"),
@@ -256,6 +266,12 @@ pub fn number_part(rng: &mut Rng) -> String {
         12 => format!("{}{n}", "4".repeat(rng.below(12))),
         _ => format!("4{}", rng.below(1_000_000_000)),
     }
+}
+
+/// Hex of `s`'s bytes, lowercase (`447` is `343437`).
+#[must_use]
+pub fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A short request target, often with digits in it.

@@ -136,6 +136,10 @@ const REQUESTS: &[&str] = &[
     "GET /u/%20447700900123/%2B447700900123 HTTP/1.1\r\n\r\n",
     // And in a cookie pair.
     "GET / HTTP/1.1\r\nCookie: sid=abc; msisdn=447700900123; t=%20447700900123\r\nHost: h\r\n\r\n",
+    // The hex form: alone, after hex of `uid`, before hex of `@ims`, after hex of `+`.
+    "GET /p?uid=343437373030393030313233&h=756964343437373030393030313233 HTTP/1.1\r\n\
+     Cookie: s=34343737303039303031323340696d73; t=2b343437373030393030313233\r\n\
+     X-Ref: id-343437373030393030313233\r\n\r\n",
 ];
 
 #[test]
@@ -150,6 +154,7 @@ fn every_cut_of_requests_with_identity_headers_and_numbers() {
             "GET / HTTP/1.1\r\nHost: h\r\nX-UIDH: OTgxNTk2\r\nX-Phone: 447700900123\r\n\r\n",
             "GET /x?tel=447700900123 HTTP/1.1\r\nHost: h\r\n\r\n",
             "GET / HTTP/1.1\r\nCookie: a=1; m=447700900123\r\n\r\n",
+            "GET / HTTP/1.1\r\nCookie: a=1; m=343437373030393030313233\r\n\r\n",
         ],
     );
     println!("{runs} kernel runs matched the model");

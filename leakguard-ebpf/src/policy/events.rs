@@ -80,7 +80,7 @@ unsafe fn fill_head(ev: *mut Event, st: &ScanState, rule_id: u32, outcome: u8) {
         (*ev).hook = pkt.hook;
         (*ev).action = outcome;
         (*ev).family = pkt.family;
-        (*ev).place = super::place_of(st);
+        (*ev).place = super::place_of(st, rule_id);
         (*ev).sport = pkt.sport;
         (*ev).dport = pkt.dport;
         copy_words::<2>((*ev).saddr.as_mut_ptr(), pkt.saddr.0.as_ptr());

@@ -10,8 +10,11 @@ pub use events::emit;
 use aya_ebpf::maps::lpm_trie::Key;
 use leakguard_common::{
     action,
-    flow::parser::{F_COOKIE, S_TARGET},
-    is_rule_action,
+    flow::{
+        parser::{F_COOKIE, S_TARGET},
+        RAW_DIGITS,
+    },
+    form, is_rule_action,
     name::{self, filter_bit},
     place, NameKey, Rule, COOKIE_ACTION, FAMILY_IPV4, IGNORE_ACTION, MAX_NAME_LEN, MSISDN_RULE_ID,
     NO_ALLOW_GROUP, RULE_PROBES, RULE_SLOTS,
@@ -100,7 +103,7 @@ fn found(st: &mut ScanState, id: u32, act: u8, allow_group: u8) -> u8 {
         // SAFETY: per-CPU value; index masked to the array length.
         unsafe { (*c).outcomes[usize::from(outcome) & (action::OUTCOMES - 1)] += 1 };
     }
-    count_match(&st.pkt, id, outcome, place_of(st));
+    count_match(&st.pkt, id, outcome, place_of(st, id));
     // Once the ring was found full, the segment's later matches do not ask again (the
     // query is a helper call on the ring's shared page): their events are lost too.
     if st.events_lost != 0 || !emit(st, id, outcome) {
@@ -109,18 +112,22 @@ fn found(st: &mut ScanState, id: u32, act: u8, allow_group: u8) -> u8 {
     outcome
 }
 
-/// Where a match was found ([`place`]): a number read in the request target is the
-/// target's, one in a `Cookie` line a cookie's; every other match (rules', numbers in
-/// header values) a header's.
+/// Where a match of rule `id` was found ([`place`]) and in which [`form`]: a number read
+/// in the request target is the target's, one in a `Cookie` line a cookie's; every other
+/// match (rules', numbers in header values) a header's. A number is in hex form when its
+/// run had more digits than a decimal number can (`RAW_DIGITS`): then `num_*` hold a hex
+/// stretch (`scan::digits`).
 #[inline(always)]
-pub fn place_of(st: &ScanState) -> u8 {
-    if st.f.state == S_TARGET {
+pub fn place_of(st: &ScanState, id: u32) -> u8 {
+    let p = if st.f.state == S_TARGET {
         place::TARGET
     } else if st.f.flags & F_COOKIE != 0 {
         place::COOKIE
     } else {
         place::HEADER
-    }
+    };
+    let hex = id == MSISDN_RULE_ID && st.f.num_len > RAW_DIGITS;
+    place::with_form(p, if hex { form::HEX } else { form::DECIMAL })
 }
 
 /// The value of the current header line is an identity number: count it and return

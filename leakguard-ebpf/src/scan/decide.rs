@@ -14,17 +14,23 @@ use super::redact::{clamp_seq, fill_run};
 /// with a configured prefix.
 #[inline(always)]
 pub(super) fn is_number(st: &ScanState) -> bool {
-    let len = st.f.num_len;
+    is_number_of(st, st.f.num_len)
+}
+
+/// True when the first `len` digits of `num_bcd` are an identity number.
+#[inline(always)]
+pub(super) fn is_number_of(st: &ScanState, len: u32) -> bool {
     if !(MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&len) {
         return false;
     }
     matches!(policy::number_prefix(&st.pkt, st.f.num_bcd, len), Some(e) if prefix_covered(e))
 }
 
-/// An identity number ends at window position `end`: count it (event, counters) and act.
-/// Returns false when the segment is dropped.
+/// An identity number ends at window position `end`: count it (event, counters) and act
+/// (a redaction overwrites at most `MAX` bytes). Returns false when the segment is
+/// dropped.
 #[inline(always)]
-pub(super) fn act_on_number(s: &mut Scratch, end: u32) -> bool {
+pub(super) fn act_on_number<const MAX: u32>(s: &mut Scratch, end: u32) -> bool {
     let st = &mut s.st;
     match policy::match_number(st) {
         action::REDACT => {
@@ -33,7 +39,7 @@ pub(super) fn act_on_number(s: &mut Scratch, end: u32) -> bool {
             let base = st.seq.wrapping_add(st.win_off);
             let from = clamp_seq(base, st.f.num_start, end);
             let to = clamp_seq(base, st.f.num_end, end);
-            redact_span(s, from, to);
+            redact_span::<MAX>(s, from, to);
             true
         }
         action::DROP => {
@@ -47,13 +53,14 @@ pub(super) fn act_on_number(s: &mut Scratch, end: u32) -> bool {
 /// Bytes of a number value: an optional `+` and at most `MSISDN_MAX_DIGITS` digits.
 pub(super) const NUMBER_BYTES: u32 = MSISDN_MAX_DIGITS + 1;
 
-/// Overwrites window bytes `[from, to)` (a number: at most 16 bytes) and remembers them.
+/// Overwrites window bytes `[from, to)` (a number: at most `MAX` bytes) and remembers
+/// them.
 #[inline(always)]
-pub(super) fn redact_span(s: &mut Scratch, from: u32, to: u32) {
+pub(super) fn redact_span<const MAX: u32>(s: &mut Scratch, from: u32, to: u32) {
     if from >= to {
         return;
     }
-    let end = fill_run::<NUMBER_BYTES>(s, from, to);
+    let end = fill_run::<MAX>(s, from, to);
     s.st.f
         .note_span(s.st.seq.wrapping_add(s.st.win_off + from), end - from);
 }

@@ -12,20 +12,22 @@
 
 use leakguard_common::{
     flow::{
-        bcd_digit,
+        bcd_digit, hex_tail,
         parser::{F_COOKIE, F_NUM_VAL, F_VALUE_RUNS},
+        RAW_DIGITS,
     },
+    form,
     name::{LABEL, TARGET_PART_END},
-    MAX_NAME_LEN, MSISDN_MAX_DIGITS,
+    MAX_NAME_LEN, MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS,
 };
 
 use crate::{
     maps::SCRATCH,
-    state::Scratch,
+    state::{ScanState, Scratch},
     verifier::{forget, written, zero_words},
 };
 
-use super::decide::{act_on_number, is_number};
+use super::decide::{act_on_number, is_number_of};
 
 /// Digits looked at before a flagged one to find where its run began: a run of more is
 /// too long to be a number (15 digits and a two-digit escape at most).
@@ -37,15 +39,23 @@ const RUN_BYTES: u32 = 32;
 /// Bytes looked at, back from a number, for the query parameter's name and its start.
 const NAME_BACK: u32 = 64;
 
-/// `num_len` of a run known to be too long (over `MSISDN_MAX_DIGITS` digits).
-const TOO_LONG: u32 = MSISDN_MAX_DIGITS + 1;
+/// `num_len` of a run whose start is not known (more than `RUN_BACK` digits before the
+/// flag): too long to be a decimal number, and its pairs for the hex form are not known.
+/// It stays at least this however many digits follow.
+const LOST: u32 = 1 << 20;
+
+/// Bytes a hex-form number has at most: 15 digits, two characters each.
+pub(super) const HEX_BYTES: u32 = 2 * MSISDN_MAX_DIGITS;
 
 /// Runs `leakguard_target_number` from window position `at`; returns where the scan goes
 /// on (past `at` when the segment is dropped, so that the scan ends there).
 #[inline(always)]
 pub(super) fn number_call(s: &mut Scratch, at: u32) -> u32 {
     s.st.pos = at;
-    leakguard_target_number();
+    if leakguard_target_number() != 0 {
+        written(s);
+        leakguard_number_decide();
+    }
     written(s);
     // SAFETY: a field of the per-CPU value; read back as the global left it.
     let next = unsafe { core::ptr::read_volatile(&s.st.pos) };
@@ -77,23 +87,64 @@ pub extern "C" fn leakguard_target_number() -> i64 {
     if s.st.f.flags & F_NUM_VAL == 0 {
         from = open_run(s, from);
     }
-    let end = digit_run(s, from, n);
-    if end < n && !s.at(end).is_ascii_digit() {
-        // The run ends here: decide it.
+    let (end, stretch_ends) = digit_run(s, from, n);
+    s.st.pos = end;
+    let run_ends = end < n && !s.at(end).is_ascii_digit();
+    if run_ends {
         s.st.f.flags &= !F_NUM_VAL;
-        if is_number(&s.st) {
-            let start = clamp_pos(s, s.st.f.num_start, end);
-            if s.st.f.flags & F_VALUE_RUNS == 0 {
-                // In a header value the event names the header (`f.name` holds it).
-                name_part(s, start);
-            }
-            if !act_on_number(s, end) {
-                s.st.stop = 1;
-            }
+    }
+    i64::from(run_ends || stretch_ends)
+}
+
+/// The run, or a hex stretch inside it, ends at `st.pos` (`leakguard_target_number`
+/// said so): decides it, and past a stretch's end (a digit, the first of a pair that is
+/// not `3d`) starts the next stretch. A global function of its own, called right after
+/// the one that read the run: together in one they took a frame of 96 bytes, which 6.1's
+/// 512 bytes of call-chain stack do not have.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn leakguard_number_decide() -> i64 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
+    let s = unsafe { &mut *s };
+    let end = s.st.pos;
+    if is_number_of(&s.st, run_digits(&s.st)) {
+        let start = clamp_pos(s, s.st.f.num_start, end);
+        if s.st.f.flags & F_VALUE_RUNS == 0 {
+            // In a header value the event names the header (`f.name` holds it).
+            name_part(s, start);
+        }
+        if !act_on_number::<HEX_BYTES>(s, end) {
+            s.st.stop = 1;
         }
     }
-    s.st.pos = end;
+    if end < s.st.n && s.at(end).is_ascii_digit() {
+        // A stretch ended: the next starts after this byte's pair.
+        let f = &mut s.st.f;
+        f.num_start = s.st.seq.wrapping_add(s.st.win_off + end + 2);
+        f.num_end = f.num_start;
+        f.num_bcd = 0;
+        f.num_len += 1;
+        f.tok += 1;
+        s.st.pos = end + 1;
+    }
     0
+}
+
+/// Digits of the number an open run's `num_*` hold: its digits up to `RAW_DIGITS`, past
+/// them its hex stretch's (none with the hex form off, or when the run's start was lost).
+#[inline(always)]
+pub(super) fn run_digits(st: &ScanState) -> u32 {
+    let f = &st.f;
+    if f.num_len <= RAW_DIGITS {
+        f.num_len
+    } else if st.pkt.msisdn_on & form::HEX_ON != 0 && f.num_len < LOST {
+        f.num_end.wrapping_sub(f.num_start) / 2
+    } else {
+        0
+    }
 }
 
 /// At a window's end in the target or a cookie: digits (or a `%`) there open a run,
@@ -110,6 +161,7 @@ pub(super) fn run_pending(s: &mut Scratch) {
         return;
     }
     let from = open_run(s, n);
+    // A hex stretch cannot end here: its pair's first byte is the byte at `n`, unread.
     digit_run(s, from, n);
 }
 
@@ -137,7 +189,7 @@ fn open_run(s: &mut Scratch, j: u32) -> u32 {
     f.num_skip = if escape { 2 } else { 0 };
     if k == RUN_BACK {
         // Too long to be a number, whatever follows: read on from `j`.
-        f.num_len = TOO_LONG;
+        f.num_len = LOST;
         return j;
     }
     f.num_len = 0;
@@ -145,9 +197,12 @@ fn open_run(s: &mut Scratch, j: u32) -> u32 {
 }
 
 /// Reads the open run's digits from `pos`: first what remains of a `%` escape, then up to
-/// `RUN_BYTES` digits into `num_*`. Returns the first position not read.
+/// `RUN_BYTES` digits into `num_*`: one per nibble up to `RAW_DIGITS`, then (with the hex
+/// form on) the run's current hex stretch (`hex_run`). Returns the first position not
+/// read, and whether a hex stretch that may be a number ends there (at the first byte of
+/// a pair that is not `3d`, still to be read).
 #[inline(always)]
-fn digit_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
+fn digit_run(s: &mut Scratch, pos: u32, n: u32) -> (u32, bool) {
     let mut p = pos;
     let mut e = 0;
     while e < 2 {
@@ -158,6 +213,7 @@ fn digit_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         p += 1;
         e += 1;
     }
+    s.st.f.tok += e;
     let len = s.st.f.num_len;
     if len == 0 {
         // No number digit yet: the number starts here (after the escape).
@@ -165,10 +221,89 @@ fn digit_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         s.st.f.num_start = at;
         s.st.f.num_end = at;
     }
-    let mut bcd = 0u64;
+    let mut k = 0;
+    if len < RAW_DIGITS {
+        let mut bcd = 0u64;
+        while k < RAW_DIGITS {
+            let i = p + k;
+            if i >= n || len + k >= RAW_DIGITS {
+                break;
+            }
+            let b = s.at(i);
+            if !b.is_ascii_digit() {
+                break;
+            }
+            bcd |= bcd_digit(b - b'0', len + k);
+            k += 1;
+        }
+        let f = &mut s.st.f;
+        f.num_bcd |= bcd;
+        f.num_len = len + k;
+        f.num_end = f.num_end.wrapping_add(k);
+        f.tok += k;
+    }
+    let p = forget(&mut s.st.rpos, p + k);
+    if p < n && s.at(p).is_ascii_digit() && s.st.f.num_len >= RAW_DIGITS {
+        // Too long for a decimal number.
+        return if s.st.pkt.msisdn_on & form::HEX_ON != 0 && s.st.f.num_len < LOST {
+            hex_run(s, p, n)
+        } else {
+            (skip_digits(s, p, n), false)
+        };
+    }
+    (p, false)
+}
+
+/// Reads on over a run too long to be a number in any form that is on.
+#[inline(always)]
+fn skip_digits(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     let mut k = 0;
     while k < RUN_BYTES {
-        let i = p + k;
+        let i = pos + k;
+        if i >= n || !s.at(i).is_ascii_digit() {
+            break;
+        }
+        k += 1;
+    }
+    let f = &mut s.st.f;
+    f.num_len = (f.num_len + k).min(LOST);
+    f.tok += k;
+    forget(&mut s.st.rpos, pos + k)
+}
+
+/// Reads a run's digits from `pos` on, past its first `RAW_DIGITS`, for the hex form:
+/// `num_bcd` holds the digits of its current stretch (pairs `3d`, see `hex_tail`) and
+/// `num_start`/`num_end` its bytes; `num_len` counts the run's digits, so its parity says
+/// where a pair starts. Stops before the first byte of a pair that ends a stretch of
+/// `MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS` pairs, which is then decided; a shorter or
+/// longer stretch just ends there.
+///
+/// At a pair's first byte `num_end` is that byte's sequence number: the stretch ends
+/// where the pair starts, or was started after the last pair. So the loop needs no
+/// sequence numbers, and keeps few values live: on Linux 6.1 this function's frame must
+/// stay at 64 bytes (see `leakguard_target_number`).
+#[inline(always)]
+fn hex_run(s: &mut Scratch, pos: u32, n: u32) -> (u32, bool) {
+    let f = &mut s.st.f;
+    if f.num_len == RAW_DIGITS {
+        // The 17th digit: from here on `num_*` hold the stretch.
+        let (bcd, first, pairs) = hex_tail(f.num_bcd, RAW_DIGITS);
+        f.num_bcd = bcd;
+        f.num_start = f.num_start.wrapping_add(2 * first);
+        f.num_end = f.num_start.wrapping_add(2 * pairs);
+    }
+    let odd = f.num_len & 1;
+    // Within a pair cut by the last call: whether its first byte was a 3 of the stretch.
+    let mut good =
+        s.st.seq
+            .wrapping_add(s.st.win_off + pos)
+            .wrapping_sub(1)
+            .wrapping_sub(f.num_start) as i32
+            >= 0;
+    let mut stretch_ends = false;
+    let mut k = 0;
+    while k < RUN_BYTES {
+        let i = pos + k;
         if i >= n {
             break;
         }
@@ -176,17 +311,32 @@ fn digit_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         if !b.is_ascii_digit() {
             break;
         }
-        // Past the 16th digit the nibbles wrap: such a run is too long to be judged.
-        bcd |= bcd_digit(b - b'0', len + k);
+        // The stretch is read from the flow's fields and written back each byte: kept in
+        // registers across the loop, LLVM spilled them past the frame 6.1 allows.
+        written(s);
+        let f = &mut s.st.f;
+        let pairs = f.num_end.wrapping_sub(f.num_start) / 2;
+        if (odd + k) & 1 == 0 {
+            good = b == b'3';
+            if !good {
+                if (MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&pairs) {
+                    stretch_ends = true;
+                    break;
+                }
+                f.num_start = f.num_end.wrapping_add(2);
+                f.num_end = f.num_start;
+                f.num_bcd = 0;
+            }
+        } else if good {
+            f.num_bcd |= bcd_digit(b - b'0', pairs.min(RAW_DIGITS - 1));
+            f.num_end = f.num_end.wrapping_add(2);
+        }
         k += 1;
     }
     let f = &mut s.st.f;
-    f.num_bcd |= bcd;
-    f.num_len = (len + k).min(TOO_LONG);
-    f.num_end = f.num_end.wrapping_add(k);
-    let end = forget(&mut s.st.rpos, p + k);
-    s.st.f.tok += end - pos;
-    end
+    f.num_len += k;
+    f.tok += k;
+    (forget(&mut s.st.rpos, pos + k), stretch_ends)
 }
 
 /// Window position of sequence number `seq`, clamped to `[0, max]`.

@@ -3,7 +3,8 @@
 
 use leakguard_common::{
     action,
-    flow::{bcd_digit, prefix_possible},
+    flow::{bcd_digit, hex_tail, prefix_possible, RAW_DIGITS},
+    form,
     name::{CLASS, C_WS},
     place, MSISDN_MAX_DIGITS, NO_ALLOW_GROUP,
 };
@@ -15,13 +16,13 @@ use leakguard_common::flow::parser::{
 use crate::{
     maps::SCRATCH,
     policy,
-    state::Scratch,
+    state::{ScanState, Scratch},
     verifier::{forget, written},
 };
 
 use super::{
-    decide::{act_on_number, is_number, redact_span},
-    digits::run_pending,
+    decide::{act_on_number, is_number, redact_span, NUMBER_BYTES},
+    digits::{run_digits, run_pending, HEX_BYTES},
     redact::clamp_seq,
 };
 
@@ -87,7 +88,7 @@ pub(super) fn end_number(s: &mut Scratch, i: usize) -> bool {
     if s.st.f.flags & F_NUM_VAL == 0 || !is_number(&s.st) {
         return true;
     }
-    act_on_number(s, i as u32)
+    act_on_number::<NUMBER_BYTES>(s, i as u32)
 }
 
 /// A byte of a value checked for an identity number that `num_run` did not take.
@@ -149,14 +150,14 @@ fn pending(s: &mut Scratch) {
     if s.st.stop != 0 {
         return;
     }
-    let target = (s.st.f.state == S_TARGET && s.st.pkt.msisdn_on & place::bit(place::TARGET) != 0)
+    let runs = (s.st.f.state == S_TARGET && s.st.pkt.msisdn_on & place::bit(place::TARGET) != 0)
         || (s.st.f.state == S_SKIP && s.st.f.flags & F_RUNS != 0);
-    if target {
+    if runs {
         // Digits at the window's end open a run the next window or segment continues.
         run_pending(s);
     }
     let st = &mut s.st;
-    if !(st.f.state == S_NUM || target)
+    if !(st.f.state == S_NUM || runs)
         || st.f.flags & F_NUM_VAL == 0
         || st.pkt.msisdn_action != action::REDACT
     {
@@ -168,18 +169,36 @@ fn pending(s: &mut Scratch) {
         return;
     }
     let len = st.f.num_len;
-    if len > MSISDN_MAX_DIGITS {
-        return;
-    }
-    if len > 0 {
-        match policy::number_prefix(&st.pkt, st.f.num_bcd, len) {
-            Some(e) if prefix_possible(e, len) => {}
-            _ => return,
-        }
-    }
     let base = st.seq.wrapping_add(st.win_off);
     let n = st.n;
-    let from = clamp_seq(base, st.f.num_start, n);
-    let to = clamp_seq(base, st.f.num_end, n);
-    redact_span(s, from, to);
+    if len <= MSISDN_MAX_DIGITS && (len == 0 || possible(st, st.f.num_bcd, len)) {
+        let from = clamp_seq(base, st.f.num_start, n);
+        let to = clamp_seq(base, st.f.num_end, n);
+        redact_span::<NUMBER_BYTES>(s, from, to);
+        return;
+    }
+    if !runs || st.pkt.msisdn_on & form::HEX_ON == 0 {
+        return;
+    }
+    // The run's hex stretch so far: in its first `RAW_DIGITS` digits, or (past them) in
+    // `num_*` themselves.
+    let (bcd, start, end, digits) = if len <= RAW_DIGITS {
+        let (bcd, first, pairs) = hex_tail(st.f.num_bcd, len);
+        let start = st.f.num_start.wrapping_add(2 * first);
+        (bcd, start, start.wrapping_add(2 * pairs), pairs)
+    } else {
+        (st.f.num_bcd, st.f.num_start, st.f.num_end, run_digits(st))
+    };
+    if digits == 0 || digits > MSISDN_MAX_DIGITS || !possible(st, bcd, digits) {
+        return;
+    }
+    let from = clamp_seq(base, start, n);
+    let to = clamp_seq(base, end, n);
+    redact_span::<HEX_BYTES>(s, from, to);
+}
+
+/// True when the `len` digits `bcd` may still be the start of an identity number.
+#[inline(always)]
+fn possible(st: &ScanState, bcd: u64, len: u32) -> bool {
+    matches!(policy::number_prefix(&st.pkt, bcd, len), Some(e) if prefix_possible(e, len))
 }
