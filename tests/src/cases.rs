@@ -95,6 +95,16 @@ fn with_query_number(req: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `req` with `?uid=` and hex of 447700900123 after its path (29 bytes longer).
+fn with_query_hex(req: &[u8]) -> Vec<u8> {
+    let at = req.iter().position(|&b| b == b' ').unwrap() + 1;
+    let end = at + req[at..].iter().position(|&b| b == b' ').unwrap();
+    let mut out = req[..end].to_vec();
+    out.extend_from_slice(b"?uid=343437373030393030313233");
+    out.extend_from_slice(&req[end..]);
+    out
+}
+
 pub fn kernel_cases() -> Vec<Case> {
     let count = policy(vec![rule("X-MSISDN", Action::Count, &[])]);
     let redact = policy(vec![rule("X-MSISDN", Action::Redact, &[])]);
@@ -180,6 +190,12 @@ pub fn kernel_cases() -> Vec<Case> {
             "same + ?msisdn=447700900123, redact",
             &numbers(Action::Redact, true, true),
             Frame::http_v4(&with_query_number(&browser_get(574))).build(),
+            true,
+        ),
+        case(
+            "same + ?uid=hex of 447700900123, count",
+            &numbers(Action::Count, true, true),
+            Frame::http_v4(&with_query_hex(&browser_get(571))).build(),
             true,
         ),
         case(
