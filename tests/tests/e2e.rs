@@ -459,3 +459,60 @@ fn a_hex_number_inside_a_header_value_reaches_the_server_starred() {
         );
     }
 }
+
+/// The hex form cut by a segment end on XDP (MTU frames): curl's cookie padding moves the
+/// stretch across the end of the third frame (MSS 1448 on this veth), one byte a request.
+/// Every request reaches the server with 24 stars; the guard rewrote two packets for at
+/// least one of them, so the cut was met (the stretch carried to the next segment).
+#[test]
+fn a_hex_number_cut_by_a_segment_end_reaches_the_server_starred() {
+    let number = hex(MSISDN);
+    let cookie = |pad: usize, n: &str| format!("Cookie: sid={}; uid={n}", "c".repeat(pad));
+    let stars = "*".repeat(number.len());
+    let (t, server, g) = number_guard(true);
+    // The stretch starts about 90 bytes after the padding's start: these put it from 30
+    // bytes before the end of the third frame (byte 4,344) to 6 bytes after.
+    let pads = 4_220..4_264;
+    let mut rewrites = Vec::new();
+    for pad in pads.clone() {
+        let before = g.stats().unwrap().redacted_packets;
+        let st = curl(
+            &t.cli,
+            &format!("http://{SRV_V4}/p"),
+            &[cookie(pad, &number)],
+            10,
+        );
+        assert!(st.success(), "pad {pad}: curl: {st}");
+        rewrites.push(g.stats().unwrap().redacted_packets - before);
+    }
+    assert!(
+        rewrites.contains(&2),
+        "no request had its stretch cut by a segment end: packets rewritten {rewrites:?}"
+    );
+    assert_eq!(
+        g.count(leakguard_common::MSISDN_RULE_ID, action::REDACT)
+            .unwrap(),
+        rewrites.len() as u64
+    );
+    let heads = server.heads();
+    assert_eq!(heads.len(), pads.len());
+    // Every request checked before failing, so that a failure lists each cut it fails at.
+    let mut wrong = Vec::new();
+    for (head, pad) in heads.iter().zip(pads) {
+        assert!(
+            find(head, number.as_bytes()).is_none(),
+            "pad {pad}: the hex form reached the server"
+        );
+        if find(head, format!("{}\r\n", cookie(pad, &stars)).as_bytes()).is_none() {
+            let at = find(head, b"uid=").unwrap_or(0);
+            let got = String::from_utf8_lossy(&head[at..]);
+            wrong.push(format!("pad {pad}: {}", got.lines().next().unwrap_or("")));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "not exactly the stretch starred (packets rewritten {rewrites:?}):\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(g.stats().unwrap().errors, 0);
+}
