@@ -7,6 +7,11 @@
 //! - Squid (`request_header_add`), a forward proxy on `GW_CLI:3128`; appends them too.
 //! - nginx (`proxy_set_header`), a reverse proxy on `GW_CLI:8080`; puts them first;
 //!   upstream keep-alive.
+//!
+//! [`Proxy::start_placing_number`] has HAProxy or nginx put the number where `[msisdn]`
+//! reads it besides header values: appended to the query (`msisdn=N`), to the client's
+//! `Cookie` (`; msisdn=N`) and inside a SIP `Contact` value. (Squid cannot rewrite a
+//! request target or a header's value without a helper program.)
 
 use std::{
     net::{SocketAddr, TcpStream},
@@ -87,13 +92,34 @@ impl Proxy {
     /// request it forwards; returns once it accepts connections. Reverse proxies send
     /// requests for Host `partner.example` to the partner, the rest to the server.
     pub fn start(kind: Kind, ns: &Netns, dir: &Path, headers: &[(&str, &str)]) -> Result<Self> {
+        Self::spawn(kind, ns, dir, |dir| config(kind, dir, headers, None))
+    }
+
+    /// Starts HAProxy or nginx in `ns` putting `number` in the request target, the
+    /// `Cookie` value and a `Contact` header of every request it forwards (see the module
+    /// comment); returns once it accepts connections.
+    pub fn start_placing_number(kind: Kind, ns: &Netns, dir: &Path, number: &str) -> Result<Self> {
+        anyhow::ensure!(
+            kind != Kind::Squid,
+            "Squid cannot put a number in a request target or a header value"
+        );
+        Self::spawn(kind, ns, dir, |dir| config(kind, dir, &[], Some(number)))
+    }
+
+    /// Starts `kind` in `ns` with the configuration `conf` makes for its directory.
+    fn spawn(
+        kind: Kind,
+        ns: &Netns,
+        dir: &Path,
+        conf: impl FnOnce(&Path) -> String,
+    ) -> Result<Self> {
         let dir = dir.join(kind.name());
         std::fs::create_dir_all(&dir)?;
         // Squid drops to its own user, which must write here.
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
-        let conf = dir.join("proxy.conf");
-        std::fs::write(&conf, config(kind, &dir, headers))?;
+        let conf_path = dir.join("proxy.conf");
+        std::fs::write(&conf_path, conf(&dir))?;
         let log = std::fs::File::create(dir.join("stderr.log"))?;
         let mut cmd = ns.command(match kind {
             Kind::Haproxy => "haproxy",
@@ -102,15 +128,15 @@ impl Proxy {
         });
         let service = kind.eq(&Kind::Squid).then(squid_service_name);
         match kind {
-            Kind::Haproxy => cmd.arg("-db").arg("-f").arg(&conf),
+            Kind::Haproxy => cmd.arg("-db").arg("-f").arg(&conf_path),
             Kind::Squid => cmd
                 .args(["-N", "-d", "1", "-n"])
                 .arg(service.as_deref().unwrap_or("squid"))
                 .arg("-f")
-                .arg(&conf),
+                .arg(&conf_path),
             Kind::Nginx => cmd
                 .arg("-c")
-                .arg(&conf)
+                .arg(&conf_path)
                 .args(["-g", "daemon off; master_process off;"]),
         };
         let child = cmd
@@ -170,7 +196,9 @@ impl Drop for Proxy {
     }
 }
 
-fn config(kind: Kind, dir: &Path, headers: &[(&str, &str)]) -> String {
+/// `kind`'s configuration: adding `headers`, and with `number`, putting it in the
+/// request target, the cookie and a `Contact` value (HAProxy and nginx).
+fn config(kind: Kind, dir: &Path, headers: &[(&str, &str)], number: Option<&str>) -> String {
     let d = dir.display();
     let listen = kind.listen();
     match kind {
@@ -178,6 +206,14 @@ fn config(kind: Kind, dir: &Path, headers: &[(&str, &str)]) -> String {
             let add: String = headers
                 .iter()
                 .map(|(n, v)| format!("  http-request add-header {n} {v}\n"))
+                .chain(number.map(|n| {
+                    // Single quotes: no escapes read, so `\1` reaches the regex engine.
+                    format!(
+                        "  http-request set-query '%[query]&msisdn={n}'\n  \
+                         http-request replace-header Cookie '(.*)' '\\1; msisdn={n}'\n  \
+                         http-request add-header Contact '<sip:+{n}@ims.example;user=phone>'\n"
+                    )
+                }))
                 .collect();
             format!(
                 "global\n  maxconn 256\n\
@@ -213,6 +249,15 @@ fn config(kind: Kind, dir: &Path, headers: &[(&str, &str)]) -> String {
             let set: String = headers
                 .iter()
                 .map(|(n, v)| format!("      proxy_set_header {n} \"{v}\";\n"))
+                .chain(number.map(|n| {
+                    // The rewrite puts `msisdn=N` first in the query and has proxy_pass
+                    // send the rewritten target (`break`: no new location search).
+                    format!(
+                        "      rewrite ^ $uri?msisdn={n} break;\n      \
+                         proxy_set_header Cookie \"$http_cookie; msisdn={n}\";\n      \
+                         proxy_set_header Contact \"<sip:+{n}@ims.example;user=phone>\";\n"
+                    )
+                }))
                 .collect();
             format!(
                 "error_log {d}/error.log;\npid {d}/nginx.pid;\n\

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use leakguard::policy::{Action, KernelPolicy};
-use leakguard_common::action;
+use leakguard_common::{action, form, place};
 use leakguard_tests::{
     guard::Guard,
     http::{find, ACR, MSISDN, UIDH},
@@ -174,6 +174,64 @@ fn xdp_redacts_and_the_receiver_accepts_the_checksum() {
     assert_eq!(g.stats().unwrap().errors, 0);
 }
 
+/// The topology, a recording server on `SRV_V4:80`, and the guard with `[msisdn]`
+/// (prefixes 44 and 447, `redact`, every place read) besides the rules of [`policy`]:
+/// on the client's TCX egress (GSO super-packets), or with `xdp` on the server's XDP
+/// with full checksums on the wire, verified by the receiver (MTU frames).
+fn number_guard(xdp: bool) -> (Topo, HttpServer, Guard) {
+    let t = topo();
+    if xdp {
+        t.cli.ethtool(CLI_IF, &["tx", "off"]).unwrap();
+        t.srv.ethtool(SRV_IF, &["rx", "off"]).unwrap();
+    }
+    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+    let mut p = policy();
+    let mut m = leakguard_tests::corpus::number_check(Action::Redact);
+    m.prefixes = vec!["44".into(), "447".into()];
+    p.msisdn = Some(m);
+    let mut g = Guard::load(&p).unwrap();
+    if xdp {
+        attach_xdp(&mut g, &t.srv, SRV_IF);
+    } else {
+        attach_tc_egress(&mut g, &t.cli, CLI_IF);
+    }
+    (t, server, g)
+}
+
+/// What went through a [`number_guard`].
+struct Received {
+    /// The one head the server received.
+    head: Vec<u8>,
+    /// Numbers `[msisdn]` redacted.
+    redacted: u64,
+    /// The place byte (place and form) of each `[msisdn]` event.
+    places: Vec<u8>,
+}
+
+/// curl's request for `target` with `headers` through a [`number_guard`]: asserts it
+/// completed (on XDP, only if every rewritten checksum was right) and that the server
+/// received one head.
+fn through_number_guard(xdp: bool, target: &str, headers: &[String]) -> Received {
+    let (t, server, mut g) = number_guard(xdp);
+    let st = curl(&t.cli, &format!("http://{SRV_V4}{target}"), headers, 10);
+    assert!(st.success(), "curl (xdp {xdp}): {st}");
+    let mut heads = server.heads();
+    assert_eq!(heads.len(), 1, "xdp {xdp}");
+    Received {
+        head: heads.remove(0),
+        redacted: g
+            .count(leakguard_common::MSISDN_RULE_ID, action::REDACT)
+            .unwrap(),
+        places: g
+            .events()
+            .unwrap()
+            .iter()
+            .filter(|e| e.rule_id == leakguard_common::MSISDN_RULE_ID)
+            .map(|e| e.place)
+            .collect(),
+    }
+}
+
 /// `[msisdn]` with the request target: curl's URL carries the number in a path segment,
 /// a query value and after `%2B`, with a 6 KB cookie behind it (one GSO skb on TC
 /// egress, MTU frames on XDP ingress with checksums verified by the receiver). The
@@ -184,45 +242,29 @@ fn a_number_in_the_url_reaches_the_server_starred() {
     let stars = "*".repeat(MSISDN.len());
     let want = format!("GET {} HTTP/1.1\r\n", path(&stars));
     for xdp in [false, true] {
-        let t = topo();
-        if xdp {
-            t.cli.ethtool(CLI_IF, &["tx", "off"]).unwrap();
-            t.srv.ethtool(SRV_IF, &["rx", "off"]).unwrap();
-        }
-        let server =
-            HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
-        let mut p = policy();
-        let mut m = leakguard_tests::corpus::number_check(Action::Redact);
-        m.prefixes = vec!["44".into(), "447".into()];
-        p.msisdn = Some(m);
-        let mut g = Guard::load(&p).unwrap();
-        if xdp {
-            attach_xdp(&mut g, &t.srv, SRV_IF);
-        } else {
-            attach_tc_egress(&mut g, &t.cli, CLI_IF);
-        }
-        let st = curl(
-            &t.cli,
-            &format!("http://{SRV_V4}{}", path(MSISDN)),
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(
+            xdp,
+            &path(MSISDN),
             &[format!("Cookie: sid={}", "c".repeat(6_000))],
-            10,
         );
-        assert!(st.success(), "curl (xdp {xdp}): {st}");
-        let heads = server.heads();
-        assert_eq!(heads.len(), 1);
         assert!(
-            find(&heads[0], MSISDN.as_bytes()).is_none(),
+            find(&head, MSISDN.as_bytes()).is_none(),
             "the number reached the server (xdp {xdp})"
         );
         assert!(
-            heads[0].starts_with(want.as_bytes()),
+            head.starts_with(want.as_bytes()),
             "xdp {xdp}: the server saw {:?}",
-            String::from_utf8_lossy(&heads[0][..want.len().min(heads[0].len())])
+            String::from_utf8_lossy(&head[..want.len().min(head.len())])
         );
+        assert_eq!(redacted, 3, "xdp {xdp}");
         assert_eq!(
-            g.count(leakguard_common::MSISDN_RULE_ID, action::REDACT)
-                .unwrap(),
-            3
+            places,
+            [place::TARGET; 3],
+            "xdp {xdp}: decimal, in the target"
         );
     }
 }
@@ -234,36 +276,243 @@ fn a_number_in_a_cookie_reaches_the_server_starred() {
     let cookie = |n: &str| format!("Cookie: sid={}; msisdn={n}; lang=en", "c".repeat(6_000));
     let want = cookie(&"*".repeat(MSISDN.len()));
     for xdp in [false, true] {
-        let t = topo();
-        if xdp {
-            t.cli.ethtool(CLI_IF, &["tx", "off"]).unwrap();
-            t.srv.ethtool(SRV_IF, &["rx", "off"]).unwrap();
-        }
-        let server =
-            HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
-        let mut p = policy();
-        let mut m = leakguard_tests::corpus::number_check(Action::Redact);
-        m.prefixes = vec!["44".into(), "447".into()];
-        p.msisdn = Some(m);
-        let mut g = Guard::load(&p).unwrap();
-        if xdp {
-            attach_xdp(&mut g, &t.srv, SRV_IF);
-        } else {
-            attach_tc_egress(&mut g, &t.cli, CLI_IF);
-        }
-        let st = curl(&t.cli, &format!("http://{SRV_V4}/"), &[cookie(MSISDN)], 10);
-        assert!(st.success(), "curl (xdp {xdp}): {st}");
-        let heads = server.heads();
-        assert_eq!(heads.len(), 1);
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(xdp, "/", &[cookie(MSISDN)]);
         assert!(
-            find(&heads[0], MSISDN.as_bytes()).is_none(),
+            find(&head, MSISDN.as_bytes()).is_none(),
             "the number reached the server (xdp {xdp})"
         );
-        assert!(find(&heads[0], want.as_bytes()).is_some(), "xdp {xdp}");
+        assert!(find(&head, want.as_bytes()).is_some(), "xdp {xdp}");
+        assert_eq!(redacted, 1, "xdp {xdp}");
+        assert_eq!(places, [place::COOKIE], "xdp {xdp}: decimal, in a cookie");
+    }
+}
+
+/// `[msisdn]` inside other header values: a SIP URI in a `Contact` and a URL in a
+/// `Referer`, behind a 6 KB cookie. The server receives those lines with exactly the 12
+/// digits starred and every other byte intact; look-alikes in other values (an order
+/// number without a configured prefix, a 16-digit number starting 44) arrive untouched.
+#[test]
+fn a_number_inside_another_header_value_reaches_the_server_starred() {
+    let lines = |n: &str| {
+        [
+            format!("Contact: <sip:+{n}@ims.example;user=phone>"),
+            format!("Referer: http://portal.example/?u={n}"),
+        ]
+    };
+    let alike = [
+        "X-Order: order 770090012345 of 2026-11-25".to_owned(),
+        "X-Card: 4477009009876543".to_owned(),
+    ];
+    let stars = "*".repeat(MSISDN.len());
+    for xdp in [false, true] {
+        // curl's own `Accept: */*` replaced, so that every star the server sees is the
+        // guard's.
+        let mut headers = vec![
+            "Accept: text/html".to_owned(),
+            format!("Cookie: sid={}", "c".repeat(6_000)),
+        ];
+        headers.extend(lines(MSISDN));
+        headers.extend(alike.iter().cloned());
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(xdp, "/", &headers);
+        assert!(
+            find(&head, MSISDN.as_bytes()).is_none(),
+            "the number reached the server (xdp {xdp})"
+        );
+        for l in lines(&stars).iter().chain(&alike) {
+            let l = format!("\r\n{l}\r\n");
+            assert!(
+                find(&head, l.as_bytes()).is_some(),
+                "xdp {xdp}: the server did not receive {l:?}"
+            );
+        }
         assert_eq!(
-            g.count(leakguard_common::MSISDN_RULE_ID, action::REDACT)
-                .unwrap(),
-            1
+            head.iter().filter(|&&b| b == b'*').count(),
+            2 * MSISDN.len(),
+            "xdp {xdp}: only the numbers' digits are starred"
+        );
+        assert_eq!(redacted, 2, "xdp {xdp}");
+        assert_eq!(
+            places,
+            [place::HEADER; 2],
+            "xdp {xdp}: decimal, in a header"
         );
     }
+}
+
+/// The hex form of a number: the hex of its ASCII digits, each digit `d` written `3d`.
+fn hex(number: &str) -> String {
+    number.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hex form in the URL: curl's query carries the number's hex form, and the hex form
+/// of a number with another prefix (33, a look-alike), behind a 6 KB cookie. The server
+/// receives the first as 24 stars and the look-alike untouched; the event says hex.
+#[test]
+fn a_hex_number_in_the_url_reaches_the_server_starred() {
+    let number = hex(MSISDN);
+    assert_eq!(number, "343437373030393030313233");
+    let alike = hex("337700900123");
+    let path = |n: &str| format!("/p?uid={n}&ref={alike}&ts=1700000000");
+    let want = format!("GET {} HTTP/1.1\r\n", path(&"*".repeat(number.len())));
+    for xdp in [false, true] {
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(
+            xdp,
+            &path(&number),
+            &[format!("Cookie: sid={}", "c".repeat(6_000))],
+        );
+        assert!(
+            find(&head, number.as_bytes()).is_none(),
+            "the hex form reached the server (xdp {xdp})"
+        );
+        assert!(
+            head.starts_with(want.as_bytes()),
+            "xdp {xdp}: the server saw {:?}",
+            String::from_utf8_lossy(&head[..want.len().min(head.len())])
+        );
+        assert_eq!(redacted, 1, "xdp {xdp}");
+        assert_eq!(
+            places,
+            [place::with_form(place::TARGET, form::HEX)],
+            "xdp {xdp}: hex, in the target"
+        );
+    }
+}
+
+/// The hex form in a cookie pair behind a 6 KB cookie, and the look-alike of another
+/// prefix in the next pair: the server receives 24 stars and the look-alike untouched.
+#[test]
+fn a_hex_number_in_a_cookie_reaches_the_server_starred() {
+    let number = hex(MSISDN);
+    let alike = hex("337700900123");
+    let cookie = |n: &str| {
+        format!(
+            "Cookie: sid={}; uid={n}; ref={alike}; lang=en",
+            "c".repeat(6_000)
+        )
+    };
+    let want = cookie(&"*".repeat(number.len()));
+    for xdp in [false, true] {
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(xdp, "/", &[cookie(&number)]);
+        assert!(
+            find(&head, number.as_bytes()).is_none(),
+            "the hex form reached the server (xdp {xdp})"
+        );
+        assert!(
+            find(&head, format!("{want}\r\n").as_bytes()).is_some(),
+            "xdp {xdp}"
+        );
+        assert_eq!(redacted, 1, "xdp {xdp}");
+        assert_eq!(
+            places,
+            [place::with_form(place::COOKIE, form::HEX)],
+            "xdp {xdp}: hex, in a cookie"
+        );
+    }
+}
+
+/// The hex form inside another header value (a URL in a `Referer`), and a 16-pair hex
+/// look-alike (a 16-digit number's hex) in another value: the server receives 24 stars
+/// in the `Referer` and the look-alike untouched.
+#[test]
+fn a_hex_number_inside_a_header_value_reaches_the_server_starred() {
+    let number = hex(MSISDN);
+    let referer = |n: &str| format!("Referer: http://portal.example/?uid={n}&v=2");
+    let alike = format!("X-Ref: {}", hex("4477009009876543"));
+    for xdp in [false, true] {
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(xdp, "/", &[referer(&number), alike.clone()]);
+        assert!(
+            find(&head, number.as_bytes()).is_none(),
+            "the hex form reached the server (xdp {xdp})"
+        );
+        for l in [referer(&"*".repeat(number.len())), alike.clone()] {
+            let l = format!("\r\n{l}\r\n");
+            assert!(
+                find(&head, l.as_bytes()).is_some(),
+                "xdp {xdp}: the server did not receive {l:?}"
+            );
+        }
+        assert_eq!(redacted, 1, "xdp {xdp}");
+        assert_eq!(
+            places,
+            [place::with_form(place::HEADER, form::HEX)],
+            "xdp {xdp}: hex, in a header"
+        );
+    }
+}
+
+/// The hex form cut by a segment end on XDP (MTU frames): curl's cookie padding moves the
+/// stretch across the end of the third frame (MSS 1448 on this veth), one byte a request.
+/// Every request reaches the server with 24 stars; the guard rewrote two packets for at
+/// least one of them, so the cut was met (the stretch carried to the next segment).
+#[test]
+fn a_hex_number_cut_by_a_segment_end_reaches_the_server_starred() {
+    let number = hex(MSISDN);
+    let cookie = |pad: usize, n: &str| format!("Cookie: sid={}; uid={n}", "c".repeat(pad));
+    let stars = "*".repeat(number.len());
+    let (t, server, g) = number_guard(true);
+    // The stretch starts about 90 bytes after the padding's start: these put it from 30
+    // bytes before the end of the third frame (byte 4,344) to 6 bytes after.
+    let pads = 4_220..4_264;
+    let mut rewrites = Vec::new();
+    for pad in pads.clone() {
+        let before = g.stats().unwrap().redacted_packets;
+        let st = curl(
+            &t.cli,
+            &format!("http://{SRV_V4}/p"),
+            &[cookie(pad, &number)],
+            10,
+        );
+        assert!(st.success(), "pad {pad}: curl: {st}");
+        rewrites.push(g.stats().unwrap().redacted_packets - before);
+    }
+    assert!(
+        rewrites.contains(&2),
+        "no request had its stretch cut by a segment end: packets rewritten {rewrites:?}"
+    );
+    assert_eq!(
+        g.count(leakguard_common::MSISDN_RULE_ID, action::REDACT)
+            .unwrap(),
+        rewrites.len() as u64
+    );
+    let heads = server.heads();
+    assert_eq!(heads.len(), pads.len());
+    // Every request checked before failing, so that a failure lists each cut it fails at.
+    let mut wrong = Vec::new();
+    for (head, pad) in heads.iter().zip(pads) {
+        assert!(
+            find(head, number.as_bytes()).is_none(),
+            "pad {pad}: the hex form reached the server"
+        );
+        if find(head, format!("{}\r\n", cookie(pad, &stars)).as_bytes()).is_none() {
+            let at = find(head, b"uid=").unwrap_or(0);
+            let got = String::from_utf8_lossy(&head[at..]);
+            wrong.push(format!("pad {pad}: {}", got.lines().next().unwrap_or("")));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "not exactly the stretch starred (packets rewritten {rewrites:?}):\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(g.stats().unwrap().errors, 0);
 }

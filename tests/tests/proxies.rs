@@ -7,6 +7,11 @@
 //! super-packets: a 12 KB head in one skb) and, on a second topology with a router after
 //! the gateway, as XDP on that router's ingress (MTU-sized frames). What reaches the
 //! server: no value, ever, but the number to the partner its rule trusts.
+//!
+//! And `[msisdn]` as the shipped file's example turns it on: HAProxy and nginx put the
+//! number in the request target, the client's 6 or 12 KB cookie and a SIP `Contact`;
+//! the origin receives those values with the number's digits starred, nothing else
+//! changed.
 
 use std::time::Duration;
 
@@ -24,17 +29,13 @@ use leakguard_tests::{
 const COOKIES: [usize; 3] = [0, 6 * 1024, 12 * 1024];
 
 /// The shipped default policy file, as an operator installs it: its interface set to
-/// `iface` and `hook`, pins and metrics kept to the test, and the operator's two rules.
-fn shipped_policy(pin: &std::path::Path, iface: &str, hook: &str) -> String {
+/// `iface` and `hook`, pins and metrics kept to the test.
+fn shipped_file(pin: &std::path::Path, iface: &str, hook: &str) -> String {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../packaging/leakguard.toml"
     ))
     .unwrap();
-    let set = |text: String, from: &str, to: &str| {
-        assert!(text.contains(from), "the shipped file has {from:?}");
-        text.replacen(from, to, 1)
-    };
     let text = set(
         text,
         "pin_path = \"/sys/fs/bpf/leakguard\"",
@@ -45,14 +46,35 @@ fn shipped_policy(pin: &std::path::Path, iface: &str, hook: &str) -> String {
         "interface = \"eth1\"",
         &format!("interface = \"{iface}\""),
     );
-    let text = set(
+    set(
         text,
         "hook = \"tc-egress\"  ",
         &format!("hook = \"{hook}\"  "),
-    );
+    )
+}
+
+/// `text` with the first `from` replaced by `to`, which must be there.
+fn set(text: String, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the shipped file has {from:?}");
+    text.replacen(from, to, 1)
+}
+
+/// The shipped file with the operator's two rules.
+fn shipped_policy(pin: &std::path::Path, iface: &str, hook: &str) -> String {
     format!(
-        "{text}\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\nallow = [\"{PARTNER}/32\"]\n\n\
-         [[rule]]\nheader = \"X-UIDH\"\naction = \"redact\"\n"
+        "{}\n[[rule]]\nheader = \"X-MSISDN\"\naction = \"redact\"\nallow = [\"{PARTNER}/32\"]\n\n\
+         [[rule]]\nheader = \"X-UIDH\"\naction = \"redact\"\n",
+        shipped_file(pin, iface, hook)
+    )
+}
+
+/// The shipped file with its `[msisdn]` example uncommented, as an operator turns the
+/// number check on: `redact`, prefixes 44 and 447, every place at its default (on).
+fn shipped_number_policy(pin: &std::path::Path, iface: &str, hook: &str) -> String {
+    set(
+        shipped_file(pin, iface, hook),
+        "# [msisdn]\n# action = \"redact\"\n# prefixes = [\"44\", \"447\"]",
+        "[msisdn]\naction = \"redact\"\nprefixes = [\"44\", \"447\"]",
     )
 }
 
@@ -274,4 +296,118 @@ fn no_value_leaves_through_real_proxies_on_xdp() {
     let g = Gateway::with_router().unwrap();
     g.wire_like_uplink().unwrap();
     run(&g, g.rtr.as_ref().unwrap(), RTR_IN_IF, "xdp");
+}
+
+/// Cookie sizes of the requests whose number the proxy places: what browsers carry for
+/// big sites.
+const PLACED_COOKIES: [usize; 2] = [6 * 1024, 12 * 1024];
+
+/// The proxies that put the number in the request target, the client's cookie and a SIP
+/// `Contact` ([`Proxy::start_placing_number`]) in front of curl's two requests (6 and 12
+/// KB cookies, one connection), the guard being the daemon under the shipped file with
+/// its `[msisdn]` example uncommented: the origin receives each of the three values as
+/// the proxy wrote it, with exactly the number's digits starred.
+fn run_placed(g: &Gateway, ns: &Netns, iface: &str, hook: &str) {
+    let server = KeepAliveServer::start(&g.srv, "0.0.0.0:80".parse().unwrap()).unwrap();
+    let mut d = Daemon::with_file(ns, |pin| shipped_number_policy(pin, iface, hook)).unwrap();
+    d.start().unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "leakguard-proxies-placed-{}-{hook}",
+        std::process::id()
+    ));
+    let stars = "*".repeat(MSISDN.len());
+    let mut seen = 0;
+    for kind in [Kind::Haproxy, Kind::Nginx] {
+        let _proxy = Proxy::start_placing_number(kind, &g.gw, &dir, MSISDN).unwrap();
+        let what = format!("{} via {hook}", kind.name());
+        let mut args: Vec<String> = vec!["-sS".into(), "-m".into(), "20".into()];
+        for (i, &c) in PLACED_COOKIES.iter().enumerate() {
+            if i > 0 {
+                args.push("--next".into());
+            }
+            args.extend([
+                "-o".into(),
+                "/dev/null".into(),
+                "-w".into(),
+                "%{http_code}\n".into(),
+                "-H".into(),
+                cookie(c).unwrap(),
+                format!("http://{}/page/{i}?q=1", kind.listen()),
+            ]);
+        }
+        let codes = client(&g.cli, &what, "curl", &args);
+        assert_eq!(
+            codes.lines().filter(|l| *l == "200").count(),
+            PLACED_COOKIES.len(),
+            "{what}: curl {codes}"
+        );
+        let all = server.requests();
+        let got = &all[seen..];
+        seen = all.len();
+        assert_eq!(
+            got.len(),
+            PLACED_COOKIES.len(),
+            "{what}: every request arrived once"
+        );
+        for (r, &c) in got.iter().zip(&PLACED_COOKIES) {
+            assert!(
+                find(&r.head, MSISDN.as_bytes()).is_none(),
+                "{what}: the number reached the server ({} byte head)",
+                r.head.len()
+            );
+            // HAProxy sends header names in lower case.
+            let head = String::from_utf8_lossy(&r.head).to_ascii_lowercase();
+            let target = head.lines().next().unwrap_or("");
+            assert!(
+                target.starts_with("get /page/") && target.contains(&format!("msisdn={stars}")),
+                "{what}: the request line {target:?}"
+            );
+            for line in [
+                format!("\r\ncookie: session={}; msisdn={stars}\r\n", "c".repeat(c)),
+                format!("\r\ncontact: <sip:+{stars}@ims.example;user=phone>\r\n"),
+            ] {
+                assert!(
+                    head.contains(&line),
+                    "{what}: the server did not receive {:?}",
+                    &line[..line.len().min(60)]
+                );
+            }
+        }
+    }
+    let st = d.cli_in_netns("status").unwrap();
+    let report = String::from_utf8_lossy(&st.stdout);
+    assert!(report.contains("not seen whole 0,"), "{report}");
+    assert!(report.contains("dropped 0,"), "{report}");
+    let logged = [
+        "\"identity number in the request target\"",
+        "\"identity number in a cookie\"",
+        "\"identity number\"",
+    ];
+    wait_for(
+        "the redactions in all three places to be logged",
+        Duration::from_secs(5),
+        || {
+            let logs = d.logs();
+            logged.iter().all(|l| logs.contains(l))
+        },
+    )
+    .unwrap();
+    let logs = d.logs();
+    assert!(!logs.contains(MSISDN), "the number in the daemon's log");
+    assert!(!report.contains(MSISDN), "the number in status");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn numbers_placed_by_real_proxies_leave_as_stars_on_tc_egress() {
+    let g = Gateway::new().unwrap();
+    run_placed(&g, &g.gw, GW_UP_IF, "tc-egress");
+}
+
+/// XDP on the router after the gateway: the gateway's frames as they come off a wire.
+#[test]
+fn numbers_placed_by_real_proxies_leave_as_stars_on_xdp() {
+    let g = Gateway::with_router().unwrap();
+    g.wire_like_uplink().unwrap();
+    run_placed(&g, g.rtr.as_ref().unwrap(), RTR_IN_IF, "xdp");
 }
