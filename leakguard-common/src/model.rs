@@ -358,7 +358,7 @@ impl Scan<'_> {
             self.f.hex_start = at;
             self.f.hex_end = at;
         }
-        if self.f.raw % 2 == 0 {
+        if self.f.raw.is_multiple_of(2) {
             self.f.hex_good = b == b'3';
             if !self.f.hex_good {
                 self.decide_hex(i, lo);

@@ -249,7 +249,10 @@ pub fn number_part(rng: &mut Rng) -> String {
         16 => hex_of(&format!("{n}@ims")),
         17 => hex_of(&format!("+{n}")),
         18 => format!("3{}", hex_of(n)),
-        19 => hex_of(*rng.pick(&["44770090", "4477009001234567", "331234567890"])),
+        19 => {
+            let near: &&str = rng.pick(&["44770090", "4477009001234567", "331234567890"]);
+            hex_of(near)
+        }
         20 => format!("{}{}", hex_of(n), hex_of(n)),
         0 => format!("/u/{n}/"),
         1 => format!("?msisdn={n}&x=1"),
