@@ -395,6 +395,7 @@ impl Scan<'_> {
                 f.num_start = at;
                 f.num_end = at;
                 f.raw = 0;
+                f.hex.clear();
             }
             f.pct = false;
             f.tok += 1;
