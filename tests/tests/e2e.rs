@@ -527,6 +527,9 @@ fn a_hex_number_cut_by_a_segment_end_reaches_the_server_starred() {
         "a digit of the number was not starred (packets rewritten {rewrites:?}):\n{}",
         wrong.join("\n")
     );
-    println!("{threes} of {} cuts let a pair's leading 3 through", heads.len());
+    println!(
+        "{threes} of {} cuts let a pair's leading 3 through",
+        heads.len()
+    );
     assert_eq!(g.stats().unwrap().errors, 0);
 }
