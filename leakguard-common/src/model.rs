@@ -301,44 +301,33 @@ impl Scan<'_> {
     /// The digits read (`num_*`) end at payload byte `i` (window from `lo`): an identity
     /// number when 9-15 digits start with a configured prefix; then act.
     fn decide(&mut self, i: usize, lo: usize) {
-        let m = self.pol.msisdn.as_ref().expect("number check on");
-        let n = self.f.digits.len() as u32;
-        if self.f.num_val
-            && (MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&n)
-            && covered(&m.prefixes, &self.f.digits)
-        {
-            let (act, allowed) = (m.action, m.allowed);
-            self.out.msisdn_values += 1;
-            match self.match_outcome(MSISDN_RULE_ID, act, allowed) {
-                action::REDACT => {
-                    let (from, to) = (self.f.num_start, self.f.num_end);
-                    self.redact_range(from, to, lo, i);
-                }
-                action::DROP => {
-                    self.out.drop = true;
-                    self.stopped = true;
-                }
-                _ => {}
-            }
-        }
+        let f = &self.f;
+        let (on, digits, from, to) = (f.num_val, f.digits.clone(), f.num_start, f.num_end);
+        self.decide_digits(on, &digits, from, to, i, lo);
     }
 
     /// A hex stretch ends at payload byte `i` (window from `lo`): an identity number in
     /// hex form when its 9-15 digits start with a configured prefix; then act.
     fn decide_hex(&mut self, i: usize, lo: usize) {
+        let on = self.pol.msisdn.as_ref().is_some_and(|m| m.hex);
+        let f = &self.f;
+        let (digits, from, to) = (f.hex.clone(), f.hex_start, f.hex_end);
+        self.decide_digits(on, &digits, from, to, i, lo);
+    }
+
+    /// `digits` (in bytes `[from, to)`) end at payload byte `i`: when `on`, 9-15 of them
+    /// and starting with a configured prefix, an identity number: count it and act.
+    fn decide_digits(&mut self, on: bool, digits: &[u8], from: u32, to: u32, i: usize, lo: usize) {
         let m = self.pol.msisdn.as_ref().expect("number check on");
-        let n = self.f.hex.len() as u32;
-        if m.hex
+        let n = digits.len() as u32;
+        if on
             && (MSISDN_MIN_DIGITS..=MSISDN_MAX_DIGITS).contains(&n)
-            && covered(&m.prefixes, &self.f.hex)
+            && covered(&m.prefixes, digits)
         {
             let (act, allowed) = (m.action, m.allowed);
             self.out.msisdn_values += 1;
             match self.match_outcome(MSISDN_RULE_ID, act, allowed) {
-                action::REDACT => {
-                    let (from, to) = (self.f.hex_start, self.f.hex_end);
-                    self.redact_range(from, to, lo, i);
-                }
+                action::REDACT => self.redact_range(from, to, lo, i),
                 action::DROP => {
                     self.out.drop = true;
                     self.stopped = true;

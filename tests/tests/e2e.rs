@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use leakguard::policy::{Action, KernelPolicy};
 use leakguard_common::{action, form, place};
 use leakguard_tests::{
+    corpus::hex_of,
     guard::Guard,
     http::{find, ACR, MSISDN, UIDH},
     kernel::rule,
@@ -347,19 +348,14 @@ fn a_number_inside_another_header_value_reaches_the_server_starred() {
     }
 }
 
-/// The hex form of a number: the hex of its ASCII digits, each digit `d` written `3d`.
-fn hex(number: &str) -> String {
-    number.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The hex form in the URL: curl's query carries the number's hex form, and the hex form
 /// of a number with another prefix (33, a look-alike), behind a 6 KB cookie. The server
 /// receives the first as 24 stars and the look-alike untouched; the event says hex.
 #[test]
 fn a_hex_number_in_the_url_reaches_the_server_starred() {
-    let number = hex(MSISDN);
+    let number = hex_of(MSISDN);
     assert_eq!(number, "343437373030393030313233");
-    let alike = hex("337700900123");
+    let alike = hex_of("337700900123");
     let path = |n: &str| format!("/p?uid={n}&ref={alike}&ts=1700000000");
     let want = format!("GET {} HTTP/1.1\r\n", path(&"*".repeat(number.len())));
     for xdp in [false, true] {
@@ -394,8 +390,8 @@ fn a_hex_number_in_the_url_reaches_the_server_starred() {
 /// prefix in the next pair: the server receives 24 stars and the look-alike untouched.
 #[test]
 fn a_hex_number_in_a_cookie_reaches_the_server_starred() {
-    let number = hex(MSISDN);
-    let alike = hex("337700900123");
+    let number = hex_of(MSISDN);
+    let alike = hex_of("337700900123");
     let cookie = |n: &str| {
         format!(
             "Cookie: sid={}; uid={n}; ref={alike}; lang=en",
@@ -431,9 +427,9 @@ fn a_hex_number_in_a_cookie_reaches_the_server_starred() {
 /// in the `Referer` and the look-alike untouched.
 #[test]
 fn a_hex_number_inside_a_header_value_reaches_the_server_starred() {
-    let number = hex(MSISDN);
+    let number = hex_of(MSISDN);
     let referer = |n: &str| format!("Referer: http://portal.example/?uid={n}&v=2");
-    let alike = format!("X-Ref: {}", hex("4477009009876543"));
+    let alike = format!("X-Ref: {}", hex_of("4477009009876543"));
     for xdp in [false, true] {
         let Received {
             head,
@@ -467,7 +463,7 @@ fn a_hex_number_inside_a_header_value_reaches_the_server_starred() {
 /// segment).
 #[test]
 fn a_hex_number_cut_by_a_segment_end_reaches_the_server_starred() {
-    let number = hex(MSISDN);
+    let number = hex_of(MSISDN);
     let cookie = |pad: usize, n: &str| format!("Cookie: sid={}; uid={n}", "c".repeat(pad));
     let (t, server, g) = number_guard(true);
     // The stretch starts about 90 bytes after the padding's start: these put it from 30
