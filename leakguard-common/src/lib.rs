@@ -8,6 +8,7 @@
 #[cfg(feature = "model")]
 extern crate alloc;
 
+pub mod b64;
 pub mod csum;
 pub mod flow;
 pub mod limits;
@@ -381,12 +382,18 @@ pub mod form {
     /// Hex of the ASCII digits, inside a run of digits: `343437373030393030313233` (every
     /// digit `d` written `3d`).
     pub const HEX: u8 = 1;
+    /// Base64 of the ASCII digits, standard or URL-safe alphabet, at any alignment:
+    /// `NDQ3NzAwOTAwMTIz` (see `b64`).
+    pub const BASE64: u8 = 2;
     /// Forms there are.
-    pub const COUNT: u8 = 2;
+    pub const COUNT: u8 = 3;
 
     /// Not a form: the bit of `ScanConfig::msisdn_on` that has runs of digits (request
     /// target, cookies, values read inside) read for the hex form too.
     pub const HEX_ON: u8 = 0x40;
+    /// Not a form: the bit of `ScanConfig::msisdn_on` that has runs of digits' places read
+    /// for the base64 form too.
+    pub const B64_ON: u8 = 0x20;
 
     /// The form of a `MatchKey::place` or `Event::place` byte.
     #[must_use]
@@ -400,6 +407,7 @@ pub mod form {
         match form {
             DECIMAL => "decimal",
             HEX => "hex",
+            BASE64 => "base64",
             _ => "unknown",
         }
     }

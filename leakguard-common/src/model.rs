@@ -46,6 +46,8 @@ pub struct ModelMsisdn {
     pub inside_values: bool,
     /// Runs of digits are read for the hex form too (`form::HEX_ON`).
     pub hex: bool,
+    /// The places runs are read in are read for the base64 form too (`form::B64_ON`).
+    pub base64: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -78,6 +78,25 @@ pub const fn runs_of_nine(p: u64, m: u64) -> u64 {
     m & back2 & back4 & back6 & p
 }
 
+/// Bytes 0x4C-0x4F (`L`-`O`, the first character of a base64 group whose first byte is a
+/// digit), exactly, at bit 7 of each byte: after the mask every byte of `v` is a multiple
+/// of 4, so a borrow out of a zero byte never reaches the next one as a zero.
+#[inline(always)]
+#[must_use]
+pub const fn b64_lead(x: u64) -> u64 {
+    let v = (x ^ (ONES * 0x4C)) & (ONES * 0xFC);
+    v.wrapping_sub(ONES) & !v & HIGHS
+}
+
+/// Base64 triggers (`b64`): bytes `j` of the word whose `b64_lead` mask is `m` with a
+/// lead 4 and 8 bytes back as well (`p`: the previous word's mask). Nine digits in base64
+/// always raise one (`b64::decide` reads them).
+#[inline(always)]
+#[must_use]
+pub const fn b64_triggers(p: u64, m: u64) -> u64 {
+    m & ((m << 32) | (p >> 32)) & p
+}
+
 /// All ones from byte `j` up (`j < 8`): a word's bytes at and after position `j`.
 #[inline(always)]
 #[must_use]
@@ -125,6 +144,46 @@ pub const fn first(mask: u64) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn b64_lead_is_exact() {
+        for b in 0..=255u8 {
+            for j in 0..8 {
+                for fill in [0u8, b'L', b'O', b'K', b'P', 0xFF, b'M'] {
+                    let mut w = [fill; 8];
+                    w[j] = b;
+                    let m = b64_lead(u64::from_le_bytes(w));
+                    for (k, &c) in w.iter().enumerate() {
+                        let want = (b'L'..=b'O').contains(&c);
+                        assert_eq!(m >> (8 * k + 7) & 1 == 1, want, "{w:?}");
+                    }
+                    assert_eq!(m & !HIGHS, 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn b64_triggers_flag_leads_four_and_eight_back() {
+        let text = b"xxMxxxNxxxOxxxyyyyyyyyyy";
+        let words: std::vec::Vec<u64> = text
+            .chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let mut flagged = std::vec::Vec::new();
+        let mut p = 0;
+        for (k, &x) in words.iter().enumerate() {
+            let m = b64_lead(x);
+            let f = b64_triggers(p, m);
+            for j in 0..8 {
+                if f >> (8 * j + 7) & 1 != 0 {
+                    flagged.push(8 * k + j);
+                }
+            }
+            p = m;
+        }
+        assert_eq!(flagged, [10]);
+    }
+
     extern crate std;
     use std::vec::Vec;
 

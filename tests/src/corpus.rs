@@ -155,6 +155,7 @@ pub fn model_policy(policy: &KernelPolicy, dst: std::net::IpAddr) -> ModelPolicy
             cookies: m.cookies,
             inside_values: m.inside_values,
             hex: m.hex,
+            base64: false,
         }),
     }
 }

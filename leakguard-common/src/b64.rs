@@ -1,0 +1,351 @@
+//! The base64 form of an identity number (`form::BASE64`): the base64 of its ASCII digits,
+//! in the standard or the URL-safe alphabet, at any alignment (`447700900123` →
+//! `NDQ3NzAwOTAwMTIz`, or inside `dWlkNDQ3…`, the base64 of `uid447…`).
+//!
+//! Shared by the kernel and the model. The scan finds a *trigger*: a character `t` with
+//! `L`-`O` at `t - 8`, `t - 4` and `t` (`swar::number_flags`). Three digits always encode
+//! as `[MNO][DTjz][AEIMQUYcgk][w-z0-5]`, so nine digits or more, at any alignment, put
+//! such a character at three group starts in a row. The kernel then stages the
+//! characters around `t` (`STAGED`, their `VALUE`s) and `decide` reads the *stretch*:
+//! the maximal run of digit bytes, decoded in groups of four characters starting at `t`,
+//! that holds the two groups before `t` and the first byte of `t`'s group.
+//!
+//! Decoding is by pairs: byte `j` of a group (`j` < 3) is read from its characters `j`
+//! and `j + 1` when both are in the alphabet, so `=` padding, a `%` escape or a
+//! delimiter ends a stretch, and an unpadded tail counts. A character carrying bits of
+//! a digit is the same in both alphabets (all `A`-`z`, `0`-`9`), so one table serves both.
+//!
+//! `decide` is straight-line: no branch depends on the characters, so the verifier
+//! walks it once.
+
+/// `VALUE[b]`: the 6-bit value of base64 character `b` in either alphabet (`+` and `-`
+/// are 62, `/` and `_` are 63), `NONE` for any other byte (`=` included).
+pub const VALUE: [u8; 256] = {
+    let mut v = [NONE; 256];
+    let mut i = 0;
+    while i < 26 {
+        v[b'A' as usize + i] = i as u8;
+        v[b'a' as usize + i] = 26 + i as u8;
+        i += 1;
+    }
+    let mut d = 0;
+    while d < 10 {
+        v[b'0' as usize + d] = 52 + d as u8;
+        d += 1;
+    }
+    v[b'+' as usize] = 62;
+    v[b'-' as usize] = 62;
+    v[b'/' as usize] = 63;
+    v[b'_' as usize] = 63;
+    v
+};
+
+/// A staged value for a byte outside the alphabet, or before the window's scanned bytes
+/// (a stretch cannot be read back past them).
+pub const NONE: u8 = 0xFF;
+
+/// A staged value for a position at or past the window's end: not known yet.
+pub const CUT: u8 = 0xFE;
+
+/// Characters staged before the trigger: five groups. With the trigger's own group and
+/// the two before it (seven digits), three more groups back hold the ninth digit before
+/// them, so a stretch reaching `BACK`'s first byte has more than 15 digits.
+pub const BACK: u32 = 20;
+
+/// Characters staged from `t - BACK` on: nine groups, and the first characters of a
+/// tenth are never needed (`BYTES` bytes use characters up to `4·8 + 3`).
+pub const STAGED: u32 = 36;
+
+/// Bytes the staged groups decode to (nine groups of three).
+pub const BYTES: u32 = 27;
+
+/// The byte of the trigger's group, and the first of the two groups before it.
+const TRIGGER_BYTE: u32 = 15;
+const FIRST_FULL: u32 = 9;
+
+/// Outcome of `decide`.
+pub mod outcome {
+    /// Not a trigger after all: the two groups before `t` and `t`'s first byte are not
+    /// all digits.
+    pub const NONE: u8 = 0;
+    /// The stretch's end is not known yet: its last byte runs into the window's end.
+    pub const CUT: u8 = 1;
+    /// More than `MSISDN_MAX_DIGITS` digits: not a number.
+    pub const LONG: u8 = 2;
+    /// A stretch of at most `MSISDN_MAX_DIGITS` digits, known whole: the caller decides.
+    pub const TAKEN: u8 = 3;
+}
+
+/// A stretch read around a trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stretch {
+    /// `outcome::*`.
+    pub outcome: u8,
+    /// Digits in the stretch (for `TAKEN`; less than `MSISDN_MIN_DIGITS` is possible).
+    pub digits: u32,
+    /// Its digits as `flow::bcd_digit` nibbles, first in the high nibble (for `TAKEN`).
+    pub bcd: u64,
+    /// The characters carrying its bits, as staged indexes `[first, end)`: the trigger is
+    /// `BACK`. At most 21 characters.
+    pub first: u32,
+    pub end: u32,
+}
+
+/// The byte decoded from characters of values `a` and `b` at position `j` of their
+/// group (`j` < 3): `a` gives its high bits and `b` its low ones.
+#[inline(always)]
+#[must_use]
+pub const fn byte(a: u8, b: u8, j: u32) -> u8 {
+    let a = a as u32;
+    let b = b as u32;
+    (((a << (2 + 2 * j)) | (b >> (4 - 2 * j))) & 0xff) as u8
+}
+
+/// Staged index of the first character of byte `q` (group `q / 3`, position `q % 3`).
+#[inline(always)]
+#[must_use]
+pub const fn char_of(q: u32) -> u32 {
+    4 * (q / 3) + q % 3
+}
+
+/// Reads the stretch around a trigger from `c`, the `VALUE`s of the `STAGED` characters
+/// from `t - BACK` (`NONE` before the window's scanned bytes, `CUT` from its end on; the
+/// array is larger so that indexes are masked, not checked).
+#[inline(always)]
+#[must_use]
+pub fn decide(c: &[u8; 64]) -> Stretch {
+    // Digit bytes and bytes not known yet, one bit each. Straight-line: every byte is
+    // computed the same way whatever the characters.
+    let mut digit = 0u32;
+    let mut cut = 0u32;
+    let mut q = 0;
+    while q < BYTES {
+        let i = char_of(q);
+        let (a, b) = (c[i as usize & 63], c[(i + 1) as usize & 63]);
+        // Both in the alphabet: their values are below 64.
+        let valid = u32::from((a | b) < 64);
+        let v = u32::from(byte(a & 63, b & 63, q % 3));
+        let is_digit = valid & u32::from(v.wrapping_sub(u32::from(b'0')) < 10);
+        let unknown = u32::from((a == CUT) | (b == CUT));
+        digit |= is_digit << q;
+        cut |= unknown << q;
+        q += 1;
+    }
+    let none = Stretch {
+        outcome: outcome::NONE,
+        digits: 0,
+        bcd: 0,
+        first: 0,
+        end: 0,
+    };
+    let need = ((1u32 << (TRIGGER_BYTE + 1)) - 1) & !((1u32 << FIRST_FULL) - 1);
+    if digit & need != need {
+        return none;
+    }
+    // The first non-digit before the two full groups, and the first after the trigger's
+    // first byte (an unknown byte is not a digit).
+    let back = !digit & ((1u32 << FIRST_FULL) - 1);
+    let fwd = !digit & ((1u32 << BYTES) - 1) & !((1u32 << (TRIGGER_BYTE + 1)) - 1);
+    if back == 0 || fwd == 0 {
+        return Stretch {
+            outcome: outcome::LONG,
+            ..none
+        };
+    }
+    let start = 32 - back.leading_zeros();
+    let end = fwd.trailing_zeros();
+    let digits = end - start;
+    if digits > crate::MSISDN_MAX_DIGITS {
+        return Stretch {
+            outcome: outcome::LONG,
+            ..none
+        };
+    }
+    if cut >> end & 1 != 0 {
+        return Stretch {
+            outcome: outcome::CUT,
+            ..none
+        };
+    }
+    let mut bcd = 0u64;
+    let mut k = 0;
+    while k < crate::MSISDN_MAX_DIGITS {
+        let q = start + k;
+        let i = char_of(q);
+        let d = byte(
+            c[i as usize & 63] & 63,
+            c[(i + 1) as usize & 63] & 63,
+            q % 3,
+        );
+        // 1 while `k < digits`, with no branch.
+        let inside = u64::from(k.wrapping_sub(digits) >> 31);
+        bcd |= crate::flow::bcd_digit(d.wrapping_sub(b'0'), k) * inside;
+        k += 1;
+    }
+    Stretch {
+        outcome: outcome::TAKEN,
+        digits,
+        bcd,
+        first: char_of(start),
+        end: char_of(end - 1) + 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::{string::String, vec::Vec};
+
+    use base64::{
+        engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+        Engine,
+    };
+
+    use super::*;
+
+    fn stage(text: &[u8], t: usize, lo: usize, n: usize) -> [u8; 64] {
+        let mut c = [NONE; 64];
+        for (k, v) in c.iter_mut().enumerate().take(STAGED as usize) {
+            let Some(i) = (t + k).checked_sub(BACK as usize) else {
+                continue;
+            };
+            *v = if i < lo {
+                NONE
+            } else if i >= n {
+                CUT
+            } else {
+                VALUE[usize::from(text[i])]
+            };
+        }
+        c
+    }
+
+    fn bcd_of(digits: &str) -> u64 {
+        digits.bytes().enumerate().fold(0, |a, (k, d)| {
+            a | crate::flow::bcd_digit(d - b'0', k as u32)
+        })
+    }
+
+    #[test]
+    fn value_matches_both_alphabets() {
+        let std_alpha = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for (v, &b) in std_alpha.iter().enumerate() {
+            assert_eq!(VALUE[usize::from(b)], v as u8);
+        }
+        assert_eq!(VALUE[usize::from(b'-')], 62);
+        assert_eq!(VALUE[usize::from(b'_')], 63);
+        let count = VALUE.iter().filter(|&&v| v != NONE).count();
+        assert_eq!(count, 66);
+        for b in [b'=', b'%', b'*', b' ', b';', b'&', b'.', b'\n'] {
+            assert_eq!(VALUE[usize::from(b)], NONE);
+        }
+    }
+
+    #[test]
+    fn three_digits_encode_to_the_stated_classes() {
+        for n in 0..1000 {
+            let s = std::format!("{n:03}");
+            let e = STANDARD.encode(s.as_bytes());
+            let e = e.as_bytes();
+            assert!(b"MNO".contains(&e[0]), "{s}");
+            assert!(b"DTjz".contains(&e[1]), "{s}");
+            assert!(b"AEIMQUYcgk".contains(&e[2]), "{s}");
+            assert!(b"wxyz012345".contains(&e[3]), "{s}");
+        }
+    }
+
+    /// Every number of 9-15 digits after 0-5 bytes of lead-in, in both alphabets, padded
+    /// or not, is found whole from every trigger `swar::number_flags` would raise, with
+    /// exactly the characters that carry its bits.
+    #[test]
+    fn decide_reads_every_number_from_its_triggers() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for case in 0..3000 {
+            let len = 9 + (case % 7);
+            let lead = (case / 7) % 6;
+            let digits: String = (0..len)
+                .map(|_| char::from(b'0' + (next() % 10) as u8))
+                .collect();
+            let mut raw: Vec<u8> = (0..lead).map(|_| b"uid:x"[next() as usize % 5]).collect();
+            raw.extend_from_slice(digits.as_bytes());
+            // Not a digit after the number, so the stretch ends with it.
+            raw.push(b"@;x"[next() as usize % 3]);
+            let enc = if case % 2 == 0 {
+                STANDARD.encode(&raw)
+            } else {
+                URL_SAFE_NO_PAD.encode(&raw)
+            };
+            let text = std::format!("?q={enc}&");
+            let text = text.as_bytes();
+            let base = 3;
+            // The characters carrying the number's bits.
+            let (d0, d1) = (lead, lead + len);
+            let want_first = base + 4 * (d0 / 3) + d0 % 3;
+            let l = d1 - 1;
+            let want_end = base + 4 * (l / 3) + l % 3 + 2;
+            let mut found = 0;
+            for t in 0..text.len() {
+                let c = stage(text, t, 0, text.len());
+                let r = decide(&c);
+                if r.outcome == outcome::NONE {
+                    continue;
+                }
+                found += 1;
+                assert_eq!(r.outcome, outcome::TAKEN, "{case} {t}");
+                assert_eq!(r.digits as usize, len);
+                assert_eq!(r.bcd, bcd_of(&digits));
+                assert_eq!((t + r.first as usize) - BACK as usize, want_first);
+                assert_eq!((t + r.end as usize) - BACK as usize, want_end);
+                assert!(r.end - r.first <= 21);
+                // A trigger has `L`-`O` where `number_flags` looks.
+                for back in [0, 4, 8] {
+                    assert!((b'L'..=b'O').contains(&text[t - back]));
+                }
+            }
+            assert!(found >= 1, "case {case}: {digits} in {enc}");
+        }
+    }
+
+    #[test]
+    fn long_cut_and_other_forms() {
+        let take = |text: &[u8], lo: usize, n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|t| decide(&stage(text, t, lo, n)).outcome)
+                .filter(|&o| o != outcome::NONE)
+                .collect()
+        };
+        // 16 digits: too long from every trigger.
+        let e = STANDARD.encode(b"4477009001234567");
+        assert!(take(e.as_bytes(), 0, e.len())
+            .iter()
+            .all(|&o| o == outcome::LONG));
+        // 12 digits cut after 14 characters: not known yet (the 13th character's byte
+        // could still be a digit).
+        let e = STANDARD.encode(b"447700900123x");
+        let got = take(e.as_bytes(), 0, 14);
+        assert!(got.contains(&outcome::CUT), "{got:?}");
+        assert!(!got.contains(&outcome::TAKEN));
+        // Cut at the window's start: the stretch begins there, and the nine digits after
+        // the first group are read alone.
+        let e = STANDARD.encode(b"447700900123x");
+        let c = stage(e.as_bytes(), 12, 4, e.len());
+        let r = decide(&c);
+        assert_eq!((r.outcome, r.digits), (outcome::TAKEN, 9));
+        assert_eq!(r.bcd, bcd_of("700900123"));
+        // Decimal, hex and text never trigger.
+        for text in [
+            &b"447700900123447700900123"[..],
+            b"343437373030393030313233",
+            b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+            b"MxxxNxxxOxxxMxxxNxxx",
+        ] {
+            assert_eq!(take(text, 0, text.len()), Vec::<u8>::new(), "{text:?}");
+        }
+    }
+}
