@@ -20,7 +20,7 @@
 
 /// `VALUE[b]`: the 6-bit value of base64 character `b` in either alphabet (`+` and `-`
 /// are 62, `/` and `_` are 63), `NONE` for any other byte (`=` included).
-pub const VALUE: [u8; 256] = {
+pub static VALUE: [u8; 256] = {
     let mut v = [NONE; 256];
     let mut i = 0;
     while i < 26 {
@@ -44,9 +44,6 @@ pub const VALUE: [u8; 256] = {
 /// (a stretch cannot be read back past them).
 pub const NONE: u8 = 0xFF;
 
-/// A staged value for a position at or past the window's end: not known yet.
-pub const CUT: u8 = 0xFE;
-
 /// Characters staged before the trigger: five groups. With the trigger's own group and
 /// the two before it (seven digits), three more groups back hold the ninth digit before
 /// them, so a stretch reaching `BACK`'s first byte has more than 15 digits.
@@ -55,6 +52,10 @@ pub const BACK: u32 = 20;
 /// Characters staged from `t - BACK` on: nine groups, and the first characters of a
 /// tenth are never needed (`BYTES` bytes use characters up to `4·8 + 3`).
 pub const STAGED: u32 = 36;
+
+/// Spare bytes of the staging array `decide` uses: the digit mask, and `known`.
+const DIGITS: usize = 40;
+const KNOWN: usize = 63;
 
 /// Bytes the staged groups decode to (nine groups of three).
 pub const BYTES: u32 = 27;
@@ -109,28 +110,45 @@ pub const fn char_of(q: u32) -> u32 {
 }
 
 /// Reads the stretch around a trigger from `c`, the `VALUE`s of the `STAGED` characters
-/// from `t - BACK` (`NONE` before the window's scanned bytes, `CUT` from its end on; the
-/// array is larger so that indexes are masked, not checked).
+/// from `t - BACK` (`NONE` before the window's scanned bytes; the array is larger so that
+/// indexes are masked, not checked). `known`: staged index of the window's end (the first
+/// character not known yet; `STAGED` or more when all are). `hide` returns its argument:
+/// the kernel passes one LLVM cannot see through, so that it keeps the loops (unrolled,
+/// their values spilled past the stack 6.1 allows) and the index masks (which a verifier
+/// needs) rather than proving them away.
 #[inline(always)]
 #[must_use]
-pub fn decide(c: &[u8; 64]) -> Stretch {
-    // Digit bytes and bytes not known yet, one bit each. Straight-line: every byte is
-    // computed the same way whatever the characters.
-    let mut digit = 0u32;
-    let mut cut = 0u32;
-    let mut q = 0;
-    while q < BYTES {
-        let i = char_of(q);
-        let (a, b) = (c[i as usize & 63], c[(i + 1) as usize & 63]);
-        // Both in the alphabet: their values are below 64.
-        let valid = u32::from((a | b) < 64);
-        let v = u32::from(byte(a & 63, b & 63, q % 3));
-        let is_digit = valid & u32::from(v.wrapping_sub(u32::from(b'0')) < 10);
-        let unknown = u32::from((a == CUT) | (b == CUT));
-        digit |= is_digit << q;
-        cut |= unknown << q;
-        q += 1;
+pub fn decide(c: &mut [u8; 64], known: u32, hide: impl Fn(u32) -> u32) -> Stretch {
+    // Kept in the array's spare bytes rather than in registers across the loops (see
+    // `hide`).
+    c[KNOWN] = known.min(63) as u8;
+    // The decoded bytes, eight to a word, a byte that is not decoded (a character outside
+    // the alphabet) as 0xFF; then their digit lanes gathered one bit per byte. SWAR, not
+    // per-byte tests: LLVM turns those into branches, and a verifier then follows every
+    // combination of digits.
+    let mut w = 0;
+    while w < 4 {
+        let w8 = hide(8 * w);
+        let mut word = 0u64;
+        let mut j = 0;
+        while j < 8 {
+            let q = w8 + hide(j);
+            let i = hide(char_of(q));
+            let (a, b) = (c[i as usize & 63], c[(i + 1) as usize & 63]);
+            // 1-3 when either is outside the alphabet (values 64 and up).
+            let out = u64::from((a | b) >> 6);
+            let v = u64::from(byte(a & 63, b & 63, q % 3)) | (out * 0xFF);
+            word |= (v & 0xFF) << (8 * j);
+            j += 1;
+        }
+        let lanes = crate::swar::digits(word) >> 7;
+        c[(DIGITS as u32 + hide(w)) as usize & 63] =
+            (lanes.wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8;
+        w += 1;
     }
+    let digit = u32::from_le_bytes([c[DIGITS], c[DIGITS + 1], c[DIGITS + 2], c[DIGITS + 3]])
+        & ((1u32 << BYTES) - 1);
+    let known = u32::from(c[KNOWN]);
     let none = Stretch {
         outcome: outcome::NONE,
         digits: 0,
@@ -161,7 +179,7 @@ pub fn decide(c: &[u8; 64]) -> Stretch {
             ..none
         };
     }
-    if cut >> end & 1 != 0 {
+    if char_of(end) + 1 >= known {
         return Stretch {
             outcome: outcome::CUT,
             ..none
@@ -171,7 +189,7 @@ pub fn decide(c: &[u8; 64]) -> Stretch {
     let mut k = 0;
     while k < crate::MSISDN_MAX_DIGITS {
         let q = start + k;
-        let i = char_of(q);
+        let i = hide(char_of(q));
         let d = byte(
             c[i as usize & 63] & 63,
             c[(i + 1) as usize & 63] & 63,
@@ -203,21 +221,20 @@ mod tests {
 
     use super::*;
 
-    fn stage(text: &[u8], t: usize, lo: usize, n: usize) -> [u8; 64] {
+    fn stage(text: &[u8], t: usize, lo: usize, n: usize) -> ([u8; 64], u32) {
         let mut c = [NONE; 64];
         for (k, v) in c.iter_mut().enumerate().take(STAGED as usize) {
             let Some(i) = (t + k).checked_sub(BACK as usize) else {
                 continue;
             };
-            *v = if i < lo {
+            *v = if i < lo || i >= n {
                 NONE
-            } else if i >= n {
-                CUT
             } else {
                 VALUE[usize::from(text[i])]
             };
         }
-        c
+        // The window's end as a staged index.
+        (c, (n + BACK as usize - t) as u32)
     }
 
     fn bcd_of(digits: &str) -> u64 {
@@ -291,8 +308,8 @@ mod tests {
             let want_end = base + 4 * (l / 3) + l % 3 + 2;
             let mut found = 0;
             for t in 0..text.len() {
-                let c = stage(text, t, 0, text.len());
-                let r = decide(&c);
+                let (mut c, known) = stage(text, t, 0, text.len());
+                let r = decide(&mut c, known, |x| x);
                 if r.outcome == outcome::NONE {
                     continue;
                 }
@@ -316,7 +333,10 @@ mod tests {
     fn long_cut_and_other_forms() {
         let take = |text: &[u8], lo: usize, n: usize| -> Vec<u8> {
             (0..n)
-                .map(|t| decide(&stage(text, t, lo, n)).outcome)
+                .map(|t| {
+                    let (mut c, known) = stage(text, t, lo, n);
+                    decide(&mut c, known, |x| x).outcome
+                })
                 .filter(|&o| o != outcome::NONE)
                 .collect()
         };
@@ -334,8 +354,8 @@ mod tests {
         // Cut at the window's start: the stretch begins there, and the nine digits after
         // the first group are read alone.
         let e = STANDARD.encode(b"447700900123x");
-        let c = stage(e.as_bytes(), 12, 4, e.len());
-        let r = decide(&c);
+        let (mut c, known) = stage(e.as_bytes(), 12, 4, e.len());
+        let r = decide(&mut c, known, |x| x);
         assert_eq!((r.outcome, r.digits), (outcome::TAKEN, 9));
         assert_eq!(r.bcd, bcd_of("700900123"));
         // Decimal, hex and text never trigger.

@@ -97,6 +97,38 @@ pub const fn b64_triggers(p: u64, m: u64) -> u64 {
     m & ((m << 32) | (p >> 32)) & p
 }
 
+/// Bit 6 of each byte: the lanes that carry `b64_lead` beside the digits' bit 7 in the
+/// run loops' masks.
+pub const LEADS: u64 = HIGHS >> 1;
+
+/// A word's lanes for the run loops: its digits at bit 7, its base64 leads at bit 6,
+/// both masked by `keep` (digits from the loop's start on; leads where the form is on,
+/// from anywhere: a trigger's leads 4 and 8 bytes back may precede the start).
+#[inline(always)]
+#[must_use]
+pub const fn number_lanes(x: u64, keep: u64) -> u64 {
+    (digits(x) | (b64_lead(x) >> 1)) & keep
+}
+
+/// The run loops' flags from two words' `number_lanes` (`p` the previous): bit 7,
+/// `runs_of_nine`; bit 6, `b64_triggers` at bytes whose bit 7 in `keep` is set (from the
+/// loop's start on). Every lane keeps to its bit: the shifts move whole bytes.
+#[inline(always)]
+#[must_use]
+pub const fn number_flags(p: u64, m: u64, keep: u64) -> u64 {
+    let back2 = (m << 16) | (p >> 48);
+    let back4 = (m << 32) | (p >> 32);
+    let back6 = (m << 48) | (p >> 16);
+    m & back4 & p & ((back2 & back6 & HIGHS) | ((keep & HIGHS) >> 1))
+}
+
+/// A flag mask with its bit-6 lanes moved to bit 7 of the same byte, for `first`.
+#[inline(always)]
+#[must_use]
+pub const fn flags_to_highs(f: u64) -> u64 {
+    (f | (f << 1)) & HIGHS
+}
+
 /// All ones from byte `j` up (`j < 8`): a word's bytes at and after position `j`.
 #[inline(always)]
 #[must_use]
@@ -144,6 +176,39 @@ pub const fn first(mask: u64) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    /// `number_flags` is `runs_of_nine` on digits and `b64_triggers` on leads at and
+    /// after the loop's start, over random words of digits, leads and other bytes.
+    #[test]
+    fn number_flags_join_both_flags() {
+        let mut r = 0x9e37_79b9_7f4a_7c15u64;
+        let alphabet = b"0123456789LMNOKPx";
+        for case in 0..20_000 {
+            let mut word = || {
+                let mut b = [0u8; 8];
+                for c in &mut b {
+                    r ^= r << 13;
+                    r ^= r >> 7;
+                    r ^= r << 17;
+                    *c = alphabet[(r % alphabet.len() as u64) as usize];
+                }
+                u64::from_le_bytes(b)
+            };
+            let (x0, x1) = (word(), word());
+            let pos = (case % 8) as u32;
+            let gate = if case % 3 == 0 { 0 } else { LEADS };
+            let keep = (bytes_from(pos) & HIGHS) | gate;
+            let p = number_lanes(x0, HIGHS | gate);
+            let m = number_lanes(x1, keep);
+            let got = number_flags(p, m, keep);
+            let want_digits = runs_of_nine(digits(x0), digits(x1) & bytes_from(pos));
+            let want_leads = b64_triggers(b64_lead(x0), b64_lead(x1)) & bytes_from(pos);
+            assert_eq!(got & HIGHS, want_digits, "{x0:x} {x1:x} {pos}");
+            let want = if gate == 0 { 0 } else { want_leads };
+            assert_eq!((got << 1) & HIGHS, want, "{x0:x} {x1:x} {pos}");
+            assert_eq!(flags_to_highs(got), (got & HIGHS) | ((got << 1) & HIGHS));
+        }
+    }
+
     #[test]
     fn b64_lead_is_exact() {
         for b in 0..=255u8 {

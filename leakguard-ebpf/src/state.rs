@@ -66,7 +66,8 @@ pub struct ScanState {
     pub refill_end: u32,
     /// Payload bytes the window loop visits.
     pub loop_end: u32,
-    pub _pad: u32,
+    /// `form::BASE64` while a base64 stretch is decided (`scan::base64`), else 0.
+    pub b64: u32,
     /// One's-complement sums of the redacted bytes before and after, at their position
     /// parity in the segment: the TCP checksum update (RFC 1624).
     pub sum_old: u64,
@@ -74,6 +75,9 @@ pub struct ScanState {
     /// Parser state, partial header name and redaction memory of the flow.
     pub f: FlowState,
     pub pkt: PacketMeta,
+    /// The characters around a base64 trigger, as `b64::VALUE`s (`scan::base64`); after
+    /// `pkt`, so that `reset` does not clear them.
+    pub b64_buf: [u8; 64],
 }
 
 /// 8-byte aligned (map values are) so that `word` loads are aligned.

@@ -126,8 +126,9 @@ pub fn place_of(st: &ScanState, id: u32) -> u8 {
     } else {
         place::HEADER
     };
+    // A base64 stretch is at most 15 digits, so never taken for hex.
     let hex = id == MSISDN_RULE_ID && st.f.num_len > RAW_DIGITS;
-    place::with_form(p, if hex { form::HEX } else { form::DECIMAL })
+    place::with_form(p, if hex { form::HEX } else { st.b64 as u8 })
 }
 
 /// The value of the current header line is an identity number: count it and return

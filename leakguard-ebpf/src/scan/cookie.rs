@@ -10,7 +10,7 @@ use leakguard_common::{
 
 use crate::{state::Scratch, verifier::forget};
 
-use super::{digits::number_call, line::after_lf, target::TARGET_WORDS};
+use super::{base64::lanes_from, digits::number_call, line::after_lf, target::TARGET_WORDS};
 
 /// The rest of a `Cookie` line (`F_COOKIE`): up to its LF, or to a word with a flagged
 /// digit (then the run is read and decided by `digits::number_call`).
@@ -20,13 +20,14 @@ pub(super) fn cookie_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         // A run continued from the last window, segment or call.
         return number_call(s, pos);
     }
-    let lo = s.st.old_n;
     let mut w = pos & !7;
-    let mut keep = swar::bytes_from(pos & 7);
-    // As in `target::target_scan`: the previous word's digits when all of it was scanned
-    // in this window, so that a run cut by the last call's word limit is seen whole.
-    let mut prev = if w >= lo + 8 {
-        swar::digits(s.word(w - 8))
+    let mut keep = lanes_from(s, pos);
+    // The previous word's lanes: a run or a base64 number cut by the last call's word
+    // limit (which ends on a word boundary) is seen whole, and a trigger's leads before
+    // `pos` count. Lanes of bytes before the window's scanned ones only raise flags the
+    // slow paths reject (they read nothing before `old_n`).
+    let mut prev = if w >= 8 {
+        swar::number_lanes(s.word(w - 8), !0)
     } else {
         0
     };
@@ -37,18 +38,19 @@ pub(super) fn cookie_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
             break;
         }
         let x = s.word(w);
-        let m = swar::digits(x) & keep;
-        flag = swar::runs_of_nine(prev, m);
+        let m = swar::number_lanes(x, keep);
+        flag = swar::number_flags(prev, m, keep);
         stop = swar::lf(x) & keep;
         if stop | flag != 0 {
             break;
         }
         prev = m;
-        keep = !0;
+        keep |= swar::HIGHS;
         w += 8;
         k += 1;
     }
     let w = forget(&mut s.st.pos, w);
+    let flag = swar::flags_to_highs(flag);
     let hit = stop | flag;
     if hit == 0 {
         // The call's words ran out (or the window did): go on from here.

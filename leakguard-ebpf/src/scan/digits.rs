@@ -27,7 +27,10 @@ use crate::{
     verifier::{forget, written, zero_words},
 };
 
-use super::decide::{act_on_number, is_number_of};
+use super::{
+    base64::leakguard_b64_number,
+    decide::{act_on_number, is_number_of},
+};
 
 /// Digits looked at before a flagged one to find where its run began: a run of more is
 /// too long to be a number (15 digits and a two-digit escape at most).
@@ -52,7 +55,13 @@ pub(super) const HEX_BYTES: u32 = 2 * MSISDN_MAX_DIGITS;
 #[inline(always)]
 pub(super) fn number_call(s: &mut Scratch, at: u32) -> u32 {
     s.st.pos = at;
-    if leakguard_target_number() != 0 {
+    // A flagged byte that is not a digit, outside a run, is a base64 trigger.
+    let read = if s.st.f.flags & F_NUM_VAL == 0 && !s.at(at).is_ascii_digit() {
+        leakguard_b64_number()
+    } else {
+        leakguard_target_number()
+    };
+    if read != 0 {
         written(s);
         leakguard_number_decide();
     }
@@ -97,8 +106,9 @@ pub extern "C" fn leakguard_target_number() -> i64 {
 }
 
 /// The run, or a hex stretch inside it, ends at `st.pos` (`leakguard_target_number`
-/// said so): decides it, and past a stretch's end (a digit, the first of a pair that is
-/// not `3d`) starts the next stretch. A global function of its own, called right after
+/// said so), or a base64 stretch's span does (`leakguard_b64_number`): decides it, and
+/// past a hex stretch's end (a digit, the first of a pair that is not `3d`) starts the
+/// next stretch. A global function of its own, called right after
 /// the one that read the run: together in one they took a frame of 96 bytes, which 6.1's
 /// 512 bytes of call-chain stack do not have.
 #[unsafe(no_mangle)]
@@ -119,6 +129,14 @@ pub extern "C" fn leakguard_number_decide() -> i64 {
         if !act_on_number::<HEX_BYTES>(s, end) {
             s.st.stop = 1;
         }
+    }
+    if s.st.b64 != 0 {
+        // The scan goes on at the span's last character: it is never a trigger again
+        // (no group starts there that the stretch did not end), and a run of digits that
+        // begins on it (`0`-`5`) is still read from its start.
+        s.st.b64 = 0;
+        s.st.pos = end - 1;
+        return 0;
     }
     if end < s.st.n && s.at(end).is_ascii_digit() {
         // A stretch ended: the next starts after this byte's pair.

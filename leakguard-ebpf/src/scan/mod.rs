@@ -15,6 +15,7 @@
 //! After a head the next bytes are tried as another request line (pipelining); anything
 //! else is a body and ends the scan.
 
+mod base64;
 mod cookie;
 mod decide;
 mod digits;

@@ -13,7 +13,7 @@ use leakguard_common::{
 
 use crate::{state::Scratch, verifier::forget};
 
-use super::{digits::number_call, line::end_token};
+use super::{base64::lanes_from, digits::number_call, line::end_token};
 
 /// Words a target run reads per call (256 bytes), with the check or without it.
 pub(super) const TARGET_WORDS: u32 = 32;
@@ -27,14 +27,14 @@ pub(super) fn target_scan(s: &mut Scratch, pos: u32, n: u32) -> u32 {
         // A run continued from the last window, segment or call.
         return number_call(s, pos);
     }
-    let lo = s.st.old_n;
     let mut w = pos & !7;
-    let mut keep = swar::bytes_from(pos & 7);
-    // The previous word's digits when all of it was scanned in this window: a run cut by
-    // the last call's word limit (which ends on a word boundary) is seen whole. A call
-    // that starts anywhere else starts after a byte that ended any earlier run.
-    let mut prev = if w >= lo + 8 {
-        swar::digits(s.word(w - 8))
+    let mut keep = lanes_from(s, pos);
+    // The previous word's lanes: a run or a base64 number cut by the last call's word
+    // limit (which ends on a word boundary) is seen whole, and a trigger's leads before
+    // `pos` count. Lanes of bytes before the window's scanned ones only raise flags the
+    // slow paths reject (they read nothing before `old_n`).
+    let mut prev = if w >= 8 {
+        swar::number_lanes(s.word(w - 8), !0)
     } else {
         0
     };
@@ -45,18 +45,19 @@ pub(super) fn target_scan(s: &mut Scratch, pos: u32, n: u32) -> u32 {
             break;
         }
         let x = s.word(w);
-        let m = swar::digits(x) & keep;
-        flag = swar::runs_of_nine(prev, m);
+        let m = swar::number_lanes(x, keep);
+        flag = swar::number_flags(prev, m, keep);
         stop = swar::target_end(x) & keep;
         if stop | flag != 0 {
             break;
         }
         prev = m;
-        keep = !0;
+        keep |= swar::HIGHS;
         w += 8;
         k += 1;
     }
     let w = forget(&mut s.st.pos, w);
+    let flag = swar::flags_to_highs(flag);
     let hit = stop | flag;
     // The first flagged byte: a stop's lowest flag is exact, and a digit's flags all are.
     let at = if hit != 0 { w + swar::first(hit) } else { w };
