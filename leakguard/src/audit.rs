@@ -59,14 +59,14 @@ pub struct Finding {
     /// The rule's header; for a number, where it was: `NAME (number)` for a header
     /// value, `request target (PART) (number)` for the target (`path`, `query:NAME`),
     /// `cookie:NAME (number)` for a cookie (`cookie (number)` when it had no name);
-    /// `(number, hex)` instead of `(number)` for one in hex form.
+    /// `(number, hex)` or `(number, base64)` instead of `(number)` for one in that form.
     pub header: String,
     /// Where in the head: `header` (rules and numbers in header values), `target`
     /// (numbers in the request target) or `cookie` (numbers in a `Cookie` value); `None`
     /// for a head not seen whole.
     pub place: Option<&'static str>,
-    /// How a number was written: `decimal` or `hex` (`form::name`); `None` for a rule's
-    /// header and a head not seen whole.
+    /// How a number was written: `decimal`, `hex` or `base64` (`form::name`); `None` for
+    /// a rule's header and a head not seen whole.
     pub form: Option<&'static str>,
     pub action: &'static str,
 }
@@ -525,8 +525,22 @@ mod finding_tests {
             (hex.header.as_str(), hex.place, hex.form),
             ("cookie:msisdn (number, hex)", Some("cookie"), Some("hex"))
         );
+        // A query value in base64 form: its form says itself too.
+        let b64 = finding(
+            &number(place::with_form(place::TARGET, form::BASE64), b"query:uid"),
+            Duration::ZERO,
+            &names,
+        );
+        assert_eq!(
+            (b64.header.as_str(), b64.place, b64.form),
+            (
+                "request target (query:uid) (number, base64)",
+                Some("target"),
+                Some("base64")
+            )
+        );
         let report = Report {
-            findings: vec![header, query, path, cookie, unnamed, hex],
+            findings: vec![header, query, path, cookie, unnamed, hex, b64],
             ..Report::default()
         };
         let mut out = Vec::new();
@@ -538,6 +552,8 @@ mod finding_tests {
         assert_eq!(doc["findings"][3]["form"], "decimal", "{doc}");
         assert_eq!(doc["findings"][5]["form"], "hex", "{doc}");
         assert_eq!(doc["findings"][5]["place"], "cookie", "{doc}");
+        assert_eq!(doc["findings"][6]["form"], "base64", "{doc}");
+        assert_eq!(doc["findings"][6]["place"], "target", "{doc}");
         let places: Vec<&str> = doc["summary"]
             .as_array()
             .unwrap()
@@ -546,7 +562,7 @@ mod finding_tests {
             .collect();
         assert_eq!(
             places,
-            ["cookie", "cookie", "cookie", "target", "target", "header"],
+            ["cookie", "cookie", "cookie", "target", "target", "target", "header"],
             "{doc}"
         );
         let forms: Vec<&str> = doc["summary"]
@@ -557,7 +573,7 @@ mod finding_tests {
             .collect();
         assert_eq!(
             forms,
-            ["decimal", "decimal", "hex", "decimal", "decimal", "decimal"],
+            ["decimal", "decimal", "hex", "decimal", "decimal", "base64", "decimal"],
             "{doc}"
         );
     }

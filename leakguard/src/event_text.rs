@@ -51,8 +51,9 @@ impl NumberAt {
     }
 }
 
-/// How the number of `e`, a number match, was written: `form::DECIMAL` or `form::HEX`
-/// (another value from a newer kernel object names itself "unknown" by `form::name`).
+/// How the number of `e`, a number match, was written: `form::DECIMAL`, `form::HEX` or
+/// `form::BASE64` (another value from a newer kernel object names itself "unknown" by
+/// `form::name`).
 #[must_use]
 pub const fn form_of(e: &Event) -> u8 {
     form::of(e.place)
@@ -166,7 +167,22 @@ mod tests {
         assert_eq!(NumberAt::of(&header), NumberAt::Header("x-phone".into()));
         let decimal = event(place::COOKIE, b"cookie:uid");
         assert_eq!(form::name(form_of(&decimal)), "decimal");
-        assert_eq!(form::name(form_of(&event(0x27, b"path"))), "unknown");
+        // Form 3 is none yet: a newer kernel object's, "unknown".
+        assert_eq!(form::name(form_of(&event(0x37, b"path"))), "unknown");
+        assert_eq!(NumberAt::of(&event(0x37, b"path")), NumberAt::Unknown(7));
+    }
+
+    /// Base64 likewise: its own form, the place from the low nibble.
+    #[test]
+    fn a_base64_number_keeps_its_place_and_says_its_form() {
+        let b64 = |p| place::with_form(p, form::BASE64);
+        let cookie = event(b64(place::COOKIE), b"cookie:uid");
+        assert_eq!(NumberAt::of(&cookie), NumberAt::Cookie("cookie:uid".into()));
+        assert_eq!(form::name(form_of(&cookie)), "base64");
+        let target = event(b64(place::TARGET), b"query:u");
+        assert_eq!(NumberAt::of(&target), NumberAt::Target("query:u".into()));
+        let header = event(b64(place::HEADER), b"referer");
+        assert_eq!(NumberAt::of(&header), NumberAt::Header("referer".into()));
         assert_eq!(NumberAt::of(&event(0x27, b"path")), NumberAt::Unknown(7));
     }
 }

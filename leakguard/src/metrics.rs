@@ -103,7 +103,7 @@ struct NumberLabels {
     /// Where in the head the number was (`place::name`: "header", "target" or
     /// "cookie"): three values, never the number or the name it came under.
     place: String,
-    /// How it was written (`form::name`: "decimal" or "hex"): two values.
+    /// How it was written (`form::name`: "decimal", "hex" or "base64"): three values.
     form: String,
 }
 
@@ -120,7 +120,7 @@ pub fn render(i: &Inputs<'_>) -> Result<String> {
     let numbers = Family::<NumberLabels, Counter>::default();
     reg.register(
         "leakguard_msisdn_values",
-        "Identity numbers ([msisdn]: 9-15 digits with a configured prefix) in header values under any header name, in the request target or in cookies, by interface, hook, what the policy did, place (header, target or cookie) and form (decimal, or hex of the digits); where each was (the header name, path or query parameter, or cookie name) is in the log, never the value",
+        "Identity numbers ([msisdn]: 9-15 digits with a configured prefix) in header values under any header name, in the request target or in cookies, by interface, hook, what the policy did, place (header, target or cookie) and form (decimal, or hex or base64 of the digits); where each was (the header name, path or query parameter, or cookie name) is in the log, never the value",
         numbers.clone(),
     );
     for (iface, k, n) in &i.matches {
@@ -357,6 +357,10 @@ mod tests {
                 // Hex: the form in the place byte's high nibble, counted apart.
                 number(place::with_form(place::COOKIE, form::HEX), 11),
                 number(place::with_form(place::TARGET, form::HEX), 13),
+                // Base64 likewise, apart from hex and decimal in the same place.
+                number(place::with_form(place::TARGET, form::BASE64), 17),
+                number(place::with_form(place::COOKIE, form::BASE64), 19),
+                number(place::with_form(place::HEADER, form::BASE64), 23),
             ],
             header: &header,
             attached: vec![("eth1".into(), "tc-egress", true)],
@@ -383,6 +387,9 @@ mod tests {
             "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"cookie\",form=\"decimal\"} 7",
             "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"cookie\",form=\"hex\"} 11",
             "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"target\",form=\"hex\"} 13",
+            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"target\",form=\"base64\"} 17",
+            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"cookie\",form=\"base64\"} 19",
+            "leakguard_msisdn_values_total{interface=\"eth1\",hook=\"tc-egress\",action=\"redact\",place=\"header\",form=\"base64\"} 23",
             "# TYPE leakguard_policy_reloads_total counter",
             "# TYPE leakguard_tracked_flows gauge",
             "leakguard_tracked_flows 3",

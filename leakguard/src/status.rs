@@ -47,8 +47,8 @@ pub struct Status {
     /// "cookie");
     /// empty when `[msisdn]` is off.
     pub msisdn_places: Vec<&'static str>,
-    /// The forms of a number the check finds (`form::name`s: "decimal", "hex"); empty
-    /// when `[msisdn]` is off.
+    /// The forms of a number the check finds (`form::name`s: "decimal", "hex",
+    /// "base64"); empty when `[msisdn]` is off.
     pub msisdn_forms: Vec<&'static str>,
     pub rules: Vec<RuleRow>,
 }
@@ -245,14 +245,15 @@ impl Status {
             );
         }
         if !self.msisdn_forms.is_empty() {
-            // Back to bits that read exactly the forms listed (hex needs a place read
-            // for runs; which one does not matter to the words).
-            let bits = place::bit(place::HEADER)
-                | if self.msisdn_forms.contains(&form::name(form::HEX)) {
-                    form::HEX_ON | place::INSIDE_VALUES
-                } else {
-                    0
-                };
+            // Back to bits that read exactly the forms listed (hex and base64 need a
+            // place read for runs; which one does not matter to the words).
+            let bits = [(form::HEX, form::HEX_ON), (form::BASE64, form::B64_ON)]
+                .into_iter()
+                .filter(|&(f, _)| self.msisdn_forms.contains(&form::name(f)))
+                .fold(
+                    place::bit(place::HEADER) | place::INSIDE_VALUES,
+                    |b, (_, on)| b | on,
+                );
             let _ = writeln!(
                 s,
                 "identity numbers ([msisdn]) in the forms: {}",
@@ -311,7 +312,7 @@ mod tests {
         let forms = if places.is_empty() {
             Vec::new()
         } else {
-            vec!["decimal", "hex"]
+            vec!["decimal", "hex", "base64"]
         };
         Status {
             attachments: Vec::new(),
@@ -360,24 +361,43 @@ mod tests {
     /// nothing when it is off.
     #[test]
     fn the_number_check_forms_are_shown() {
-        let both = status(vec!["header", "target", "cookie"]);
-        let bits = place::bit(place::HEADER) | place::bit(place::COOKIE) | form::HEX_ON;
-        assert_eq!(forms_of(bits), ["decimal", "hex"]);
+        let all = status(vec!["header", "target", "cookie"]);
+        let runs = place::bit(place::HEADER) | place::bit(place::COOKIE);
+        assert_eq!(
+            forms_of(runs | form::HEX_ON | form::B64_ON),
+            ["decimal", "hex", "base64"]
+        );
+        assert_eq!(forms_of(runs | form::HEX_ON), ["decimal", "hex"]);
+        assert_eq!(forms_of(runs | form::B64_ON), ["decimal", "base64"]);
         assert!(forms_of(0).is_empty());
         assert!(
-            both.text()
-                .contains("identity numbers ([msisdn]) in the forms: decimal, hex\n"),
+            all.text()
+                .contains("identity numbers ([msisdn]) in the forms: decimal, hex, base64\n"),
             "{}",
-            both.text()
+            all.text()
         );
-        let json = serde_json::to_value(&both).unwrap();
-        assert_eq!(json["msisdn_forms"], serde_json::json!(["decimal", "hex"]));
-        // Hex asked for, but no place read for runs of digits: decimal only.
+        let json = serde_json::to_value(&all).unwrap();
+        assert_eq!(
+            json["msisdn_forms"],
+            serde_json::json!(["decimal", "hex", "base64"])
+        );
+        // One of the two turned off: said off, the other still on.
+        for (on, words) in [
+            (form::HEX_ON, "in the forms: decimal, hex; off: base64\n"),
+            (form::B64_ON, "in the forms: decimal, base64; off: hex\n"),
+        ] {
+            let mut one = status(vec!["header", "cookie"]);
+            one.msisdn_forms = forms_of(runs | on);
+            assert!(one.text().contains(words), "{}", one.text());
+        }
+        // Hex and base64 asked for, but no place read for runs of digits: decimal only.
         let mut decimal = status(vec!["header"]);
-        decimal.msisdn_forms = forms_of(place::bit(place::HEADER) | form::HEX_ON);
+        decimal.msisdn_forms = forms_of(place::bit(place::HEADER) | form::HEX_ON | form::B64_ON);
         assert_eq!(decimal.msisdn_forms, ["decimal"]);
         assert!(
-            decimal.text().contains("in the forms: decimal; off: hex\n"),
+            decimal
+                .text()
+                .contains("in the forms: decimal; off: hex, base64\n"),
             "{}",
             decimal.text()
         );

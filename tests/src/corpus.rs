@@ -103,6 +103,7 @@ pub fn policy(msisdn_action: Option<Action>) -> KernelPolicy {
             cookies: true,
             inside_values: true,
             hex: true,
+            base64: true,
         }),
         ..KernelPolicy::default()
     }
@@ -120,6 +121,7 @@ pub fn number_check(action: Action) -> Msisdn {
         cookies: true,
         inside_values: true,
         hex: true,
+        base64: true,
     }
 }
 
@@ -155,7 +157,7 @@ pub fn model_policy(policy: &KernelPolicy, dst: std::net::IpAddr) -> ModelPolicy
             cookies: m.cookies,
             inside_values: m.inside_values,
             hex: m.hex,
-            base64: false,
+            base64: m.base64,
         }),
     }
 }

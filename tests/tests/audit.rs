@@ -4,6 +4,7 @@
 
 use std::{borrow::Cow, path::Path, process::Command, time::Duration};
 
+use base64::{engine::general_purpose::STANDARD, Engine as _};
 use leakguard_tests::{
     corpus::hex_of,
     daemon::leakguard_bin,
@@ -82,7 +83,26 @@ fn capture() -> Vec<(Vec<u8>, Expect)> {
                 .build(),
             Some(("request target (query:uid) (number, hex)", "redact")),
         ),
+        (
+            Frame::http_v4(
+                format!("GET /q?uid={} HTTP/1.1\r\n\r\n", STANDARD.encode(MSISDN)).as_bytes(),
+            )
+            .build(),
+            Some(("request target (query:uid) (number, base64)", "redact")),
+        ),
     ]
+}
+
+/// Identity values the audit must never print: the test's, the hex number's first nine
+/// digits' worth, and the base64 number's first nine digits' worth (twelve characters).
+fn never_printed() -> Vec<String> {
+    let hex = hex_of(MSISDN);
+    let b64 = STANDARD.encode(MSISDN);
+    VALUES
+        .iter()
+        .map(|&v| v.to_owned())
+        .chain([hex[..18].to_owned(), b64[..12].to_owned()])
+        .collect()
 }
 
 fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
@@ -206,21 +226,22 @@ fn audit_reports_what_the_policy_does_and_never_a_value() {
                 &serde_json::json!("decimal"),
                 &serde_json::Value::Null,
                 &serde_json::json!("hex"),
+                &serde_json::json!("base64"),
             ],
             "{text}"
         );
-        for v in VALUES.iter().copied().chain([&hex_of(MSISDN)[..18]]) {
-            assert!(!text.contains(v), "the audit printed an identity value");
+        for v in never_printed() {
+            assert!(!text.contains(&v), "the audit printed an identity value");
         }
         let table = audit(&[], &policy, file);
         let t = String::from_utf8_lossy(&table.stdout);
         assert!(table.status.success());
         assert!(
-            t.contains("X-UIDH") && t.contains("x-phone (number)") && t.contains("8 packets"),
+            t.contains("X-UIDH") && t.contains("x-phone (number)") && t.contains("9 packets"),
             "{t}"
         );
-        for v in VALUES.iter().copied().chain([&hex_of(MSISDN)[..18]]) {
-            assert!(!t.contains(v), "the audit table printed an identity value");
+        for v in never_printed() {
+            assert!(!t.contains(&v), "the audit table printed an identity value");
         }
     }
     // Without privileges: a clear message, exit 1.

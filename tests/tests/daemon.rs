@@ -4,6 +4,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use base64::{engine::general_purpose::STANDARD, Engine as _};
 use leakguard_tests::{
     daemon::{wait_for, Daemon, Launch},
     http::{find, MSISDN, VALUES},
@@ -336,6 +337,20 @@ fn metrics_are_labelled_linted_and_free_of_values() {
         head.contains(&format!("Cookie: lg=1; uid={}\r\n", "*".repeat(hex.len()))),
         "the hex number in a cookie, redacted"
     );
+    // The number in base64 form in a query value: found (form "base64"), exactly its
+    // characters starred.
+    let b64 = STANDARD.encode(MSISDN);
+    let st = curl(&t.cli, &format!("http://{SRV_V4}/b?uid={b64}&x=1"), &[], 10);
+    assert!(st.success());
+    let heads = server.heads();
+    let head = String::from_utf8_lossy(heads.last().unwrap()).into_owned();
+    assert!(
+        head.starts_with(&format!(
+            "GET /b?uid={}&x=1 HTTP/1.1\r\n",
+            "*".repeat(b64.len())
+        )),
+        "the base64 number in a query, redacted"
+    );
 
     let scrape = || d.scrape().unwrap();
     let want = format!(
@@ -349,7 +364,7 @@ fn metrics_are_labelled_linted_and_free_of_values() {
     .unwrap_or_else(|e| panic!("{e}:\n{}", scrape()));
     let m = scrape();
     for needle in [
-        format!("leakguard_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",class=\"request_head\"}} 5"),
+        format!("leakguard_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",class=\"request_head\"}} 6"),
         format!("leakguard_attached{{interface=\"{CLI_IF}\",hook=\"tc-egress\"}} 1"),
         "leakguard_attached{interface=\"absent9\",hook=\"xdp\"} 0".to_owned(),
         "leakguard_policy_reloads_total{result=\"ok\"} 0".to_owned(),
@@ -373,6 +388,7 @@ fn metrics_are_labelled_linted_and_free_of_values() {
         "leakguard_selftest_ok 1".to_owned(),
         format!("leakguard_msisdn_values_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",action=\"redact\",place=\"header\",form=\"decimal\"}} 1"),
         format!("leakguard_msisdn_values_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",action=\"redact\",place=\"cookie\",form=\"hex\"}} 1"),
+        format!("leakguard_msisdn_values_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",action=\"redact\",place=\"target\",form=\"base64\"}} 1"),
         "leakguard_tracked_flows 0".to_owned(),
         format!("leakguard_packets_total{{interface=\"{CLI_IF}\",hook=\"tc-egress\",class=\"continuation\"}} 0"),
     ] {
@@ -409,15 +425,30 @@ fn metrics_are_labelled_linted_and_free_of_values() {
             .any(|l| l.contains("\"cookie\":\"cookie:uid\"") && l.contains("\"form\":\"hex\""))
     })
     .unwrap_or_else(|e| panic!("{e}:\n{}", d.logs()));
+    // The base64 one's names the query parameter and its form.
+    wait_for(
+        "the base64 number's log line",
+        Duration::from_secs(5),
+        || {
+            d.logs().lines().any(|l| {
+                l.contains("\"target\":\"query:uid\"") && l.contains("\"form\":\"base64\"")
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}:\n{}", d.logs()));
     for text in [&m, &d.logs()] {
         assert!(
             !text.contains(&hex[..18]),
             "a hex value in the metrics or the log"
         );
+        assert!(
+            !text.contains(&b64[..12]),
+            "a base64 value in the metrics or the log"
+        );
     }
     let status = d.cli_ok("status").unwrap();
     assert!(
-        status.contains("identity numbers ([msisdn]) in the forms: decimal, hex\n"),
+        status.contains("identity numbers ([msisdn]) in the forms: decimal, hex, base64\n"),
         "{status}"
     );
 

@@ -68,26 +68,27 @@ fn the_number_check_has_a_canary() {
     let mut g = Guard::load(&p).unwrap();
     let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
     assert!(report.ok(), "{:?}", report.failures);
-    // A header, a request-target, a cookie and a hex canary per hook, on top of the
-    // rules'.
-    assert_eq!(report.canaries, 9 * 3);
+    // A header, a request-target, a cookie, a hex and a base64 canary per hook, on top
+    // of the rules'.
+    assert_eq!(report.canaries, 10 * 3);
     assert_eq!(
         g.counters(leakguard_common::MSISDN_RULE_ID)
             .unwrap()
             .outcomes,
         [0; 4]
     );
-    // The kernel without the check: the four canaries' numbers pass in clear.
+    // The kernel without the check: the five canaries' numbers pass in clear.
     let mut off = Guard::load(&policy(Action::Redact)).unwrap();
     let report = selftest::run(&mut off.ebpf, &p, &HOOKS).unwrap();
-    assert_eq!(report.failures.len(), 12, "{:?}", report.failures);
+    assert_eq!(report.failures.len(), 15, "{:?}", report.failures);
     assert!(report
         .failures
         .iter()
         .all(|f| f.contains("identity number")));
-    // A place turned off sends no canary; the hex canary goes to the first place read
-    // for runs (a header value read inside when the target and cookies are off).
-    for (target, cookies, canaries) in [(false, true, 8), (true, false, 8), (false, false, 7)] {
+    // A place turned off sends no canary; the hex and base64 canaries go to the first
+    // place read for runs (a header value read inside when the target and cookies are
+    // off).
+    for (target, cookies, canaries) in [(false, true, 9), (true, false, 9), (false, false, 8)] {
         let mut m = leakguard_tests::corpus::number_check(Action::Redact);
         m.request_target = target;
         m.cookies = cookies;
@@ -108,7 +109,10 @@ fn the_number_check_has_a_canary() {
 #[test]
 fn the_hex_form_has_a_canary() {
     let mut p = policy(Action::Redact);
-    p.msisdn = Some(leakguard_tests::corpus::number_check(Action::Redact));
+    // Base64 off on both sides: this is about hex alone.
+    let mut m = leakguard_tests::corpus::number_check(Action::Redact);
+    m.base64 = false;
+    p.msisdn = Some(m);
     let mut decimal = p.clone();
     decimal.msisdn.as_mut().unwrap().hex = false;
     let mut g = Guard::load(&decimal).unwrap();
@@ -124,6 +128,33 @@ fn the_hex_form_has_a_canary() {
             |f| f.contains("identity number in hex in the request target")
                 && f.contains("not fully overwritten")
         ),
+        "{:?}",
+        report.failures
+    );
+}
+
+/// With base64 on, a canary carries the number in base64 form; a kernel told base64 is
+/// off (hex on) fails exactly that canary on every hook, and with base64 off there is no
+/// such canary.
+#[test]
+fn the_base64_form_has_a_canary() {
+    let mut p = policy(Action::Redact);
+    p.msisdn = Some(leakguard_tests::corpus::number_check(Action::Redact));
+    let mut no_b64 = p.clone();
+    no_b64.msisdn.as_mut().unwrap().base64 = false;
+    let mut g = Guard::load(&no_b64).unwrap();
+    let report = selftest::run(&mut g.ebpf, &no_b64, &HOOKS).unwrap();
+    assert!(report.ok(), "{:?}", report.failures);
+    assert_eq!(report.canaries, 9 * 3);
+    // The kernel reads decimal and hex; the policy says base64 too: the base64 canary's
+    // number passes in clear on each hook, and nothing else fails.
+    let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
+    assert_eq!(report.canaries, 10 * 3);
+    assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
+    assert!(
+        report.failures.iter().all(|f| f
+            .contains("identity number in base64 in the request target")
+            && f.contains("not fully overwritten")),
         "{:?}",
         report.failures
     );

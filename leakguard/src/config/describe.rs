@@ -126,12 +126,21 @@ impl Config {
                         "only a value that is the number alone (inside_values = false)"
                     }
                 );
-                // Hex asked for (the default) where nothing is read for runs of digits
-                // does nothing: said, so that "off" is not taken for a bad key.
-                let why = if m.hex && !m.reads_hex() {
-                    " (hex is read only in runs of digits: request_target, cookies and inside_values are all off)"
+                // Hex or base64 asked for (the default) where nothing is read for runs of
+                // digits does nothing: said, so that "off" is not taken for a bad key.
+                let asked: Vec<&str> = [(m.hex, "hex"), (m.base64, "base64")]
+                    .into_iter()
+                    .filter(|&(on, _)| on)
+                    .map(|(_, name)| name)
+                    .collect();
+                let why = if !asked.is_empty() && !m.reads_hex() && !m.reads_b64() {
+                    let verb = if asked.len() == 1 { "is" } else { "are" };
+                    format!(
+                        " ({} {verb} read only in runs of digits: request_target, cookies and inside_values are all off)",
+                        asked.join(" and ")
+                    )
                 } else {
-                    ""
+                    String::new()
                 };
                 let _ = writeln!(s, "msisdn forms: {}{why}", forms_text(m.places()));
                 if !m.ignore_headers.is_empty() {
@@ -198,7 +207,7 @@ mod tests {
     }
 
     /// `check-config` says which forms of a number the check finds, after the places;
-    /// hex asked for where no run of digits is read is off, and says why.
+    /// hex or base64 asked for where no run of digits is read is off, and says why.
     #[test]
     fn the_number_check_names_its_forms() {
         let file = |extra: &str| {
@@ -211,22 +220,46 @@ mod tests {
         };
         let on = describe(&file(""));
         let places = on.find("msisdn places: ").unwrap();
-        let forms = on.find("msisdn forms: decimal, hex\n").expect(&on);
+        let forms = on.find("msisdn forms: decimal, hex, base64\n").expect(&on);
         assert!(places < forms, "{on}");
         let off = describe(&file("hex = false\n"));
-        assert!(off.contains("msisdn forms: decimal; off: hex\n"), "{off}");
-        let whole = describe(&file(
-            "request_target = false\ncookies = false\ninside_values = false\n",
-        ));
         assert!(
-            whole.contains("msisdn forms: decimal; off: hex (hex is read only in runs of digits: "),
-            "{whole}"
+            off.contains("msisdn forms: decimal, base64; off: hex\n"),
+            "{off}"
         );
-        let whole_off = describe(&file(
-            "request_target = false\ncookies = false\ninside_values = false\nhex = false\n",
-        ));
+        let off = describe(&file("base64 = false\n"));
         assert!(
-            whole_off.contains("msisdn forms: decimal; off: hex\n"),
+            off.contains("msisdn forms: decimal, hex; off: base64\n"),
+            "{off}"
+        );
+        let off = describe(&file("hex = false\nbase64 = false\n"));
+        assert!(
+            off.contains("msisdn forms: decimal; off: hex, base64\n"),
+            "{off}"
+        );
+        let whole = "request_target = false\ncookies = false\ninside_values = false\n";
+        let both = describe(&file(whole));
+        assert!(
+            both.contains("msisdn forms: decimal; off: hex, base64 (hex and base64 are read only in runs of digits: "),
+            "{both}"
+        );
+        let hex = describe(&file(&format!("{whole}base64 = false\n")));
+        assert!(
+            hex.contains(
+                "msisdn forms: decimal; off: hex, base64 (hex is read only in runs of digits: "
+            ),
+            "{hex}"
+        );
+        let b64 = describe(&file(&format!("{whole}hex = false\n")));
+        assert!(
+            b64.contains(
+                "msisdn forms: decimal; off: hex, base64 (base64 is read only in runs of digits: "
+            ),
+            "{b64}"
+        );
+        let whole_off = describe(&file(&format!("{whole}hex = false\nbase64 = false\n")));
+        assert!(
+            whole_off.contains("msisdn forms: decimal; off: hex, base64\n"),
             "{whole_off}"
         );
     }

@@ -61,6 +61,9 @@ struct MsisdnToml {
     inside_values: Option<bool>,
     /// Runs of digits are read for the hex form of a number too; on unless turned off.
     hex: Option<bool>,
+    /// The same places are read for the base64 form of a number too; on unless turned
+    /// off.
+    base64: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -600,6 +603,7 @@ impl Parser<'_> {
         let cookies = m.cookies.unwrap_or(true);
         let inside_values = m.inside_values.unwrap_or(true);
         let hex = m.hex.unwrap_or(true);
+        let base64 = m.base64.unwrap_or(true);
         let mut prefixes: Vec<String> = Vec::new();
         for p in list.get_ref() {
             let v = p.get_ref();
@@ -677,6 +681,7 @@ impl Parser<'_> {
             cookies,
             inside_values,
             hex,
+            base64,
         }))
     }
 }
@@ -812,7 +817,9 @@ mod tests {
                 .unwrap()
                 .config
                 .msisdn_on
-                & !(leakguard_common::place::INSIDE_VALUES | leakguard_common::form::HEX_ON)
+                & !(leakguard_common::place::INSIDE_VALUES
+                    | leakguard_common::form::HEX_ON
+                    | leakguard_common::form::B64_ON)
         };
         let header = leakguard_common::place::bit(leakguard_common::place::HEADER);
         let target = leakguard_common::place::bit(leakguard_common::place::TARGET);
@@ -904,6 +911,60 @@ mod tests {
         assert!(e.contains("test.toml:7:7") && e.contains("boolean"), "{e}");
     }
 
+    /// `msisdn.base64`: as `msisdn.hex`, on unless the file turns it off; the kernel is
+    /// told by a bit of its own, and the digest changes only when it is on where runs of
+    /// digits are read (a file that reads header values whole only keeps its digest).
+    /// Hex and base64 are apart: each off alone is a policy of its own.
+    #[test]
+    fn the_base64_form_is_read_unless_turned_off() {
+        let file = |extra: &str| {
+            format!("[[attach]]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n[msisdn]\naction = \"redact\"\nprefixes = [\"44\"]\n{extra}")
+        };
+        let on_bits = |c: &Config| {
+            crate::kernel::compile::compile(&c.kernel)
+                .unwrap()
+                .config
+                .msisdn_on
+        };
+        let b64 = |c: &Config| on_bits(c) & leakguard_common::form::B64_ON != 0;
+        let d = |c: &Config| crate::kernel::compile::digest(&c.kernel);
+        let default = parse_str(&file("")).unwrap();
+        assert!(default.kernel.msisdn.as_ref().unwrap().base64 && b64(&default));
+        let on = parse_str(&file("base64 = true\n")).unwrap();
+        assert_eq!(on.kernel, default.kernel);
+        let off = parse_str(&file("base64 = false\n")).unwrap();
+        assert!(!off.kernel.msisdn.as_ref().unwrap().base64 && !b64(&off));
+        // Only its own bit goes: hex stays on.
+        assert_eq!(
+            on_bits(&off),
+            on_bits(&default) & !leakguard_common::form::B64_ON
+        );
+        assert_ne!(d(&default), d(&off));
+        let hex_off = parse_str(&file("hex = false\n")).unwrap();
+        let both_off = parse_str(&file("hex = false\nbase64 = false\n")).unwrap();
+        let all = [&default, &off, &hex_off, &both_off].map(d);
+        for (i, a) in all.iter().enumerate() {
+            assert!(!all[i + 1..].contains(a), "{all:x?}");
+        }
+        // Only the places read for runs turned off, header values read whole: base64 or
+        // not, the check does the same, and the digest says so.
+        let whole = "request_target = false\ncookies = false\ninside_values = false\n";
+        let whole_b64 = parse_str(&file(whole)).unwrap();
+        let whole_decimal = parse_str(&file(&format!("{whole}base64 = false\n"))).unwrap();
+        assert_eq!(d(&whole_b64), d(&whole_decimal));
+        // Any one place read for runs is enough for base64 to count.
+        for place in ["request_target", "cookies", "inside_values"] {
+            let others = whole.replace(&format!("{place} = false\n"), "");
+            let on = parse_str(&file(&others)).unwrap();
+            let off = parse_str(&file(&format!("{others}base64 = false\n"))).unwrap();
+            assert_ne!(d(&on), d(&off), "{place}");
+        }
+        let e = parse_str(&file("base64 = \"yes\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("test.toml:7:10") && e.contains("boolean"), "{e}");
+    }
+
     /// `msisdn.cookies`: on unless the file turns it off, a bit of its own for the
     /// kernel; the digest tells on from off, and a file that turns off every place but
     /// header values keeps the digest it had before the request target and cookies
@@ -919,7 +980,9 @@ mod tests {
                 .unwrap()
                 .config
                 .msisdn_on
-                & !(leakguard_common::place::INSIDE_VALUES | leakguard_common::form::HEX_ON)
+                & !(leakguard_common::place::INSIDE_VALUES
+                    | leakguard_common::form::HEX_ON
+                    | leakguard_common::form::B64_ON)
         };
         let digest = |c: &Config| crate::kernel::compile::digest(&c.kernel);
         let default = parse_str(&file("")).unwrap();
@@ -1006,6 +1069,9 @@ mod tests {
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\ncookie = false\n"), Some((7, 1)), &["`cookie`", "`cookies`"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nhex = \"yes\"\n"), Some((7, 7)), &["invalid type", "boolean"]),
             (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nhex = 1\n"), Some((7, 7)), &["invalid type", "boolean"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nbase64 = \"yes\"\n"), Some((7, 10)), &["invalid type", "boolean"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nbase64 = 1\n"), Some((7, 10)), &["invalid type", "boolean"]),
+            (format!("{attach}[msisdn]\naction = \"count\"\nprefixes = [\"44\"]\nb64 = false\n"), Some((7, 1)), &["`b64`", "`base64`"]),
         ];
         for (text, at, words) in &cases {
             let e = parse_str(text).expect_err(text);

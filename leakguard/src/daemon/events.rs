@@ -20,8 +20,8 @@ enum What {
     /// A rule's header, by name.
     Header(String),
     /// An identity number, where it was (a header value under a name, a part of the
-    /// request target, or a cookie) and its form (`form::DECIMAL`, `form::HEX`):
-    /// numbers in different places or forms are different lines.
+    /// request target, or a cookie) and its form (`form::DECIMAL`, `form::HEX`,
+    /// `form::BASE64`): numbers in different places or forms are different lines.
     Number(NumberAt, u8),
 }
 

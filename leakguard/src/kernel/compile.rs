@@ -357,6 +357,10 @@ pub fn digest(policy: &KernelPolicy) -> u64 {
         if m.reads_hex() {
             canon.push_str("msisdn_hex;");
         }
+        // And the base64 form, read in the same places: likewise only where runs are.
+        if m.reads_b64() {
+            canon.push_str("msisdn_b64;");
+        }
     }
     canon.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)

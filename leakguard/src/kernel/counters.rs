@@ -92,8 +92,8 @@ pub fn clear_match_counts(m: &mut aya::maps::Map, slot: u32) -> anyhow::Result<(
 }
 
 /// Match counters per (interface index, hook, rule, outcome, place and form), summed over
-/// CPUs: a number's counts in header values, the request target and cookies, decimal and
-/// hex, stay apart.
+/// CPUs: a number's counts in header values, the request target and cookies, decimal,
+/// hex and base64, stay apart.
 pub fn matches_of(
     m: &aya::maps::Map,
 ) -> Result<Vec<(leakguard_common::MatchKey, u64)>, ApplyError> {

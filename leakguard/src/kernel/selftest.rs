@@ -4,7 +4,7 @@
 //! Canaries carry `CANARY_MAGIC` (TC: `__sk_buff.mark`; XDP: frame metadata), so the
 //! programs treat them exactly like traffic but move no production counter and send no
 //! event. Canary values are a run of zeros (for the identity-number check, a configured
-//! prefix then zeros, and that number in hex form): never a subscriber's.
+//! prefix then zeros, and that number in hex and in base64 form): never a subscriber's.
 
 use std::net::Ipv4Addr;
 
@@ -13,7 +13,8 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use leakguard_common::{csum, name, CANARY_MAGIC, REDACT_FILLER};
+use base64::Engine as _;
+use leakguard_common::{csum, form, name, CANARY_MAGIC, REDACT_FILLER};
 
 use super::object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 use crate::{
@@ -190,32 +191,46 @@ fn canaries(policy: &KernelPolicy, port: u16) -> Vec<Canary> {
                     expect,
                 });
             }
-            if let Some(c) = hex_canary(m, &value, port, expect, &checked) {
-                out.push(c);
+            for f in [form::HEX, form::BASE64] {
+                if let Some(c) = form_canary(m, f, &value, port, expect, &checked) {
+                    out.push(c);
+                }
             }
         }
     }
     out
 }
 
-/// The hex form's canary: the canary number written as hex of its digits (`44000…` ->
-/// `343430…`, 24 digits: too long for a decimal number), in the first place read for
-/// runs of digits: the request target, else a cookie, else a header value read inside.
-/// One per hook is enough: hex is decided by the same code in every place. `None` when
-/// hex is off or no place reads runs (a value read whole is decimal only).
-fn hex_canary(
+/// The canary of a form read only in runs of digits (`form::HEX`, `form::BASE64`): the
+/// canary number written in that form, in the first place read for runs of digits: the
+/// request target, else a cookie, else a header value read inside. One per form and hook
+/// is enough: a form is decided by the same code in every place. `None` when the form is
+/// off or no place reads runs (a value read whole is decimal only).
+///
+/// Hex: every digit `d` written `3d` (`44000…` -> `343430…`, 24 digits: too long for a
+/// decimal number). Base64: the standard alphabet without padding (`440000000000` ->
+/// `NDQwMDAwMDAwMDAw`; no run of digits in it), so that the value is exactly the
+/// characters carrying the number's bits, what `redact` stars, whatever the prefix's
+/// length (12 to 15 digits).
+fn form_canary(
     m: &crate::policy::Msisdn,
+    f: u8,
     number: &str,
     port: u16,
     expect: Expect,
     checked: &dyn Fn(&str) -> bool,
 ) -> Option<Canary> {
-    if !m.reads_hex() {
-        return None;
-    }
-    let value: String = number.bytes().map(|d| format!("{d:02x}")).collect();
-    let what =
-        |place: &str| format!("an identity number in hex {place} ({:?})", m.action).to_lowercase();
+    let value: String = match f {
+        form::HEX if m.reads_hex() => number.bytes().map(|d| format!("{d:02x}")).collect(),
+        form::BASE64 if m.reads_b64() => {
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(number)
+        }
+        _ => return None,
+    };
+    let name = form::name(f);
+    let what = |place: &str| {
+        format!("an identity number in {name} {place} ({:?})", m.action).to_lowercase()
+    };
     let (what, frame) = if m.request_target {
         (
             what("in the request target"),
@@ -432,6 +447,7 @@ mod tests {
                 cookies,
                 inside_values: true,
                 hex: true,
+                base64: true,
             }),
             ..KernelPolicy::default()
         }
@@ -640,7 +656,100 @@ mod tests {
         let mut whole = policy(Action::Redact, false, false);
         whole.msisdn.as_mut().unwrap().inside_values = false;
         assert!(hex_canary_of(&whole).is_none());
-        // Canary counts per hook: clean + header + target + cookie + hex.
-        assert_eq!(canaries(&policy(Action::Redact, true, true), 80).len(), 5);
+        // Canary counts per hook: clean + header + target + cookie + hex + base64.
+        assert_eq!(canaries(&policy(Action::Redact, true, true), 80).len(), 6);
+    }
+
+    fn b64_canary_of(p: &KernelPolicy) -> Option<Canary> {
+        canaries(p, 80)
+            .into_iter()
+            .find(|c| c.what.contains("in base64"))
+    }
+
+    /// With base64 on, one canary carries the number in base64 form (no digit run in
+    /// it: never a decimal or hex number) in the first place read for runs, as the hex
+    /// one; none with base64 off or no place read for runs. Redacted, exactly the
+    /// characters carrying the number's bits become filler, whatever the number's length.
+    #[test]
+    fn the_base64_form_has_its_canary() {
+        let c = b64_canary_of(&policy(Action::Redact, true, true)).unwrap();
+        assert_eq!(c.value, "NDQwMDAwMDAwMDAw");
+        assert_eq!(c.expect, Expect::Redacted);
+        assert_eq!(
+            c.what,
+            "an identity number in base64 in the request target (redact)"
+        );
+        let http = String::from_utf8_lossy(&c.frame[54..]).into_owned();
+        assert!(
+            http.starts_with("GET /leakguard-selftest?msisdn=NDQwMDAwMDAwMDAw HTTP/1.1\r\n"),
+            "{http}"
+        );
+        let redacted = frame(
+            UNTRUSTED,
+            80,
+            &format!("/leakguard-selftest?msisdn={}", "*".repeat(16)),
+            None,
+            "",
+        );
+        check_redacted(&c.frame, &redacted, &c.value).unwrap();
+        // Only the first three groups starred (nine digits' worth): refused.
+        let part = frame(
+            UNTRUSTED,
+            80,
+            &format!("/leakguard-selftest?msisdn={}MDAw", "*".repeat(12)),
+            None,
+            "",
+        );
+        assert!(check_redacted(&c.frame, &part, &c.value).is_err());
+
+        let cookie = b64_canary_of(&policy(Action::Drop, false, true)).unwrap();
+        assert_eq!(cookie.expect, Expect::Dropped);
+        assert_eq!(
+            cookie_line(&cookie).unwrap(),
+            "Cookie: lg=1; msisdn=NDQwMDAwMDAwMDAw"
+        );
+        let inside = b64_canary_of(&policy(Action::Count, false, false)).unwrap();
+        assert_eq!(inside.expect, Expect::Unchanged);
+        let http = String::from_utf8_lossy(&inside.frame[54..]).into_owned();
+        assert!(
+            http.contains("\r\nX-Leakguard-Selftest-Number: uid=NDQwMDAwMDAwMDAw\r\n"),
+            "{http}"
+        );
+
+        // A longer prefix makes a longer number (13 to 15 digits): unpadded, the value
+        // is exactly the characters carrying its bits (18 to 20 for 13 to 15 digits).
+        for (prefix, want) in [
+            ("4412345678901", "NDQxMjM0NTY3ODkwMQ"),
+            ("44123456789012", "NDQxMjM0NTY3ODkwMTI"),
+            ("441234567890123", "NDQxMjM0NTY3ODkwMTIz"),
+        ] {
+            let mut p = policy(Action::Redact, true, true);
+            p.msisdn.as_mut().unwrap().prefixes = vec![prefix.into()];
+            assert_eq!(b64_canary_of(&p).unwrap().value, want, "{prefix}");
+        }
+
+        // Base64 off, or no place read for runs (values read whole): no base64 canary,
+        // one canary fewer per hook; hex and base64 are apart.
+        let mut off = policy(Action::Redact, true, true);
+        off.msisdn.as_mut().unwrap().base64 = false;
+        assert!(b64_canary_of(&off).is_none());
+        assert!(hex_canary_of(&off).is_some());
+        assert_eq!(
+            canaries(&off, 80).len() + 1,
+            canaries(&policy(Action::Redact, true, true), 80).len()
+        );
+        let mut hex_off = policy(Action::Redact, true, true);
+        hex_off.msisdn.as_mut().unwrap().hex = false;
+        assert!(b64_canary_of(&hex_off).is_some());
+        let mut whole = policy(Action::Redact, false, false);
+        whole.msisdn.as_mut().unwrap().inside_values = false;
+        assert!(b64_canary_of(&whole).is_none());
+        // No canary but the base64 one carries its value.
+        for c in canaries(&policy(Action::Redact, true, true), 80) {
+            if !c.what.contains("in base64") {
+                let http = String::from_utf8_lossy(&c.frame[54..]).into_owned();
+                assert!(!http.contains("NDQw"), "{}: {http}", c.what);
+            }
+        }
     }
 }

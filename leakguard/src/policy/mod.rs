@@ -64,6 +64,10 @@ pub struct Msisdn {
     /// Runs of digits are read for the hex form of a number too (`343437…`, every digit
     /// `d` written `3d`; `msisdn.hex`, on by default).
     pub hex: bool,
+    /// The same places are read for the base64 form of a number too (`NDQ3NzAw…`, the
+    /// base64 of its ASCII digits, either alphabet, any alignment; `msisdn.base64`, on
+    /// by default).
+    pub base64: bool,
 }
 
 impl Msisdn {
@@ -85,6 +89,9 @@ impl Msisdn {
         if self.hex {
             bits |= form::HEX_ON;
         }
+        if self.base64 {
+            bits |= form::B64_ON;
+        }
         bits
     }
 
@@ -94,6 +101,13 @@ impl Msisdn {
     pub const fn reads_hex(&self) -> bool {
         reads_form(self.places(), form::HEX)
     }
+
+    /// Numbers in base64 form are looked for: base64 is on and some place is read for
+    /// runs of digits (a value read whole is decimal only).
+    #[must_use]
+    pub const fn reads_b64(&self) -> bool {
+        reads_form(self.places(), form::BASE64)
+    }
 }
 
 /// The bits of `ScanConfig::msisdn_on` that have runs of digits read somewhere: the
@@ -101,19 +115,21 @@ impl Msisdn {
 const RUN_BITS: u8 = place::bit(place::TARGET) | place::bit(place::COOKIE) | place::INSIDE_VALUES;
 
 /// Whether a `ScanConfig::msisdn_on` has numbers in `f` looked for: decimal whenever the
-/// check is on, hex when asked (`form::HEX_ON`) and some place is read for runs.
+/// check is on, hex and base64 each when asked (`form::HEX_ON`, `form::B64_ON`) and some
+/// place is read for runs.
 #[must_use]
 pub const fn reads_form(bits: u8, f: u8) -> bool {
     match f {
         form::DECIMAL => bits != 0,
         form::HEX => bits & form::HEX_ON != 0 && bits & RUN_BITS != 0,
+        form::BASE64 => bits & form::B64_ON != 0 && bits & RUN_BITS != 0,
         _ => false,
     }
 }
 
 /// The forms of a `ScanConfig::msisdn_on`, in words, for `check-config` and `status`:
-/// those read, then those not (`decimal, hex` or `decimal; off: hex`). "off" when the
-/// check is.
+/// those read, then those not (`decimal, hex, base64` or `decimal; off: hex, base64`).
+/// "off" when the check is.
 #[must_use]
 pub fn forms_text(bits: u8) -> String {
     let (on, off): (Vec<u8>, Vec<u8>) = (0..form::COUNT).partition(|&f| reads_form(bits, f));
@@ -221,17 +237,26 @@ mod tests {
     use super::{forms_text, places_text};
     use leakguard_common::place::{bit, COOKIE, HEADER, TARGET};
 
-    /// Hex is read only where runs of digits are: asked for with every such place off,
-    /// it is off.
+    /// Hex and base64 are read only where runs of digits are: asked for with every such
+    /// place off, they are off; each is on or off by its own bit.
     #[test]
     fn forms_in_words() {
-        use leakguard_common::{form::HEX_ON, place::INSIDE_VALUES};
+        use leakguard_common::{
+            form::{B64_ON, HEX_ON},
+            place::INSIDE_VALUES,
+        };
         assert_eq!(forms_text(0), "off");
-        assert_eq!(forms_text(bit(HEADER)), "decimal; off: hex");
-        assert_eq!(forms_text(bit(HEADER) | HEX_ON), "decimal; off: hex");
+        assert_eq!(forms_text(bit(HEADER)), "decimal; off: hex, base64");
+        assert_eq!(
+            forms_text(bit(HEADER) | HEX_ON | B64_ON),
+            "decimal; off: hex, base64"
+        );
         for runs in [bit(TARGET), bit(COOKIE), INSIDE_VALUES] {
-            assert_eq!(forms_text(bit(HEADER) | runs | HEX_ON), "decimal, hex");
-            assert_eq!(forms_text(bit(HEADER) | runs), "decimal; off: hex");
+            let on = bit(HEADER) | runs;
+            assert_eq!(forms_text(on | HEX_ON | B64_ON), "decimal, hex, base64");
+            assert_eq!(forms_text(on | HEX_ON), "decimal, hex; off: base64");
+            assert_eq!(forms_text(on | B64_ON), "decimal, base64; off: hex");
+            assert_eq!(forms_text(on), "decimal; off: hex, base64");
         }
     }
 
