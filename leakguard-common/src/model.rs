@@ -6,14 +6,19 @@
 //! `FLOWS` entry, and [`segment`] takes one TCP segment of the flow. The grammar and every
 //! decision mirror `leakguard-ebpf/src/{guard,http}.rs`; where the two disagree, one of
 //! them is wrong.
+//!
+//! The base64 form (`form::BASE64`) is read here from the rule in `b64`'s module doc,
+//! character by character, without `b64::decide` (the kernel's reading, which this
+//! checks): only the alphabet table (`b64::VALUE`) is shared.
 
 use alloc::vec::Vec;
 
 use crate::{
-    action,
+    action, b64,
     flow::{seq_lt, FlowState},
+    form,
     name::{fold, start_bit, CLASS, C_CTL, C_TCHAR, C_WS},
-    NameKey, MAX_METHOD_LEN, MAX_NAME_LEN, MAX_SCAN_BYTES, MAX_SPANS, MSISDN_MAX_DIGITS,
+    place, NameKey, MAX_METHOD_LEN, MAX_NAME_LEN, MAX_SCAN_BYTES, MAX_SPANS, MSISDN_MAX_DIGITS,
     MSISDN_MIN_DIGITS, MSISDN_RULE_ID, REDACT_FILLER, SCAN_WINDOW,
 };
 
@@ -82,6 +87,9 @@ pub struct ModelOutput {
     pub payload: Vec<u8>,
     /// (rule id, outcome) per match, in order; the number check counts as `MSISDN_RULE_ID`.
     pub matches: Vec<(u32, u8)>,
+    /// Per identity number counted, in order: where it was and in what form
+    /// (`place::with_form`), as its event says.
+    pub places: Vec<u8>,
     pub heads: u64,
     pub lines: u64,
     pub malformed: u64,
@@ -137,6 +145,9 @@ pub struct ModelFlow {
     /// number digits, and whether the last target byte was `%`.
     num_skip: u32,
     pct: bool,
+    /// The value read for runs is a `Cookie` value (`place::COOKIE`; the kernel's
+    /// F_COOKIE), not another header's (`place::HEADER`).
+    cookie: bool,
     /// The hex form in a run (`form::HEX`): the run's number digits so far, whether the
     /// open pair's first digit is a 3, and the current stretch (pairs `3d`): its digits
     /// and its bytes `[hex_start, hex_end)`.
@@ -169,6 +180,7 @@ impl ModelFlow {
             num_end: 0,
             num_skip: 0,
             pct: false,
+            cookie: false,
             raw: 0,
             hex_good: false,
             hex: Vec::new(),
@@ -193,6 +205,116 @@ impl ModelFlow {
     }
 }
 
+/// What a base64 trigger reads (`b64::outcome`, with the digits and where they lie).
+#[derive(Debug, PartialEq, Eq)]
+enum Stretch {
+    /// Not a trigger: the two groups before it and its group's first byte are not all
+    /// digits.
+    None,
+    /// The byte that would end it is not known yet (the window ends in it).
+    Cut,
+    /// More than `MSISDN_MAX_DIGITS` digits, or not known to end within the bytes read.
+    Long,
+    /// Read whole: its digits, and the payload offsets `[first, end)` of the characters
+    /// carrying their bits (the span).
+    Taken {
+        digits: Vec<u8>,
+        first: usize,
+        end: usize,
+    },
+}
+
+/// A byte decoded from two base64 characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decoded {
+    /// An ASCII digit.
+    Digit(u8),
+    /// Anything else, or a character not in the alphabet (or before the window's scanned
+    /// bytes).
+    Other,
+    /// A character at or past the window's end.
+    Unknown,
+}
+
+/// Groups of four characters read before a trigger's and after it (`t - 20 .. t + 16`).
+const B64_GROUPS_BACK: isize = 5;
+const B64_GROUPS_FWD: isize = 3;
+
+/// Reads the stretch around a base64 trigger at payload offset `t` of `p`, the window's
+/// scanned bytes being `[lo, hi)` (`b64`'s rule, written plainly).
+fn b64_stretch(p: &[u8], t: usize, lo: usize, hi: usize) -> Stretch {
+    // A character's 6-bit value, or `b64::NONE` / `b64::CUT`.
+    let value = |at: isize| -> u8 {
+        if at < lo as isize {
+            b64::NONE
+        } else if at as usize >= hi {
+            b64::CUT
+        } else {
+            b64::VALUE[usize::from(p[at as usize])]
+        }
+    };
+    // Byte `j` (0..3) of the group starting at `t + 4 g`: the 8 bits from bit `2 j` of
+    // the 12 its characters `j` and `j + 1` carry.
+    let decode = |g: isize, j: isize| -> Decoded {
+        let at = t as isize + 4 * g + j;
+        let (a, b) = (value(at), value(at + 1));
+        if a == b64::CUT || b == b64::CUT {
+            return Decoded::Unknown;
+        }
+        if a == b64::NONE || b == b64::NONE {
+            return Decoded::Other;
+        }
+        let pair = u32::from(a) << 6 | u32::from(b);
+        let byte = (pair >> (4 - 2 * j)) as u8;
+        if byte.is_ascii_digit() {
+            Decoded::Digit(byte)
+        } else {
+            Decoded::Other
+        }
+    };
+    // The bytes of the groups `t - 20` to `t + 12`, in order, with their first
+    // character's offset from `t`.
+    let bytes: Vec<(isize, Decoded)> = (-B64_GROUPS_BACK..=B64_GROUPS_FWD)
+        .flat_map(|g| (0..3).map(move |j| (g, j)))
+        .map(|(g, j)| (4 * g + j, decode(g, j)))
+        .collect();
+    let digit = |k: usize| matches!(bytes[k].1, Decoded::Digit(_));
+    // The trigger's own group's first byte, and the two whole groups before it.
+    let own = 3 * B64_GROUPS_BACK as usize;
+    let need = own - 6..=own;
+    if !need.clone().all(digit) {
+        return Stretch::None;
+    }
+    // Back: the nearest byte that is not a digit; none in the three groups before: long.
+    let Some(before) = (0..*need.start()).rev().find(|&k| !digit(k)) else {
+        return Stretch::Long;
+    };
+    // Forward: the first byte after the trigger's that is not a digit.
+    let Some(after) = (own + 1..bytes.len()).find(|&k| !digit(k)) else {
+        return Stretch::Long;
+    };
+    let (start, stop) = (before + 1, after);
+    if stop - start > MSISDN_MAX_DIGITS as usize {
+        return Stretch::Long;
+    }
+    if bytes[stop].1 == Decoded::Unknown {
+        return Stretch::Cut;
+    }
+    let digits = bytes[start..stop]
+        .iter()
+        .map(|&(_, d)| match d {
+            Decoded::Digit(b) => b,
+            _ => unreachable!("a stretch is digits"),
+        })
+        .collect();
+    let at = |off: isize| (t as isize + off) as usize;
+    Stretch::Taken {
+        digits,
+        first: at(bytes[start].0),
+        end: at(bytes[stop - 1].0 + 2),
+    }
+}
+
 /// The longest-match answers of the prefix trie, computed directly from the prefixes.
 fn covered(prefixes: &[Vec<u8>], digits: &[u8]) -> bool {
     prefixes.iter().any(|p| digits.starts_with(p))
@@ -210,6 +332,12 @@ struct Scan<'a> {
     stopped: bool,
     /// Payload offset where scanning of the current window ends (the kernel's `n`).
     win_end: usize,
+    /// And where it began: bytes before were scanned before, if at all (the kernel's
+    /// `old_n`). The base64 form reads no character before it.
+    scan_lo: usize,
+    /// No base64 trigger before this payload offset (`b64` rule: after a stretch read
+    /// whole, one before its span's last character). Reset at each window.
+    b64_resume: usize,
 }
 
 impl Scan<'_> {
@@ -288,6 +416,7 @@ impl Scan<'_> {
             }
             if (m.cookies && cookie) || m.inside_values {
                 self.f.st = S::Runs;
+                self.f.cookie = m.cookies && cookie;
                 self.f.num_val = false;
                 self.f.pct = false;
                 return;
@@ -305,7 +434,7 @@ impl Scan<'_> {
     fn decide(&mut self, i: usize, lo: usize) {
         let f = &self.f;
         let (on, digits, from, to) = (f.num_val, f.digits.clone(), f.num_start, f.num_end);
-        self.decide_digits(on, &digits, from, to, i, lo);
+        self.decide_digits(on, &digits, (from, to), (lo, i), form::DECIMAL);
     }
 
     /// A hex stretch ends at payload byte `i` (window from `lo`): an identity number in
@@ -314,12 +443,29 @@ impl Scan<'_> {
         let on = self.pol.msisdn.as_ref().is_some_and(|m| m.hex);
         let f = &self.f;
         let (digits, from, to) = (f.hex.clone(), f.hex_start, f.hex_end);
-        self.decide_digits(on, &digits, from, to, i, lo);
+        self.decide_digits(on, &digits, (from, to), (lo, i), form::HEX);
     }
 
-    /// `digits` (in bytes `[from, to)`) end at payload byte `i`: when `on`, 9-15 of them
+    /// Where a number read now lies (`place::*`), as its event says.
+    fn place(&self) -> u8 {
+        match self.f.st {
+            S::Target => place::TARGET,
+            S::Runs if self.f.cookie => place::COOKIE,
+            _ => place::HEADER,
+        }
+    }
+
+    /// `digits` in form `form`, in the bytes with sequence numbers `[seq.0, seq.1)`, are
+    /// read (payload bytes `[win.0, win.1)` may be overwritten): when `on`, 9-15 of them
     /// and starting with a configured prefix, an identity number: count it and act.
-    fn decide_digits(&mut self, on: bool, digits: &[u8], from: u32, to: u32, i: usize, lo: usize) {
+    fn decide_digits(
+        &mut self,
+        on: bool,
+        digits: &[u8],
+        seq: (u32, u32),
+        win: (usize, usize),
+        form: u8,
+    ) {
         let m = self.pol.msisdn.as_ref().expect("number check on");
         let n = digits.len() as u32;
         if on
@@ -328,8 +474,9 @@ impl Scan<'_> {
         {
             let (act, allowed) = (m.action, m.allowed);
             self.out.msisdn_values += 1;
+            self.out.places.push(place::with_form(self.place(), form));
             match self.match_outcome(MSISDN_RULE_ID, act, allowed) {
-                action::REDACT => self.redact_range(from, to, lo, i),
+                action::REDACT => self.redact_range(seq.0, seq.1, win.0, win.1),
                 action::DROP => {
                     self.out.drop = true;
                     self.stopped = true;
@@ -370,11 +517,19 @@ impl Scan<'_> {
         self.pol.msisdn.as_ref().is_some_and(|m| m.target)
     }
 
-    /// A byte of the request target, for the number check: a digit extends the run (or
-    /// starts one; right after `%` its first two digits are the escape's), any other byte
-    /// ends it and is decided. Returns true when the byte was a digit (it is a target byte
+    /// A byte of a place where runs are read (the request target, a value read for
+    /// runs), for the number check: its decimal and hex form, then the base64 form with
+    /// the byte as a trigger. Returns true when the byte was a digit (it is a target byte
     /// like any other: nothing else to do).
     fn target_byte(&mut self, i: usize, lo: usize) -> bool {
+        let digit = self.run_byte(i, lo);
+        self.b64_trigger(i);
+        digit
+    }
+
+    /// A digit extends the run (or starts one; right after `%` its first two digits are
+    /// the escape's), any other byte ends it and is decided. Returns true for a digit.
+    fn run_byte(&mut self, i: usize, lo: usize) -> bool {
         let b = self.out.payload[i];
         let at = self.at(i);
         if b.is_ascii_digit() {
@@ -412,12 +567,32 @@ impl Scan<'_> {
         false
     }
 
+    /// Payload byte `t` of a place where runs are read, as a base64 trigger (`b64`'s
+    /// rule): the stretch around it, when read whole, is decided, and no trigger is
+    /// looked at again before its span's last character. A stretch cut by the window's
+    /// end (`Stretch::Cut`), too long, or not around `t` does nothing.
+    fn b64_trigger(&mut self, t: usize) {
+        let on = self.pol.msisdn.as_ref().is_some_and(|m| m.base64);
+        if !on || self.stopped || t < self.b64_resume {
+            return;
+        }
+        let (lo, hi) = (self.scan_lo, self.win_end);
+        let Stretch::Taken { digits, first, end } = b64_stretch(&self.out.payload, t, lo, hi)
+        else {
+            return;
+        };
+        self.b64_resume = end - 1;
+        let seq = (self.at(first), self.at(end));
+        self.decide_digits(true, &digits, seq, (lo, hi), form::BASE64);
+    }
+
     /// One byte of a value checked for an identity number.
     fn num_byte(&mut self, i: usize, lo: usize) {
         let b = self.out.payload[i];
         if b == b'\n' {
-            self.f.st = S::LineStart;
+            // Decided in the value (its place), then the line ends.
             self.decide(i, lo);
+            self.f.st = S::LineStart;
             return;
         }
         let ws = CLASS[usize::from(b)] & C_WS != 0;
@@ -451,7 +626,9 @@ impl Scan<'_> {
     }
 
     /// At the end of a window: a number that may still be an identity number under
-    /// `redact` is overwritten as far as it goes.
+    /// `redact` is overwritten as far as it goes. Not a base64 stretch: one cut by the
+    /// window's end does nothing, and the next window reads what follows alone (`b64`'s
+    /// rule: a number so cut may pass).
     fn number_pending(&mut self, lo: usize, hi: usize) {
         let Some(m) = &self.pol.msisdn else {
             return;
@@ -740,6 +917,8 @@ pub fn segment(
         seq,
         stopped: false,
         win_end: 0,
+        scan_lo: 0,
+        b64_resume: 0,
     };
 
     // Window by window, as the kernel copies them.
@@ -756,6 +935,8 @@ pub fn segment(
         }
         let (from, scan_end) = (clamp(start, off, n), clamp(limit, off, n));
         sc.win_end = off + scan_end;
+        sc.scan_lo = off + from;
+        sc.b64_resume = 0;
         if from < scan_end {
             for i in off + from..off + scan_end {
                 sc.byte(i, off);
@@ -832,3 +1013,83 @@ pub fn scan(payload: &[u8], max_head_bytes: u32, rules: &[ModelRule]) -> ModelOu
 }
 
 const _: () = assert!(MAX_SPANS >= 1);
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::{format, vec::Vec};
+
+    use super::{b64, b64_stretch, Stretch};
+    use crate::{flow::bcd_digit, MSISDN_MAX_DIGITS};
+
+    /// The model's reading of a trigger against the kernel's (`b64::decide`), on text
+    /// made to hold base64 digits often: both must say the same about every byte.
+    #[test]
+    fn the_models_base64_reading_agrees_with_b64_decide() {
+        // Characters that start, continue and end base64 groups of digits, and others.
+        const POOL: &[u8] = b"MNOLDTjzAEIMQUYcgkwxyz012345NDQ3OTAwMTIz=%&;/+_-. \r\n";
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        let numbers = [
+            "NDQ3NzAwOTAwMTIz",
+            "dWlkNDQ3NzAwOTAwMTIz",
+            "KzQ0NzcwMDkwMDEyMw==",
+            "NDQ3NzAwOTAwMTIzNDU2Nw==",
+            "NDQ3NzAwOTAwMTIzJjQ0NzcwMDkwMDEyMw==",
+        ];
+        let (mut taken, mut cut) = (0, 0);
+        for _ in 0..20_000 {
+            let mut text: Vec<u8> = (0..next(40)).map(|_| POOL[next(POOL.len())]).collect();
+            let at = next(text.len() + 1);
+            let n = numbers[next(numbers.len())].as_bytes();
+            let n = &n[next(4)..n.len() - next(4)];
+            text.splice(at..at, n.iter().copied());
+            let len = text.len();
+            let lo = next(len.min(12) + 1);
+            let hi = len - next((len - lo).min(12) + 1);
+            for t in lo..hi {
+                let mut c = [b64::NONE; 64];
+                for (k, v) in c.iter_mut().enumerate().take(b64::STAGED as usize) {
+                    let i = t as isize + k as isize - b64::BACK as isize;
+                    *v = if i < lo as isize {
+                        b64::NONE
+                    } else if i as usize >= hi {
+                        b64::CUT
+                    } else {
+                        b64::VALUE[usize::from(text[i as usize])]
+                    };
+                }
+                let k = b64::decide(&c);
+                let m = b64_stretch(&text, t, lo, hi);
+                let ctx = format!("{:?} at {t}, [{lo}, {hi})", std::str::from_utf8(&text));
+                match m {
+                    Stretch::None => assert_eq!(k.outcome, b64::outcome::NONE, "{ctx}"),
+                    Stretch::Cut => assert_eq!(k.outcome, b64::outcome::CUT, "{ctx}"),
+                    Stretch::Long => assert_eq!(k.outcome, b64::outcome::LONG, "{ctx}"),
+                    Stretch::Taken { digits, first, end } => {
+                        assert_eq!(k.outcome, b64::outcome::TAKEN, "{ctx}");
+                        assert_eq!(k.digits as usize, digits.len(), "{ctx}");
+                        assert!(digits.len() <= MSISDN_MAX_DIGITS as usize);
+                        let bcd = digits
+                            .iter()
+                            .enumerate()
+                            .fold(0, |a, (i, d)| a | bcd_digit(d - b'0', i as u32));
+                        assert_eq!(k.bcd, bcd, "{ctx}");
+                        // Staged indexes from `t - BACK`, payload offsets.
+                        let at = |s: u32| t as isize + s as isize - b64::BACK as isize;
+                        assert_eq!((at(k.first), at(k.end)), (first as isize, end as isize));
+                        taken += 1;
+                    }
+                }
+                cut += usize::from(k.outcome == b64::outcome::CUT);
+            }
+        }
+        // The text exercised both.
+        assert!(taken > 1000 && cut > 100, "{taken} taken, {cut} cut");
+    }
+}

@@ -1,6 +1,10 @@
 //! A seeded random corpus of request heads for the differential tests, and the policy
 //! they run under, in both forms: the daemon's (`KernelPolicy`) and the model's.
 
+use base64::{
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+    Engine as _,
+};
 use ipnet::IpNet;
 use leakguard::policy::{Action, KernelPolicy, Msisdn};
 use leakguard_common::{
@@ -188,9 +192,11 @@ pub fn spell(rng: &mut Rng, base: &str) -> String {
     s
 }
 
-/// A header value: identity numbers in several spellings, near misses, tokens, empties.
+/// A header value: identity numbers in several spellings, near misses, tokens, empties;
+/// base64 of a number inside the value, and of a near miss (read only where values are
+/// read for runs).
 pub fn value(rng: &mut Rng) -> String {
-    let core = match rng.below(12) {
+    let core = match rng.below(15) {
         0 => "447700900123".to_owned(),
         1 => "+44 7700 900123".to_owned(),
         2 => "OTgxNTk2NzE0ZmFrZXRva2Vu".to_owned(),
@@ -202,6 +208,12 @@ pub fn value(rng: &mut Rng) -> String {
         8 => "331234567890".to_owned(),     // another country
         9 => "447700900123x".to_owned(),
         10 => "++447700900123".to_owned(),
+        11 => format!("tel:{}", b64_of("447700900123", rng.chance(50))),
+        12 => b64_of("tel:+447700900123", rng.chance(50)),
+        13 => {
+            let near = *rng.pick(&["44770090", "331234567890"]);
+            b64_of(near, rng.chance(50))
+        }
         _ => format!("4{}", rng.below(1_000_000_000)),
     };
     let lead = *rng.pick(&["", " ", "  ", "\t", " \t "]);
@@ -243,10 +255,41 @@ fn long_target(rng: &mut Rng) -> String {
 /// kernel's word test flags but its byte read rejects), a Unix time. Also the hex form
 /// (`form::HEX`): hex of a number alone or inside other text (`uid447…`, `447…@ims`,
 /// `+447…`), shifted by a digit so that its pairs do not line up, and hex look-alikes (too
-/// few or too many digits, another prefix).
+/// few or too many digits, another prefix). And the base64 form (`form::BASE64`): base64
+/// of a number at each alignment (after 0-3 bytes of lead-in), in either alphabet, padded,
+/// unpadded or with `%3D` padding, followed by decimal digits, and base64 look-alikes
+/// (too few or too many digits, another prefix, text, two numbers joined into 24 digits,
+/// `MxxxNxxxOxxx`).
 pub fn number_part(rng: &mut Rng) -> String {
     let n = *rng.pick(&["447700900123", "447", "4477009001", "447700900123456"]);
-    match rng.below(22) {
+    let url = rng.chance(50);
+    match rng.below(30) {
+        22 => format!("?uid={}", b64_of(n, url)),
+        23 => b64_of(&format!("uid{n}"), url),
+        24 => b64_of(&format!("+{n}"), url),
+        25 => format!(
+            "?t={}",
+            b64_of(&format!("id{n}"), false).replace('=', "%3D")
+        ),
+        26 => format!("={}&", b64_of(&format!("{n}@ims"), url)),
+        27 => {
+            let near: &&str = rng.pick(&[
+                "44770090",
+                "4477009001234567",
+                "331234567890",
+                "Mozilla/5.0 (X11)",
+                "981596714faketoken",
+            ]);
+            b64_of(near, url)
+        }
+        28 => {
+            if rng.chance(50) {
+                "MxxxNxxxOxxxMxxxNxxx".to_owned()
+            } else {
+                format!("{}{}", b64_of(n, true), b64_of(n, true))
+            }
+        }
+        29 => format!("{}{n}", b64_of(n, url)),
         14 => format!("?uid={}", hex_of(n)),
         15 => hex_of(&format!("uid{n}")),
         16 => hex_of(&format!("{n}@ims")),
@@ -280,6 +323,18 @@ pub fn hex_of(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Base64 of `s`'s bytes: the standard alphabet padded with `=`, or (`url_safe`) the
+/// URL-safe one unpadded, as tokens in URLs are. `447700900123` is `NDQ3NzAwOTAwMTIz`
+/// in both; the alphabets differ only in characters that carry no digit's bits.
+#[must_use]
+pub fn b64_of(s: &str, url_safe: bool) -> String {
+    if url_safe {
+        URL_SAFE_NO_PAD.encode(s)
+    } else {
+        STANDARD.encode(s)
+    }
+}
+
 /// A short request target, often with digits in it.
 fn short_target(rng: &mut Rng) -> String {
     if rng.chance(50) {
@@ -294,12 +349,17 @@ fn short_target(rng: &mut Rng) -> String {
 }
 
 /// A long header value (a cookie): its line is skipped over several kernel calls (256
-/// bytes each) and ends at any byte of any word; sometimes a number sits at its end.
+/// bytes each) and ends at any byte of any word; sometimes a number sits at its end, in
+/// decimal or base64 (after a run of base64 characters).
 fn long_value(rng: &mut Rng) -> String {
-    if rng.chance(50) {
-        "q".repeat(200 + rng.below(300))
-    } else {
-        format!("sid={}; 447700900123", "z".repeat(rng.below(500)))
+    match rng.below(4) {
+        0 | 1 => "q".repeat(200 + rng.below(300)),
+        2 => format!("sid={}; 447700900123", "z".repeat(rng.below(500))),
+        _ => format!(
+            "sid={}; u={}",
+            "z".repeat(rng.below(500)),
+            b64_of("447700900123", rng.chance(50))
+        ),
     }
 }
 
