@@ -205,6 +205,9 @@ impl ModelFlow {
     }
 }
 
+/// A staged character at or past the window's end: not known yet.
+const CUT: u8 = 0xFE;
+
 /// What a base64 trigger reads (`b64::outcome`, with the digits and where they lie).
 #[derive(Debug, PartialEq, Eq)]
 enum Stretch {
@@ -243,12 +246,12 @@ const B64_GROUPS_FWD: isize = 3;
 /// Reads the stretch around a base64 trigger at payload offset `t` of `p`, the window's
 /// scanned bytes being `[lo, hi)` (`b64`'s rule, written plainly).
 fn b64_stretch(p: &[u8], t: usize, lo: usize, hi: usize) -> Stretch {
-    // A character's 6-bit value, or `b64::NONE` / `b64::CUT`.
+    // A character's 6-bit value, or `b64::NONE` / `CUT`.
     let value = |at: isize| -> u8 {
         if at < lo as isize {
             b64::NONE
         } else if at as usize >= hi {
-            b64::CUT
+            CUT
         } else {
             b64::VALUE[usize::from(p[at as usize])]
         }
@@ -258,7 +261,7 @@ fn b64_stretch(p: &[u8], t: usize, lo: usize, hi: usize) -> Stretch {
     let decode = |g: isize, j: isize| -> Decoded {
         let at = t as isize + 4 * g + j;
         let (a, b) = (value(at), value(at + 1));
-        if a == b64::CUT || b == b64::CUT {
+        if a == CUT || b == CUT {
             return Decoded::Unknown;
         }
         if a == b64::NONE || b == b64::NONE {
@@ -1059,12 +1062,15 @@ mod tests {
                     *v = if i < lo as isize {
                         b64::NONE
                     } else if i as usize >= hi {
-                        b64::CUT
+                        // The kernel stages what its window holds there; `known` says
+                        // where that stops being the payload.
+                        b64::NONE
                     } else {
                         b64::VALUE[usize::from(text[i as usize])]
                     };
                 }
-                let k = b64::decide(&c);
+                let known = (hi + b64::BACK as usize - t) as u32;
+                let k = b64::decide(&mut c, known, |x| x);
                 let m = b64_stretch(&text, t, lo, hi);
                 let ctx = format!("{:?} at {t}, [{lo}, {hi})", std::str::from_utf8(&text));
                 match m {
