@@ -179,17 +179,36 @@ pub fn decide(c: &mut [u8; 64], known: u32, hide: impl Fn(u32) -> u32) -> Stretc
             ..none
         };
     }
-    if char_of(end) + 1 >= known {
+    // The byte that ends the stretch is not known yet when a character of it lies past
+    // the window's end, unless its first one is known and outside the alphabet (`…MTIz&`
+    // cut after the `&` ends there).
+    let e = char_of(end);
+    let first_out = u32::from(c[hide(e) as usize & 63] >> 6 != 0) & u32::from(e < known);
+    if e + 1 >= known && first_out == 0 {
         return Stretch {
             outcome: outcome::CUT,
             ..none
         };
     }
+    let bcd = digits_of(c, 0, start, digits, &hide);
+    Stretch {
+        outcome: outcome::TAKEN,
+        digits,
+        bcd,
+        first: char_of(start),
+        end: char_of(end - 1) + 2,
+    }
+}
+
+/// The `digits` (at most 15) digit bytes from byte `start` of the groups staged from
+/// index `s0`, as `flow::bcd_digit` nibbles.
+#[inline(always)]
+fn digits_of(c: &[u8; 64], s0: u32, start: u32, digits: u32, hide: &impl Fn(u32) -> u32) -> u64 {
     let mut bcd = 0u64;
     let mut k = 0;
     while k < crate::MSISDN_MAX_DIGITS {
         let q = start + k;
-        let i = hide(char_of(q));
+        let i = hide(s0 + char_of(q));
         let d = byte(
             c[i as usize & 63] & 63,
             c[(i + 1) as usize & 63] & 63,
@@ -200,12 +219,65 @@ pub fn decide(c: &mut [u8; 64], known: u32, hide: impl Fn(u32) -> u32) -> Stretc
         bcd |= crate::flow::bcd_digit(d.wrapping_sub(b'0'), k) * inside;
         k += 1;
     }
-    Stretch {
-        outcome: outcome::TAKEN,
+    bcd
+}
+
+/// Characters staged before a cut (a window's or segment's end) for `tail`.
+pub const TAIL: u32 = 24;
+
+/// A stretch open at a cut: its digits so far, and where its characters start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tail {
+    /// Digit bytes known before the cut (0: none open; more than 15: too long).
+    pub digits: u32,
+    pub bcd: u64,
+    /// Staged index of its first character.
+    pub first: u32,
+}
+
+/// The stretch open at a cut in the phase whose last group has `k` (< 4) characters
+/// before it, from `c`: the `VALUE`s of the `TAIL` characters before the cut (`NONE`
+/// before the window's scanned bytes). Open when the last character is in the
+/// alphabet (the stream goes on past the cut) and the bytes known before it end in
+/// digits; a byte with a character past the cut is not known. `hide` as for `decide`.
+#[inline(always)]
+#[must_use]
+pub fn tail(c: &[u8; 64], k: u32, hide: impl Fn(u32) -> u32) -> Tail {
+    // Five full groups, then the bytes of the partial one that are known (k - 1 of them).
+    let s0 = 4 - k;
+    let nbytes = 15 + k - u32::from(k != 0);
+    let mut digit = 0u32;
+    let mut w = 0;
+    while w < 3 {
+        let w8 = hide(8 * w);
+        let mut word = 0u64;
+        let mut j = 0;
+        while j < 8 {
+            let q = w8 + hide(j);
+            let i = hide(s0 + char_of(q));
+            let (a, b) = (c[i as usize & 63], c[(i + 1) as usize & 63]);
+            // Outside the alphabet or past the cut (a byte `nbytes` or later).
+            let past = u64::from(nbytes.wrapping_sub(1).wrapping_sub(q) >> 31);
+            let out = u64::from((a | b) >> 6) | past;
+            let v = u64::from(byte(a & 63, b & 63, q % 3)) | (out * 0xFF);
+            word |= (v & 0xFF) << (8 * j);
+            j += 1;
+        }
+        let lanes = crate::swar::digits(word) >> 7;
+        digit |= ((lanes.wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32) << (w8 & 31);
+        w += 1;
+    }
+    // 1 when the last character is in the alphabet: the stream goes on past the cut.
+    let open = 1 - u32::from(c[(TAIL - 1) as usize] >> 6).min(1);
+    let inv = !digit & ((1u32 << nbytes) - 1);
+    // Trailing digit bytes: those after the last that is not one (a sentinel below bit 0
+    // counts them all when every byte is one). No branch, as in `decide`.
+    let digits = open * (nbytes - (31 - ((inv << 1) | 1).leading_zeros()));
+    let start = nbytes - digits;
+    Tail {
         digits,
-        bcd,
-        first: char_of(start),
-        end: char_of(end - 1) + 2,
+        bcd: digits_of(c, s0, start, digits.min(crate::MSISDN_MAX_DIGITS), &hide),
+        first: s0 + char_of(start),
     }
 }
 
@@ -329,6 +401,44 @@ mod tests {
         }
     }
 
+    /// A number cut at every character of its span: the phase of the cut reports the
+    /// digits known before it, and where they start.
+    #[test]
+    fn tail_reports_the_digits_before_every_cut() {
+        for lead in ["", "x", "id", "uid"] {
+            let raw = std::format!("{lead}447700900123;");
+            let enc = STANDARD.encode(&raw);
+            let text = std::format!("?u={enc}");
+            let base = 3;
+            let d0 = lead.len();
+            for cut in base + 1..base + enc.len() {
+                let mut c = [NONE; 64];
+                for (k, v) in c.iter_mut().enumerate().take(TAIL as usize) {
+                    let Some(i) = (cut + k).checked_sub(TAIL as usize) else {
+                        continue;
+                    };
+                    *v = VALUE[usize::from(text.as_bytes()[i])];
+                }
+                let k = ((cut - base) % 4) as u32;
+                let r = tail(&c, k, |x| x);
+                // Number bytes whose two characters lie before the cut.
+                let before = |q: usize| base + 4 * (q / 3) + q % 3 + 1 < cut;
+                let mut known = (d0..d0 + 12).filter(|&q| before(q)).count() as u32;
+                if before(d0 + 12) {
+                    // The `;` after the number is known: no stretch is open.
+                    known = 0;
+                }
+                assert_eq!(r.digits, known, "{text} cut at {cut}");
+                if known > 0 {
+                    let first = base + 4 * (d0 / 3) + d0 % 3;
+                    assert_eq!(cut + r.first as usize - TAIL as usize, first);
+                    let digits = &"447700900123"[..known as usize];
+                    assert_eq!(r.bcd, bcd_of(digits), "{text} cut at {cut}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn long_cut_and_other_forms() {
         let take = |text: &[u8], lo: usize, n: usize| -> Vec<u8> {
@@ -358,6 +468,11 @@ mod tests {
         let r = decide(&mut c, known, |x| x);
         assert_eq!((r.outcome, r.digits), (outcome::TAKEN, 9));
         assert_eq!(r.bcd, bcd_of("700900123"));
+        // A number that ends one character before the window's end, on a character
+        // outside the alphabet, is known whole.
+        let e = std::format!("{}&", STANDARD.encode(b"447700900123x"));
+        let got = take(e.as_bytes(), 0, e.len());
+        assert!(got.contains(&outcome::TAKEN), "{got:?}");
         // Decimal, hex and text never trigger.
         for text in [
             &b"447700900123447700900123"[..],

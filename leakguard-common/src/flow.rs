@@ -110,6 +110,11 @@ pub mod parser {
     pub const F_VALUE_RUNS: u32 = 16;
     /// S_SKIP: the line is read for runs of digits (`F_COOKIE` or `F_VALUE_RUNS`).
     pub const F_RUNS: u32 = F_COOKIE | F_VALUE_RUNS;
+    /// S_TARGET or a line read for runs: the last window ended inside a base64 stretch
+    /// that may be an identity number (`b64::tail`); under `redact` its characters there
+    /// were overwritten, and the next window overwrites those that continue it. An older
+    /// program ignores it (and reads the rest alone).
+    pub const F_B64_CUT: u32 = 32;
 
     const _: () = assert!(S_METHOD == 0, "an all-zero FlowState is a fresh scan");
 }

@@ -5,19 +5,148 @@
 //! `b64::decide` reads the stretch of digits they encode; a stretch of at most 15 digits,
 //! known whole, is handed to `leakguard_number_decide` like a run of digits.
 //!
-//! A stretch cut by a window or segment end is not carried: each piece is read alone
-//! (`docs/threat-model.md`).
+//! A stretch cut by a window or segment end is read in pieces, each alone. Under
+//! `redact`, fail closed: a stretch open at the cut whose digits so far may begin a
+//! number is overwritten up to the cut (`b64_cut`), and the next window overwrites the
+//! characters that continue it (`leakguard_b64_carry`).
 
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::bpf_loop;
 use leakguard_common::{
+    action,
     b64::{self, outcome},
-    form, swar,
+    flow::parser::{F_B64_CUT, F_RUNS, S_SKIP, S_TARGET},
+    form, place, swar, MSISDN_MAX_DIGITS, NO_ALLOW_GROUP,
 };
 
 use crate::{
     maps::SCRATCH,
+    policy,
     state::Scratch,
-    verifier::{opaque, written},
+    verifier::{forget, opaque, written},
 };
+
+use super::{decide::redact_span, digits::HEX_BYTES, number::possible};
+
+/// Characters the next window overwrites after a cut (`F_B64_CUT`): the rest of a
+/// 15-digit stretch with at least one digit before the cut.
+const CARRY_CHARS: u32 = 20;
+
+/// At a window's end in a place read for runs, under `redact` and unless the
+/// destination is trusted: stages the `TAIL` characters before the end as `b64::VALUE`s
+/// (`NONE` before its scanned bytes) and, in each of the four phases (`b64_phase`), reads
+/// the stretch open at the cut; one with 1-15 digits that may begin a number is
+/// overwritten from its first character to the cut, and `F_B64_CUT` set. A global
+/// function: the verifier checks it once.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn leakguard_b64_cut() -> i64 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
+    let s = unsafe { &mut *s };
+    let st = &mut s.st;
+    let runs = (st.f.state == S_TARGET && st.pkt.msisdn_on & place::bit(place::TARGET) != 0)
+        || (st.f.state == S_SKIP && st.f.flags & F_RUNS != 0);
+    if st.stop != 0
+        || !runs
+        || st.pkt.msisdn_on & form::B64_ON == 0
+        || st.pkt.msisdn_action != action::REDACT
+    {
+        return 0;
+    }
+    let group = st.pkt.msisdn_allow_group;
+    if group != NO_ALLOW_GROUP && policy::allowed(&mut st.pkt, group) {
+        return 0;
+    }
+    let (lo, n) = (st.old_n, st.n);
+    if n <= lo || b64::VALUE[usize::from(s.at(n - 1))] >> 6 != 0 {
+        // The stream ends before the cut: nothing is open.
+        return 0;
+    }
+    stage(s, n.wrapping_sub(b64::TAIL), b64::TAIL, lo);
+    // The phases in a `bpf_loop`: its callback is checked once, not once per phase.
+    s.st.b64 = n;
+    // SAFETY: `b64_phase` has the callback signature; its state is in the per-CPU map.
+    unsafe {
+        bpf_loop(
+            4,
+            b64_phase as *const () as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
+    }
+    written(s);
+    let from = forget(&mut s.st.rpos, s.st.b64);
+    s.st.b64 = 0;
+    if from < n {
+        redact_span::<HEX_BYTES>(s, from, n);
+        s.st.f.flags |= F_B64_CUT;
+    }
+    0
+}
+
+/// `bpf_loop` callback of `leakguard_b64_cut`: the stretch open at the cut in phase
+/// `k`; where one that may be a number starts is kept in `st.b64` (the earliest).
+#[inline(never)]
+extern "C" fn b64_phase(k: u32, _ctx: *mut c_void) -> i64 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
+    let s = unsafe { &mut *s };
+    let r = b64::tail(&s.st.b64_buf, k & 3, opaque);
+    if (1..=MSISDN_MAX_DIGITS).contains(&r.digits) && possible(&s.st, r.bcd, r.digits) {
+        let at = s.st.n.wrapping_sub(b64::TAIL).wrapping_add(r.first);
+        s.st.b64 = s.st.b64.min(at);
+    }
+    0
+}
+
+/// The window's first characters after a cut that left `F_B64_CUT`: up to
+/// `CARRY_CHARS` of the alphabet from `st.pos` are overwritten (fail closed: the stretch
+/// they continue was overwritten up to the cut). A global function, called once per
+/// window that needs it, from the window loop.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn leakguard_b64_carry() -> i64 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
+    let s = unsafe { &mut *s };
+    let (pos, n) = (s.st.pos, s.st.n);
+    let mut k = 0;
+    while k < CARRY_CHARS {
+        let i = pos + k;
+        if i >= n || b64::VALUE[usize::from(s.at(i))] >> 6 != 0 {
+            break;
+        }
+        k += 1;
+    }
+    let end = forget(&mut s.st.rpos, pos + k);
+    redact_span::<HEX_BYTES>(s, pos, end);
+    s.st.f.flags &= !F_B64_CUT;
+    0
+}
+
+/// Stages `count` characters from window position `base` into `b64_buf`, as
+/// `b64::VALUE`s, `NONE` before `lo`.
+#[inline(always)]
+fn stage(s: &mut Scratch, base: u32, count: u32, lo: u32) {
+    let mut k = 0;
+    while k < count {
+        let i = base.wrapping_add(opaque(k));
+        // A sign bit, not a comparison (which BPF would branch on): `i` is within 24
+        // bytes of a position at or after `lo`, so the difference fits an i32.
+        let before = 0u8.wrapping_sub((i.wrapping_sub(lo) >> 31) as u8);
+        let v = b64::VALUE[usize::from(s.at(i))];
+        s.st.b64_buf[k as usize & 63] = v | before;
+        k += 1;
+    }
+}
 
 /// The run loops' starting `keep`: digit lanes from `pos` on, lead lanes everywhere when
 /// the base64 form is on (`form::B64_ON`), none when it is off. No branch: a word's leads
@@ -48,16 +177,7 @@ pub extern "C" fn leakguard_b64_number() -> i64 {
     let t = s.st.pos;
     let (lo, n) = (s.st.old_n, s.st.n);
     let base = t.wrapping_sub(b64::BACK);
-    let mut k = 0;
-    while k < b64::STAGED {
-        let i = base.wrapping_add(opaque(k));
-        // A sign bit, not a comparison (which BPF would branch on): `i` is within 20 bytes
-        // of `t`, and `lo <= t`, so the difference fits an i32.
-        let before = 0u8.wrapping_sub((i.wrapping_sub(lo) >> 31) as u8);
-        let v = b64::VALUE[usize::from(s.at(i))];
-        s.st.b64_buf[k as usize & 63] = v | before;
-        k += 1;
-    }
+    stage(s, base, b64::STAGED, lo);
     // Characters from the window's end on are stale bytes: `decide` reads none of them
     // as known (`n - base`, the end as a staged index).
     let r = b64::decide(&mut s.st.b64_buf, n.wrapping_sub(base), opaque);

@@ -21,6 +21,7 @@ use crate::{
 };
 
 use super::{
+    base64::leakguard_b64_cut,
     decide::{act_on_number, is_number, redact_span, NUMBER_BYTES},
     digits::{run_digits, run_pending, HEX_BYTES},
     redact::clamp_seq,
@@ -130,6 +131,10 @@ pub fn number_pending(s: &mut Scratch) {
     {
         leakguard_number_pending();
         written(s);
+        // Its own global, called from here rather than from the one above: 6.1's 512
+        // bytes of stack do not hold both frames one inside the other.
+        leakguard_b64_cut();
+        written(s);
     }
 }
 
@@ -141,17 +146,17 @@ pub extern "C" fn leakguard_number_pending() -> i64 {
     };
     // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
     let s = unsafe { &mut *s };
-    pending(s);
+    if s.st.stop != 0 {
+        return 0;
+    }
+    let runs = (s.st.f.state == S_TARGET && s.st.pkt.msisdn_on & place::bit(place::TARGET) != 0)
+        || (s.st.f.state == S_SKIP && s.st.f.flags & F_RUNS != 0);
+    pending(s, runs);
     0
 }
 
 #[inline(always)]
-fn pending(s: &mut Scratch) {
-    if s.st.stop != 0 {
-        return;
-    }
-    let runs = (s.st.f.state == S_TARGET && s.st.pkt.msisdn_on & place::bit(place::TARGET) != 0)
-        || (s.st.f.state == S_SKIP && s.st.f.flags & F_RUNS != 0);
+fn pending(s: &mut Scratch, runs: bool) {
     if runs {
         // Digits at the window's end open a run the next window or segment continues.
         run_pending(s);
@@ -199,6 +204,6 @@ fn pending(s: &mut Scratch) {
 
 /// True when the `len` digits `bcd` may still be the start of an identity number.
 #[inline(always)]
-fn possible(st: &ScanState, bcd: u64, len: u32) -> bool {
+pub(super) fn possible(st: &ScanState, bcd: u64, len: u32) -> bool {
     matches!(policy::number_prefix(&st.pkt, bcd, len), Some(e) if prefix_possible(e, len))
 }

@@ -5,11 +5,18 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
-use leakguard_common::{MAX_SPANS, SCAN_CHUNK, SCAN_WINDOW};
+use leakguard_common::{flow::parser::F_B64_CUT, MAX_SPANS, SCAN_CHUNK, SCAN_WINDOW};
 
-use crate::{maps::SCRATCH, packet::Packet, state::Scratch, verifier::helper_len};
+use crate::{
+    maps::SCRATCH,
+    packet::Packet,
+    state::Scratch,
+    verifier::{helper_len, written},
+};
 
-use super::{machine::advance, number::number_pending, redact::refill};
+use super::{
+    base64::leakguard_b64_carry, machine::advance, number::number_pending, redact::refill,
+};
 
 /// Inputs of the window loop, on the program's stack, read by `window`. The callback
 /// writes its results to the per-CPU `ScanState`, never here: the verifier re-checks a
@@ -82,6 +89,12 @@ pub extern "C" fn window<P: Packet>(idx: u32, ctx: *mut c_void) -> i64 {
         )
     };
     if from < scan_end {
+        if s.st.f.flags & F_B64_CUT != 0 {
+            // The last window ended inside a base64 stretch (`scan::base64`).
+            s.st.pos = from;
+            leakguard_b64_carry();
+            written(s);
+        }
         scan_window(s, from);
         if s.st.drop != 0 {
             return 1;
