@@ -158,6 +158,9 @@ pub struct ModelFlow {
     hex_end: u32,
     /// Sequence number of the open head's first byte.
     head_seq: u32,
+    /// The last window ended inside a base64 stretch that may be a number, starred up to
+    /// there; the next window stars what continues it (the kernel's F_B64_CUT).
+    b64_cut: bool,
     /// Redacted runs, the kernel's ring (same merge and eviction rule).
     spans: FlowState,
 }
@@ -187,6 +190,7 @@ impl ModelFlow {
             hex_start: 0,
             hex_end: 0,
             head_seq: 0,
+            b64_cut: false,
             spans,
         }
     }
@@ -261,10 +265,15 @@ fn b64_stretch(p: &[u8], t: usize, lo: usize, hi: usize) -> Stretch {
     let decode = |g: isize, j: isize| -> Decoded {
         let at = t as isize + 4 * g + j;
         let (a, b) = (value(at), value(at + 1));
+        // A known first character outside the alphabet ends the stream whatever
+        // follows the window's end.
+        if a == b64::NONE {
+            return Decoded::Other;
+        }
         if a == CUT || b == CUT {
             return Decoded::Unknown;
         }
-        if a == b64::NONE || b == b64::NONE {
+        if b == b64::NONE {
             return Decoded::Other;
         }
         let pair = u32::from(a) << 6 | u32::from(b);
@@ -316,6 +325,56 @@ fn b64_stretch(p: &[u8], t: usize, lo: usize, hi: usize) -> Stretch {
         first: at(bytes[start].0),
         end: at(bytes[stop - 1].0 + 2),
     }
+}
+
+/// The base64 stretch open at a cut at payload offset `hi` in the phase whose last group
+/// has `k` characters before it (scanned bytes from `lo`): its digits and the offset of
+/// its first character, or `None` when the last character is outside the alphabet or
+/// the last byte known is not a digit. Reads back at most the five groups before the
+/// partial one (the kernel stages 24 characters): a stretch filling them all is as long
+/// as they are.
+fn b64_tail(p: &[u8], k: usize, lo: usize, hi: usize) -> Option<(Vec<u8>, usize)> {
+    let value = |at: isize| -> u8 {
+        if at < lo as isize || at >= hi as isize {
+            b64::NONE
+        } else {
+            b64::VALUE[usize::from(p[at as usize])]
+        }
+    };
+    if value(hi as isize - 1) == b64::NONE {
+        return None;
+    }
+    // The known bytes of the phase, last first: the partial group's (k - 1 of them),
+    // then five whole groups'.
+    let g0 = hi as isize - k as isize;
+    let mut bytes = Vec::new();
+    for j in (0..k.saturating_sub(1) as isize).rev() {
+        bytes.push((g0 + j, j));
+    }
+    for g in 1..=5isize {
+        for j in (0..3isize).rev() {
+            bytes.push((g0 - 4 * g + j, j));
+        }
+    }
+    let mut digits = Vec::new();
+    let mut first = 0;
+    for (at, j) in bytes {
+        let (a, b) = (value(at), value(at + 1));
+        if a == b64::NONE || b == b64::NONE {
+            break;
+        }
+        let byte = ((u32::from(a) << 6 | u32::from(b)) >> (4 - 2 * j)) as u8;
+        if !byte.is_ascii_digit() {
+            break;
+        }
+        digits.push(byte);
+        first = at as usize;
+    }
+    if digits.is_empty() {
+        return None;
+    }
+    digits.reverse();
+    Some((digits, first))
 }
 
 /// The longest-match answers of the prefix trie, computed directly from the prefixes.
@@ -664,6 +723,48 @@ impl Scan<'_> {
         self.redact_range(from, to, lo, hi);
     }
 
+    /// At a window's end (`b64_tail`, the kernel's `leakguard_b64_cut`): under `redact`,
+    /// in a place read for runs, a base64 stretch open at the cut in any phase whose 1-15
+    /// digits may begin a number is starred from its first character to the cut, and
+    /// the next window stars what continues it.
+    fn b64_cut(&mut self, hi: usize) {
+        let Some(m) = &self.pol.msisdn else {
+            return;
+        };
+        let place = self.f.st == S::Runs || (self.f.st == S::Target && m.target);
+        if self.stopped || !place || !m.base64 || m.action != action::REDACT || m.allowed {
+            return;
+        }
+        let lo = self.scan_lo;
+        if hi <= lo {
+            return;
+        }
+        let mut from = hi;
+        for k in 0..4 {
+            if let Some((digits, first)) = b64_tail(&self.out.payload, k, lo, hi) {
+                if digits.len() <= MSISDN_MAX_DIGITS as usize && possible(&m.prefixes, &digits) {
+                    from = from.min(first);
+                }
+            }
+        }
+        if from < hi {
+            let (a, b) = (self.at(from), self.at(hi));
+            self.redact_range(a, b, lo, hi);
+            self.f.b64_cut = true;
+        }
+    }
+
+    /// The first characters of a window after a cut that left `b64_cut`: up to 20 of
+    /// the alphabet from `from` (payload offset) are starred.
+    fn b64_carry(&mut self, from: usize, hi: usize) {
+        self.f.b64_cut = false;
+        let end = (from..hi.min(from + 20))
+            .find(|&i| b64::VALUE[usize::from(self.out.payload[i])] == b64::NONE)
+            .unwrap_or(hi.min(from + 20));
+        let (a, b) = (self.at(from), self.at(end));
+        self.redact_range(a, b, from, hi);
+    }
+
     /// The kernel's line-start prefilter (`NameFilter::starts`) for a line starting at
     /// payload byte `i`: both bytes scanned in this window, tokens, and no rule name
     /// begins with them folded; never with the number check on.
@@ -941,6 +1042,9 @@ pub fn segment(
         sc.scan_lo = off + from;
         sc.b64_resume = 0;
         if from < scan_end {
+            if sc.f.b64_cut {
+                sc.b64_carry(off + from, off + scan_end);
+            }
             for i in off + from..off + scan_end {
                 sc.byte(i, off);
                 if sc.stopped {
@@ -951,6 +1055,7 @@ pub fn segment(
                 break;
             }
             sc.number_pending(off, off + scan_end);
+            sc.b64_cut(off + scan_end);
         }
         if sc.stopped {
             break;
