@@ -115,6 +115,12 @@ pub mod parser {
     /// were overwritten, and the next window overwrites those that continue it. An older
     /// program ignores it (and reads the rest alone).
     pub const F_B64_CUT: u32 = 32;
+    /// S_TARGET or a line read for runs: the last window ended on a base64 character,
+    /// whose value (6 bits) is kept from bit `B64_LAST_SHIFT`. The next window's base64
+    /// reading (`b64::decide`) sees it before its first byte, so a number whose first
+    /// digit's two characters a cut separates is read whole. An older program ignores it.
+    pub const F_B64_LAST: u32 = 64;
+    pub const B64_LAST_SHIFT: u32 = 8;
 
     const _: () = assert!(S_METHOD == 0, "an all-zero FlowState is a fresh scan");
 }

@@ -161,6 +161,9 @@ pub struct ModelFlow {
     /// The last window ended inside a base64 stretch that may be a number, starred up to
     /// there; the next window stars what continues it (the kernel's F_B64_CUT).
     b64_cut: bool,
+    /// The last window's last character, when in the alphabet in a place read for runs
+    /// (the kernel's F_B64_LAST): the next window reads it before its first byte.
+    b64_last: Option<u8>,
     /// Redacted runs, the kernel's ring (same merge and eviction rule).
     spans: FlowState,
 }
@@ -191,6 +194,7 @@ impl ModelFlow {
             hex_end: 0,
             head_seq: 0,
             b64_cut: false,
+            b64_last: None,
             spans,
         }
     }
@@ -249,10 +253,13 @@ const B64_GROUPS_FWD: isize = 3;
 
 /// Reads the stretch around a base64 trigger at payload offset `t` of `p`, the window's
 /// scanned bytes being `[lo, hi)` (`b64`'s rule, written plainly).
-fn b64_stretch(p: &[u8], t: usize, lo: usize, hi: usize) -> Stretch {
-    // A character's 6-bit value, or `b64::NONE` / `CUT`.
+fn b64_stretch(p: &[u8], t: usize, lo: usize, hi: usize, last: Option<u8>) -> Stretch {
+    // A character's 6-bit value, or `b64::NONE` / `CUT`; before `lo`, the last window's
+    // last character when it is kept.
     let value = |at: isize| -> u8 {
-        if at < lo as isize {
+        if at == lo as isize - 1 {
+            last.unwrap_or(b64::NONE)
+        } else if at < lo as isize {
             b64::NONE
         } else if at as usize >= hi {
             CUT
@@ -394,7 +401,9 @@ struct Scan<'a> {
     stopped: bool,
     /// Payload offset where scanning of the current window ends (the kernel's `n`).
     win_end: usize,
-    /// And where it began: bytes before were scanned before, if at all (the kernel's
+    /// Payload offset of the window's first byte.
+    win_start: usize,
+    /// And where its scanning began: bytes before were scanned before, if at all (the kernel's
     /// `old_n`). The base64 form reads no character before it.
     scan_lo: usize,
     /// No base64 trigger before this payload offset (`b64` rule: after a stretch read
@@ -635,11 +644,14 @@ impl Scan<'_> {
     /// end (`Stretch::Cut`), too long, or not around `t` does nothing.
     fn b64_trigger(&mut self, t: usize) {
         let on = self.pol.msisdn.as_ref().is_some_and(|m| m.base64);
-        if !on || self.stopped || t < self.b64_resume {
+        // The kernel's word lanes start at the window's first byte: a trigger needs its
+        // leads 8 bytes back inside the window.
+        if !on || self.stopped || t < self.b64_resume || t < self.win_start + 8 {
             return;
         }
         let (lo, hi) = (self.scan_lo, self.win_end);
-        let Stretch::Taken { digits, first, end } = b64_stretch(&self.out.payload, t, lo, hi)
+        let Stretch::Taken { digits, first, end } =
+            b64_stretch(&self.out.payload, t, lo, hi, self.f.b64_last)
         else {
             return;
         };
@@ -732,11 +744,20 @@ impl Scan<'_> {
             return;
         };
         let place = self.f.st == S::Runs || (self.f.st == S::Target && m.target);
-        if self.stopped || !place || !m.base64 || m.action != action::REDACT || m.allowed {
+        if self.stopped || !place || !m.base64 {
             return;
         }
         let lo = self.scan_lo;
+        self.f.b64_last = None;
         if hi <= lo {
+            return;
+        }
+        let last = b64::VALUE[usize::from(self.out.payload[hi - 1])];
+        if last == b64::NONE {
+            return;
+        }
+        self.f.b64_last = Some(last);
+        if m.action != action::REDACT || m.allowed {
             return;
         }
         let mut from = hi;
@@ -1021,6 +1042,7 @@ pub fn segment(
         seq,
         stopped: false,
         win_end: 0,
+        win_start: 0,
         scan_lo: 0,
         b64_resume: 0,
     };
@@ -1040,6 +1062,7 @@ pub fn segment(
         let (from, scan_end) = (clamp(start, off, n), clamp(limit, off, n));
         sc.win_end = off + scan_end;
         sc.scan_lo = off + from;
+        sc.win_start = off;
         sc.b64_resume = 0;
         if from < scan_end {
             if sc.f.b64_cut {
@@ -1176,7 +1199,7 @@ mod tests {
                 }
                 let known = (hi + b64::BACK as usize - t) as u32;
                 let k = b64::decide(&mut c, known, |x| x);
-                let m = b64_stretch(&text, t, lo, hi);
+                let m = b64_stretch(&text, t, lo, hi, None);
                 let ctx = format!("{:?} at {t}, [{lo}, {hi})", std::str::from_utf8(&text));
                 match m {
                     Stretch::None => assert_eq!(k.outcome, b64::outcome::NONE, "{ctx}"),

@@ -16,7 +16,7 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use leakguard_common::{
     action,
     b64::{self, outcome},
-    flow::parser::{F_B64_CUT, F_RUNS, S_SKIP, S_TARGET},
+    flow::parser::{B64_LAST_SHIFT, F_B64_CUT, F_B64_LAST, F_RUNS, S_SKIP, S_TARGET},
     form, place, swar, MSISDN_MAX_DIGITS, NO_ALLOW_GROUP,
 };
 
@@ -33,12 +33,13 @@ use super::{decide::redact_span, digits::HEX_BYTES, number::possible};
 /// 15-digit stretch with at least one digit before the cut.
 const CARRY_CHARS: u32 = 20;
 
-/// At a window's end in a place read for runs, under `redact` and unless the
-/// destination is trusted: stages the `TAIL` characters before the end as `b64::VALUE`s
-/// (`NONE` before its scanned bytes) and, in each of the four phases (`b64_phase`), reads
-/// the stretch open at the cut; one with 1-15 digits that may begin a number is
-/// overwritten from its first character to the cut, and `F_B64_CUT` set. A global
-/// function: the verifier checks it once.
+/// At a window's end in a place read for runs: keeps its last character for the next
+/// window (`F_B64_LAST`). Then, under `redact` and unless the destination is trusted:
+/// stages the `TAIL` characters before the end as `b64::VALUE`s (`NONE` before its
+/// scanned bytes) and, in each of the four phases (`b64_phase`), reads the stretch open
+/// at the cut; one with 1-15 digits that may begin a number is overwritten from its
+/// first character to the cut, and `F_B64_CUT` set. A global function: the verifier
+/// checks it once.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn leakguard_b64_cut() -> i64 {
@@ -50,20 +51,26 @@ pub extern "C" fn leakguard_b64_cut() -> i64 {
     let st = &mut s.st;
     let runs = (st.f.state == S_TARGET && st.pkt.msisdn_on & place::bit(place::TARGET) != 0)
         || (st.f.state == S_SKIP && st.f.flags & F_RUNS != 0);
-    if st.stop != 0
-        || !runs
-        || st.pkt.msisdn_on & form::B64_ON == 0
-        || st.pkt.msisdn_action != action::REDACT
-    {
+    if st.stop != 0 || !runs || st.pkt.msisdn_on & form::B64_ON == 0 {
+        return 0;
+    }
+    let (lo, n) = (st.old_n, st.n);
+    st.f.flags &= !(F_B64_LAST | 63 << B64_LAST_SHIFT);
+    if n <= lo {
+        return 0;
+    }
+    let last = u32::from(b64::VALUE[usize::from(s.at(n - 1))]);
+    if last >> 6 != 0 {
+        // The stream ends before the cut: nothing is open.
+        return 0;
+    }
+    let st = &mut s.st;
+    st.f.flags |= F_B64_LAST | last << B64_LAST_SHIFT;
+    if st.pkt.msisdn_action != action::REDACT {
         return 0;
     }
     let group = st.pkt.msisdn_allow_group;
     if group != NO_ALLOW_GROUP && policy::allowed(&mut st.pkt, group) {
-        return 0;
-    }
-    let (lo, n) = (st.old_n, st.n);
-    if n <= lo || b64::VALUE[usize::from(s.at(n - 1))] >> 6 != 0 {
-        // The stream ends before the cut: nothing is open.
         return 0;
     }
     stage(s, n.wrapping_sub(b64::TAIL), b64::TAIL, lo);
@@ -178,6 +185,14 @@ pub extern "C" fn leakguard_b64_number() -> i64 {
     let (lo, n) = (s.st.old_n, s.st.n);
     let base = t.wrapping_sub(b64::BACK);
     stage(s, base, b64::STAGED, lo);
+    let flags = s.st.f.flags;
+    if flags & F_B64_LAST != 0 {
+        // The last window's last character, just before this one's first.
+        let at = lo.wrapping_sub(1).wrapping_sub(base);
+        if at < b64::STAGED {
+            s.st.b64_buf[at as usize & 63] = (flags >> B64_LAST_SHIFT) as u8 & 63;
+        }
+    }
     // Characters from the window's end on are stale bytes: `decide` reads none of them
     // as known (`n - base`, the end as a staged index).
     let r = b64::decide(&mut s.st.b64_buf, n.wrapping_sub(base), opaque);
@@ -193,10 +208,13 @@ pub extern "C" fn leakguard_b64_number() -> i64 {
         return 0;
     }
     let at = s.st.seq.wrapping_add(s.st.win_off).wrapping_add(base);
+    // A span that starts on the last window's last character (`F_B64_LAST`) starts here
+    // for the redaction: that character has left.
+    let lo = s.st.old_n;
     let f = &mut s.st.f;
     f.num_bcd = r.bcd;
     f.num_len = r.digits;
-    f.num_start = at.wrapping_add(r.first);
+    f.num_start = at.wrapping_add(r.first.max(b64::BACK.saturating_sub(t - lo)));
     f.num_end = at.wrapping_add(r.end);
     let end = base.wrapping_add(r.end);
     // The decision resumes at the span's last character (see `leakguard_number_decide`).
