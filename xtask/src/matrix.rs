@@ -31,7 +31,7 @@ const VIRTME_NG: &str = "virtme-ng>=1.40,<2";
 /// load fails everything after it), then the daemon (and a handover to maps of another
 /// layout: on kernels without TCX it replaces cls_bpf filters), then every kernel
 /// test-run table.
-const TESTS: [&str; 12] = [
+const TESTS: [&str; 13] = [
     "verifier",
     "smoke",
     "handover",
@@ -44,6 +44,7 @@ const TESTS: [&str; 12] = [
     "kernel_target",
     "kernel_cookie",
     "kernel_hex",
+    "kernel_base64",
 ];
 
 /// How much slower than this machine the emulated one runs (measured about 6-13x):
