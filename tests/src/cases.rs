@@ -95,6 +95,25 @@ fn with_query_number(req: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `req` with `?uid=` and base64 of 447700900123 after its path (21 bytes longer).
+fn with_query_b64(req: &[u8]) -> Vec<u8> {
+    let at = req.iter().position(|&b| b == b' ').unwrap() + 1;
+    let end = at + req[at..].iter().position(|&b| b == b' ').unwrap();
+    let mut out = req[..end].to_vec();
+    out.extend_from_slice(b"?uid=NDQ3NzAwOTAwMTIz");
+    out.extend_from_slice(&req[end..]);
+    out
+}
+
+/// `numbers` with the base64 form off.
+fn numbers_no_b64(action: Action) -> KernelPolicy {
+    let mut p = numbers(action, true, true);
+    if let Some(m) = &mut p.msisdn {
+        m.base64 = false;
+    }
+    p
+}
+
 /// `req` with `?uid=` and hex of 447700900123 after its path (29 bytes longer).
 fn with_query_hex(req: &[u8]) -> Vec<u8> {
     let at = req.iter().position(|&b| b == b' ').unwrap() + 1;
@@ -181,6 +200,12 @@ pub fn kernel_cases() -> Vec<Case> {
             true,
         ),
         case(
+            "same, [msisdn] on, all places, base64 form off",
+            &numbers_no_b64(Action::Count),
+            Frame::http_v4(&browser_get(600)).build(),
+            true,
+        ),
+        case(
             "same + ?msisdn=447700900123, count",
             &numbers(Action::Count, true, true),
             Frame::http_v4(&with_query_number(&browser_get(574))).build(),
@@ -196,6 +221,12 @@ pub fn kernel_cases() -> Vec<Case> {
             "same + ?uid=hex of 447700900123, count",
             &numbers(Action::Count, true, true),
             Frame::http_v4(&with_query_hex(&browser_get(571))).build(),
+            true,
+        ),
+        case(
+            "same + ?uid=base64 of 447700900123, count",
+            &numbers(Action::Count, true, true),
+            Frame::http_v4(&with_query_b64(&browser_get(579))).build(),
             true,
         ),
         case(

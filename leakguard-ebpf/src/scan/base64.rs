@@ -27,7 +27,7 @@ use crate::{
     verifier::{forget, opaque, written},
 };
 
-use super::{decide::redact_span, digits::HEX_BYTES, number::possible};
+use super::decide::{possible, redact_span, HEX_BYTES};
 
 /// Characters the next window overwrites after a cut (`F_B64_CUT`): the rest of a
 /// 15-digit stretch with at least one digit before the cut.

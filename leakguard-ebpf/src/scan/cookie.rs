@@ -3,37 +3,68 @@
 //! value's digits, at the byte that ends it (`digits.rs`). The line is skipped eight
 //! bytes at a time, as a line without the check is, with the target's digit test added.
 
-use leakguard_common::flow::parser::{F_NUM_VAL, S_LINE_START};
-
-use crate::{state::Scratch, verifier::written};
-
-use super::{
-    digits::number_call,
-    line::after_lf,
-    runs::{leakguard_run_words, AT, FLAG, STOP},
+use leakguard_common::{
+    flow::parser::{F_NUM_VAL, S_LINE_START},
+    swar,
 };
+
+use crate::{state::Scratch, verifier::forget};
+
+use super::{base64::lanes_from, digits::number_call, line::after_lf, target::TARGET_WORDS};
 
 /// The rest of a `Cookie` line (`F_COOKIE`): up to its LF, or to a word with a flagged
 /// digit (then the run is read and decided by `digits::number_call`).
 #[inline(always)]
 pub(super) fn cookie_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
-    if s.st.f.flags & F_NUM_VAL != 0 {
-        // A run continued from the last window, segment or call.
-        return number_call(s, pos);
+    let mut at = pos;
+    if s.st.f.flags & F_NUM_VAL == 0 {
+        let mut w = pos & !7;
+        let mut keep = lanes_from(s, pos);
+        // As in `target::target_scan`: the previous word's lanes.
+        let mut prev = if w >= 8 {
+            swar::number_lanes(s.word(w - 8), !0)
+        } else {
+            0
+        };
+        let (mut stop, mut flag) = (0u64, 0u64);
+        let mut k = 0;
+        while k < TARGET_WORDS {
+            if w >= n {
+                break;
+            }
+            let x = s.word(w);
+            let m = swar::number_lanes(x, keep);
+            flag = swar::number_flags(prev, m, keep);
+            stop = swar::lf(x) & keep;
+            if stop | flag != 0 {
+                break;
+            }
+            prev = m;
+            keep |= swar::HIGHS;
+            w += 8;
+            k += 1;
+        }
+        let w = forget(&mut s.st.pos, w);
+        let flag = swar::flags_to_highs(flag);
+        let hit = stop | flag;
+        if hit == 0 {
+            // The call's words ran out (or the window did): go on from here.
+            return w.min(n);
+        }
+        at = w + swar::first(hit);
+        if at >= n {
+            // No LF and no flag before the window's end (those past `n` are stale bytes).
+            return n;
+        }
+        if flag & hit & hit.wrapping_neg() == 0 {
+            // The LF: the line and its check end.
+            s.st.f.state = S_LINE_START;
+            s.st.f.flags = 0;
+            return after_lf(s, at + 1, n);
+        }
     }
-    s.st.pos = pos;
-    let r = leakguard_run_words(0) as u32;
-    written(s);
-    let at = r & AT;
-    if r & FLAG != 0 {
-        return number_call(s, at);
-    }
-    if r & STOP == 0 {
-        // The call's words ran out, or the window did: go on from here.
-        return at;
-    }
-    // The LF: the line and its check end.
-    s.st.f.state = S_LINE_START;
-    s.st.f.flags = 0;
-    after_lf(s, at + 1, n)
+    // A flagged byte, or a run continued from the last window, segment or call (as in
+    // `target::target_scan`).
+    let at = forget(&mut s.st.pos, at);
+    number_call(s, at)
 }

@@ -1,7 +1,11 @@
 //! The decision on digits read by the identity-number check (`[msisdn]`), a header
 //! value's or a run in the request target's: is it a number, and what is done with it.
 
-use leakguard_common::{action, flow::prefix_covered, MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS};
+use leakguard_common::{
+    action,
+    flow::{prefix_covered, prefix_possible},
+    MSISDN_MAX_DIGITS, MSISDN_MIN_DIGITS,
+};
 
 use crate::{
     policy,
@@ -48,6 +52,16 @@ pub(super) fn act_on_number<const MAX: u32>(s: &mut Scratch, end: u32) -> bool {
         }
         _ => true,
     }
+}
+
+/// Bytes a number in an encoded form has at most: 15 digits in hex, two characters
+/// each (a base64 one has at most 21).
+pub(super) const HEX_BYTES: u32 = 2 * MSISDN_MAX_DIGITS;
+
+/// True when the `len` digits `bcd` may still be the start of an identity number.
+#[inline(always)]
+pub(super) fn possible(st: &ScanState, bcd: u64, len: u32) -> bool {
+    matches!(policy::number_prefix(&st.pkt, bcd, len), Some(e) if prefix_possible(e, len))
 }
 
 /// Bytes of a number value: an optional `+` and at most `MSISDN_MAX_DIGITS` digits.

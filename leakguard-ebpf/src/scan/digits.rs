@@ -29,7 +29,7 @@ use crate::{
 
 use super::{
     base64::leakguard_b64_number,
-    decide::{act_on_number, is_number_of},
+    decide::{act_on_number, is_number_of, HEX_BYTES},
 };
 
 /// Digits looked at before a flagged one to find where its run began: a run of more is
@@ -46,9 +46,6 @@ const NAME_BACK: u32 = 64;
 /// flag): too long to be a decimal number, and its pairs for the hex form are not known.
 /// It stays at least this however many digits follow.
 const LOST: u32 = 1 << 20;
-
-/// Bytes a hex-form number has at most: 15 digits, two characters each.
-pub(super) const HEX_BYTES: u32 = 2 * MSISDN_MAX_DIGITS;
 
 /// Runs `leakguard_target_number` from window position `at`; returns where the scan goes
 /// on (past `at` when the segment is dropped, so that the scan ends there).

@@ -25,7 +25,7 @@ mod machine;
 mod number;
 mod redact;
 mod request_line;
-mod runs;
+
 mod skip;
 mod target;
 pub mod window;

@@ -22,8 +22,8 @@ use crate::{
 
 use super::{
     base64::leakguard_b64_cut,
-    decide::{act_on_number, is_number, redact_span, NUMBER_BYTES},
-    digits::{run_digits, run_pending, HEX_BYTES},
+    decide::{act_on_number, is_number, possible, redact_span, HEX_BYTES, NUMBER_BYTES},
+    digits::{run_digits, run_pending},
     redact::clamp_seq,
 };
 
@@ -200,10 +200,4 @@ fn pending(s: &mut Scratch, runs: bool) {
     let from = clamp_seq(base, start, n);
     let to = clamp_seq(base, end, n);
     redact_span::<HEX_BYTES>(s, from, to);
-}
-
-/// True when the `len` digits `bcd` may still be the start of an identity number.
-#[inline(always)]
-pub(super) fn possible(st: &ScanState, bcd: u64, len: u32) -> bool {
-    matches!(policy::number_prefix(&st.pkt, bcd, len), Some(e) if prefix_possible(e, len))
 }

@@ -6,36 +6,74 @@
 //! its digit mask, and a flagged digit hands the run to `digits::number_call`. A target
 //! with no flag holds no number and costs a few more ALU operations per word.
 
-use leakguard_common::flow::parser::{F_NUM_VAL, S_VERSION};
-
-use crate::{state::Scratch, verifier::written};
-
-use super::{
-    digits::number_call,
-    line::end_token,
-    runs::{leakguard_run_words, AT, FLAG},
+use leakguard_common::{
+    flow::parser::{F_NUM_VAL, S_VERSION},
+    swar,
 };
 
+use crate::{state::Scratch, verifier::forget};
+
+use super::{base64::lanes_from, digits::number_call, line::end_token};
+
 /// Words a target run reads per call (256 bytes), with the check or without it.
-pub(super) const TARGET_WORDS: u32 = 32;
+pub(super) const TARGET_WORDS: u32 = 24;
 
 /// The target run with the number check on: target bytes eight at a time up to the SP
 /// that ends the target, or up to a word with a flagged digit (then the run of digits is
 /// read and decided by `leakguard_target_number`).
 #[inline(always)]
 pub(super) fn target_scan(s: &mut Scratch, pos: u32, n: u32) -> u32 {
-    if s.st.f.flags & F_NUM_VAL != 0 {
-        // A run continued from the last window, segment or call.
-        return number_call(s, pos);
+    let mut at = pos;
+    if s.st.f.flags & F_NUM_VAL == 0 {
+        let mut w = pos & !7;
+        let mut keep = lanes_from(s, pos);
+        // The previous word's lanes: a run or a base64 number cut by the last call's word
+        // limit (which ends on a word boundary) is seen whole, and a trigger's leads
+        // before `pos` count. Lanes of bytes before the window's scanned ones only raise
+        // flags the slow paths reject (they read nothing before `old_n`).
+        let mut prev = if w >= 8 {
+            swar::number_lanes(s.word(w - 8), !0)
+        } else {
+            0
+        };
+        let (mut stop, mut flag) = (0u64, 0u64);
+        let mut k = 0;
+        while k < TARGET_WORDS {
+            if w >= n {
+                break;
+            }
+            let x = s.word(w);
+            let m = swar::number_lanes(x, keep);
+            flag = swar::number_flags(prev, m, keep);
+            stop = swar::target_end(x) & keep;
+            if stop | flag != 0 {
+                break;
+            }
+            prev = m;
+            keep |= swar::HIGHS;
+            w += 8;
+            k += 1;
+        }
+        let w = forget(&mut s.st.pos, w);
+        let flag = swar::flags_to_highs(flag);
+        let hit = stop | flag;
+        // The first flagged byte: a stop's lowest flag is exact, and a digit's or a
+        // lead's flags all are.
+        at = if hit != 0 { w + swar::first(hit) } else { w };
+        if at >= n {
+            // No stop and no flag before the window's end (flags in the stale bytes past
+            // `n` do not count): every byte up to `n` was taken.
+            s.st.f.tok += n - pos;
+            return n;
+        }
+        // `at >= pos`: bytes below `pos` are masked off.
+        s.st.f.tok += at - pos;
+        if flag & hit & hit.wrapping_neg() == 0 {
+            return end_token(s, at, n, S_VERSION);
+        }
     }
-    s.st.pos = pos;
-    let r = leakguard_run_words(1) as u32;
-    written(s);
-    let at = r & AT;
-    // `at >= pos`: bytes below `pos` are masked off.
-    s.st.f.tok += at - pos;
-    if r & FLAG != 0 {
-        return number_call(s, at);
-    }
-    end_token(s, at, n, S_VERSION)
+    // A flagged byte, or a run continued from the last window, segment or call: one
+    // call site for both (through map memory, so that the verifier follows it once).
+    let at = forget(&mut s.st.pos, at);
+    number_call(s, at)
 }
