@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use leakguard::policy::{Action, KernelPolicy};
 use leakguard_common::{action, form, place};
 use leakguard_tests::{
-    corpus::hex_of,
+    corpus::{b64_of, hex_of},
     guard::Guard,
     http::{find, ACR, MSISDN, UIDH},
     kernel::rule,
@@ -526,6 +526,287 @@ fn a_hex_number_cut_by_a_segment_end_reaches_the_server_starred() {
     println!(
         "{threes} of {} cuts let a pair's leading 3 through",
         heads.len()
+    );
+    assert_eq!(g.stats().unwrap().errors, 0);
+}
+
+/// The base64 form of the number after `lead` (`url`: the URL-safe alphabet unpadded,
+/// else the standard one padded), and its *span*: the characters carrying the number's
+/// digits, from its first digit's first character to its last digit's second
+/// (`b64::decide`'s `first..end`), which `redact` stars and nothing else.
+struct B64 {
+    enc: String,
+    span: std::ops::Range<usize>,
+}
+
+impl B64 {
+    fn new(lead: &str, url: bool) -> Self {
+        let enc = b64_of(&format!("{lead}{MSISDN}"), url);
+        let (d0, last) = (lead.len(), lead.len() + MSISDN.len() - 1);
+        let span = 4 * (d0 / 3) + d0 % 3..4 * (last / 3) + last % 3 + 2;
+        Self { enc, span }
+    }
+
+    /// The span's characters: what must never reach the server.
+    fn digits(&self) -> &str {
+        &self.enc[self.span.clone()]
+    }
+
+    /// The encoding as the server must receive it: the span starred.
+    fn starred(&self) -> String {
+        let mut s = self.enc.clone().into_bytes();
+        s[self.span.clone()].fill(b'*');
+        String::from_utf8(s).unwrap()
+    }
+}
+
+/// The base64 form in the URL: curl's query carries the number's base64 (standard
+/// alphabet, 16 characters, all of them its span), the URL-safe base64 of `+` and the
+/// number (its span all but the first character), and the base64 of a number with
+/// another prefix (33, a look-alike), behind a 6 KB cookie. The server receives exactly
+/// the spans starred and the look-alike untouched; the events say base64.
+#[test]
+fn a_base64_number_in_the_url_reaches_the_server_starred() {
+    let plain = B64::new("", false);
+    assert_eq!(
+        (plain.enc.as_str(), plain.span.clone()),
+        ("NDQ3NzAwOTAwMTIz", 0..16)
+    );
+    let led = B64::new("+", true);
+    assert_eq!(
+        (led.enc.as_str(), led.span.clone()),
+        ("KzQ0NzcwMDkwMDEyMw", 1..18)
+    );
+    let alike = b64_of("337700900123", false);
+    let path = |a: &str, b: &str| format!("/p?uid={a}&tel={b}&ref={alike}&ts=1700000000");
+    let want = format!(
+        "GET {} HTTP/1.1\r\n",
+        path(&plain.starred(), &led.starred())
+    );
+    for xdp in [false, true] {
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(
+            xdp,
+            &path(&plain.enc, &led.enc),
+            &[format!("Cookie: sid={}", "c".repeat(6_000))],
+        );
+        for b in [&plain, &led] {
+            assert!(
+                find(&head, b.digits().as_bytes()).is_none(),
+                "the base64 form reached the server (xdp {xdp})"
+            );
+        }
+        assert!(
+            head.starts_with(want.as_bytes()),
+            "xdp {xdp}: the server saw {:?}",
+            String::from_utf8_lossy(&head[..want.len().min(head.len())])
+        );
+        assert_eq!(redacted, 2, "xdp {xdp}");
+        assert_eq!(
+            places,
+            [place::with_form(place::TARGET, form::BASE64); 2],
+            "xdp {xdp}: base64, in the target"
+        );
+    }
+}
+
+/// The base64 form in cookie pairs behind a 6 KB cookie: the number's standard base64,
+/// the URL-safe base64 of `uid` and the number (its span the last 16 of 20 characters),
+/// and the look-alike of another prefix in the next pair: the server receives the spans
+/// starred and the look-alike untouched.
+#[test]
+fn a_base64_number_in_a_cookie_reaches_the_server_starred() {
+    let plain = B64::new("", false);
+    let led = B64::new("uid", true);
+    assert_eq!(
+        (led.enc.as_str(), led.span.clone()),
+        ("dWlkNDQ3NzAwOTAwMTIz", 4..20)
+    );
+    let alike = b64_of("337700900123", false);
+    let cookie = |a: &str, b: &str| {
+        format!(
+            "Cookie: sid={}; uid={a}; s={b}; ref={alike}; lang=en",
+            "c".repeat(6_000)
+        )
+    };
+    let want = cookie(&plain.starred(), &led.starred());
+    for xdp in [false, true] {
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(xdp, "/", &[cookie(&plain.enc, &led.enc)]);
+        assert!(
+            find(&head, plain.digits().as_bytes()).is_none(),
+            "the base64 form reached the server (xdp {xdp})"
+        );
+        assert!(
+            find(&head, format!("{want}\r\n").as_bytes()).is_some(),
+            "xdp {xdp}"
+        );
+        assert_eq!(redacted, 2, "xdp {xdp}");
+        assert_eq!(
+            places,
+            [place::with_form(place::COOKIE, form::BASE64); 2],
+            "xdp {xdp}: base64, in a cookie"
+        );
+    }
+}
+
+/// The base64 form inside other header values: the number's standard base64 in a URL in
+/// a `Referer`, the padded standard base64 of `tel:` and the number (its span from the
+/// sixth character, before `==`) in a token, and a look-alike (a 16-digit number's
+/// base64) in another value: the server receives the spans starred and the look-alike
+/// untouched.
+#[test]
+fn a_base64_number_inside_a_header_value_reaches_the_server_starred() {
+    let plain = B64::new("", false);
+    let led = B64::new("tel:", false);
+    assert_eq!(
+        (led.enc.as_str(), led.span.clone()),
+        ("dGVsOjQ0NzcwMDkwMDEyMw==", 5..22)
+    );
+    let lines = |a: &str, b: &str| {
+        [
+            format!("Referer: http://portal.example/?uid={a}&v=2"),
+            format!("X-Session: v1.{b}.sig"),
+        ]
+    };
+    let alike = format!("X-Ref: {}", b64_of("4477009009876543", false));
+    for xdp in [false, true] {
+        let mut headers = lines(&plain.enc, &led.enc).to_vec();
+        headers.push(alike.clone());
+        let Received {
+            head,
+            redacted,
+            places,
+        } = through_number_guard(xdp, "/", &headers);
+        for b in [&plain, &led] {
+            assert!(
+                find(&head, b.digits().as_bytes()).is_none(),
+                "the base64 form reached the server (xdp {xdp})"
+            );
+        }
+        for l in lines(&plain.starred(), &led.starred())
+            .iter()
+            .chain([&alike])
+        {
+            let l = format!("\r\n{l}\r\n");
+            assert!(
+                find(&head, l.as_bytes()).is_some(),
+                "xdp {xdp}: the server did not receive {l:?}"
+            );
+        }
+        assert_eq!(redacted, 2, "xdp {xdp}");
+        assert_eq!(
+            places,
+            [place::with_form(place::HEADER, form::BASE64); 2],
+            "xdp {xdp}: base64, in a header"
+        );
+    }
+}
+
+/// The base64 form cut by a segment end on XDP (MTU frames): curl's cookie padding moves
+/// the number across the end of the third frame (stream byte 4,344: MSS 1448 on this
+/// veth), one byte a request, from past its span to before it, for the standard form
+/// and the URL-safe one after `+`: the cut falls before, after and at every character of
+/// the span.
+///
+/// What the rule guarantees at a cut (`leakguard_b64_cut`, `leakguard_b64_carry`,
+/// `F_B64_LAST`, `b64::tail`), asserted request by request: a span the cut leaves whole
+/// on one side is read whole, starred and counted as any. A cut after 2 or more of its
+/// characters and up to its end: the stretch open at the cut (its digits so far may
+/// begin a number) is starred up to it, and the next frame stars the alphabet
+/// characters that continue it; the number is known whole on neither side (at its end,
+/// the byte after it is not known yet), so it is not counted. A cut after its first
+/// character (no digit decoded yet) leaves that character, the frame's last,
+/// unstarred: the next frame reads the number whole from it, stars the rest and counts
+/// it. That character carries 2 bits of the first digit at most (`0011` and the top two
+/// of the digit's nibble; after a lead-in, none). So every character of the span but
+/// that one is starred, whatever the cut.
+#[test]
+fn a_base64_number_cut_by_a_segment_end_reaches_the_server_starred() {
+    const CUT: usize = 3 * 1448;
+    let cookie = |pad: usize, n: &str| format!("Cookie: sid={}; uid={n}", "c".repeat(pad));
+    let (t, server, mut g) = number_guard(true);
+    let mut seen = 0;
+    let mut wrong = Vec::new();
+    for b in [B64::new("", false), B64::new("+", true)] {
+        let len = b.span.len();
+        // The value starts 90 bytes after the padding's start: these put the cut from 4
+        // characters after the span to 5 before it.
+        let pads = 4_250 - len - b.span.start..4_260 - b.span.start;
+        let mut requests = Vec::new();
+        for pad in pads.clone() {
+            let before = g.stats().unwrap().redacted_packets;
+            let st = curl(
+                &t.cli,
+                &format!("http://{SRV_V4}/p"),
+                &[cookie(pad, &b.enc)],
+                10,
+            );
+            assert!(st.success(), "{} pad {pad}: curl: {st}", b.enc);
+            let rewrites = g.stats().unwrap().redacted_packets - before;
+            let places: Vec<u8> = g
+                .events()
+                .unwrap()
+                .iter()
+                .filter(|e| e.rule_id == leakguard_common::MSISDN_RULE_ID)
+                .map(|e| e.place)
+                .collect();
+            requests.push((pad, rewrites, places));
+        }
+        let heads = server.heads();
+        assert_eq!(heads.len(), seen + pads.len());
+        let mut cuts = Vec::new();
+        for (head, (pad, rewrites, places)) in heads[seen..].iter().zip(requests) {
+            let at = find(head, b"; uid=").expect("the cookie") + 6;
+            // Characters of the span before the cut.
+            let m = CUT as isize - (at + b.span.start) as isize;
+            let split = (2..=len as isize).contains(&m);
+            let mut want = b.starred().into_bytes();
+            if m == 1 {
+                want[b.span.start] = b.enc.as_bytes()[b.span.start];
+            }
+            want.extend_from_slice(b"\r\n");
+            let want_rewrites = if split && m < len as isize { 2 } else { 1 };
+            let want_places = if split {
+                vec![]
+            } else {
+                vec![place::with_form(place::COOKIE, form::BASE64)]
+            };
+            let got = &head[at..];
+            if !got.starts_with(&want) || rewrites != want_rewrites || places != want_places {
+                wrong.push(format!(
+                    "{} pad {pad}, cut after {m} of {len}: got {:?}, packets rewritten {rewrites}, \
+                     places {places:?}; want {:?}, {want_rewrites}, {want_places:?}",
+                    b.enc,
+                    String::from_utf8_lossy(&got[..got.len().min(want.len())]),
+                    String::from_utf8_lossy(&want),
+                ));
+            }
+            cuts.push(m);
+        }
+        seen = heads.len();
+        // The padding put the cut before the span, at every character of it and after it.
+        for m in -1..=len as isize + 1 {
+            assert!(cuts.contains(&m), "{}: no cut after {m}: {cuts:?}", b.enc);
+        }
+        println!(
+            "{}: {} requests, cuts after {}..={} of its {len}-character span",
+            b.enc,
+            cuts.len(),
+            cuts.iter().min().unwrap(),
+            cuts.iter().max().unwrap()
+        );
+    }
+    assert!(
+        wrong.is_empty(),
+        "not as the rule says:\n{}",
+        wrong.join("\n")
     );
     assert_eq!(g.stats().unwrap().errors, 0);
 }

@@ -9,14 +9,15 @@
 //! server: no value, ever, but the number to the partner its rule trusts.
 //!
 //! And `[msisdn]` as the shipped file's example turns it on: HAProxy and nginx put the
-//! number in the request target, the client's 6 or 12 KB cookie and a SIP `Contact`;
-//! the origin receives those values with the number's digits starred, nothing else
-//! changed.
+//! number in the request target, the client's 6 or 12 KB cookie and a SIP `Contact`,
+//! decimal and in base64; the origin receives those values with the characters carrying
+//! the number's digits starred, nothing else changed.
 
 use std::time::Duration;
 
 use leakguard_tests::{
     cmd::checked,
+    corpus::b64_of,
     daemon::{wait_for, Daemon},
     gateway::{Gateway, GW_UP_IF, PARTNER, RTR_IN_IF, SRV},
     http::{find, MSISDN, UIDH},
@@ -306,7 +307,9 @@ const PLACED_COOKIES: [usize; 2] = [6 * 1024, 12 * 1024];
 /// `Contact` ([`Proxy::start_placing_number`]) in front of curl's two requests (6 and 12
 /// KB cookies, one connection), the guard being the daemon under the shipped file with
 /// its `[msisdn]` example uncommented: the origin receives each of the three values as
-/// the proxy wrote it, with exactly the number's digits starred.
+/// the proxy wrote it, with exactly the number's digits starred. Then the same with the
+/// proxies putting the number's base64 (`NDQ3…`, on by default): its 16 characters
+/// starred, logged as `base64`.
 fn run_placed(g: &Gateway, ns: &Netns, iface: &str, hook: &str) {
     let server = KeepAliveServer::start(&g.srv, "0.0.0.0:80".parse().unwrap()).unwrap();
     let mut d = Daemon::with_file(ns, |pin| shipped_number_policy(pin, iface, hook)).unwrap();
@@ -315,86 +318,95 @@ fn run_placed(g: &Gateway, ns: &Netns, iface: &str, hook: &str) {
         "leakguard-proxies-placed-{}-{hook}",
         std::process::id()
     ));
-    let stars = "*".repeat(MSISDN.len());
+    let b64 = b64_of(MSISDN, false);
     let mut seen = 0;
-    for kind in [Kind::Haproxy, Kind::Nginx] {
-        let _proxy = Proxy::start_placing_number(kind, &g.gw, &dir, MSISDN).unwrap();
-        let what = format!("{} via {hook}", kind.name());
-        let mut args: Vec<String> = vec!["-sS".into(), "-m".into(), "20".into()];
-        for (i, &c) in PLACED_COOKIES.iter().enumerate() {
-            if i > 0 {
-                args.push("--next".into());
+    for (value, form) in [(MSISDN, "decimal"), (b64.as_str(), "base64")] {
+        let stars = "*".repeat(value.len());
+        for kind in [Kind::Haproxy, Kind::Nginx] {
+            let _proxy = Proxy::start_placing_number(kind, &g.gw, &dir, value).unwrap();
+            let what = format!("{} via {hook}, {form}", kind.name());
+            let mut args: Vec<String> = vec!["-sS".into(), "-m".into(), "20".into()];
+            for (i, &c) in PLACED_COOKIES.iter().enumerate() {
+                if i > 0 {
+                    args.push("--next".into());
+                }
+                args.extend([
+                    "-o".into(),
+                    "/dev/null".into(),
+                    "-w".into(),
+                    "%{http_code}\n".into(),
+                    "-H".into(),
+                    cookie(c).unwrap(),
+                    format!("http://{}/page/{i}?q=1", kind.listen()),
+                ]);
             }
-            args.extend([
-                "-o".into(),
-                "/dev/null".into(),
-                "-w".into(),
-                "%{http_code}\n".into(),
-                "-H".into(),
-                cookie(c).unwrap(),
-                format!("http://{}/page/{i}?q=1", kind.listen()),
-            ]);
-        }
-        let codes = client(&g.cli, &what, "curl", &args);
-        assert_eq!(
-            codes.lines().filter(|l| *l == "200").count(),
-            PLACED_COOKIES.len(),
-            "{what}: curl {codes}"
-        );
-        let all = server.requests();
-        let got = &all[seen..];
-        seen = all.len();
-        assert_eq!(
-            got.len(),
-            PLACED_COOKIES.len(),
-            "{what}: every request arrived once"
-        );
-        for (r, &c) in got.iter().zip(&PLACED_COOKIES) {
-            assert!(
-                find(&r.head, MSISDN.as_bytes()).is_none(),
-                "{what}: the number reached the server ({} byte head)",
-                r.head.len()
+            let codes = client(&g.cli, &what, "curl", &args);
+            assert_eq!(
+                codes.lines().filter(|l| *l == "200").count(),
+                PLACED_COOKIES.len(),
+                "{what}: curl {codes}"
             );
-            // HAProxy sends header names in lower case.
-            let head = String::from_utf8_lossy(&r.head).to_ascii_lowercase();
-            let target = head.lines().next().unwrap_or("");
-            assert!(
-                target.starts_with("get /page/") && target.contains(&format!("msisdn={stars}")),
-                "{what}: the request line {target:?}"
+            let all = server.requests();
+            let got = &all[seen..];
+            seen = all.len();
+            assert_eq!(
+                got.len(),
+                PLACED_COOKIES.len(),
+                "{what}: every request arrived once"
             );
-            for line in [
-                format!("\r\ncookie: session={}; msisdn={stars}\r\n", "c".repeat(c)),
-                format!("\r\ncontact: <sip:+{stars}@ims.example;user=phone>\r\n"),
-            ] {
+            for (r, &c) in got.iter().zip(&PLACED_COOKIES) {
                 assert!(
-                    head.contains(&line),
-                    "{what}: the server did not receive {:?}",
-                    &line[..line.len().min(60)]
+                    find(&r.head, value.as_bytes()).is_none(),
+                    "{what}: the number reached the server ({} byte head)",
+                    r.head.len()
                 );
+                // HAProxy sends header names in lower case.
+                let head = String::from_utf8_lossy(&r.head).to_ascii_lowercase();
+                let target = head.lines().next().unwrap_or("");
+                assert!(
+                    target.starts_with("get /page/") && target.contains(&format!("msisdn={stars}")),
+                    "{what}: the request line {target:?}"
+                );
+                for line in [
+                    format!("\r\ncookie: session={}; msisdn={stars}\r\n", "c".repeat(c)),
+                    format!("\r\ncontact: <sip:+{stars}@ims.example;user=phone>\r\n"),
+                ] {
+                    assert!(
+                        head.contains(&line),
+                        "{what}: the server did not receive {:?}",
+                        &line[..line.len().min(60)]
+                    );
+                }
             }
         }
+        let logged = [
+            "\"identity number in the request target\"",
+            "\"identity number in a cookie\"",
+            "\"identity number\"",
+        ];
+        let form_field = format!("\"form\":\"{form}\"");
+        wait_for(
+            &format!("the {form} redactions in all three places to be logged"),
+            Duration::from_secs(5),
+            || {
+                let logs = d.logs();
+                logged.iter().all(|m| {
+                    logs.lines()
+                        .any(|l| l.contains(m) && l.contains(&form_field))
+                })
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}:\n{}", d.logs()));
     }
     let st = d.cli_in_netns("status").unwrap();
     let report = String::from_utf8_lossy(&st.stdout);
     assert!(report.contains("not seen whole 0,"), "{report}");
     assert!(report.contains("dropped 0,"), "{report}");
-    let logged = [
-        "\"identity number in the request target\"",
-        "\"identity number in a cookie\"",
-        "\"identity number\"",
-    ];
-    wait_for(
-        "the redactions in all three places to be logged",
-        Duration::from_secs(5),
-        || {
-            let logs = d.logs();
-            logged.iter().all(|l| logs.contains(l))
-        },
-    )
-    .unwrap();
     let logs = d.logs();
-    assert!(!logs.contains(MSISDN), "the number in the daemon's log");
-    assert!(!report.contains(MSISDN), "the number in status");
+    for value in [MSISDN, &b64] {
+        assert!(!logs.contains(value), "the number in the daemon's log");
+        assert!(!report.contains(value), "the number in status");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
