@@ -164,6 +164,19 @@ pub(super) fn lanes_from(s: &Scratch, pos: u32) -> u64 {
     (swar::bytes_from(pos & 7) & swar::HIGHS) | (on * swar::LEADS)
 }
 
+/// The run loops' lanes of the word before `w` (none when `w` is the window's first):
+/// a run or a base64 number cut by the last call's word limit (which ends on a word
+/// boundary) is seen whole, and a trigger's leads before the loop's start count. Lanes of
+/// bytes before the window's scanned ones only raise flags the slow paths reject (they
+/// read nothing before `old_n`). No branch: with one, the verifier followed each loop
+/// twice (`prev` zero, and unknown).
+#[inline(always)]
+pub(super) fn prev_lanes(s: &Scratch, w: u32) -> u64 {
+    // All ones when `w >= 8`: `w` is below 2^31.
+    let some = 0u64.wrapping_sub(u64::from((w.wrapping_sub(8) >> 31) ^ 1));
+    swar::number_lanes(s.word(w.wrapping_sub(8)), !0) & some
+}
+
 /// A trigger at `st.pos` (a flagged byte that is not a digit): stages the characters
 /// around it and reads the stretch. Returns 1 when a stretch of at most 15 digits was
 /// read whole: `num_*` then hold it (its span as sequence numbers), `st.b64` its form and

@@ -10,7 +10,12 @@ use leakguard_common::{
 
 use crate::{state::Scratch, verifier::forget};
 
-use super::{base64::lanes_from, digits::number_call, line::after_lf, target::TARGET_WORDS};
+use super::{
+    base64::{lanes_from, prev_lanes},
+    digits::number_call,
+    line::after_lf,
+    target::RUN_WORDS,
+};
 
 /// The rest of a `Cookie` line (`F_COOKIE`): up to its LF, or to a word with a flagged
 /// digit (then the run is read and decided by `digits::number_call`).
@@ -20,15 +25,10 @@ pub(super) fn cookie_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     if s.st.f.flags & F_NUM_VAL == 0 {
         let mut w = pos & !7;
         let mut keep = lanes_from(s, pos);
-        // As in `target::target_scan`: the previous word's lanes.
-        let mut prev = if w >= 8 {
-            swar::number_lanes(s.word(w - 8), !0)
-        } else {
-            0
-        };
+        let mut prev = prev_lanes(s, w);
         let (mut stop, mut flag) = (0u64, 0u64);
         let mut k = 0;
-        while k < TARGET_WORDS {
+        while k < RUN_WORDS {
             if w >= n {
                 break;
             }
