@@ -51,7 +51,7 @@ fn a_number_in_any_cookie_pair_is_starred_at_every_alignment_and_length() {
     ];
     let mut n = 0;
     for shape in shapes {
-        // Before the number: 0 to 7 bytes (every alignment), and past the 256-byte call
+        // Before the number: 0 to 7 bytes (every alignment), and past the 128-byte call
         // limit of the line run.
         for lead in [0, 1, 2, 3, 4, 5, 6, 7, 250, 300, 1_000] {
             let cookie = format!("pad={}; {shape}", "z".repeat(lead));

@@ -186,7 +186,7 @@ fn drop_drops_count_counts_and_a_trusted_destination_gets_the_hex() {
     assert_eq!(count.events().unwrap().len(), n);
 }
 
-/// Hex numbers that a target or cookie run's 256-byte call limit cuts, and two in one
+/// Hex numbers that a target or cookie run's call limit (128 bytes; 256 tried too) cuts, and two in one
 /// run of digits: each is found whole.
 #[test]
 fn hex_cut_by_the_call_limit_or_back_to_back_is_found_whole() {

@@ -215,8 +215,8 @@ fn with_request_target_off_the_target_is_not_read() {
     assert_eq!(r.verdict, Verdict::Drop);
 }
 
-/// A number whose run begins past the 256 bytes a target run reads per call, and one
-/// right at that limit: every run is seen whole, wherever the call limit cuts it.
+/// A number whose run begins past the bytes a target run reads per call (two calls of
+/// 128), and one right at that limit: every run is seen whole, wherever the limit cuts it.
 #[test]
 fn a_number_cut_by_the_target_runs_call_limit_is_seen_whole() {
     let mut g = guard(Action::Redact, true);
