@@ -10,12 +10,7 @@ use leakguard_common::{
 
 use crate::{state::Scratch, verifier::forget};
 
-use super::{
-    base64::{lanes_from, prev_lanes},
-    digits::number_call,
-    line::after_lf,
-    target::RUN_WORDS,
-};
+use super::{digits::number_call, line::after_lf, target::run_words};
 
 /// The rest of a `Cookie` line (`F_COOKIE`): up to its LF, or to a word with a flagged
 /// digit (then the run is read and decided by `digits::number_call`).
@@ -23,29 +18,7 @@ use super::{
 pub(super) fn cookie_run(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     let mut at = pos;
     if s.st.f.flags & F_NUM_VAL == 0 {
-        let mut w = pos & !7;
-        let mut keep = lanes_from(s, pos);
-        let mut prev = prev_lanes(s, w);
-        let (mut stop, mut flag) = (0u64, 0u64);
-        let mut k = 0;
-        while k < RUN_WORDS {
-            if w >= n {
-                break;
-            }
-            let x = s.word(w);
-            let m = swar::number_lanes(x, keep);
-            flag = swar::number_flags(prev, m, keep);
-            stop = swar::lf(x) & keep;
-            if stop | flag != 0 {
-                break;
-            }
-            prev = m;
-            keep |= swar::HIGHS;
-            w += 8;
-            k += 1;
-        }
-        let w = forget(&mut s.st.pos, w);
-        let flag = swar::flags_to_highs(flag);
+        let (w, stop, flag) = run_words::<false>(s, pos, n);
         let hit = stop | flag;
         if hit == 0 {
             // The call's words ran out (or the window did): go on from here.

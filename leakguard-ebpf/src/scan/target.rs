@@ -34,29 +34,7 @@ pub(super) const RUN_WORDS: u32 = 16;
 pub(super) fn target_scan(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     let mut at = pos;
     if s.st.f.flags & F_NUM_VAL == 0 {
-        let mut w = pos & !7;
-        let mut keep = lanes_from(s, pos);
-        let mut prev = prev_lanes(s, w);
-        let (mut stop, mut flag) = (0u64, 0u64);
-        let mut k = 0;
-        while k < RUN_WORDS {
-            if w >= n {
-                break;
-            }
-            let x = s.word(w);
-            let m = swar::number_lanes(x, keep);
-            flag = swar::number_flags(prev, m, keep);
-            stop = swar::target_end(x) & keep;
-            if stop | flag != 0 {
-                break;
-            }
-            prev = m;
-            keep |= swar::HIGHS;
-            w += 8;
-            k += 1;
-        }
-        let w = forget(&mut s.st.pos, w);
-        let flag = swar::flags_to_highs(flag);
+        let (w, stop, flag) = run_words::<true>(s, pos, n);
         let hit = stop | flag;
         // The first flagged byte: a stop's lowest flag is exact, and a digit's or a
         // lead's flags all are.
@@ -77,4 +55,40 @@ pub(super) fn target_scan(s: &mut Scratch, pos: u32, n: u32) -> u32 {
     // call site for both (through map memory, so that the verifier follows it once).
     let at = forget(&mut s.st.pos, at);
     number_call(s, at)
+}
+
+/// The run loops' words (the target's when `TARGET`, else a line read for runs): from
+/// `pos` up to the first word with a byte that ends the place (`stop`: the target's SP
+/// or control, or the line's LF) or a flagged one (`flag`: a digit closing nine, or a
+/// base64 trigger, at bit 7), at most `RUN_WORDS` of them. Returns the word reached,
+/// laundered through map memory, and both masks.
+#[inline(always)]
+pub(super) fn run_words<const TARGET: bool>(s: &mut Scratch, pos: u32, n: u32) -> (u32, u64, u64) {
+    let mut w = pos & !7;
+    let mut keep = lanes_from(s, pos);
+    let mut prev = prev_lanes(s, w);
+    let (mut stop, mut flag) = (0u64, 0u64);
+    let mut k = 0;
+    while k < RUN_WORDS {
+        if w >= n {
+            break;
+        }
+        let x = s.word(w);
+        let m = swar::number_lanes(x, keep);
+        flag = swar::number_flags(prev, m, keep);
+        stop = if TARGET {
+            swar::target_end(x)
+        } else {
+            swar::lf(x)
+        } & keep;
+        if stop | flag != 0 {
+            break;
+        }
+        prev = m;
+        keep |= swar::HIGHS;
+        w += 8;
+        k += 1;
+    }
+    let w = forget(&mut s.st.pos, w);
+    (w, stop, swar::flags_to_highs(flag))
 }
