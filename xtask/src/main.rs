@@ -91,6 +91,14 @@ enum Cmd {
         /// commit), alternating within each round.
         #[arg(long, value_name = "OBJECT")]
         against: Option<PathBuf>,
+        /// Only the kernel cases whose names contain one of these (comma-separated), e.g.
+        /// `--cases "600 B,msisdn"`.
+        #[arg(long, value_name = "NAMES")]
+        cases: Option<String>,
+        /// Rounds of the kernel parts (7 by default, 3 with --quick): more rounds, a
+        /// narrower spread.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+        rounds: Option<u32>,
     },
     /// Where one of the benchmark's kernel cases spends its time, by source line of the
     /// kernel programs: `perf record` samples the CPU running the case in a test-run loop,
@@ -190,7 +198,17 @@ fn main() -> ExitCode {
             quick,
             only,
             against,
-        } => setup().and_then(|()| bench(quick, only.as_deref(), against.as_deref())),
+            cases,
+            rounds,
+        } => setup().and_then(|()| {
+            bench(
+                quick,
+                only.as_deref(),
+                against.as_deref(),
+                cases.as_deref(),
+                rounds,
+            )
+        }),
         Cmd::Profile {
             case,
             hook,
@@ -523,7 +541,13 @@ fn fuzz_parsers(seconds: u64) -> Result<()> {
     Ok(())
 }
 
-fn bench(quick: bool, only: Option<&str>, against: Option<&std::path::Path>) -> Result<()> {
+fn bench(
+    quick: bool,
+    only: Option<&str>,
+    against: Option<&std::path::Path>,
+    cases: Option<&str>,
+    rounds: Option<u32>,
+) -> Result<()> {
     if !is_root() {
         bail!("the benchmark loads BPF programs: run it as root");
     }
@@ -555,6 +579,13 @@ fn bench(quick: bool, only: Option<&str>, against: Option<&std::path::Path>) -> 
     };
     if let Some(p) = &against {
         args.extend(["--only", "kernel", "--against", p]);
+    }
+    if let Some(c) = cases {
+        args.extend(["--cases", c]);
+    }
+    let rounds = rounds.map(|r| r.to_string());
+    if let Some(r) = &rounds {
+        args.extend(["--rounds", r]);
     }
     run_tests_bin("bench", &args)
 }

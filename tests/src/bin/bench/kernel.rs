@@ -15,14 +15,24 @@ use leakguard_tests::{
 use serde_json::{json, Value};
 
 use crate::{
-    timing::{median, pair, FLOORS, HOOKS},
+    timing::{median, pair, quartiles, FLOORS, HOOKS},
     Cfg,
 };
 
 pub fn kernel(cfg: &Cfg) -> Result<Value> {
     let count = policy(vec![rule("X-MSISDN", Action::Count, &[])]);
     let clean = browser_get(600);
-    let cases = kernel_cases();
+    let cases: Vec<Case> = kernel_cases()
+        .into_iter()
+        .filter(|c| {
+            cfg.cases
+                .as_ref()
+                .is_none_or(|want| want.iter().any(|w| c.name.contains(w.as_str())))
+        })
+        .collect();
+    if cases.is_empty() {
+        anyhow::bail!("--cases matched none of the kernel cases");
+    }
     println!(
         "## Kernel cost per packet (BPF_PROG_TEST_RUN, {} rounds × {} repeats, medians)\n",
         cfg.rounds, cfg.repeat
@@ -99,11 +109,15 @@ pub fn kernel(cfg: &Cfg) -> Result<Value> {
 }
 
 /// `--against OBJECT`: every kernel case through this build (A) and the other one (B),
-/// alternating within each round, beside the empty program: what a change saves, with
-/// the machine's drift between runs taken out.
+/// alternating within each round (A first in even samples, B first in odd ones), beside
+/// the empty program: what a change saves, with the machine's drift between runs taken
+/// out. Besides the ratio of the medians, the median of the samples' paired ratios
+/// (A and B timed back to back) and their quartiles: how sure the difference is.
 fn against(cfg: &Cfg, object: &[u8], cases: &[Case]) -> Result<Value> {
-    println!("| case | hook | empty ns | this build (A) ns | --against (B) ns | A/B |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!(
+        "| case | hook | empty ns | this build (A) ns | --against (B) ns | A/B | paired A/B (quartiles) |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
     for Case {
         name,
@@ -119,21 +133,33 @@ fn against(cfg: &Cfg, object: &[u8], cases: &[Case]) -> Result<Value> {
             if tc && !tc_too {
                 continue;
             }
-            let (mut e, mut ta, mut tb) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..cfg.rounds * 3 {
+            let (mut e, mut ta, mut tb, mut r) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for k in 0..cfg.rounds * 3 {
                 let ns = |g: &mut Guard, p: &str| -> Result<f64> {
                     Ok(g.time_program(p, tc, frame, cfg.repeat / 3)?.2.as_nanos() as f64)
                 };
                 e.push(ns(&mut a, base)?);
-                ta.push(ns(&mut a, prog)?);
-                tb.push(ns(&mut b, prog)?);
+                let (x, y) = if k % 2 == 0 {
+                    let x = ns(&mut a, prog)?;
+                    (x, ns(&mut b, prog)?)
+                } else {
+                    let y = ns(&mut b, prog)?;
+                    (ns(&mut a, prog)?, y)
+                };
+                ta.push(x);
+                tb.push(y);
+                r.push(x / y);
             }
+            let (q1, rm, q3) = quartiles(r);
             let (e, ta, tb) = (median(e), median(ta), median(tb));
             println!(
-                "| {name} | {hook} | {e:.0} | {ta:.0} | {tb:.0} | {:.3} |",
+                "| {name} | {hook} | {e:.0} | {ta:.0} | {tb:.0} | {:.3} | {rm:.3} ({q1:.3}–{q3:.3}) |",
                 ta / tb
             );
-            rows.push(json!({"case": name, "hook": hook, "empty_ns": e, "a_ns": ta, "b_ns": tb}));
+            rows.push(
+                json!({"case": name, "hook": hook, "empty_ns": e, "a_ns": ta, "b_ns": tb,
+                "paired_ratio": rm, "paired_q1": q1, "paired_q3": q3}),
+            );
         }
     }
     Ok(Value::Array(rows))

@@ -40,6 +40,8 @@ struct Cfg {
     /// `--against OBJECT`: another build of the kernel programs, timed in the kernel part
     /// beside this one, round for round (A/B within one run).
     against: Option<Vec<u8>>,
+    /// `--cases A,B`: only the kernel cases whose names contain one of these.
+    cases: Option<Vec<String>>,
     audit_packets: usize,
     rounds: usize,
     repeat: u32,
@@ -60,9 +62,29 @@ fn main() -> Result<()> {
         }
         None => None,
     };
-    let cfg = if quick {
+    let cases = match args.iter().position(|a| a == "--cases") {
+        Some(i) => Some(
+            args.get(i + 1)
+                .context("--cases needs a comma-separated list")?
+                .split(',')
+                .map(|c| c.trim().to_owned())
+                .collect(),
+        ),
+        None => None,
+    };
+    let rounds = match args.iter().position(|a| a == "--rounds") {
+        Some(i) => Some(
+            args.get(i + 1)
+                .and_then(|r| r.parse::<usize>().ok())
+                .filter(|&r| (1..=100).contains(&r))
+                .context("--rounds needs a number from 1 to 100")?,
+        ),
+        None => None,
+    };
+    let mut cfg = if quick {
         Cfg {
             against,
+            cases,
             audit_packets: 100_000,
             rounds: 3,
             repeat: 50_000,
@@ -74,6 +96,7 @@ fn main() -> Result<()> {
     } else {
         Cfg {
             against,
+            cases,
             audit_packets: 1_000_000,
             rounds: 7,
             repeat: 200_000,
@@ -83,6 +106,9 @@ fn main() -> Result<()> {
             gso_requests: 3000,
         }
     };
+    if let Some(r) = rounds {
+        cfg.rounds = r;
+    }
     let only = only_parts()?;
     let started = Instant::now();
     let mut results = json!({ "quick": quick });

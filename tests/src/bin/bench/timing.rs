@@ -14,6 +14,13 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// First quartile, median and third quartile of `v` (not empty).
+pub fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    (v[n / 4], v[n / 2], v[(3 * n) / 4])
+}
+
 /// The hooks the kernel parts time: (name, its empty program, leakguard's, a TC program).
 pub const HOOKS: [(&str, &str, &str, bool); 2] = [
     ("xdp", PROG_BASELINE_XDP, PROG_XDP, false),
