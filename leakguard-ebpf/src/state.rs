@@ -66,7 +66,8 @@ pub struct ScanState {
     pub refill_end: u32,
     /// Payload bytes the window loop visits.
     pub loop_end: u32,
-    /// `form::BASE64` while a base64 stretch is decided (`scan::base64`), else 0.
+    /// `form::BASE64` while a base64 stretch is decided (`scan::base64`), else 0; in
+    /// `leakguard_b64_cut`, the earliest start of a number open at the cut.
     pub b64: u32,
     /// One's-complement sums of the redacted bytes before and after, at their position
     /// parity in the segment: the TCP checksum update (RFC 1624).
@@ -78,6 +79,19 @@ pub struct ScanState {
     /// The characters around a base64 trigger, as `b64::VALUE`s (`scan::base64`); after
     /// `pkt`, so that `reset` does not clear them.
     pub b64_buf: [u8; 64],
+    /// The run loops' trigger lanes (`scan::base64::trigger_lanes`), set as a loop
+    /// starts and read from here in each word: kept in a register, they made the loops'
+    /// caller spill one more value, a frame 6.1's 512 bytes of call-chain stack do not
+    /// have. (Set once per packet instead, with `pkt`, they cost 6.1's verifier 7,000
+    /// more instructions.)
+    pub trig: u64,
+    /// Window position where a run loop (`scan::target::run_words`) is expected to go on,
+    /// and `prev` the lanes (`swar::lanes`) of the word before it: left by a loop that
+    /// reached its word limit and by `digits::number_call`, so that a run or a base64
+    /// stretch going on there is seen whole. A loop starting anywhere else (a new place)
+    /// takes no lanes from before its word, and computes none.
+    pub prev_at: u32,
+    pub prev: u64,
 }
 
 /// 8-byte aligned (map values are) so that `word` loads are aligned.

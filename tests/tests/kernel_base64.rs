@@ -207,3 +207,38 @@ fn the_switch_the_actions_and_the_allowlist() {
     );
     check(&mut g, &two, &want, "back to back");
 }
+
+/// A run loop reads 128 bytes a call (`RUN_WORDS`) and goes on in the next with the last
+/// word's lanes; after a trigger that began no number it goes on past it with the lanes
+/// of the word before. A number, decimal or base64, that begins before either point and
+/// ends after it is found whole: at every offset across the first call's end, in every
+/// place, and right after a look-alike trigger (`MxxxNxxxO`).
+#[test]
+fn a_number_across_a_run_loops_call_or_after_a_look_alike_is_found_whole() {
+    let mut g = guard(Action::Redact, true);
+    let (enc, star) = encoded("", "", false);
+    let stars = "*".repeat(MSISDN.len());
+    for (number, starred) in [(enc.as_str(), star.as_str()), (MSISDN, stars.as_str())] {
+        for fill in 96..140 {
+            for before in ["", "MxxxNxxxO", "MxxxNxxxOx"] {
+                let f = "a".repeat(fill);
+                let (t, l) = (
+                    format!("/p?x={f}{before}{number}&y=1"),
+                    format!("X-Sub: {f}{before}{number};"),
+                );
+                let (ts, ls) = (
+                    format!("/p?x={f}{before}{starred}&y=1"),
+                    format!("X-Sub: {f}{before}{starred};"),
+                );
+                let c = format!("Cookie: s={f}{before}{number}");
+                let cs = format!("Cookie: s={f}{before}{starred}");
+                check(&mut g, &request(&t, &l), &request(&ts, &ls), &t);
+                check(&mut g, &request("/", &c), &request("/", &cs), &c);
+                // Drained as it goes: the ring holds fewer events than the whole test.
+                let events = g.events().unwrap();
+                assert_eq!(events.len(), 3 * Hook::ALL.len(), "{t}");
+                assert!(events.iter().all(|e| e.rule_id == MSISDN_RULE_ID), "{t}");
+            }
+        }
+    }
+}

@@ -155,26 +155,24 @@ fn stage(s: &mut Scratch, base: u32, count: u32, lo: u32) {
     }
 }
 
-/// The run loops' starting `keep`: digit lanes from `pos` on, lead lanes everywhere when
-/// the base64 form is on (`form::B64_ON`), none when it is off. No branch: a word's leads
-/// then never flag.
+/// The run loops' trigger lanes (`swar::number_flags`' `trig`, kept in `ScanState::trig`
+/// for the loop): every bit-6 lane when the base64 form is on (`form::B64_ON` in
+/// `msisdn_on`), none when it is off. No branch: a word's leads then never flag.
 #[inline(always)]
-pub(super) fn lanes_from(s: &Scratch, pos: u32) -> u64 {
-    let on = u64::from((s.st.pkt.msisdn_on & form::B64_ON) >> 5);
-    (swar::bytes_from(pos & 7) & swar::HIGHS) | (on * swar::LEADS)
+pub(super) fn trigger_lanes(msisdn_on: u8) -> u64 {
+    u64::from((msisdn_on & form::B64_ON) >> 5) * swar::LEADS
 }
 
-/// The run loops' lanes of the word before `w` (none when `w` is the window's first):
-/// a run or a base64 number cut by the last call's word limit (which ends on a word
-/// boundary) is seen whole, and a trigger's leads before the loop's start count. Lanes of
-/// bytes before the window's scanned ones only raise flags the slow paths reject (they
-/// read nothing before `old_n`). No branch: with one, the verifier followed each loop
-/// twice (`prev` zero, and unknown).
+/// The run loops' lanes of the word before `w` (none when `w` is the window's first), for
+/// a loop going on inside a place after `digits::number_call`: a trigger's leads before
+/// the loop's start count. Lanes of bytes before the window's scanned ones only raise
+/// flags the slow paths reject (they read nothing before `old_n`). No branch: with one,
+/// the verifier followed what comes after twice.
 #[inline(always)]
 pub(super) fn prev_lanes(s: &Scratch, w: u32) -> u64 {
     // All ones when `w >= 8`: `w` is below 2^31.
     let some = 0u64.wrapping_sub(u64::from((w.wrapping_sub(8) >> 31) ^ 1));
-    swar::number_lanes(s.word(w.wrapping_sub(8)), !0) & some
+    swar::lanes(s.word(w.wrapping_sub(8))) & some
 }
 
 /// A trigger at `st.pos` (a flagged byte that is not a digit): stages the characters

@@ -28,7 +28,7 @@ use crate::{
 };
 
 use super::{
-    base64::leakguard_b64_number,
+    base64::{leakguard_b64_number, prev_lanes},
     decide::{act_on_number, is_number_of, HEX_BYTES},
 };
 
@@ -68,7 +68,27 @@ pub(super) fn number_call(s: &mut Scratch, at: u32) -> u32 {
     if s.st.stop != 0 && next <= at {
         return at + 1;
     }
+    leakguard_resume();
     next
+}
+
+/// The run loop goes on at `st.pos` after `number_call`, inside the stretch or run just
+/// read or after a trigger that began none: the word before it counts there (a later
+/// trigger's leads), so its lanes are left for the loop (`ScanState::prev_at`). A global
+/// function: inline, its values took one more slot of the scan callback's frame, which
+/// 6.1's 512 bytes of call-chain stack do not have.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn leakguard_resume() -> i64 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
+    let s = unsafe { &mut *s };
+    let next = s.st.pos;
+    s.st.prev = prev_lanes(s, next & !7);
+    s.st.prev_at = next;
+    0
 }
 
 /// A digit at `st.pos` in the target, flagged by `target_scan` or continuing an open run:
