@@ -101,44 +101,51 @@ pub const fn b64_triggers(p: u64, m: u64) -> u64 {
 /// run loops' masks.
 pub const LEADS: u64 = HIGHS >> 1;
 
+/// `lanes`' `lead_add` with the base64 form on; 0 with it off.
+pub const LEAD_ADD: u64 = ONES * 0x04;
+
 /// A word's lanes for the run loops: its digits (`digits`) at bit 7 and its base64 leads
 /// (`b64_lead`) at bit 6, from one classification. With `t = x ^ 0x30`, a digit is a byte
 /// whose `t` is 0-9 and a lead (`0x4C`-`0x4F`) one whose `t` is `0x7C`-`0x7F`: both
 /// have bit 7 of `t` clear, and of its low seven bits, adding `0x76` sets bit 7 from 10
-/// up, adding 4 from `0x7C` up (neither carries out of the byte). Eleven operations for
-/// both tests, where two separate ones take fourteen.
+/// up, adding 4 (`lead_add` = `LEAD_ADD`) from `0x7C` up (neither carries out of the
+/// byte). With `lead_add` 0 no byte is a lead (the base64 form off): the switch costs no
+/// operation. Eleven operations for both tests, where two separate ones take fourteen.
 #[inline(always)]
 #[must_use]
-pub const fn lanes(x: u64) -> u64 {
+pub const fn lanes(x: u64, lead_add: u64) -> u64 {
     let t = x ^ (ONES * 0x30);
     let low = t & (ONES * 0x7f);
     let small = !t & HIGHS;
     let digit = !(low + ONES * 0x76) & small;
-    let lead = (low + ONES * 0x04) & small;
+    let lead = (low + lead_add) & small;
     digit | (lead >> 1)
 }
 
 /// The run loops' flags from two words' `lanes` (`p` the previous): bit 7,
-/// `runs_of_nine`; bit 6, `b64_triggers` at bytes whose bit 6 in `trig` is set (none
-/// with the base64 form off; from the loop's start on). Every lane keeps to its bit: the
-/// shifts move whole bytes.
+/// `runs_of_nine`; bit 6, `b64_triggers`. Every lane keeps to its bit: the shifts move
+/// whole bytes, and a lead lane is flagged by leads 4 and 8 bytes back whatever the
+/// bit-6 lanes 2 and 6 back hold.
 #[inline(always)]
 #[must_use]
-pub const fn number_flags(p: u64, m: u64, trig: u64) -> u64 {
+pub const fn number_flags(p: u64, m: u64) -> u64 {
     let back2 = (m << 16) | (p >> 48);
     let back4 = (m << 32) | (p >> 32);
     let back6 = (m << 48) | (p >> 16);
-    m & back4 & p & ((back2 & back6 & HIGHS) | trig)
+    m & back4 & p & ((back2 & back6) | LEADS)
 }
 
-/// All ones when `d` is zero, else zero (`d` below 2^63: its negation then has bit 63
-/// set exactly when it is not zero). No branch, where the caller keeps LLVM from seeing
-/// the comparison (it lowers a select on BPF to a branch, which the verifier follows
-/// twice).
+/// `number_flags` for a loop's first word, whose lanes before the loop's start are
+/// masked off but for leads (`m`), with triggers only at bytes from the start on (`from`,
+/// bit 6 of those bytes) and digits' flags only from digits (no bit-6 lanes 2 and 6
+/// back standing in for them). `p` gives the word before at each use: the kernel reads
+/// it from map memory there, to keep it out of a register.
 #[inline(always)]
-#[must_use]
-pub const fn all_if_zero(d: u64) -> u64 {
-    (d.wrapping_neg() >> 63).wrapping_sub(1)
+pub fn first_flags(p: impl Fn() -> u64, m: u64, from: u64) -> u64 {
+    let back2 = (m << 16) | (p() >> 48);
+    let back4 = (m << 32) | (p() >> 32);
+    let back6 = (m << 48) | (p() >> 16);
+    m & back4 & p() & ((back2 & back6 & HIGHS) | from)
 }
 
 /// A flag mask with its bit-6 lanes moved to bit 7 of the same byte, for `first`.
@@ -216,28 +223,22 @@ mod tests {
             let pos = (case % 8) as u32;
             let gate = if case % 3 == 0 { 0 } else { LEADS };
             // The loop's first word: digits from its start, leads from anywhere.
+            let add = if gate == 0 { 0 } else { LEAD_ADD };
             let start = bytes_from(pos);
-            let p = lanes(x0);
-            let m = lanes(x1) & ((start & HIGHS) | LEADS);
-            let got = number_flags(p, m, ((start & HIGHS) >> 1) & gate);
+            let p = lanes(x0, add);
+            let m = lanes(x1, add) & ((start & HIGHS) | LEADS);
+            let got = first_flags(|| p, m, (start & HIGHS) >> 1);
             let want_digits = runs_of_nine(digits(x0), digits(x1) & bytes_from(pos));
             let want_leads = b64_triggers(b64_lead(x0), b64_lead(x1)) & bytes_from(pos);
             assert_eq!(got & HIGHS, want_digits, "{x0:x} {x1:x} {pos}");
             let want = if gate == 0 { 0 } else { want_leads };
             assert_eq!((got << 1) & HIGHS, want, "{x0:x} {x1:x} {pos}");
             assert_eq!(flags_to_highs(got), (got & HIGHS) | ((got << 1) & HIGHS));
-            // The loop's later words: every lane, leads where the form is on.
-            let later = number_flags(p, lanes(x1), gate);
+            // The loop's later words: every lane; with the form off, no lead lanes.
+            let later = number_flags(p, lanes(x1, add));
             let want = runs_of_nine(digits(x0), digits(x1))
                 | (b64_triggers(b64_lead(x0), b64_lead(x1)) >> 1 & gate);
             assert_eq!(later, want, "{x0:x} {x1:x}");
-        }
-    }
-
-    #[test]
-    fn all_if_zero_is_exact() {
-        for d in [0, 1, 2, 0x8000_0000, u64::from(u32::MAX), (1 << 63) - 1] {
-            assert_eq!(all_if_zero(d), if d == 0 { !0 } else { 0 }, "{d}");
         }
     }
 
@@ -250,7 +251,8 @@ mod tests {
                     let mut w = [fill; 8];
                     w[j] = b;
                     let x = u64::from_le_bytes(w);
-                    assert_eq!(lanes(x), digits(x) | (b64_lead(x) >> 1), "{w:?}");
+                    assert_eq!(lanes(x, LEAD_ADD), digits(x) | (b64_lead(x) >> 1), "{w:?}");
+                    assert_eq!(lanes(x, 0), digits(x), "{w:?}");
                 }
             }
         }

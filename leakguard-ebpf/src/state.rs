@@ -79,18 +79,17 @@ pub struct ScanState {
     /// The characters around a base64 trigger, as `b64::VALUE`s (`scan::base64`); after
     /// `pkt`, so that `reset` does not clear them.
     pub b64_buf: [u8; 64],
-    /// The run loops' trigger lanes (`scan::base64::trigger_lanes`), set as a loop
-    /// starts and read from here in each word: kept in a register, they made the loops'
-    /// caller spill one more value, a frame 6.1's 512 bytes of call-chain stack do not
-    /// have. (Set once per packet instead, with `pkt`, they cost 6.1's verifier 7,000
-    /// more instructions.)
-    pub trig: u64,
-    /// Window position where a run loop (`scan::target::run_words`) is expected to go on,
-    /// and `prev` the lanes (`swar::lanes`) of the word before it: left by a loop that
-    /// reached its word limit and by `digits::number_call`, so that a run or a base64
-    /// stretch going on there is seen whole. A loop starting anywhere else (a new place)
-    /// takes no lanes from before its word, and computes none.
-    pub prev_at: u32,
+    /// The run loops' `swar::lanes` `lead_add` (`scan::base64::lead_add`: the base64
+    /// form on or off), set once per window (`leakguard_scan_window`) and read from here
+    /// in each word: kept in a register, it made the loops' caller spill one more value,
+    /// a frame 6.1's 512 bytes of call-chain stack do not have.
+    pub lead_add: u64,
+    /// The lanes (`swar::lanes`) of the word before where the next run loop
+    /// (`scan::target::run_words`) goes on, left by a loop that reached its word limit
+    /// and by `digits::number_call`, and taken (zeroed) by the next loop: a run or a base64
+    /// stretch going on there is seen whole. A loop starting a new place takes none (it
+    /// reads no word more); lanes left where no loop goes on only raise flags the slow
+    /// paths reject, never hide one.
     pub prev: u64,
 }
 

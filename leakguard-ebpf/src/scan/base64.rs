@@ -155,12 +155,12 @@ fn stage(s: &mut Scratch, base: u32, count: u32, lo: u32) {
     }
 }
 
-/// The run loops' trigger lanes (`swar::number_flags`' `trig`, kept in `ScanState::trig`
-/// for the loop): every bit-6 lane when the base64 form is on (`form::B64_ON` in
-/// `msisdn_on`), none when it is off. No branch: a word's leads then never flag.
+/// The run loops' `swar::lanes` `lead_add` (kept in `ScanState::lead_add` for the
+/// window): `swar::LEAD_ADD` when the base64 form is on (`form::B64_ON` in `msisdn_on`),
+/// 0 when it is off. No branch: a word then has no lead lanes.
 #[inline(always)]
-pub(super) fn trigger_lanes(msisdn_on: u8) -> u64 {
-    u64::from((msisdn_on & form::B64_ON) >> 5) * swar::LEADS
+pub(super) fn lead_add(msisdn_on: u8) -> u64 {
+    u64::from((msisdn_on & form::B64_ON) >> 5) * swar::LEAD_ADD
 }
 
 /// The run loops' lanes of the word before `w` (none when `w` is the window's first), for
@@ -172,7 +172,7 @@ pub(super) fn trigger_lanes(msisdn_on: u8) -> u64 {
 pub(super) fn prev_lanes(s: &Scratch, w: u32) -> u64 {
     // All ones when `w >= 8`: `w` is below 2^31.
     let some = 0u64.wrapping_sub(u64::from((w.wrapping_sub(8) >> 31) ^ 1));
-    swar::lanes(s.word(w.wrapping_sub(8))) & some
+    swar::lanes(s.word(w.wrapping_sub(8)), s.st.lead_add) & some
 }
 
 /// A trigger at `st.pos` (a flagged byte that is not a digit): stages the characters

@@ -74,7 +74,7 @@ pub(super) fn number_call(s: &mut Scratch, at: u32) -> u32 {
 
 /// The run loop goes on at `st.pos` after `number_call`, inside the stretch or run just
 /// read or after a trigger that began none: the word before it counts there (a later
-/// trigger's leads), so its lanes are left for the loop (`ScanState::prev_at`). A global
+/// trigger's leads), so its lanes are left for the loop (`ScanState::prev`). A global
 /// function: inline, its values took one more slot of the scan callback's frame, which
 /// 6.1's 512 bytes of call-chain stack do not have.
 #[unsafe(no_mangle)]
@@ -85,9 +85,7 @@ pub extern "C" fn leakguard_resume() -> i64 {
     };
     // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
     let s = unsafe { &mut *s };
-    let next = s.st.pos;
-    s.st.prev = prev_lanes(s, next & !7);
-    s.st.prev_at = next;
+    s.st.prev = prev_lanes(s, s.st.pos & !7);
     0
 }
 

@@ -16,7 +16,7 @@ use crate::{
     verifier::{forget, opaque64},
 };
 
-use super::{base64::trigger_lanes, digits::number_call, line::end_token};
+use super::{digits::number_call, line::end_token};
 
 /// Words a target run reads per call without the number check (256 bytes).
 pub(super) const TARGET_WORDS: u32 = 32;
@@ -65,24 +65,25 @@ pub(super) fn target_scan(s: &mut Scratch, pos: u32, n: u32) -> u32 {
 /// The first word is read before the loop: only it has bytes before `pos`, which neither
 /// stop nor flag (their leads still count for a trigger after `pos`). The loop's words
 /// then test every byte against masks that do not change, a few operations fewer a word.
-/// The word before the first counts only where a loop is expected to go on
-/// (`ScanState::prev_at`): a new place (most calls: a header value) reads no word more.
+/// The word before the first counts only where a loop goes on (`ScanState::prev`): a new
+/// place (most calls: a header value) reads no word more.
 #[inline(always)]
 pub(super) fn run_words<const TARGET: bool>(s: &mut Scratch, pos: u32, n: u32) -> (u32, u64, u64) {
     let mut w = pos & !7;
-    let (mut stop, mut flag) = (0u64, 0u64);
+    let (mut stop, mut flag, mut carry) = (0u64, 0u64, 0u64);
     if w < n {
-        // SAFETY: a field of the per-CPU value; read back where it is used.
-        unsafe { core::ptr::write_volatile(&mut s.st.trig, trigger_lanes(s.st.pkt.msisdn_on)) };
         let start = swar::bytes_from(pos & 7) & swar::HIGHS;
         let x = s.word(w);
-        let m = swar::lanes(x) & (start | swar::LEADS);
-        // The word before: its lanes where a loop goes on at `pos`, else none. Through map
-        // memory, read where each use needs it: held in a register, it took the scan
-        // callback's frame a slot over 6.1's stack budget; and the mask is laundered, or
-        // LLVM makes it a branch (which the verifier follows twice).
-        s.st.prev &= swar::all_if_zero(opaque64(u64::from(pos ^ s.st.prev_at)));
-        flag = first_flags(s, m, start >> 1);
+        let m = swar::lanes(x, s.st.lead_add) & (start | swar::LEADS);
+        // The word before: its lanes where a loop goes on at `pos` (left for this call
+        // only, taken below), else none. Through map memory, read where each use needs it: held in a
+        // register, it took the scan callback's frame a slot over 6.1's stack budget.
+        // SAFETY: reads of a field of the per-CPU value.
+        flag = swar::first_flags(
+            || unsafe { core::ptr::read_volatile(&s.st.prev) },
+            m,
+            start >> 1,
+        );
         // `x` laundered: else LLVM shares `!x` between both tests and keeps it live
         // across them, a slot more of frame.
         stop = ends::<TARGET>(opaque64(x)) & start;
@@ -95,10 +96,9 @@ pub(super) fn run_words<const TARGET: bool>(s: &mut Scratch, pos: u32, n: u32) -
                 // and flags both callers take for the window's end (one register and
                 // one compare fewer a word; the loop still ends within `RUN_WORDS`).
                 let x = s.word(w);
-                let m = swar::lanes(x);
-                // SAFETY: a field of the per-CPU value (see `ScanState::trig`).
-                let trig = unsafe { core::ptr::read_volatile(&s.st.trig) };
-                flag = swar::number_flags(prev, m, trig);
+                // SAFETY: a field of the per-CPU value (see `ScanState::lead_add`).
+                let m = swar::lanes(x, unsafe { core::ptr::read_volatile(&s.st.lead_add) });
+                flag = swar::number_flags(prev, m);
                 stop = ends::<TARGET>(x);
                 if stop | flag != 0 {
                     break;
@@ -109,27 +109,15 @@ pub(super) fn run_words<const TARGET: bool>(s: &mut Scratch, pos: u32, n: u32) -
             }
             if k == RUN_WORDS {
                 // The word limit: the next call goes on at `w`, after these lanes.
-                s.st.prev = prev;
-                s.st.prev_at = w;
+                carry = prev;
             }
         }
     }
+    // Taken: what the next call finds is this call's to leave.
+    // SAFETY: a field of the per-CPU value; after the reads above.
+    unsafe { core::ptr::write_volatile(&mut s.st.prev, carry) };
     let w = forget(&mut s.st.pos, w);
     (w, stop, swar::flags_to_highs(flag))
-}
-
-/// `swar::number_flags` for a loop's first word, whose bytes from `pos` on are `from` (at
-/// bit 6), with the word before and the trigger lanes from `ScanState` (`prev`, `trig`),
-/// each use a load of its own (see `run_words`).
-#[inline(always)]
-fn first_flags(s: &Scratch, m: u64, from: u64) -> u64 {
-    // SAFETY: reads of fields of the per-CPU value.
-    let p = || unsafe { core::ptr::read_volatile(&s.st.prev) };
-    let trig = unsafe { core::ptr::read_volatile(&s.st.trig) };
-    let back2 = (m << 16) | (p() >> 48);
-    let back4 = (m << 32) | (p() >> 32);
-    let back6 = (m << 48) | (p() >> 16);
-    m & back4 & p() & ((back2 & back6 & swar::HIGHS) | (from & trig))
 }
 
 /// The bytes that end a run loop's place: the target's SP or control, or the line's LF.
