@@ -86,10 +86,10 @@ pub struct ScanState {
     pub lead_add: u64,
     /// The lanes (`swar::lanes`) of the word before where the next run loop
     /// (`scan::target::run_words`) goes on, left by a loop that reached its word limit
-    /// and by `digits::number_call`, and taken (zeroed) by the next loop: a run or a base64
-    /// stretch going on there is seen whole. A loop starting a new place takes none (it
-    /// reads no word more); lanes left where no loop goes on only raise flags the slow
-    /// paths reject, never hide one.
+    /// and after a base64 trigger (`digits::number_call`), and taken (zeroed) by the next
+    /// loop: a run or a base64 stretch going on there is seen whole. A loop starting a new
+    /// place takes none (it reads no word more); lanes left where no loop goes on only
+    /// raise flags the slow paths reject, never hide one.
     pub prev: u64,
 }
 

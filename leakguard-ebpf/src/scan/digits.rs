@@ -53,12 +53,14 @@ const LOST: u32 = 1 << 20;
 pub(super) fn number_call(s: &mut Scratch, at: u32) -> u32 {
     s.st.pos = at;
     // A flagged byte that is not a digit, outside a run, is a base64 trigger.
-    let read = if s.st.f.flags & F_NUM_VAL == 0 && !s.at(at).is_ascii_digit() {
-        leakguard_b64_number()
-    } else {
-        leakguard_target_number()
-    };
-    if read != 0 {
+    if s.st.f.flags & F_NUM_VAL == 0 && !s.at(at).is_ascii_digit() {
+        if leakguard_b64_number() != 0 {
+            written(s);
+            leakguard_number_decide();
+        }
+        written(s);
+        leakguard_resume();
+    } else if leakguard_target_number() != 0 {
         written(s);
         leakguard_number_decide();
     }
@@ -68,15 +70,15 @@ pub(super) fn number_call(s: &mut Scratch, at: u32) -> u32 {
     if s.st.stop != 0 && next <= at {
         return at + 1;
     }
-    leakguard_resume();
     next
 }
 
-/// The run loop goes on at `st.pos` after `number_call`, inside the stretch or run just
-/// read or after a trigger that began none: the word before it counts there (a later
-/// trigger's leads), so its lanes are left for the loop (`ScanState::prev`). A global
-/// function: inline, its values took one more slot of the scan callback's frame, which
-/// 6.1's 512 bytes of call-chain stack do not have.
+/// The run loop goes on at `st.pos` after a base64 trigger (past it, or at the last
+/// character of the span it read): the word before counts there (a later trigger's
+/// leads), so its lanes are left for the loop (`ScanState::prev`). Not after a run of
+/// digits: it ends on a byte that is no digit, and a base64 number after it has all its
+/// leads from that byte on. A global function: inline, its values took one more slot
+/// of the scan callback's frame, which 6.1's 512 bytes of call-chain stack do not have.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn leakguard_resume() -> i64 {
