@@ -77,29 +77,7 @@ enum Cmd {
         parser_seconds: u64,
     },
     /// Per-packet cost of the programs against the empty program (as root).
-    Bench {
-        /// Fewer rounds and repeats.
-        #[arg(long)]
-        quick: bool,
-        /// Only these parts (comma-separated): kernel, mix, rules, length, segments, audit,
-        /// gso, e2e.
-        #[arg(long, value_name = "PARTS")]
-        only: Option<String>,
-        /// A/B: time the kernel cases through this build and through another build of
-        /// the kernel programs (an object file, e.g. a copy of
-        /// target/ebpf-upgrade/bpfel-unknown-none/release/leakguard-ebpf from another
-        /// commit), alternating within each round.
-        #[arg(long, value_name = "OBJECT")]
-        against: Option<PathBuf>,
-        /// Only the kernel cases whose names contain one of these (comma-separated), e.g.
-        /// `--cases "600 B,msisdn"`.
-        #[arg(long, value_name = "NAMES")]
-        cases: Option<String>,
-        /// Rounds of the kernel parts (7 by default, 3 with --quick): more rounds, a
-        /// narrower spread.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
-        rounds: Option<u32>,
-    },
+    Bench(BenchOpts),
     /// Where one of the benchmark's kernel cases spends its time, by source line of the
     /// kernel programs: `perf record` samples the CPU running the case in a test-run loop,
     /// and the programs' line info maps the JIT-ed code back to source (as root; installs
@@ -194,21 +172,7 @@ fn main() -> ExitCode {
             }),
         Cmd::Lint => lint(),
         Cmd::Demo => setup().and_then(|()| demo()),
-        Cmd::Bench {
-            quick,
-            only,
-            against,
-            cases,
-            rounds,
-        } => setup().and_then(|()| {
-            bench(
-                quick,
-                only.as_deref(),
-                against.as_deref(),
-                cases.as_deref(),
-                rounds,
-            )
-        }),
+        Cmd::Bench(opts) => setup().and_then(|()| bench(&opts)),
         Cmd::Profile {
             case,
             hook,
@@ -541,13 +505,40 @@ fn fuzz_parsers(seconds: u64) -> Result<()> {
     Ok(())
 }
 
-fn bench(
+/// `cargo xtask bench` options.
+#[derive(clap::Args)]
+struct BenchOpts {
+    /// Fewer rounds and repeats.
+    #[arg(long)]
     quick: bool,
-    only: Option<&str>,
-    against: Option<&std::path::Path>,
-    cases: Option<&str>,
+    /// Only these parts (comma-separated): kernel, mix, rules, length, segments, audit,
+    /// gso, e2e.
+    #[arg(long, value_name = "PARTS")]
+    only: Option<String>,
+    /// A/B: time the kernel cases through this build and through another build of
+    /// the kernel programs (an object file, e.g. a copy of
+    /// target/ebpf-upgrade/bpfel-unknown-none/release/leakguard-ebpf from another
+    /// commit), alternating within each round.
+    #[arg(long, value_name = "OBJECT")]
+    against: Option<PathBuf>,
+    /// Only the kernel cases whose names contain one of these (comma-separated), e.g.
+    /// `--cases "600 B,msisdn"`.
+    #[arg(long, value_name = "NAMES")]
+    cases: Option<String>,
+    /// Rounds of the kernel parts (7 by default, 3 with --quick): more rounds, a
+    /// narrower spread.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     rounds: Option<u32>,
-) -> Result<()> {
+    /// Rounds of the end-to-end part (9 by default, 1 with --quick): every setup once a
+    /// round; more rounds, a narrower confidence interval.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=50))]
+    e2e_rounds: Option<u32>,
+    /// Seconds of each end-to-end run (8 by default, 3 with --quick).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..=120))]
+    e2e_secs: Option<u32>,
+}
+
+fn bench(o: &BenchOpts) -> Result<()> {
     if !is_root() {
         bail!("the benchmark loads BPF programs: run it as root");
     }
@@ -562,13 +553,13 @@ fn bench(
         "leakguard",
     ])?;
     let mut args = Vec::new();
-    if quick {
+    if o.quick {
         args.push("--quick");
     }
-    if let Some(parts) = only {
+    if let Some(parts) = &o.only {
         args.extend(["--only", parts]);
     }
-    let against = match against {
+    let against = match &o.against {
         Some(p) => Some(
             p.canonicalize()
                 .with_context(|| format!("--against {}", p.display()))?
@@ -580,12 +571,19 @@ fn bench(
     if let Some(p) = &against {
         args.extend(["--only", "kernel", "--against", p]);
     }
-    if let Some(c) = cases {
+    if let Some(c) = &o.cases {
         args.extend(["--cases", c]);
     }
-    let rounds = rounds.map(|r| r.to_string());
-    if let Some(r) = &rounds {
-        args.extend(["--rounds", r]);
+    let numbers = [
+        ("--rounds", o.rounds),
+        ("--e2e-rounds", o.e2e_rounds),
+        ("--e2e-secs", o.e2e_secs),
+    ]
+    .map(|(flag, v)| (flag, v.map(|v| v.to_string())));
+    for (flag, v) in &numbers {
+        if let Some(v) = v {
+            args.extend([*flag, v]);
+        }
     }
     run_tests_bin("bench", &args)
 }

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::{
     accounting::{prog_map_bytes, prog_stats},
     net::{attach_empty, topology, Topo},
-    timing::median,
+    timing::{median, median_ci},
     Cfg,
 };
 
@@ -50,11 +50,22 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
     }
     sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=0"])?;
 
+    let conf = median_ci(vec![0.0; cfg.e2e_rounds]).3;
     println!(
-        "\n## End to end: wrk (2 threads, 32 connections, {} s each, identity headers by Lua) → nginx, through the gateway; medians of {} alternating rounds\n",
-        cfg.e2e_secs, cfg.e2e_rounds
+        "\n## End to end: wrk (2 threads, 32 connections, {} s each, identity headers by Lua) → nginx, through the gateway; {}; medians of {} alternating rounds, in brackets {}\n",
+        cfg.e2e_secs,
+        match pinning() {
+            Some((load, server)) => format!("wrk pinned to CPU {load} (the gateway's forwarding runs there too, in its softirq), nginx to CPU {server}, HAProxy not pinned"),
+            None => "one CPU, nothing pinned".to_owned(),
+        },
+        cfg.e2e_rounds,
+        if cfg.e2e_rounds > 1 {
+            format!("the interval that holds the median with {:.1}% confidence (order statistics of the rounds)", 100.0 * conf)
+        } else {
+            "the one round (no interval)".to_owned()
+        }
     );
-    println!("| run | requests/s | vs no filter (rounds: min–max) | p50 ms | p99 ms | p99 vs no filter | kernel ns/packet | maps MiB | daemon peak RSS MiB | daemon CPU % |");
+    println!("| run | kernel ns per real packet | requests/s | vs no filter | p50 ms | p99 ms | p99 vs no filter | maps MiB | daemon peak RSS MiB | daemon CPU % |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let base = &runs[0];
     let mut rows = Vec::new();
@@ -65,25 +76,32 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
                 .map(|(r, b)| f(&r.0) / f(&b.0))
                 .collect()
         };
-        let rps_ratios = ratio(|l| l.rps);
-        let p50_ratios = ratio(|l| l.p50_ms);
-        let p99_ratios = ratio(|l| l.p99_ms);
+        let (lo, rps_ratio, hi, _) = median_ci(ratio(|l| l.rps));
+        let p50_ratio = median(ratio(|l| l.p50_ms));
+        let p99_ratio = median(ratio(|l| l.p99_ms));
         let extra = |k: &str| median_of(rs.iter().map(|r| r.1.get(k).and_then(Value::as_f64)));
         let cell = |v: Option<f64>, scale: f64, digits: usize| {
             v.map_or("–".to_owned(), |x| format!("{:.*}", digits, x / scale))
         };
+        let ns: Vec<f64> = rs
+            .iter()
+            .filter_map(|r| r.1.get("kernel_ns_per_packet").and_then(Value::as_f64))
+            .collect();
+        let ns_cell = if ns.is_empty() {
+            "–".to_owned()
+        } else {
+            let (a, m, b, _) = median_ci(ns);
+            format!("**{m:.0}** ({a:.0}–{b:.0})")
+        };
         let rps = median(rs.iter().map(|r| r.0.rps).collect());
         let p50 = median(rs.iter().map(|r| r.0.p50_ms).collect());
         let p99 = median(rs.iter().map(|r| r.0.p99_ms).collect());
-        let lo = rps_ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = rps_ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         println!(
-            "| {name} | {rps:.0} | {:.1}% ({:.1}–{:.1}%) | {p50:.2} | {p99:.2} | {:+.1}% | {} | {} | {} | {} |",
-            100.0 * median(rps_ratios.clone()),
+            "| {name} | {ns_cell} | {rps:.0} | {:.1}% ({:.1}–{:.1}%) | {p50:.2} | {p99:.2} | {:+.1}% | {} | {} | {} |",
+            100.0 * rps_ratio,
             100.0 * lo,
             100.0 * hi,
-            100.0 * (median(p99_ratios.clone()) - 1.0),
-            cell(extra("kernel_ns_per_packet"), 1.0, 0),
+            100.0 * (p99_ratio - 1.0),
             cell(extra("map_bytes"), 1024.0 * 1024.0, 1),
             cell(extra("daemon_peak_rss_kib"), 1024.0, 1),
             cell(extra("daemon_cpu_percent"), 1.0, 1),
@@ -101,34 +119,31 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
             .collect();
         rows.push(
             json!({"run": name, "requests_per_s": rps, "p50_ms": p50, "p99_ms": p99,
-            "rps_vs_no_filter": median(rps_ratios), "p50_vs_no_filter": median(p50_ratios),
-            "p99_vs_no_filter": median(p99_ratios),
+            "rps_vs_no_filter": rps_ratio, "rps_vs_no_filter_ci": [lo, hi, conf],
+            "p50_vs_no_filter": p50_ratio, "p99_vs_no_filter": p99_ratio,
             "kernel_ns_per_packet": extra("kernel_ns_per_packet"),
             "map_bytes": extra("map_bytes"), "daemon_peak_rss_kib": extra("daemon_peak_rss_kib"),
             "daemon_cpu_percent": extra("daemon_cpu_percent"), "rounds": rounds}),
         );
     }
-    // The NIC-like redact run against the same receive path without a filter (the empty
-    // XDP program alone), round by round.
+    // Two comparisons round by round: the NIC-like redact run against the same receive
+    // path without a filter (the empty XDP program alone), and TC redact against HAProxy.
     let at = |name: &str| SETUPS.iter().position(|(n, _)| *n == name);
-    if let (Some(a), Some(b)) = (at(NIC_LIKE_REDACT), at(EMPTY_XDP_CLIENT)) {
+    for (a, b, what) in [
+        (NIC_LIKE_REDACT, EMPTY_XDP_CLIENT, "TC redact with skbs received as from a NIC, against the same receive path without a filter (the empty XDP program alone)"),
+        (TC_REDACT, HAPROXY, "TC redact's requests/s against HAProxy's"),
+    ] {
+        let (Some(a), Some(b)) = (at(a), at(b)) else {
+            continue;
+        };
         let r: Vec<f64> = runs[a]
             .iter()
             .zip(&runs[b])
             .map(|(x, y)| x.0.rps / y.0.rps)
             .collect();
-        let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let m = median(r);
-        println!(
-            "\nTC redact with skbs received as from a NIC, against the same receive path without a filter (the empty XDP program alone): {:.1}% ({:.1}–{:.1}%).",
-            100.0 * m,
-            100.0 * lo,
-            100.0 * hi
-        );
-        rows.push(
-            json!({"run": "nic-like TC redact vs the empty XDP program", "rps_vs_same_path": m}),
-        );
+        let (lo, m, hi, _) = median_ci(r);
+        println!("\n{what}: {m:.3}× ({lo:.3}–{hi:.3}).");
+        rows.push(json!({"run": what, "ratio": m, "ci": [lo, hi, conf]}));
     }
     let _ = std::fs::remove_dir_all(&t.dir);
     Ok(Value::Array(rows))
@@ -171,6 +186,10 @@ const NIC_LIKE_REDACT: &str =
 
 const EMPTY_XDP_CLIENT: &str = "empty XDP program (gateway's client side)";
 
+const TC_REDACT: &str = "leakguard TC egress (gateway → server), redact";
+
+const HAPROXY: &str = "HAProxy in the gateway, del-header";
+
 const SETUPS: [(&str, Setup); 8] = [
     ("no filter", Setup::Direct),
     (
@@ -191,7 +210,7 @@ const SETUPS: [(&str, Setup); 8] = [
         },
     ),
     (
-        "leakguard TC egress (gateway → server), redact",
+        TC_REDACT,
         Setup::Leakguard {
             hook: "tc-egress",
             iface: GW_UP_IF,
@@ -227,7 +246,7 @@ const SETUPS: [(&str, Setup); 8] = [
             iface: GW_CLI_IF,
         },
     ),
-    ("HAProxy in the gateway, del-header", Setup::Haproxy),
+    (HAPROXY, Setup::Haproxy),
 ];
 
 /// One wrk run through `setup`, with the kernel's and the daemon's figures for leakguard.
@@ -346,9 +365,7 @@ fn nginx(t: &Topo) -> Result<Bg> {
         ),
     )?;
     let bg = Bg::spawn(
-        t.net
-            .srv
-            .command("nginx")
+        pinned(&t.net.srv, "nginx", pinning().map(|p| p.1))
             .args(["-c"])
             .arg(&conf)
             .stdout(Stdio::null())
@@ -383,6 +400,29 @@ fn haproxy(t: &Topo) -> Result<Bg> {
     Ok(bg)
 }
 
+/// The CPUs of the load (wrk) and of the server (nginx), apart so that neither takes the
+/// other's; the gateway's work on a request runs in softirq on the CPU that sent it, so
+/// it shares wrk's, where its cost shows in wrk's requests/s. None on a single CPU.
+fn pinning() -> Option<(usize, usize)> {
+    let cpus = crate::mix::allowed_cpus().ok()?;
+    match cpus.as_slice() {
+        [first, .., last] => Some((*first, *last)),
+        _ => None,
+    }
+}
+
+/// `program` in `ns`, pinned to `cpu` by taskset (util-linux) when given.
+fn pinned(ns: &Netns, program: &str, cpu: Option<usize>) -> std::process::Command {
+    match cpu {
+        Some(cpu) => {
+            let mut c = ns.command("taskset");
+            c.args(["-c", &cpu.to_string(), program]);
+            c
+        }
+        None => ns.command(program),
+    }
+}
+
 /// wrk's figures: requests per second and latency percentiles in ms.
 struct Load {
     rps: f64,
@@ -399,10 +439,7 @@ fn wrk(t: &Topo, url: &str, secs: u64) -> Result<Load> {
             "wrk.headers[\"X-MSISDN\"] = \"{MSISDN}\"\nwrk.headers[\"X-UIDH\"] = \"{UIDH}\"\nwrk.headers[\"X-ACR\"] = \"{ACR}\"\n"
         ),
     )?;
-    let out = t
-        .net
-        .cli
-        .command("wrk")
+    let out = pinned(&t.net.cli, "wrk", pinning().map(|p| p.0))
         .args(["-t2", "-c32", &format!("-d{secs}s"), "--latency", "-s"])
         .arg(&lua)
         .arg(url)

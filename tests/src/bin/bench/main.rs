@@ -53,34 +53,24 @@ struct Cfg {
 }
 
 fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
     let args: Vec<String> = std::env::args().collect();
-    let against = match args.iter().position(|a| a == "--against") {
-        Some(i) => {
-            let path = args.get(i + 1).context("--against needs an object file")?;
-            Some(std::fs::read(path).with_context(|| format!("reading {path}"))?)
-        }
+    let quick = args.iter().any(|a| a == "--quick");
+    let against = match arg(&args, "--against", "an object file", |p| Some(p.to_owned()))? {
+        Some(p) => Some(std::fs::read(&p).with_context(|| format!("reading {p}"))?),
         None => None,
     };
-    let cases = match args.iter().position(|a| a == "--cases") {
-        Some(i) => Some(
-            args.get(i + 1)
-                .context("--cases needs a comma-separated list")?
-                .split(',')
-                .map(|c| c.trim().to_owned())
-                .collect(),
-        ),
-        None => None,
-    };
-    let rounds = match args.iter().position(|a| a == "--rounds") {
-        Some(i) => Some(
-            args.get(i + 1)
-                .and_then(|r| r.parse::<usize>().ok())
-                .filter(|&r| (1..=100).contains(&r))
-                .context("--rounds needs a number from 1 to 100")?,
-        ),
-        None => None,
-    };
+    let cases = arg(&args, "--cases", "a comma-separated list", |l| {
+        Some(l.split(',').map(|c| c.trim().to_owned()).collect())
+    })?;
+    let rounds = arg(&args, "--rounds", "a number from 1 to 100", |r| {
+        r.parse().ok().filter(|r| (1..=100).contains(r))
+    })?;
+    let e2e_rounds = arg(&args, "--e2e-rounds", "a number from 1 to 50", |r| {
+        r.parse().ok().filter(|r| (1..=50).contains(r))
+    })?;
+    let e2e_secs = arg(&args, "--e2e-secs", "seconds, 1 to 120", |r| {
+        r.parse().ok().filter(|r| (1..=120).contains(r))
+    })?;
     let mut cfg = if quick {
         Cfg {
             against,
@@ -101,14 +91,14 @@ fn main() -> Result<()> {
             rounds: 7,
             repeat: 200_000,
             samples: 3000,
-            e2e_secs: 10,
-            e2e_rounds: 5,
+            e2e_secs: 8,
+            e2e_rounds: 9,
             gso_requests: 3000,
         }
     };
-    if let Some(r) = rounds {
-        cfg.rounds = r;
-    }
+    cfg.rounds = rounds.unwrap_or(cfg.rounds);
+    cfg.e2e_rounds = e2e_rounds.unwrap_or(cfg.e2e_rounds);
+    cfg.e2e_secs = e2e_secs.unwrap_or(cfg.e2e_secs);
     let only = only_parts()?;
     let started = Instant::now();
     let mut results = json!({ "quick": quick });
@@ -144,14 +134,36 @@ const PARTS: &[(&str, Part)] = &[
     ("e2e", e2e::e2e),
 ];
 
+/// The value after `flag`, read by `read` (None: not given; an error names what it needs
+/// when the value is missing or `read` refuses it).
+fn arg<T>(
+    args: &[String],
+    flag: &str,
+    needs: &str,
+    read: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>> {
+    let Some(i) = args.iter().position(|a| a == flag) else {
+        return Ok(None);
+    };
+    args.get(i + 1)
+        .and_then(|v| read(v))
+        .map(Some)
+        .with_context(|| format!("{flag} needs {needs}"))
+}
+
 /// `--only a,b`: the parts to run (all without it).
 fn only_parts() -> Result<Option<Vec<String>>> {
     let args: Vec<String> = std::env::args().collect();
-    let Some(i) = args.iter().position(|a| a == "--only") else {
+    let Some(parts) = arg(&args, "--only", "a list of parts", |l| {
+        Some(
+            l.split(',')
+                .map(|p| p.trim().to_owned())
+                .collect::<Vec<_>>(),
+        )
+    })?
+    else {
         return Ok(None);
     };
-    let list = args.get(i + 1).context("--only needs a list of parts")?;
-    let parts: Vec<String> = list.split(',').map(|p| p.trim().to_owned()).collect();
     for p in &parts {
         if !PARTS.iter().any(|(name, _)| name == p) {
             let names: Vec<&str> = PARTS.iter().map(|(n, _)| *n).collect();

@@ -179,7 +179,7 @@ pub fn mix(cfg: &Cfg) -> Result<Value> {
 }
 
 /// The CPUs this process may run on.
-fn allowed_cpus() -> Result<Vec<usize>> {
+pub(crate) fn allowed_cpus() -> Result<Vec<usize>> {
     // SAFETY: `set` is a plain bitmask the call fills in.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
