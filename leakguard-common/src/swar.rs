@@ -128,11 +128,8 @@ pub const fn lanes(x: u64, lead_add: u64) -> u64 {
 /// bit-6 lanes 2 and 6 back hold.
 #[inline(always)]
 #[must_use]
-pub const fn number_flags(p: u64, m: u64) -> u64 {
-    let back2 = (m << 16) | (p >> 48);
-    let back4 = (m << 32) | (p >> 32);
-    let back6 = (m << 48) | (p >> 16);
-    m & back4 & p & ((back2 & back6) | LEADS)
+pub fn number_flags(p: u64, m: u64) -> u64 {
+    flags(|| p, m, !0, LEADS)
 }
 
 /// `number_flags` for a loop's first word, whose lanes before the loop's start are
@@ -142,10 +139,17 @@ pub const fn number_flags(p: u64, m: u64) -> u64 {
 /// it from map memory there, to keep it out of a register.
 #[inline(always)]
 pub fn first_flags(p: impl Fn() -> u64, m: u64, from: u64) -> u64 {
+    flags(p, m, HIGHS, from)
+}
+
+/// Both of the above: lanes 4 bytes back and here, with lanes 2 and 6 back (kept where
+/// `runs` has them) or the trigger lanes `leads`.
+#[inline(always)]
+fn flags(p: impl Fn() -> u64, m: u64, runs: u64, leads: u64) -> u64 {
     let back2 = (m << 16) | (p() >> 48);
     let back4 = (m << 32) | (p() >> 32);
     let back6 = (m << 48) | (p() >> 16);
-    m & back4 & p() & ((back2 & back6 & HIGHS) | from)
+    m & back4 & p() & ((back2 & back6 & runs) | leads)
 }
 
 /// A flag mask with its bit-6 lanes moved to bit 7 of the same byte, for `first`.

@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::SCRATCH,
+    maps::scratch,
     packet::{Packet, Tc, Xdp},
     verifier::helper_len,
 };
@@ -51,11 +51,9 @@ const FLOOR_BYTES: u64 = 4096;
 
 #[inline(always)]
 fn floor<P: Packet>(p: &P) {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return;
     };
-    // SAFETY: per-CPU value, ours for the program run.
-    let s = unsafe { &mut *s };
     let Some(n) = helper_len(u64::from(p.len()).min(FLOOR_BYTES), FLOOR_BYTES) else {
         return;
     };

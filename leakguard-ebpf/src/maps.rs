@@ -125,3 +125,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
 /// the 512-byte stack; per-CPU because XDP/TC programs do not migrate mid-run.
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The scratch of this CPU, ours for the whole program run, its `bpf_loop` callbacks and
+/// global functions included: XDP and TC run with bottom halves disabled, so no other
+/// program run on this CPU touches it before ours ends. None only if the lookup fails.
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: as above: one program run at a time uses this CPU's value.
+    SCRATCH.get_ptr_mut(0).map(|s| unsafe { &mut *s })
+}

@@ -21,7 +21,7 @@ use leakguard_common::{
 };
 
 use crate::{
-    maps::SCRATCH,
+    maps::scratch,
     policy,
     state::Scratch,
     verifier::{forget, opaque, written},
@@ -43,11 +43,9 @@ const CARRY_CHARS: u32 = 20;
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn leakguard_b64_cut() -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 0;
     };
-    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
-    let s = unsafe { &mut *s };
     let st = &mut s.st;
     let runs = (st.f.state == S_TARGET && st.pkt.msisdn_on & place::bit(place::TARGET) != 0)
         || (st.f.state == S_SKIP && st.f.flags & F_RUNS != 0);
@@ -99,11 +97,9 @@ pub extern "C" fn leakguard_b64_cut() -> i64 {
 /// `k`; where one that may be a number starts is kept in `st.b64` (the earliest).
 #[inline(never)]
 extern "C" fn b64_phase(k: u32, _ctx: *mut c_void) -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 1;
     };
-    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
-    let s = unsafe { &mut *s };
     let r = b64::tail(&s.st.b64_buf, k & 3, opaque);
     if (1..=MSISDN_MAX_DIGITS).contains(&r.digits) && possible(&s.st, r.bcd, r.digits) {
         let at = s.st.n.wrapping_sub(b64::TAIL).wrapping_add(r.first);
@@ -119,11 +115,9 @@ extern "C" fn b64_phase(k: u32, _ctx: *mut c_void) -> i64 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn leakguard_b64_carry() -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 0;
     };
-    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
-    let s = unsafe { &mut *s };
     let (pos, n) = (s.st.pos, s.st.n);
     let mut k = 0;
     while k < CARRY_CHARS {
@@ -187,11 +181,9 @@ pub(super) fn prev_lanes(s: &Scratch, w: u32) -> u64 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn leakguard_b64_number() -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 0;
     };
-    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
-    let s = unsafe { &mut *s };
     let t = s.st.pos;
     let (lo, n) = (s.st.old_n, s.st.n);
     let base = t.wrapping_sub(b64::BACK);

@@ -22,7 +22,7 @@ use leakguard_common::{
 };
 
 use crate::{
-    maps::SCRATCH,
+    maps::scratch,
     state::{ScanState, Scratch},
     verifier::{forget, written, zero_words},
 };
@@ -82,11 +82,9 @@ pub(super) fn number_call(s: &mut Scratch, at: u32) -> u32 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn leakguard_resume() -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 0;
     };
-    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
-    let s = unsafe { &mut *s };
     s.st.prev = prev_lanes(s, s.st.pos & !7);
     0
 }
@@ -103,11 +101,9 @@ pub extern "C" fn leakguard_resume() -> i64 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn leakguard_target_number() -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 0;
     };
-    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
-    let s = unsafe { &mut *s };
     let n = s.st.n;
     let mut from = s.st.pos;
     if s.st.f.flags & F_NUM_VAL == 0 {
@@ -131,11 +127,9 @@ pub extern "C" fn leakguard_target_number() -> i64 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn leakguard_number_decide() -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 0;
     };
-    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
-    let s = unsafe { &mut *s };
     let end = s.st.pos;
     if is_number_of(&s.st, run_digits(&s.st)) {
         let start = clamp_pos(s, s.st.f.num_start, end);

@@ -14,7 +14,7 @@ use leakguard_common::flow::parser::{
 };
 
 use crate::{
-    maps::SCRATCH,
+    maps::scratch,
     state::{window_index, Scratch},
     verifier::opaque,
 };
@@ -40,12 +40,9 @@ use super::{
 /// it, so branchy code must not be followed by more branchy code.
 #[inline(never)]
 pub(super) extern "C" fn advance(_idx: u32, _ctx: *mut c_void) -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 1;
     };
-    // SAFETY: the per-CPU value is ours for the duration of the program run (XDP and TC
-    // run with bottom halves disabled, so nothing else on this CPU touches it).
-    let s = unsafe { &mut *s };
     let n = s.st.n;
     let pos = s.st.pos;
     if pos >= n {

@@ -14,7 +14,7 @@ use leakguard_common::flow::parser::{
 };
 
 use crate::{
-    maps::SCRATCH,
+    maps::scratch,
     policy,
     state::{ScanState, Scratch},
     verifier::{forget, written},
@@ -141,11 +141,9 @@ pub fn number_pending(s: &mut Scratch) {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn leakguard_number_pending() -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 0;
     };
-    // SAFETY: per-CPU value, ours for the program run (see `machine::advance`).
-    let s = unsafe { &mut *s };
     if s.st.stop != 0 {
         return 0;
     }

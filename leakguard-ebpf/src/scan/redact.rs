@@ -12,7 +12,7 @@ use leakguard_common::{
 use leakguard_common::flow::parser::S_LINE_START;
 
 use crate::{
-    maps::SCRATCH,
+    maps::scratch,
     state::{window_index, ScanState, Scratch},
     verifier::{forget, opaque},
 };
@@ -177,11 +177,9 @@ pub(super) fn clamp_seq(base: u32, seq: u32, max: u32) -> u32 {
 /// the sender's original bytes). One span, up to `SCAN_CHUNK` bytes, per call.
 #[inline(never)]
 pub(super) extern "C" fn refill(_idx: u32, _ctx: *mut c_void) -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 1;
     };
-    // SAFETY: per-CPU value, ours for the program run (see `advance`).
-    let s = unsafe { &mut *s };
     let j = s.st.rj;
     if j >= s.st.f.nspans || j >= MAX_SPANS as u32 {
         return 1;

@@ -76,8 +76,9 @@ pub(super) fn run_words<const TARGET: bool>(s: &mut Scratch, pos: u32, n: u32) -
         let x = s.word(w);
         let m = swar::lanes(x, s.st.lead_add) & (start | swar::LEADS);
         // The word before: its lanes where a loop goes on at `pos` (left for this call
-        // only, taken below), else none. Through map memory, read where each use needs it: held in a
-        // register, it took the scan callback's frame a slot over 6.1's stack budget.
+        // only, taken below), else none. Through map memory, read where each use needs
+        // it: held in a register, it took the scan callback's frame a slot over 6.1's
+        // stack budget.
         // SAFETY: reads of a field of the per-CPU value.
         flag = swar::first_flags(
             || unsafe { core::ptr::read_volatile(&s.st.prev) },

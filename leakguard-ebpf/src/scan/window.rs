@@ -8,7 +8,7 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use leakguard_common::{flow::parser::F_B64_CUT, MAX_SPANS, SCAN_CHUNK, SCAN_WINDOW};
 
 use crate::{
-    maps::SCRATCH,
+    maps::{scratch, SCRATCH},
     packet::Packet,
     state::Scratch,
     verifier::{helper_len, written},
@@ -51,11 +51,9 @@ pub extern "C" fn window<P: Packet>(idx: u32, ctx: *mut c_void) -> i64 {
     let w = unsafe { &*ctx.cast::<Windows>() };
     // SAFETY: the pointer came from `P::raw` in this program run.
     let p = unsafe { P::from_raw(w.pkt) };
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 1;
     };
-    // SAFETY: per-CPU value, ours for the program run.
-    let s = unsafe { &mut *s };
     let off = idx * SCAN_WINDOW as u32;
     if off >= w.end {
         return 1;
@@ -178,11 +176,9 @@ pub fn scan_window(s: &mut Scratch, from: u32) {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn leakguard_scan_window() -> i64 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = scratch() else {
         return 0;
     };
-    // SAFETY: per-CPU value, ours for the program run (see `advance`).
-    let s = unsafe { &mut *s };
     let n = s.st.n;
     // The run loops' base64 switch, once per window here (checked once; in the per-packet
     // setup it cost 6.1's verifier 7,000 instructions, in each loop a few operations).

@@ -65,8 +65,8 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
             "the one round (no interval)".to_owned()
         }
     );
-    println!("| run | kernel ns per real packet | requests/s | vs no filter | p50 ms | p99 ms | p99 vs no filter | maps MiB | daemon peak RSS MiB | daemon CPU % |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| run | kernel ns per real packet | % of a CPU in the program | requests/s | vs no filter | p50 ms | p99 ms | p99 vs no filter | maps MiB | daemon peak RSS MiB | daemon CPU % |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let base = &runs[0];
     let mut rows = Vec::new();
     for ((name, _), rs) in SETUPS.iter().zip(&runs) {
@@ -97,7 +97,8 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
         let p50 = median(rs.iter().map(|r| r.0.p50_ms).collect());
         let p99 = median(rs.iter().map(|r| r.0.p99_ms).collect());
         println!(
-            "| {name} | {ns_cell} | {rps:.0} | {:.1}% ({:.1}–{:.1}%) | {p50:.2} | {p99:.2} | {:+.1}% | {} | {} | {} |",
+            "| {name} | {ns_cell} | {} | {rps:.0} | {:.1}% ({:.1}–{:.1}%) | {p50:.2} | {p99:.2} | {:+.1}% | {} | {} | {} |",
+            cell(extra("kernel_cpu_share"), 0.01, 1),
             100.0 * rps_ratio,
             100.0 * lo,
             100.0 * hi,
@@ -122,6 +123,7 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
             "rps_vs_no_filter": rps_ratio, "rps_vs_no_filter_ci": [lo, hi, conf],
             "p50_vs_no_filter": p50_ratio, "p99_vs_no_filter": p99_ratio,
             "kernel_ns_per_packet": extra("kernel_ns_per_packet"),
+            "kernel_cpu_share": extra("kernel_cpu_share"),
             "map_bytes": extra("map_bytes"), "daemon_peak_rss_kib": extra("daemon_peak_rss_kib"),
             "daemon_cpu_percent": extra("daemon_cpu_percent"), "rounds": rounds}),
         );
@@ -147,6 +149,11 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
     }
     let _ = std::fs::remove_dir_all(&t.dir);
     Ok(Value::Array(rows))
+}
+
+/// The share of one CPU that `ns` of program time over a run is.
+fn cpu_share(ns: u64, cfg: &Cfg) -> f64 {
+    ns as f64 / (cfg.e2e_secs as f64 * 1e9)
 }
 
 /// Median of a field over rounds (None when no round has it).
@@ -269,7 +276,8 @@ fn e2e_run(t: &Topo, cfg: &Cfg, setup: Setup) -> Result<(Load, Value)> {
             let ns = (after.0 - before.0) as f64 / runs_n.max(1) as f64;
             Ok((
                 load,
-                json!({"kernel_ns_per_packet": ns, "kernel_packets": runs_n}),
+                json!({"kernel_ns_per_packet": ns, "kernel_packets": runs_n,
+                       "kernel_cpu_share": cpu_share(after.0 - before.0, cfg)}),
             ))
         }
         Setup::Haproxy => {
@@ -317,6 +325,7 @@ fn e2e_run(t: &Topo, cfg: &Cfg, setup: Setup) -> Result<(Load, Value)> {
             Ok((
                 load,
                 json!({"kernel_ns_per_packet": ns, "kernel_packets": runs_n,
+                       "kernel_cpu_share": cpu_share(after.0 - before.0, cfg),
                        "map_bytes": maps, "daemon_peak_rss_kib": rss,
                        "daemon_cpu_percent": daemon_cpu}),
             ))
