@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::{
     accounting::{prog_map_bytes, prog_stats},
     net::{attach_empty, topology, Topo},
-    timing::{median, median_ci},
+    timing::{median, median_ci, median_confidence},
     Cfg,
 };
 
@@ -50,7 +50,7 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
     }
     sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=0"])?;
 
-    let conf = median_ci(vec![0.0; cfg.e2e_rounds]).3;
+    let (_, conf) = median_confidence(cfg.e2e_rounds);
     println!(
         "\n## End to end: wrk (2 threads, 32 connections, {} s each, identity headers by Lua) → nginx, through the gateway; {}; medians of {} alternating rounds, in brackets {}\n",
         cfg.e2e_secs,
@@ -76,7 +76,7 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
                 .map(|(r, b)| f(&r.0) / f(&b.0))
                 .collect()
         };
-        let (lo, rps_ratio, hi, _) = median_ci(ratio(|l| l.rps));
+        let (lo, rps_ratio, hi) = median_ci(ratio(|l| l.rps));
         let p50_ratio = median(ratio(|l| l.p50_ms));
         let p99_ratio = median(ratio(|l| l.p99_ms));
         let extra = |k: &str| median_of(rs.iter().map(|r| r.1.get(k).and_then(Value::as_f64)));
@@ -90,7 +90,7 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
         let ns_cell = if ns.is_empty() {
             "–".to_owned()
         } else {
-            let (a, m, b, _) = median_ci(ns);
+            let (a, m, b) = median_ci(ns);
             format!("**{m:.0}** ({a:.0}–{b:.0})")
         };
         let rps = median(rs.iter().map(|r| r.0.rps).collect());
@@ -143,7 +143,7 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
             .zip(&runs[b])
             .map(|(x, y)| x.0.rps / y.0.rps)
             .collect();
-        let (lo, m, hi, _) = median_ci(r);
+        let (lo, m, hi) = median_ci(r);
         println!("\n{what}: {m:.3}× ({lo:.3}–{hi:.3}).");
         rows.push(json!({"run": what, "ratio": m, "ci": [lo, hi, conf]}));
     }

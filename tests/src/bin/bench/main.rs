@@ -14,10 +14,12 @@
 //!    TC and XDP programs where leakguard attaches (the floor of any filter there); the
 //!    `leakguard run` daemon on the gateway's TC egress (count, redact) and client-side XDP
 //!    (count); TC redact again with skbs arriving as from a NIC (see `Setup::Leakguard`);
-//!    HAProxy in the gateway deleting the same headers. Rounds of every setup in turn;
-//!    each run is compared with the same round's no-filter run; medians.
+//!    HAProxy in the gateway deleting the same headers. wrk and nginx pinned to CPUs
+//!    apart. Rounds of every setup in turn; each run is compared with the same round's
+//!    no-filter run; medians with a distribution-free confidence interval.
 //! 3. During the end-to-end runs: the kernel's own accounting (`kernel.bpf_stats_enabled`)
-//!    of ns per real packet, the maps' memory, the daemon's peak RSS and CPU.
+//!    of ns per real packet and the share of a CPU, the maps' memory, the daemon's peak
+//!    RSS and CPU.
 
 mod accounting;
 mod audit;
@@ -99,7 +101,7 @@ fn main() -> Result<()> {
     cfg.rounds = rounds.unwrap_or(cfg.rounds);
     cfg.e2e_rounds = e2e_rounds.unwrap_or(cfg.e2e_rounds);
     cfg.e2e_secs = e2e_secs.unwrap_or(cfg.e2e_secs);
-    let only = only_parts()?;
+    let only = only_parts(&args)?;
     let started = Instant::now();
     let mut results = json!({ "quick": quick });
     for (part, run) in PARTS {
@@ -152,9 +154,8 @@ fn arg<T>(
 }
 
 /// `--only a,b`: the parts to run (all without it).
-fn only_parts() -> Result<Option<Vec<String>>> {
-    let args: Vec<String> = std::env::args().collect();
-    let Some(parts) = arg(&args, "--only", "a list of parts", |l| {
+fn only_parts(args: &[String]) -> Result<Option<Vec<String>>> {
+    let Some(parts) = arg(args, "--only", "a list of parts", |l| {
         Some(
             l.split(',')
                 .map(|p| p.trim().to_owned())

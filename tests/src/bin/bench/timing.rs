@@ -53,15 +53,20 @@ pub fn pair(
 }
 
 /// The median of `v` (not empty) with a distribution-free confidence interval: order
-/// statistics `k` and `n + 1 - k` (1-based) for the largest `k` whose interval still holds
-/// the true median with at least 95% probability (the number of values below it is
-/// Binomial(n, 1/2)), or the whole range when even that holds less (n < 6). Returns
-/// (low, median, high, the interval's confidence).
-pub fn median_ci(mut v: Vec<f64>) -> (f64, f64, f64, f64) {
+/// statistics `k` and `n + 1 - k` (1-based), `k` from [`median_confidence`]. Returns (low,
+/// median, high).
+pub fn median_ci(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    // P(X < k) for X ~ Binomial(n, 1/2), k = 1, 2, …: the interval [x_k, x_{n+1-k}]
-    // misses the median with probability 2·P(X < k).
+    let (k, _) = median_confidence(n);
+    (v[k - 1], v[n / 2], v[n - k])
+}
+
+/// For `n` values: the largest `k` whose interval [x_k, x_{n+1-k}] still holds the true
+/// median with at least 95% probability (the number of values below it is
+/// Binomial(n, 1/2), and the interval misses with probability 2·P(X < k)), or 1, the
+/// whole range, when even that holds less (n < 6); and that interval's confidence.
+pub fn median_confidence(n: usize) -> (usize, f64) {
     let mut below = 0.0; // P(X < k)
     let mut choose = 1.0; // C(n, k-1)
     let half_n = 0.5f64.powi(n as i32);
@@ -77,21 +82,23 @@ pub fn median_ci(mut v: Vec<f64>) -> (f64, f64, f64, f64) {
         k += 1;
         conf = next;
     }
-    (v[k - 1], v[n / 2], v[n - k], conf.max(0.0))
+    (k, conf.max(0.0))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::median_ci;
+    use super::{median_ci, median_confidence};
 
     #[test]
     fn median_ci_picks_the_widest_order_statistics_under_95_percent() {
         // n = 9: [x2, x8] holds the median with 1 - 2·10/512 = 96.1%.
-        let (lo, m, hi, c) = median_ci((1..=9).map(f64::from).collect());
+        let (lo, m, hi) = median_ci((1..=9).map(f64::from).collect());
+        let (_, c) = median_confidence(9);
         assert_eq!((lo, m, hi), (2.0, 5.0, 8.0));
         assert!((c - 0.9609).abs() < 1e-3, "{c}");
         // n = 5: only [min, max], 1 - 2/32 = 93.75%.
-        let (lo, _, hi, c) = median_ci(vec![5.0, 1.0, 3.0, 2.0, 4.0]);
+        let (lo, _, hi) = median_ci(vec![5.0, 1.0, 3.0, 2.0, 4.0]);
+        let (_, c) = median_confidence(5);
         assert_eq!((lo, hi), (1.0, 5.0));
         assert!((c - 0.9375).abs() < 1e-9, "{c}");
     }
