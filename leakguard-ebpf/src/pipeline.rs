@@ -174,6 +174,8 @@ fn scan<P: Packet>(
     };
 
     s.st.seq = flow.seq;
+    s.st.payload_len = payload_len;
+    s.st.csum_off = flow.csum_off;
     s.st.f.next_seq = flow.seq;
     if let Some(e) = entry {
         if !resume(s, e, flow.seq, payload_len, stats) {
@@ -223,6 +225,17 @@ fn scan<P: Packet>(
         );
     }
     let st = &s.st;
+    // What the tail needs of the segment, read back from map memory: held across the
+    // loop in registers or on the stack, these values (each parse path's own offsets and
+    // lengths) kept the paths apart after it on 6.1, whose verifier marks every scalar
+    // precise across the loop's callbacks.
+    // SAFETY: fields of the per-CPU value.
+    let (payload_len, csum_off) = unsafe {
+        (
+            core::ptr::read_volatile(&st.payload_len),
+            core::ptr::read_volatile(&st.csum_off),
+        )
+    };
     let scanned = st.scanned;
     let store_failed = st.store_failed != 0;
     if st.load_failed != 0 {
@@ -272,18 +285,18 @@ fn scan<P: Packet>(
         stats.dropped_packets += 1;
         return Verdict::Drop;
     }
+    // A segment not read to its end (scan limit, load failure) cannot be continued.
+    let lost = truncated || st.load_failed != 0;
     if st.redacted != 0 {
+        let diff = csum::diff(st.sum_old, st.sum_new);
         // Fail closed: a value that could not be fully overwritten must not leave.
-        if store_failed || p.update_l4_csum(flow.csum_off, csum::diff(st.sum_old, st.sum_new)) != 0
-        {
+        if store_failed || p.update_l4_csum(csum_off, diff, &mut s.st.csum_field) != 0 {
             stats.errors += 1;
             stats.dropped_packets += 1;
             return Verdict::Drop;
         }
         stats.redacted_packets += 1;
     }
-    // A segment not read to its end (scan limit, load failure) cannot be continued.
-    let lost = truncated || st.load_failed != 0;
     save_flow(s, key, flow.seq.wrapping_add(payload_len), open, lost);
     Verdict::Pass
 }

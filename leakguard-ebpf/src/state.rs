@@ -66,6 +66,10 @@ pub struct ScanState {
     pub refill_end: u32,
     /// Payload bytes the window loop visits.
     pub loop_end: u32,
+    /// The segment's payload length and TCP checksum offset, kept here across the window
+    /// loop and read back after it (`pipeline::scan`).
+    pub payload_len: u32,
+    pub csum_off: u32,
     /// `form::BASE64` while a base64 stretch is decided (`scan::base64`), else 0; in
     /// `leakguard_b64_cut`, the earliest start of a number open at the cut.
     pub b64: u32,
@@ -91,6 +95,11 @@ pub struct ScanState {
     /// place takes none (it reads no word more); lanes left where no loop goes on only
     /// raise flags the slow paths reject, never hide one.
     pub prev: u64,
+    /// XDP's TCP checksum field, read and written back here (`Packet::update_l4_csum`).
+    /// In map memory, not on the stack: stack bytes a helper wrote are state the verifier
+    /// compares, and on 6.1 those of this one call kept the redacting path's states from
+    /// merging with the others' after the window loop (XDP: 24K instructions more).
+    pub csum_field: [u8; 8],
 }
 
 /// 8-byte aligned (map values are) so that `word` loads are aligned.

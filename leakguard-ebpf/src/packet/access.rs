@@ -46,8 +46,9 @@ pub trait Packet: Copy {
     /// Writes `len` bytes from `src` at `off`.
     fn store(&self, off: u32, src: *const u8, len: u32) -> i64;
     /// Applies a one's-complement `diff` of the payload to the TCP checksum at `csum_off`.
-    /// `diff` is a folded 16-bit one's-complement sum in big-endian arithmetic.
-    fn update_l4_csum(&self, csum_off: u32, diff: u32) -> i64;
+    /// `diff` is a folded 16-bit one's-complement sum in big-endian arithmetic. `field`
+    /// is where XDP copies the checksum to update it (`ScanState::csum_field`).
+    fn update_l4_csum(&self, csum_off: u32, diff: u32, field: &mut [u8; 8]) -> i64;
     fn ifindex(&self) -> u32;
     /// True for a self-test canary (see `CANARY_MAGIC`).
     fn is_canary(&self) -> bool;
@@ -186,7 +187,7 @@ impl Packet for Tc {
         }
     }
     #[inline(always)]
-    fn update_l4_csum(&self, csum_off: u32, diff: u32) -> i64 {
+    fn update_l4_csum(&self, csum_off: u32, diff: u32, _field: &mut [u8; 8]) -> i64 {
         // from = 0 and size 0 in flags: `to` is a checksum diff. The kernel applies it to a
         // full checksum and leaves a CHECKSUM_PARTIAL one alone (that field then holds only
         // the pseudo-header sum; the device or GSO sums the rewritten payload later).
@@ -255,18 +256,17 @@ impl Packet for Xdp {
         unsafe { bpf_xdp_store_bytes(self.0, off, src.cast_mut().cast(), len) }
     }
     #[inline(always)]
-    fn update_l4_csum(&self, csum_off: u32, diff: u32) -> i64 {
+    fn update_l4_csum(&self, csum_off: u32, diff: u32, field: &mut [u8; 8]) -> i64 {
         // XDP sees frames as they came off the wire, with a full checksum: update it
         // in place (RFC 1624: HC' = ~(~HC + ~m + m'), `diff` = m' - m).
-        let mut field = [0u8; 2];
         let r = self.load(csum_off, field.as_mut_ptr(), 2);
         if r != 0 {
             return r;
         }
-        let old = u16::from_be_bytes(field);
-        let new = leakguard_common::csum::apply(old, diff);
-        let bytes = new.to_be_bytes();
-        self.store(csum_off, bytes.as_ptr(), 2)
+        let old = u16::from_be_bytes([field[0], field[1]]);
+        let new = leakguard_common::csum::apply(old, diff).to_be_bytes();
+        field[..2].copy_from_slice(&new);
+        self.store(csum_off, field.as_ptr(), 2)
     }
     #[inline(always)]
     fn ifindex(&self) -> u32 {
