@@ -48,6 +48,10 @@ enum Cmd {
         /// Only these kernels (6.1, 6.12); all without it.
         #[arg(long = "kernel", value_name = "VERSION")]
         kernels: Vec<String>,
+        /// Instead of the tests, the verifier instructions of these leakguard objects on
+        /// each kernel (compare variants of a change in one run; see tests/src/bin/vcount.rs).
+        #[arg(long = "object", value_name = "PATH")]
+        objects: Vec<std::path::PathBuf>,
     },
     /// `cargo fmt --check` (also of the fuzz targets), `cargo clippy -D warnings`,
     /// `cargo machete` (no unused dependency in any manifest), and the kernel crate's
@@ -153,9 +157,12 @@ fn main() -> ExitCode {
                     matrix::run_matrix(&[])
                 }
             }),
-        Cmd::Matrix { kernels } => setup().and_then(|()| {
+        Cmd::Matrix { kernels, objects } => setup().and_then(|()| {
             if !is_root() {
                 bail!("the kernel matrix boots VMs that load BPF programs: run it as root");
+            }
+            if !objects.is_empty() {
+                return matrix::count_objects(&kernels, &objects);
             }
             cargo(&["build", "-p", "leakguard", "--bin", "leakguard"])?;
             matrix::run_matrix(&kernels)

@@ -182,7 +182,11 @@ pub fn run_matrix(only: &[String]) -> Result<()> {
     for (name, exe) in build_tests()? {
         let copy = bin.join(&name);
         std::fs::copy(&exe, &copy).with_context(|| format!("copying {}", exe.display()))?;
-        tests.push((name, copy));
+        tests.push(Run {
+            name,
+            exe: copy,
+            args: vec!["--nocapture".into()],
+        });
     }
     // The daemon the smoke test runs, found beside the test binaries.
     let daemon = root_dir().join("target/debug/leakguard");
@@ -190,17 +194,7 @@ pub fn run_matrix(only: &[String]) -> Result<()> {
         .with_context(|| format!("copying {} (cargo xtask test builds it)", daemon.display()))?;
     let mut failed = Vec::new();
     let mut summary = Vec::new();
-    for (name, _, prefix) in KERNELS {
-        if !only.is_empty() && !only.iter().any(|o| o == name) {
-            continue;
-        }
-        let image = kernel_image(prefix)?;
-        let release = image
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("vmlinuz-"))
-            .unwrap_or(name)
-            .to_owned();
+    for (name, image, release) in kernels(only)? {
         let dir = base.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -248,8 +242,111 @@ pub fn run_matrix(only: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Boots `image` and runs every test binary in it; reads back each result.
-fn boot_and_test(image: &Path, dir: &Path, tests: &[(String, PathBuf)]) -> Result<Vec<Outcome>> {
+/// A binary to run in the virtual machine, with its arguments.
+struct Run {
+    name: String,
+    exe: PathBuf,
+    args: Vec<String>,
+}
+
+/// The kernels to run on (every kernel, or those named in `only`): name, image, release.
+fn kernels(only: &[String]) -> Result<Vec<(&'static str, PathBuf, String)>> {
+    if let Some(o) = only
+        .iter()
+        .find(|o| !KERNELS.iter().any(|(name, ..)| name == o))
+    {
+        bail!("no kernel {o} in the matrix (it has 6.1 and 6.12)");
+    }
+    let mut found = Vec::new();
+    for (name, _, prefix) in KERNELS {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
+        let image = kernel_image(prefix)?;
+        let release = image
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("vmlinuz-"))
+            .unwrap_or(name)
+            .to_owned();
+        found.push((name, image, release));
+    }
+    Ok(found)
+}
+
+/// The verifier instructions of each object's programs on each kernel (`vcount`),
+/// printed; fails if a kernel refuses one.
+pub fn count_objects(only: &[String], objects: &[PathBuf]) -> Result<()> {
+    setup()?;
+    let base = root_dir().join("target/kernel-matrix");
+    // Copies, under names that say which argument each was: the builds that made them
+    // may go on while the VMs run.
+    let dir = base.join("objects");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut args = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        let file = o.file_name().map(|f| f.to_string_lossy().into_owned());
+        let copy = dir.join(format!("{}-{}", i + 1, file.unwrap_or_default()));
+        std::fs::copy(o, &copy).with_context(|| format!("copying {}", o.display()))?;
+        args.push(copy.display().to_string());
+    }
+    let exe = build_bin("vcount")?;
+    let copy = dir.join("vcount");
+    std::fs::copy(&exe, &copy).with_context(|| format!("copying {}", exe.display()))?;
+    let run = [Run {
+        name: "vcount".into(),
+        exe: copy,
+        args,
+    }];
+    let mut failed = Vec::new();
+    for (name, image, release) in kernels(only)? {
+        let dir = base.join(format!("{name}-objects"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        for r in boot_and_test(&image, &dir, &run)? {
+            print!("{}", r.log);
+            if r.code != Some(0) {
+                failed.push(release.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("refused or not run on {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Builds a binary of `leakguard-tests` for the host; returns its path.
+fn build_bin(name: &str) -> Result<PathBuf> {
+    let out = Command::new("cargo")
+        .current_dir(root_dir())
+        .args([
+            "build",
+            "--message-format=json",
+            "-p",
+            "leakguard-tests",
+            "--bin",
+            name,
+        ])
+        .output()
+        .with_context(|| format!("building {name}"))?;
+    if !out.status.success() {
+        bail!(
+            "building {name} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("cargo built no binary {name}"))
+}
+
+/// Boots `image` and runs every binary in it; reads back each result.
+fn boot_and_test(image: &Path, dir: &Path, tests: &[Run]) -> Result<Vec<Outcome>> {
     // /tmp is private inside; everything that must come back goes to `dir`.
     let mut script = String::from(
         "#!/bin/sh\n\
@@ -262,9 +359,10 @@ fn boot_and_test(image: &Path, dir: &Path, tests: &[(String, PathBuf)]) -> Resul
          uname -r > '{d}/release'\n",
         d = dir.display()
     ));
-    for (name, exe) in tests {
+    for Run { name, exe, args } in tests {
+        let args: String = args.iter().map(|a| format!(" '{a}'")).collect();
         script.push_str(&format!(
-            "s=$(date +%s)\n'{exe}' --nocapture > '{d}/{name}.log' 2>&1; echo $? > '{d}/{name}.rc'\n\
+            "s=$(date +%s)\n'{exe}'{args} > '{d}/{name}.log' 2>&1; echo $? > '{d}/{name}.rc'\n\
              echo $(( $(date +%s) - s )) > '{d}/{name}.secs'\n",
             exe = exe.display(),
             d = dir.display()
@@ -319,7 +417,7 @@ fn boot_and_test(image: &Path, dir: &Path, tests: &[(String, PathBuf)]) -> Resul
     }
     Ok(tests
         .iter()
-        .map(|(name, _)| Outcome {
+        .map(|Run { name, .. }| Outcome {
             test: name.clone(),
             code: read(&format!("{name}.rc")).trim().parse().ok(),
             secs: read(&format!("{name}.secs")).trim().parse().unwrap_or(0),
