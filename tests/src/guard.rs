@@ -244,6 +244,24 @@ impl Guard {
         Ok((r.return_value, out, r.duration))
     }
 
+    /// Instructions the verifier processed loading program `name` (one of the guard's
+    /// TC or XDP programs), and the program's own size in instructions.
+    pub fn verified_instructions(&self, name: &str) -> Result<(u32, u32)> {
+        let p = self
+            .ebpf
+            .program(name)
+            .with_context(|| format!("no program {name}"))?;
+        let info = if name == PROG_XDP {
+            <&Xdp>::try_from(p)?.info()?
+        } else {
+            <&SchedClassifier>::try_from(p)?.info()?
+        };
+        let n = info
+            .verified_instruction_count()
+            .context("the kernel reports no verified_insns")?;
+        Ok((n, info.size_translated().unwrap_or(0) / 8))
+    }
+
     pub fn stats(&self) -> Result<Stats> {
         Ok(counters::stats(&self.ebpf)?)
     }

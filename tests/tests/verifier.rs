@@ -1,7 +1,6 @@
 //! The programs must load with headroom on every kernel of the matrix: a change that
 //! brings a verifier near its 1,000,000-instruction limit fails here.
 
-use aya::programs::{SchedClassifier, Xdp};
 use leakguard::kernel::object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 use leakguard_tests::guard::Guard;
 
@@ -25,20 +24,8 @@ fn verifier_cost_has_headroom() {
     let budget = budget(&release);
     let g = Guard::load(&leakguard::policy::KernelPolicy::default()).unwrap();
     for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP] {
-        let p = g.ebpf.program(name).unwrap();
-        let info = if name == PROG_XDP {
-            <&Xdp>::try_from(p).unwrap().info()
-        } else {
-            <&SchedClassifier>::try_from(p).unwrap().info()
-        }
-        .unwrap();
-        let n = info
-            .verified_instruction_count()
-            .expect("kernel reports verified_insns");
-        println!(
-            "{release} {name}: {n} instructions verified, {} in the program",
-            info.size_translated().unwrap_or(0) / 8
-        );
+        let (n, size) = g.verified_instructions(name).unwrap();
+        println!("{release} {name}: {n} instructions verified, {size} in the program");
         assert!(
             n <= budget,
             "{name}: the verifier of {release} processed {n} instructions (budget {budget})"

@@ -119,17 +119,20 @@ fn kernel_image(prefix: &str) -> Result<PathBuf> {
 
 /// Test binaries of `leakguard-tests`, built for the host: (name, path).
 fn build_tests() -> Result<Vec<(String, PathBuf)>> {
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(root_dir()).args([
-        "test",
-        "--no-run",
-        "--message-format=json",
-        "-p",
-        "leakguard-tests",
-    ]);
+    let mut args = vec!["test", "--no-run"];
     for t in TESTS {
-        cmd.args(["--test", t]);
+        args.extend(["--test", t]);
     }
+    build(&args, &TESTS)
+}
+
+/// Builds targets of `leakguard-tests` for the host (`cargo ARGS -p leakguard-tests`)
+/// and returns the executables of `names`, in that order: (name, path).
+fn build(args: &[&str], names: &[&str]) -> Result<Vec<(String, PathBuf)>> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root_dir())
+        .args(args)
+        .args(["--message-format=json", "-p", "leakguard-tests"]);
     eprintln!("xtask: running {cmd:?}");
     let out = cmd.output().context("building the test binaries")?;
     if !out.status.success() {
@@ -151,13 +154,13 @@ fn build_tests() -> Result<Vec<(String, PathBuf)>> {
             }
         }
     }
-    TESTS
+    names
         .iter()
         .map(|t| {
             exes.iter()
                 .find(|(n, _)| n == t)
                 .cloned()
-                .with_context(|| format!("cargo built no test binary {t}"))
+                .with_context(|| format!("cargo built no binary {t}"))
         })
         .collect()
 }
@@ -293,7 +296,7 @@ pub fn count_objects(only: &[String], objects: &[PathBuf]) -> Result<()> {
         std::fs::copy(o, &copy).with_context(|| format!("copying {}", o.display()))?;
         args.push(copy.display().to_string());
     }
-    let exe = build_bin("vcount")?;
+    let (_, exe) = build(&["build", "--bin", "vcount"], &["vcount"])?.remove(0);
     let copy = dir.join("vcount");
     std::fs::copy(&exe, &copy).with_context(|| format!("copying {}", exe.display()))?;
     let run = [Run {
@@ -317,34 +320,6 @@ pub fn count_objects(only: &[String], objects: &[PathBuf]) -> Result<()> {
         bail!("refused or not run on {}", failed.join(", "));
     }
     Ok(())
-}
-
-/// Builds a binary of `leakguard-tests` for the host; returns its path.
-fn build_bin(name: &str) -> Result<PathBuf> {
-    let out = Command::new("cargo")
-        .current_dir(root_dir())
-        .args([
-            "build",
-            "--message-format=json",
-            "-p",
-            "leakguard-tests",
-            "--bin",
-            name,
-        ])
-        .output()
-        .with_context(|| format!("building {name}"))?;
-    if !out.status.success() {
-        bail!(
-            "building {name} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .with_context(|| format!("cargo built no binary {name}"))
 }
 
 /// Kills `pid` and every process below it. qemu is vng's grandchild: killing vng alone

@@ -13,7 +13,6 @@
 
 use std::process::ExitCode;
 
-use aya::programs::{SchedClassifier, Xdp};
 use leakguard::{
     kernel::object::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
     policy::KernelPolicy,
@@ -56,19 +55,7 @@ fn count(path: &str) -> anyhow::Result<String> {
     let g = Guard::load_object(&object, &KernelPolicy::default())?;
     let mut out = Vec::new();
     for name in [PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP] {
-        let p = g
-            .ebpf
-            .program(name)
-            .ok_or_else(|| anyhow::anyhow!("no program {name}"))?;
-        let info = if name == PROG_XDP {
-            <&Xdp>::try_from(p)?.info()?
-        } else {
-            <&SchedClassifier>::try_from(p)?.info()?
-        };
-        let n = info
-            .verified_instruction_count()
-            .ok_or_else(|| anyhow::anyhow!("the kernel reports no verified_insns"))?;
-        out.push(format!("{name} {n}"));
+        out.push(format!("{name} {}", g.verified_instructions(name)?.0));
     }
     Ok(out.join(", "))
 }
