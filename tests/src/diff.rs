@@ -9,12 +9,12 @@ use leakguard_common::{
 };
 
 use crate::{
-    guard::{Guard, Hook, Verdict},
+    guard::{Guard, Hook, Pooled, Verdict},
     packet::{tcp_checksum_ok, tcp_payload, SEQ},
 };
 
 pub struct Differ {
-    pub g: Guard,
+    pub g: Pooled,
     /// Counter ids to compare: every rule's, and the number check's.
     ids: Vec<u32>,
     pub runs: u64,
@@ -26,7 +26,7 @@ impl Differ {
         let mut ids: Vec<u32> = (0..policy.rules.len() as u32).collect();
         ids.push(MSISDN_RULE_ID);
         Self {
-            g: Guard::load(policy).expect("load leakguard"),
+            g: Guard::pooled(policy).expect("load leakguard"),
             ids,
             runs: 0,
         }

@@ -9,7 +9,7 @@ use leakguard::policy::{Action, KernelPolicy, Rule};
 use leakguard_common::REDACT_FILLER;
 
 use crate::{
-    guard::{Guard, Hook, Verdict},
+    guard::{Guard, Hook, Pooled, Verdict},
     http::find,
     packet::{tcp_checksum_ok, tcp_header_len, tcp_payload, Frame},
 };
@@ -53,8 +53,8 @@ pub fn policy() -> KernelPolicy {
 }
 
 #[must_use]
-pub fn load() -> Guard {
-    Guard::load(&policy()).expect("load leakguard with the test policy")
+pub fn load() -> Pooled {
+    Guard::pooled(&policy()).expect("load leakguard with the test policy")
 }
 
 /// A count rule for each of `names`, in order (rule id = index).

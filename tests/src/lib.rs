@@ -18,5 +18,6 @@ pub mod load;
 pub mod netns;
 pub mod packet;
 pub mod proxies;
+pub mod rawmap;
 pub mod server;
 pub mod topo;

@@ -12,7 +12,7 @@ use leakguard::policy::{Action, KernelPolicy};
 use leakguard_common::{action, form, place, MSISDN_RULE_ID};
 use leakguard_tests::{
     corpus::number_check,
-    guard::{Guard, Hook, Verdict},
+    guard::{Guard, Hook, Pooled, Verdict},
     http::{find, MSISDN},
     packet::Frame,
 };
@@ -28,8 +28,8 @@ fn policy(action: Action, base64: bool) -> KernelPolicy {
     }
 }
 
-fn guard(action: Action, base64: bool) -> Guard {
-    Guard::load(&policy(action, base64)).unwrap()
+fn guard(action: Action, base64: bool) -> Pooled {
+    Guard::pooled(&policy(action, base64)).unwrap()
 }
 
 /// A request with `target` and one header line `line`.

@@ -9,7 +9,7 @@ use leakguard::policy::{Action, KernelPolicy};
 use leakguard_common::{action, place, MSISDN_RULE_ID};
 use leakguard_tests::{
     corpus::number_check,
-    guard::{Guard, Hook, Verdict},
+    guard::{Guard, Hook, Pooled, Verdict},
     http::{find, MSISDN},
     kernel::rule,
     packet::Frame,
@@ -26,8 +26,8 @@ fn policy(action: Action, cookies: bool) -> KernelPolicy {
     }
 }
 
-fn guard(action: Action, cookies: bool) -> Guard {
-    Guard::load(&policy(action, cookies)).unwrap()
+fn guard(action: Action, cookies: bool) -> Pooled {
+    Guard::pooled(&policy(action, cookies)).unwrap()
 }
 
 fn request(cookie: &str) -> String {
@@ -128,7 +128,7 @@ fn look_alikes_and_other_headers_pass_untouched() {
     let mut whole = {
         let mut p = policy(Action::Drop, true);
         p.msisdn.as_mut().unwrap().inside_values = false;
-        Guard::load(&p).unwrap()
+        Guard::pooled(&p).unwrap()
     };
     for name in ["X-Data", "Set-Cookie"] {
         let req = format!("GET / HTTP/1.1\r\n{name}: a=1; msisdn={MSISDN}\r\n\r\n");
@@ -166,12 +166,12 @@ fn drop_count_allowlist_and_the_switches() {
     let mut ruled = {
         let mut p = policy(Action::Drop, true);
         p.rules = vec![rule("Cookie", Action::Count, &[])];
-        Guard::load(&p).unwrap()
+        Guard::pooled(&p).unwrap()
     };
     let mut ignored = {
         let mut p = policy(Action::Drop, true);
         p.msisdn.as_mut().unwrap().ignore_headers = vec!["cookie".into()];
-        Guard::load(&p).unwrap()
+        Guard::pooled(&p).unwrap()
     };
     for hook in Hook::ALL {
         assert_eq!(drop.run(hook, &frame).unwrap().verdict, Verdict::Drop);
@@ -201,7 +201,7 @@ fn numbers_inside_longer_header_values() {
     let mut whole = {
         let mut p = policy(Action::Redact, true);
         p.msisdn.as_mut().unwrap().inside_values = false;
-        Guard::load(&p).unwrap()
+        Guard::pooled(&p).unwrap()
     };
     let values = [
         "tel:+447700900123",

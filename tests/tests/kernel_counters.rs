@@ -89,7 +89,7 @@ fn events_describe_the_match_without_the_value() {
 fn match_counters_by_slot_and_in_the_hash() {
     let high = leakguard_common::MATCH_ARRAY_RULES as usize;
     let names: Vec<String> = (0..=high).map(|i| format!("X-Rule-{i}")).collect();
-    let mut g = Guard::load(&count_rules(&names)).unwrap();
+    let mut g = Guard::pooled(&count_rules(&names)).unwrap();
     let frame = Frame::http_v4(&get(&["X-Rule-0: 1", &format!("X-Rule-{high}: 1")])).build();
     let run_all = |g: &mut Guard| {
         for hook in Hook::ALL {
@@ -176,7 +176,7 @@ fn a_full_event_ring_loses_events_not_counts() {
 fn number_events_carry_the_header_name_rule_events_do_not() {
     let mut p = policy();
     p.msisdn = Some(leakguard_tests::corpus::number_check(Action::Redact));
-    let mut g = Guard::load(&p).unwrap();
+    let mut g = Guard::pooled(&p).unwrap();
     let req = get(&[
         &format!("X-ACR: {ACR}"),
         &format!("X_Subscriber_No: {MSISDN}"),

@@ -9,7 +9,7 @@ use leakguard::{
 };
 use leakguard_common::{FlowKey, FlowState};
 use leakguard_tests::{
-    guard::{Guard, Hook, Verdict},
+    guard::{Guard, Hook, Pooled, Verdict},
     http::{find, get, MSISDN},
     kernel::policy,
     packet::Frame,
@@ -18,8 +18,8 @@ use leakguard_tests::{
 /// One flow's segments share a source port (a frame's is random otherwise).
 const SPORT: u16 = 40123;
 
-fn guard(incomplete: Incomplete) -> Guard {
-    Guard::load(&KernelPolicy {
+fn guard(incomplete: Incomplete) -> Pooled {
+    Guard::pooled(&KernelPolicy {
         incomplete,
         ..policy()
     })

@@ -8,7 +8,7 @@ use leakguard::policy::{Action, KernelPolicy};
 use leakguard_common::{action, form, place, MSISDN_RULE_ID};
 use leakguard_tests::{
     corpus::{hex_of, number_check},
-    guard::{Guard, Hook, Verdict},
+    guard::{Guard, Hook, Pooled, Verdict},
     http::{find, MSISDN},
     packet::Frame,
 };
@@ -24,8 +24,8 @@ fn policy(action: Action, hex: bool) -> KernelPolicy {
     }
 }
 
-fn guard(action: Action, hex: bool) -> Guard {
-    Guard::load(&policy(action, hex)).unwrap()
+fn guard(action: Action, hex: bool) -> Pooled {
+    Guard::pooled(&policy(action, hex)).unwrap()
 }
 
 /// A request with `target` and one header line `line`.

@@ -214,7 +214,7 @@ fn bytes_past_the_ip_datagram_are_never_scanned() {
         let mut input = Frame::http_v4(head.as_bytes()).build();
         input.extend_from_slice(trailer.as_bytes());
         for hook in hooks {
-            let mut g = Guard::load(&policy()).unwrap();
+            let mut g = Guard::pooled(&policy()).unwrap();
             let r = g.run(hook, &input).unwrap();
             let case = format!("{} B head on {hook:?}", head.len());
             assert_eq!(r.verdict, Verdict::Pass, "{case}");
@@ -229,7 +229,7 @@ fn bytes_past_the_ip_datagram_are_never_scanned() {
 #[test]
 fn http_ports_come_from_the_policy() {
     let req = get(&[&format!("X-MSISDN: {MSISDN}")]);
-    let mut g = Guard::load(&KernelPolicy {
+    let mut g = Guard::pooled(&KernelPolicy {
         ports: vec![8081],
         ..policy()
     })

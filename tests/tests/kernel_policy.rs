@@ -160,7 +160,7 @@ fn policy_replacement() {
 fn a_full_rule_table_finds_every_rule_and_nothing_else() {
     const RULES: usize = leakguard_common::MAX_RULES as usize - 1;
     let names: Vec<String> = (0..RULES).map(|i| format!("X-Id-{i:04}")).collect();
-    let mut g = Guard::load(&count_rules(&names)).unwrap();
+    let mut g = Guard::pooled(&count_rules(&names)).unwrap();
     for hook in Hook::ALL {
         for (c, chunk) in names.chunks(64).enumerate() {
             // Each rule, and a non-rule of the same length and first and last byte

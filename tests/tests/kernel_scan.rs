@@ -180,7 +180,7 @@ fn header_deep_in_a_large_head_is_found() {
         let req = get_with_header_at(at, &[&format!("X-MSISDN: {MSISDN}")]);
         let input = Frame::http_v4(&req).build();
         for hook in hooks {
-            let mut g = Guard::load(&policy()).unwrap();
+            let mut g = Guard::pooled(&policy()).unwrap();
             let r = g.run(hook, &input).unwrap();
             assert_eq!(r.verdict, Verdict::Pass, "header at {at}, {hook:?}");
             assert_redacted(&format!("header at {at}"), hook, &input, &r.out, &[MSISDN]);
@@ -206,7 +206,7 @@ fn a_head_longer_than_the_cap_follows_the_incomplete_policy() {
     for hook in Hook::ALL {
         for incomplete in [Incomplete::Drop, Incomplete::Pass] {
             let case = format!("{hook:?}, {}", incomplete.name());
-            let mut g = Guard::load(&KernelPolicy {
+            let mut g = Guard::pooled(&KernelPolicy {
                 max_head_bytes: cap,
                 incomplete,
                 ..policy()

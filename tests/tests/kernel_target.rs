@@ -8,12 +8,12 @@ use leakguard::policy::{Action, KernelPolicy};
 use leakguard_common::{action, place, MSISDN_RULE_ID};
 use leakguard_tests::{
     corpus::number_check,
-    guard::{Guard, Hook, Verdict},
+    guard::{Guard, Hook, Pooled, Verdict},
     http::{find, MSISDN},
     packet::Frame,
 };
 
-fn guard(action: Action, target: bool) -> Guard {
+fn guard(action: Action, target: bool) -> Pooled {
     let mut m = number_check(action);
     m.prefixes = vec!["44".into(), "447".into()];
     m.request_target = target;
@@ -22,7 +22,7 @@ fn guard(action: Action, target: bool) -> Guard {
         msisdn: Some(m),
         ..KernelPolicy::default()
     };
-    Guard::load(&p).unwrap()
+    Guard::pooled(&p).unwrap()
 }
 
 fn request(target: &str) -> Vec<u8> {

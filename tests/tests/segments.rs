@@ -455,7 +455,7 @@ fn flow_keys_are_the_segments_fields() {
     let head = b"GET / HTTP/1.1\r\nHost: 203.0.113.80\r\nX-Open: not yet ended";
     for hook in Hook::ALL {
         for frame in [Frame::http_v4(head), Frame::http_v6(head)] {
-            let mut g = Guard::load(&policy(Some(Action::Count))).unwrap();
+            let mut g = Guard::pooled(&policy(Some(Action::Count))).unwrap();
             g.run(hook, &frame.build()).unwrap();
             let mut want = FlowKey {
                 ifindex: TEST_RUN_IFINDEX,

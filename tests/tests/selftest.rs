@@ -24,7 +24,7 @@ fn policy(msisdn: Action) -> KernelPolicy {
 #[test]
 fn canaries_pass_on_every_hook_and_move_no_production_counter() {
     let p = policy(Action::Redact);
-    let mut g = Guard::load(&p).unwrap();
+    let mut g = Guard::pooled(&p).unwrap();
     let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
     assert!(report.ok(), "{:?}", report.failures);
     // clean + 3 rules + 1 allowed destination, on 3 hooks
@@ -43,7 +43,7 @@ fn canaries_pass_on_every_hook_and_move_no_production_counter() {
 #[test]
 fn a_guard_that_disagrees_with_the_policy_fails_the_self_test() {
     // The kernel counts X-MSISDN; the policy the self-test checks says redact.
-    let mut g = Guard::load(&policy(Action::Count)).unwrap();
+    let mut g = Guard::pooled(&policy(Action::Count)).unwrap();
     let report = selftest::run(&mut g.ebpf, &policy(Action::Redact), &HOOKS).unwrap();
     assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
     assert!(
@@ -54,7 +54,7 @@ fn a_guard_that_disagrees_with_the_policy_fails_the_self_test() {
         "{:?}",
         report.failures
     );
-    let mut g = Guard::load(&policy(Action::Redact)).unwrap();
+    let mut g = Guard::pooled(&policy(Action::Redact)).unwrap();
     let report = selftest::run(&mut g.ebpf, &policy(Action::Drop), &HOOKS).unwrap();
     assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
 }
@@ -65,7 +65,7 @@ fn a_guard_that_disagrees_with_the_policy_fails_the_self_test() {
 fn the_number_check_has_a_canary() {
     let mut p = policy(Action::Redact);
     p.msisdn = Some(leakguard_tests::corpus::number_check(Action::Redact));
-    let mut g = Guard::load(&p).unwrap();
+    let mut g = Guard::pooled(&p).unwrap();
     let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
     assert!(report.ok(), "{:?}", report.failures);
     // A header, a request-target, a cookie, a hex and a base64 canary per hook, on top
@@ -78,7 +78,7 @@ fn the_number_check_has_a_canary() {
         [0; 4]
     );
     // The kernel without the check: the five canaries' numbers pass in clear.
-    let mut off = Guard::load(&policy(Action::Redact)).unwrap();
+    let mut off = Guard::pooled(&policy(Action::Redact)).unwrap();
     let report = selftest::run(&mut off.ebpf, &p, &HOOKS).unwrap();
     assert_eq!(report.failures.len(), 15, "{:?}", report.failures);
     assert!(report
@@ -93,7 +93,7 @@ fn the_number_check_has_a_canary() {
         m.request_target = target;
         m.cookies = cookies;
         p.msisdn = Some(m);
-        let mut g = Guard::load(&p).unwrap();
+        let mut g = Guard::pooled(&p).unwrap();
         let report = selftest::run(&mut g.ebpf, &p, &HOOKS).unwrap();
         assert!(report.ok(), "{:?}", report.failures);
         assert_eq!(
@@ -115,7 +115,7 @@ fn the_hex_form_has_a_canary() {
     p.msisdn = Some(m);
     let mut decimal = p.clone();
     decimal.msisdn.as_mut().unwrap().hex = false;
-    let mut g = Guard::load(&decimal).unwrap();
+    let mut g = Guard::pooled(&decimal).unwrap();
     let report = selftest::run(&mut g.ebpf, &decimal, &HOOKS).unwrap();
     assert!(report.ok(), "{:?}", report.failures);
     assert_eq!(report.canaries, 8 * 3);
@@ -142,7 +142,7 @@ fn the_base64_form_has_a_canary() {
     p.msisdn = Some(leakguard_tests::corpus::number_check(Action::Redact));
     let mut no_b64 = p.clone();
     no_b64.msisdn.as_mut().unwrap().base64 = false;
-    let mut g = Guard::load(&no_b64).unwrap();
+    let mut g = Guard::pooled(&no_b64).unwrap();
     let report = selftest::run(&mut g.ebpf, &no_b64, &HOOKS).unwrap();
     assert!(report.ok(), "{:?}", report.failures);
     assert_eq!(report.canaries, 9 * 3);

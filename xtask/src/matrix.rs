@@ -29,12 +29,13 @@ const VIRTME_NG: &str = "virtme-ng>=1.40,<2";
 
 /// The test files run on each kernel: the verifier budgets first (a program that does not
 /// load fails everything after it), then the daemon (and a handover to maps of another
-/// layout: on kernels without TCX it replaces cls_bpf filters), then every kernel
-/// test-run table.
-const TESTS: [&str; 13] = [
+/// layout: on kernels without TCX it replaces cls_bpf filters), then the reset that lets
+/// the kernel tables share loaded guards, then every kernel test-run table.
+const TESTS: [&str; 14] = [
     "verifier",
     "smoke",
     "handover",
+    "kernel_pool",
     "kernel_handover",
     "kernel_parse",
     "kernel_scan",

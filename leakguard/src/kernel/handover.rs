@@ -288,65 +288,28 @@ mod raw {
 
     use leakguard_common::FlowKey;
 
-    /// `union bpf_attr` for the map element commands.
-    #[repr(C)]
-    struct ElemAttr {
-        map_fd: u32,
-        _pad: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-    }
-
-    const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
-
-    fn bpf(cmd: libc::c_long, attr: &mut ElemAttr) -> io::Result<()> {
-        // SAFETY: `attr` is a valid `bpf_attr` prefix for `cmd`, its pointers valid for
-        // the sizes the map was made with (checked by the caller).
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                core::ptr::from_mut(attr),
-                size_of::<ElemAttr>(),
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
+    use crate::kernel::rawmap::{elem, is_no_entry, Cmd};
 
     /// The key after `key` (the first for None); None at the end.
     pub fn next_key(fd: i32, key: Option<&FlowKey>) -> io::Result<Option<FlowKey>> {
         let mut next = FlowKey::default();
-        let mut attr = ElemAttr {
-            map_fd: fd as u32,
-            _pad: 0,
-            key: key.map_or(0, |k| core::ptr::from_ref(k) as u64),
-            value: core::ptr::from_mut(&mut next) as u64,
-            flags: 0,
-        };
-        match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+        let key = key.map_or(core::ptr::null(), |k| core::ptr::from_ref(k).cast());
+        // SAFETY: both point at a FlowKey, the flow table's key.
+        match unsafe { elem(Cmd::NextKey, fd, key, core::ptr::from_mut(&mut next).cast()) } {
             Ok(()) => Ok(Some(next)),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) if is_no_entry(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// `key`'s value into `value` (the map's value size); false when it has none.
     pub fn lookup(fd: i32, key: &FlowKey, value: &mut [u8]) -> io::Result<bool> {
-        let mut attr = ElemAttr {
-            map_fd: fd as u32,
-            _pad: 0,
-            key: core::ptr::from_ref(key) as u64,
-            value: value.as_mut_ptr() as u64,
-            flags: 0,
-        };
-        match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+        let key = core::ptr::from_ref(key).cast();
+        // SAFETY: `key` is the flow table's key; `value` its value size (the caller's
+        // buffer is sized from the map's info).
+        match unsafe { elem(Cmd::Lookup, fd, key, value.as_mut_ptr()) } {
             Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) if is_no_entry(&e) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -17,6 +17,7 @@ pub mod maps;
 pub mod netns;
 pub mod object;
 pub mod pins;
+pub mod rawmap;
 pub mod selftest;
 pub mod tc_filter;
 pub mod verifier;
