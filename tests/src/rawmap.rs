@@ -7,7 +7,7 @@
 
 use std::{
     io,
-    os::fd::{AsFd as _, AsRawFd as _, RawFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
 };
 
 use anyhow::{bail, Context as _, Result};
@@ -23,9 +23,10 @@ enum Kind {
     Keyed,
 }
 
-/// One map, by its file descriptor (borrowed from the object that owns it).
-pub struct RawMap {
-    fd: RawFd,
+/// One map, by its file descriptor, borrowed from the object that owns it (so that the
+/// descriptor cannot be closed, and its number reused by another map, while in use).
+pub struct RawMap<'a> {
+    fd: BorrowedFd<'a>,
     kind: Kind,
     key_size: usize,
     /// A lookup's value: per-CPU maps return one 8-byte-aligned value per possible CPU.
@@ -42,10 +43,10 @@ const BPF_F_RDONLY_PROG: u32 = 1 << 7;
 /// A map's entries as bytes, sorted by key.
 pub type Dump = Vec<(Vec<u8>, Vec<u8>)>;
 
-impl RawMap {
+impl<'a> RawMap<'a> {
     /// The map's layout, or `None` for the event ring (read by draining it, not by key).
-    pub fn of(name: &str, map: &Map) -> Result<Option<Self>> {
-        let (data, kind, per_cpu): (&MapData, _, _) = match map {
+    pub fn of(name: &str, map: &'a Map) -> Result<Option<Self>> {
+        let (data, kind, per_cpu): (&'a MapData, _, _) = match map {
             Map::Array(d) => (d, Kind::Array, false),
             Map::PerCpuArray(d) => (d, Kind::Array, true),
             Map::HashMap(d) | Map::LruHashMap(d) | Map::LpmTrie(d) => (d, Kind::Keyed, false),
@@ -67,7 +68,7 @@ impl RawMap {
             value_size
         };
         Ok(Some(Self {
-            fd: data.fd().as_fd().as_raw_fd(),
+            fd: data.fd().as_fd(),
             kind,
             key_size: info.key_size() as usize,
             value_len,
@@ -84,7 +85,7 @@ impl RawMap {
         // SAFETY: the map's key is `key_size` bytes, its value `value_len` (per-CPU:
         // one 8-byte-aligned value per possible CPU); every caller passes buffers of
         // those sizes.
-        unsafe { elem(cmd, self.fd, key, value) }
+        unsafe { elem(cmd, self.fd.as_raw_fd(), key, value) }
     }
 
     /// The key after `key` (the first with `None`), or `None` at the end.

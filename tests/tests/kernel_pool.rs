@@ -8,10 +8,13 @@ use std::collections::BTreeMap;
 use aya::programs::Xdp;
 use leakguard::{
     kernel::{
-        maps::{MAP_FLOWS, MAP_IFSLOT, MAP_MATCH_COUNTS, MAP_RULE_COUNTERS, MAP_STATS},
+        maps::{
+            MAP_ALLOW_V4, MAP_FLOWS, MAP_IFSLOT, MAP_MATCHES, MAP_MATCH_COUNTS, MAP_RULES,
+            MAP_RULE_COUNTERS, MAP_STATS,
+        },
         object::PROG_XDP,
     },
-    policy::{Action, KernelPolicy},
+    policy::Action,
 };
 use leakguard_tests::{
     corpus::{self, Rng},
@@ -76,15 +79,36 @@ fn written(d: &BTreeMap<String, Dump>) -> Vec<&str> {
         .collect()
 }
 
+/// Keeps the calling thread on the CPU it runs on: a test run executes on the caller's
+/// CPU, and per-CPU maps are compared byte for byte, slot by slot.
+fn pin_to_this_cpu() {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t owned here, for this thread (pid 0).
+    unsafe {
+        let cpu = usize::try_from(libc::sched_getcpu()).expect("sched_getcpu");
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set),
+            0,
+            "sched_setaffinity"
+        );
+    }
+}
+
 #[test]
 fn a_reset_guard_is_a_freshly_loaded_one() {
+    pin_to_this_cpu();
     let mut rng = Rng(0x9e37_79b9);
-    let traffic = frames(&mut rng, 40);
+    let traffic = frames(&mut rng, 24);
 
-    // A guard used under another policy: other rules (other ids), its own allowlists and
-    // options, a counter slot, flows left open.
-    let other: KernelPolicy = corpus::policy(Some(Action::Drop));
-    let mut used = Guard::load(&other).unwrap();
+    // A guard used under two other policies, so that both policy generations hold rules,
+    // allowlists and options, and the generation in use is 0 (where the next policy's
+    // rule ids are read from); traffic with no counter slot (the hash counters) and with
+    // one, flows left open.
+    let mut used = Guard::load(&corpus::policy(Some(Action::Drop))).unwrap();
+    run_all(&mut used, &traffic);
+    used.set_policy(&corpus::policy(Some(Action::Count)))
+        .unwrap();
     used.give_slot(TEST_RUN_IFINDEX, 3).unwrap();
     run_all(&mut used, &traffic);
     let dirty = used.dump().unwrap();
@@ -92,9 +116,14 @@ fn a_reset_guard_is_a_freshly_loaded_one() {
     for m in [
         MAP_FLOWS,
         MAP_IFSLOT,
+        MAP_MATCHES,
         MAP_MATCH_COUNTS,
         MAP_RULE_COUNTERS,
         MAP_STATS,
+        MAP_RULES[0],
+        MAP_RULES[1],
+        MAP_ALLOW_V4[0],
+        MAP_ALLOW_V4[1],
     ] {
         assert!(
             dirty_maps.contains(&m),
