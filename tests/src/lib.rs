@@ -1,6 +1,7 @@
 //! Test support: the real programs loaded into the kernel, packets built with etherparse,
 //! and network namespaces for end-to-end runs. Every resource is an RAII guard.
 
+pub mod bpfstats;
 pub mod cases;
 pub mod cmd;
 pub mod configmap;

@@ -19,6 +19,7 @@ use anyhow::{bail, Context as _, Result};
 use aya::programs::{SchedClassifier, Xdp};
 use leakguard::kernel::object::{PROG_TC_EGRESS, PROG_XDP};
 use leakguard_tests::{
+    bpfstats,
     cases::{kernel_cases, PROFILE_DEFAULT},
     cmd::checked,
     guard::Guard,
@@ -90,6 +91,8 @@ fn main() -> Result<()> {
         );
     }
     pin_to_cpu0()?;
+    // The ns per run it prints are test-run timings.
+    let _accounting = bpfstats::off_for_timing("profile")?;
     let g = Guard::load_bench_with_slot(&case.policy)?;
     let prog = if a.tc { PROG_TC_EGRESS } else { PROG_XDP };
     let map = {

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use leakguard::kernel::object::{PROG_TC_EGRESS, PROG_XDP};
 use leakguard_tests::{
-    cmd::sh,
+    bpfstats,
     daemon::{wait_for, Daemon},
     gateway::{GW_CLI, GW_CLI_IF, GW_UP_IF, SRV},
     guard::{PROG_BASELINE_TC, PROG_BASELINE_XDP},
@@ -29,7 +29,7 @@ use crate::{
 pub fn e2e(cfg: &Cfg) -> Result<Value> {
     let t = topology()?;
     let _nginx = nginx(&t)?;
-    sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=1"])?;
+    let accounting = bpfstats::Setting::new(true)?;
     // Warm up (ARP, nginx, and the machine after the parts before).
     let _ = wrk(&t, &format!("http://{SRV}/"), 3)?;
     // Rounds of every setup in turn, each round starting one setup later, so that drift
@@ -41,14 +41,14 @@ pub fn e2e(cfg: &Cfg) -> Result<Value> {
             let i = (k + round) % SETUPS.len();
             runs[i].push(e2e_run(&t, cfg, SETUPS[i].1)?);
             // The per-packet figures need the kernel's accounting on throughout.
-            if std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")?.trim() != "1" {
+            if !bpfstats::enabled()? {
                 bail!(
                     "kernel.bpf_stats_enabled was turned off during the run (by another process?)"
                 );
             }
         }
     }
-    sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=0"])?;
+    drop(accounting);
 
     let (_, conf) = median_confidence(cfg.e2e_rounds);
     println!(

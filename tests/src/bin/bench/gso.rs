@@ -6,8 +6,8 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::{bail, Result};
 use leakguard::kernel::object::PROG_TC_EGRESS;
 use leakguard_tests::{
+    bpfstats,
     cases::deep_request,
-    cmd::sh,
     daemon::Daemon,
     gateway::{GW_UP_IF, SRV},
     guard::PROG_BASELINE_TC,
@@ -68,7 +68,7 @@ pub fn gso(cfg: &Cfg) -> Result<Value> {
     };
     // Warm-up: the congestion window grows past one request.
     send(200)?;
-    sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=1"])?;
+    let accounting = bpfstats::Setting::new(true)?;
     let n = cfg.gso_requests;
     let measure =
         |prog: &str, send: &mut dyn FnMut(u32) -> Result<u32>| -> Result<(f64, f64, u32)> {
@@ -96,7 +96,7 @@ pub fn gso(cfg: &Cfg) -> Result<Value> {
         d.stop()?;
         let _ = d.cli("detach");
     }
-    sh(&["sysctl", "-qw", "kernel.bpf_stats_enabled=0"])?;
+    drop(accounting);
     drop(c);
     sink.join()
         .map_err(|_| anyhow::anyhow!("the sink panicked"))??;
