@@ -102,6 +102,7 @@ pub struct Daemon {
 impl Daemon {
     /// A daemon for `ns` whose policy file is `body` (`[daemon] pin_path` is added).
     pub fn new(ns: &Netns, body: &str) -> Result<Self> {
+        crate::stale::sweep_once();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join(format!("leakguard-daemon-{tag}"));

@@ -21,4 +21,5 @@ pub mod packet;
 pub mod proxies;
 pub mod rawmap;
 pub mod server;
+pub mod stale;
 pub mod topo;

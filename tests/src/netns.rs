@@ -21,6 +21,7 @@ pub struct Netns {
 impl Netns {
     /// A new namespace with loopback up. `tag` makes names readable in `ip netns`.
     pub fn new(tag: &str) -> Result<Self> {
+        crate::stale::sweep_once();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}{n}-{tag}", own_prefix());
         sh(&["ip", "netns", "add", &name])?;
