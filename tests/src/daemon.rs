@@ -99,6 +99,11 @@ pub struct Daemon {
     body: String,
 }
 
+/// Where the test daemons pin, and the start of each one's pin directory (then the owning
+/// process's pid and `-`).
+pub(crate) const PIN_DIR: &str = "/sys/fs/bpf";
+pub(crate) const PIN_PREFIX: &str = "leakguard-test-";
+
 impl Daemon {
     /// A daemon for `ns` whose policy file is `body` (`[daemon] pin_path` is added).
     pub fn new(ns: &Netns, body: &str) -> Result<Self> {
@@ -107,7 +112,7 @@ impl Daemon {
         let tag = format!("{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join(format!("leakguard-daemon-{tag}"));
         std::fs::create_dir_all(&dir)?;
-        let pin_path = PathBuf::from(format!("/sys/fs/bpf/leakguard-test-{tag}"));
+        let pin_path = PathBuf::from(format!("{PIN_DIR}/{PIN_PREFIX}{tag}"));
         let d = Self {
             ns_path: PathBuf::from(format!("/run/netns/{}", ns.name)),
             ns_name: ns.name.clone(),

@@ -14,6 +14,11 @@ use crate::cmd::{checked, sh};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Where named namespaces live, and the start of every name these tests give one (then
+/// the owning process's pid and `-`).
+pub(crate) const DIR: &str = "/run/netns";
+pub(crate) const PREFIX: &str = "lg-";
+
 pub struct Netns {
     pub name: String,
 }
@@ -60,7 +65,7 @@ impl Netns {
     /// Runs `f` on a thread that has entered this namespace: sockets it creates and
     /// interfaces it names are this namespace's. The caller's thread is unaffected.
     pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
-        let file = File::open(format!("/run/netns/{}", self.name))
+        let file = File::open(format!("{DIR}/{}", self.name))
             .with_context(|| format!("opening netns {}", self.name))?;
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -82,7 +87,7 @@ impl Netns {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<std::thread::JoinHandle<Result<T>>> {
-        let file = File::open(format!("/run/netns/{}", self.name))
+        let file = File::open(format!("{DIR}/{}", self.name))
             .with_context(|| format!("opening netns {}", self.name))?;
         let name = self.name.clone();
         Ok(std::thread::spawn(move || {
@@ -97,30 +102,32 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        // Deleting the namespace deletes its interfaces (and the veth peers elsewhere).
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        delete(&self.name);
     }
+}
+
+/// Deletes the named namespace, which deletes its interfaces (and the veth peers
+/// elsewhere). True when `ip` says it did.
+pub(crate) fn delete(name: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "del", name])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The start of the name of every namespace this process makes.
 fn own_prefix() -> String {
-    format!("lg-{}-", std::process::id())
+    format!("{PREFIX}{}-", std::process::id())
 }
 
 /// Deletes every namespace this process made and has not dropped: for a signal handler,
 /// where destructors do not run.
 pub fn delete_own() {
     let prefix = own_prefix();
-    for e in std::fs::read_dir("/run/netns")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for e in std::fs::read_dir(DIR).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with(&prefix) {
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+            delete(&name);
         }
     }
 }

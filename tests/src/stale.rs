@@ -5,45 +5,42 @@
 //! per test process, before its first namespace or daemon: only names whose process is
 //! gone, so tests running beside this one keep theirs.
 
-use std::{path::Path, process::Command, sync::Once};
+use std::{path::Path, sync::Once};
 
-/// Where the namespaces and the pins live, and the prefix before each owner's pid.
-const PLACES: [(&str, &str); 2] = [("/run/netns", "lg-"), ("/sys/fs/bpf", "leakguard-test-")];
+use crate::{daemon, netns};
+
+/// Removes one entry; true when it did.
+type Remove = fn(&Path, &str) -> bool;
+
+/// Where the namespaces and the pins live, the prefix before each owner's pid, and how an
+/// entry is removed: a namespace by `ip netns del`, a pin directory by removing it.
+const PLACES: [(&str, &str, Remove); 2] = [
+    (netns::DIR, netns::PREFIX, |_, name| netns::delete(name)),
+    (daemon::PIN_DIR, daemon::PIN_PREFIX, |path, _| {
+        std::fs::remove_dir_all(path).is_ok()
+    }),
+];
 
 /// Sweeps once per process (see the module's doc).
 pub fn sweep_once() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for (dir, prefix) in PLACES {
-            sweep(Path::new(dir), prefix, |pid| {
+        for (dir, prefix, remove) in PLACES {
+            sweep(Path::new(dir), prefix, remove, |pid| {
                 Path::new(&format!("/proc/{pid}")).exists()
             });
         }
     });
 }
 
-/// Removes the entries of `dir` named `PREFIX<pid>-…` whose pid `alive` says is gone:
-/// a namespace by `ip netns del`, anything else (a pin directory) by removing it.
-/// Returns what it removed. Entries of other shapes are left alone.
-pub fn sweep(dir: &Path, prefix: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
+/// Removes, by `remove`, the entries of `dir` named `PREFIX<pid>-…` whose pid `alive`
+/// says is gone (this process is alive). Returns what it removed. Entries of other shapes
+/// are left alone.
+pub fn sweep(dir: &Path, prefix: &str, remove: Remove, alive: impl Fn(u32) -> bool) -> Vec<String> {
     let mut removed = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = owner(&name, prefix) else {
-            continue;
-        };
-        if pid == std::process::id() || alive(pid) {
-            continue;
-        }
-        let gone = if dir == Path::new("/run/netns") {
-            Command::new("ip")
-                .args(["netns", "del", &name])
-                .status()
-                .is_ok_and(|s| s.success())
-        } else {
-            std::fs::remove_dir_all(e.path()).is_ok()
-        };
-        if gone {
+        if owner(&name, prefix).is_some_and(|pid| !alive(pid)) && remove(&e.path(), &name) {
             removed.push(name);
         }
     }
@@ -78,7 +75,7 @@ mod tests {
         for name in ["p-10-0", "p-10-1", "p-11-0", "p-x-0", "other"] {
             std::fs::create_dir_all(dir.join(name).join("maps"))?;
         }
-        let mut removed = sweep(&dir, "p-", |pid| pid == 11);
+        let mut removed = sweep(&dir, "p-", PLACES[1].2, |pid| pid == 11);
         removed.sort();
         assert_eq!(removed, ["p-10-0", "p-10-1"]);
         let mut left: Vec<String> = std::fs::read_dir(&dir)?
