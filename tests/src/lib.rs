@@ -6,6 +6,7 @@ pub mod cases;
 pub mod cmd;
 pub mod configmap;
 pub mod corpus;
+pub mod cpu;
 pub mod daemon;
 pub mod diff;
 pub mod fleet;

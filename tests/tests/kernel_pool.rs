@@ -18,6 +18,7 @@ use leakguard::{
 };
 use leakguard_tests::{
     corpus::{self, Rng},
+    cpu,
     guard::{Guard, Hook, TEST_RUN_IFINDEX},
     kernel,
     packet::Frame,
@@ -79,25 +80,10 @@ fn written(d: &BTreeMap<String, Dump>) -> Vec<&str> {
         .collect()
 }
 
-/// Keeps the calling thread on the CPU it runs on: a test run executes on the caller's
-/// CPU, and per-CPU maps are compared byte for byte, slot by slot.
-fn pin_to_this_cpu() {
-    // SAFETY: plain libc calls on a zeroed cpu_set_t owned here, for this thread (pid 0).
-    unsafe {
-        let cpu = usize::try_from(libc::sched_getcpu()).expect("sched_getcpu");
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set),
-            0,
-            "sched_setaffinity"
-        );
-    }
-}
-
 #[test]
 fn a_reset_guard_is_a_freshly_loaded_one() {
-    pin_to_this_cpu();
+    // Per-CPU maps are compared byte for byte, slot by slot.
+    cpu::pin_here().unwrap();
     let mut rng = Rng(0x9e37_79b9);
     let traffic = frames(&mut rng, 24);
 

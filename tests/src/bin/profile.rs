@@ -22,6 +22,7 @@ use leakguard_tests::{
     bpfstats,
     cases::{kernel_cases, PROFILE_DEFAULT},
     cmd::checked,
+    cpu,
     guard::Guard,
     jit::JitMap,
 };
@@ -90,7 +91,7 @@ fn main() -> Result<()> {
             a.case
         );
     }
-    pin_to_cpu0()?;
+    cpu::pin(0)?;
     // The ns per run it prints are test-run timings.
     let _accounting = bpfstats::off_for_timing("profile")?;
     let g = Guard::load_bench_with_slot(&case.policy)?;
@@ -292,19 +293,6 @@ fn fn_name(line: &str) -> Option<String> {
         .take_while(|c| c.is_alphanumeric() || *c == '_')
         .collect();
     (!name.is_empty()).then_some(name)
-}
-
-fn pin_to_cpu0() -> Result<()> {
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and sched_setaffinity get
-    // valid pointers to it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            bail!("pinning to CPU 0: {}", std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 struct RemoveOnDrop(std::path::PathBuf);

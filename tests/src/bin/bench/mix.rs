@@ -13,6 +13,7 @@ use anyhow::{ensure, Result};
 use leakguard::policy::Action;
 use leakguard_tests::{
     cases::{body_segment, policy, with_msisdn},
+    cpu,
     guard::Guard,
     http::{browser_get, browser_get_lines},
     kernel::rule,
@@ -193,20 +194,6 @@ pub(crate) fn allowed_cpus() -> Result<Vec<usize>> {
         .collect())
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin(cpu: usize) -> Result<()> {
-    // SAFETY: as above.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    let r = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-    ensure!(
-        r == 0,
-        "pinning to CPU {cpu}: {}",
-        std::io::Error::last_os_error()
-    );
-    Ok(())
-}
-
 /// The mix's leakguard cost per packet on each hook, measured on the first two allowed
 /// CPUs: each alone, then both at once (a barrier starts each class's run on both).
 fn two_cores(cfg: &Cfg, g: &Guard, classes: &[Class]) -> Result<Value> {
@@ -219,7 +206,7 @@ fn two_cores(cfg: &Cfg, g: &Guard, classes: &[Class]) -> Result<Value> {
     // ns per packet of the mix on `cpu`, for each hook; with a barrier, in step with
     // the other thread.
     let measure = |cpu: usize, barrier: Option<&std::sync::Barrier>| -> Result<[f64; 2]> {
-        pin(cpu)?;
+        cpu::pin(cpu)?;
         let mut mixed = [0.0; 2];
         for c in classes {
             for (h, (_, _, prog, tc)) in HOOKS.into_iter().enumerate() {
