@@ -165,6 +165,10 @@ fn check_config_refuses_every_broken_file_with_one_line() {
     std::fs::write(&open, attach).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
     paths.push(("world-writable".into(), open));
+    let theirs = dir.join("theirs.toml");
+    std::fs::write(&theirs, attach).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    paths.push(("another user's".into(), theirs));
     let link = dir.join("link.toml");
     std::os::unix::fs::symlink(&good, &link).unwrap();
     paths.push(("symlink to elsewhere".into(), link));

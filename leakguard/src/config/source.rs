@@ -55,8 +55,21 @@ pub fn read(path: &Path) -> Result<String, String> {
             meta.mode() & 0o7777
         ));
     }
-    if real != path && meta.uid() != 0 {
-        return Err(not_root("the file a ConfigMap link leads to", &real));
+    if real != path {
+        if meta.uid() != 0 {
+            return Err(not_root("the file a ConfigMap link leads to", &real));
+        }
+    } else {
+        // A plain file: it and the directory it may be renamed over in are someone's
+        // to change only if that someone is trusted already.
+        trusted("the policy file", path, &meta)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let dir_meta = std::fs::metadata(dir)
+            .map_err(|e| format!("cannot read the policy file's directory: {e}"))?;
+        trusted("the policy file's directory", dir, &dir_meta)?;
     }
     read_all(&mut file)
 }
@@ -139,6 +152,37 @@ fn read_only(dir: &Path) -> bool {
     // SAFETY: statvfs on a valid C string with a zeroed out-struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0) && st.f_flag & libc::ST_RDONLY != 0
+}
+
+/// Owned by root or by whoever runs leakguard (a user checking a file of their own), and
+/// writable by no other user: not by every user, and by a group only if that is root's
+/// or the runner's. A directory writable by every user passes when sticky (1777, /tmp):
+/// then only a file's owner may rename or remove it.
+fn trusted(what: &str, path: &Path, m: &Metadata) -> Result<(), String> {
+    // SAFETY: geteuid and getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if m.uid() != 0 && m.uid() != uid {
+        return Err(format!(
+            "{what} {} is owned by uid {}, not by root: whoever owns it could change the \
+             policy; fix it with chown root:root",
+            path.display(),
+            m.uid()
+        ));
+    }
+    let mode = m.mode() & 0o7777;
+    let sticky = m.is_dir() && mode & libc::S_ISVTX != 0;
+    let others = mode & 0o002 != 0 && !sticky;
+    let group = mode & 0o020 != 0 && m.gid() != 0 && m.gid() != gid;
+    if others || group {
+        let whom = if others { "every user" } else { "its group" };
+        let fix = if others { "o-w" } else { "g-w" };
+        return Err(format!(
+            "{what} {} is writable by {whom} (mode {mode:04o}): whoever can write it \
+             decides what leaves the gateway; fix it with chmod {fix}",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Owned by root and, unless a link (whose mode means nothing), not writable by others.
@@ -248,5 +292,50 @@ mod tests {
         for e in [&d, &cm, &open, &sticky, &theirs] {
             let _ = std::fs::remove_dir_all(e);
         }
+    }
+
+    /// A plain file and its directory: root's (or the runner's) and writable by no other
+    /// user, a sticky directory excepted.
+    #[test]
+    fn a_plain_file_is_taken_only_from_whom_it_is_trusted() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            panic!("run as root: the cases need files owned by another user");
+        }
+        let chown = |p: &Path, uid: u32, gid: u32| {
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: chown on a valid C string.
+            assert_eq!(unsafe { libc::chown(c.as_ptr(), uid, gid) }, 0);
+        };
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let d = tmp("plain");
+        let file = d.join("leakguard.toml");
+        std::fs::write(&file, "x").unwrap();
+        mode(&file, 0o664);
+        assert_eq!(read(&file).unwrap(), "x", "root's group may write");
+        chown(&file, 65534, 0);
+        let e = read(&file).unwrap_err();
+        assert!(e.contains("owned by uid 65534, not by root"), "{e}");
+        chown(&file, 0, 65534);
+        let e = read(&file).unwrap_err();
+        assert!(e.contains("writable by its group (mode 0664)"), "{e}");
+        mode(&file, 0o644);
+        assert_eq!(read(&file).unwrap(), "x", "a group that may only read");
+        // The directory: anyone who may write it may put another file in its place.
+        mode(&d, 0o777);
+        let e = read(&file).unwrap_err();
+        assert!(
+            e.contains("directory") && e.contains("every user (mode 0777)"),
+            "{e}"
+        );
+        mode(&d, 0o1777);
+        assert_eq!(read(&file).unwrap(), "x", "sticky, as /tmp");
+        mode(&d, 0o755);
+        chown(&d, 65534, 65534);
+        let e = read(&file).unwrap_err();
+        assert!(e.contains("directory") && e.contains("not by root"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
