@@ -131,9 +131,47 @@ pub(super) fn parse_with(
     let file: FileToml = toml::from_str(text).map_err(|e| ConfigError {
         path: path.to_owned(),
         at: e.span().map(|s| line_col_of(text, s.start)),
-        message: e.message().trim().to_owned(),
+        message: e.span().map_or_else(
+            || e.message().trim().to_owned(),
+            |s| name_the_key(text, s.start, e.message().trim()),
+        ),
     })?;
     p.validate(file)
+}
+
+/// A type error from the TOML reader names no key ("invalid type: map, expected a
+/// sequence"): the key is put in front, read from the line the error points at, with
+/// the fix for the usual slip between a table and a list of tables.
+fn name_the_key(text: &str, offset: usize, message: &str) -> String {
+    if !message.starts_with("invalid ") {
+        return message.to_owned();
+    }
+    let before = &text[..offset.min(text.len())];
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("").trim();
+    let header = |l: &str| -> Option<String> {
+        let l = l.split('#').next()?.trim();
+        l.starts_with('[')
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+    };
+    if let Some(name) = header(line) {
+        return if line.starts_with("[[") {
+            format!("[[{name}]]: {message}; [{name}] is one table: write [{name}]")
+        } else if message.ends_with("expected a sequence") {
+            format!("[{name}]: {message}; [{name}] is a list of tables: write [[{name}]] for each")
+        } else {
+            format!("[{name}]: {message}")
+        };
+    }
+    let Some((key, _)) = line.split_once('=') else {
+        return message.to_owned();
+    };
+    let key = key.trim();
+    let section = text[..start].lines().rev().find_map(header);
+    match section {
+        Some(sec) => format!("{sec}.{key}: {message}"),
+        None => format!("{key}: {message}"),
+    }
 }
 
 pub(super) fn line_col_of(text: &str, offset: usize) -> (usize, usize) {
@@ -576,6 +614,17 @@ impl Parser<'_> {
         warnings: &mut Vec<String>,
     ) -> Result<Option<Msisdn>, ConfigError> {
         let Some(action) = &m.action else {
+            // Prefixes without an action: the operator meant the check on. Off is what
+            // the file says, so it stays off, but not silently.
+            if let Some(list) = &m.prefixes {
+                let (line, col) = line_col_of(self.text, list.span().start);
+                warnings.push(format!(
+                    "{}:{line}:{col}: msisdn.prefixes is set but msisdn.action is not: the \
+                     identity-number check is off; add action = \"count\", \"redact\" or \
+                     \"drop\" to turn it on",
+                    self.path.display()
+                ));
+            }
             return Ok(None);
         };
         let act = parse_action(action.get_ref()).ok_or_else(|| {
@@ -765,6 +814,58 @@ mod tests {
         assert!(c
             .describe()
             .contains(&format!("warning: {}", c.warnings[0])));
+    }
+
+    /// The reader's type errors name the key, and the table / list-of-tables slip its fix.
+    #[test]
+    fn type_errors_name_the_key() {
+        let attach = "[[attach]]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n";
+        let msg = |text: &str| parse_str(text).unwrap_err().to_string();
+        let m = msg("[attach]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n");
+        assert!(
+            m.starts_with("test.toml:1:1: [attach]: invalid type"),
+            "{m}"
+        );
+        assert!(m.ends_with("write [[attach]] for each"), "{m}");
+        let m = msg(&format!("{attach}[[msisdn]]\naction = \"count\"\n"));
+        assert!(
+            m.contains("[[msisdn]]: invalid type") && m.ends_with("write [msisdn]"),
+            "{m}"
+        );
+        let m = msg(&format!("{attach}[scan]\nports = \"80\"  # http\n"));
+        assert!(
+            m.contains(":5:9: scan.ports: invalid type: string \"80\""),
+            "{m}"
+        );
+        let m = msg(&format!(
+            "{attach}[[rule]]\nheader = \"X-MSISDN\"\naction = \"count\"\nallow = \"10.0.0.0/8\"\n"
+        ));
+        assert!(m.contains("rule.allow: invalid type"), "{m}");
+        let m = msg("[[attach]]\ninterface = 5\nhook = \"tc-egress\"\n");
+        assert!(m.contains("attach.interface: invalid type: integer"), "{m}");
+        // Errors that name their key already are left as they are.
+        let m = msg(&format!("{attach}foo = 1\n"));
+        assert!(m.contains(":4:1: unknown field `foo`"), "{m}");
+    }
+
+    /// Prefixes without an action leave the check off, as the file says, and say so.
+    #[test]
+    fn prefixes_without_an_action_are_warned_about() {
+        let base = "[[attach]]\ninterface = \"eth0\"\nhook = \"tc-egress\"\n[msisdn]\n";
+        let c = parse_str(&format!("{base}prefixes = [\"44\"]\n")).unwrap();
+        assert!(c.kernel.msisdn.is_none());
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0]
+                .starts_with("test.toml:5:12: msisdn.prefixes is set but msisdn.action is not"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(c
+            .describe()
+            .contains(&format!("warning: {}", c.warnings[0])));
+        // An empty section, or none, says nothing.
+        assert!(parse_str(base).unwrap().warnings.is_empty());
     }
 
     /// A one-digit prefix would take timestamps for numbers: allowed, with a warning
