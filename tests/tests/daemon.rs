@@ -192,6 +192,26 @@ fn reload_applies_a_good_file_and_rejects_a_bad_one() {
         !last_leaked(&server),
         "the running policy stays after a bad reload"
     );
+
+    // The interface taken out of the file stays guarded, and the log says so.
+    let elsewhere = policy("redact").replace(CLI_IF, "lgnone0");
+    d.write_policy(&elsewhere).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_for("the reload", Duration::from_secs(5), || {
+        d.logs().matches("policy reloaded").count() == 2
+    })
+    .unwrap();
+    assert!(
+        d.logs()
+            .lines()
+            .any(|l| l.contains("not in [[attach]] but still guarded") && l.contains(CLI_IF)),
+        "the log names the unlisted interface"
+    );
+    send(&t, 4);
+    assert!(
+        !last_leaked(&server),
+        "still redacted on the unlisted interface"
+    );
     assert_no_values("daemon logs", &d.logs());
 }
 

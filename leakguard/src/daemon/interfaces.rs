@@ -235,24 +235,40 @@ impl Daemon {
                 }
             }
         }
+        // Taking an entry out of the file does not take the guard off (nothing leaves
+        // unguarded by an edit), but the operator who did it is told so.
+        for a in self.unlisted().unwrap_or_default() {
+            tracing::warn!(interface = %a.label(), hook = a.hook.name(),
+                "not in [[attach]] but still guarded: a policy edit never removes the guard; `leakguard detach` (daemon stopped) removes it from every interface");
+        }
         Ok(())
     }
 
-    /// A handover: every pinned link and cls_bpf filter of an entry the policy no longer
-    /// names still runs the old programs on the old maps; they are switched too.
-    pub(super) fn switch_unlisted(&mut self) -> Result<()> {
+    /// Pinned links and cls_bpf filters of entries the policy no longer names.
+    fn unlisted(&self) -> Result<Vec<Attach>> {
         let listed: HashSet<(String, Hook)> = self
             .config
             .attach
             .iter()
             .map(|a| (a.label(), a.hook))
             .collect();
-        for (a, _) in self.pins.links()?.into_iter().chain(self.pins.filters()?) {
-            if !listed.contains(&(a.label(), a.hook)) {
-                let outcome = attach::attach(&mut self.ebpf, &self.pins, &a)?;
-                tracing::info!(interface = %a.label(), hook = a.hook.name(), ?outcome,
-                    "switched a link the policy no longer names to the new programs");
-            }
+        Ok(self
+            .pins
+            .links()?
+            .into_iter()
+            .chain(self.pins.filters()?)
+            .map(|(a, _)| a)
+            .filter(|a| !listed.contains(&(a.label(), a.hook)))
+            .collect())
+    }
+
+    /// A handover: every pinned link and cls_bpf filter of an entry the policy no longer
+    /// names still runs the old programs on the old maps; they are switched too.
+    pub(super) fn switch_unlisted(&mut self) -> Result<()> {
+        for a in self.unlisted()? {
+            let outcome = attach::attach(&mut self.ebpf, &self.pins, &a)?;
+            tracing::info!(interface = %a.label(), hook = a.hook.name(), ?outcome,
+                "switched a link the policy no longer names to the new programs");
         }
         Ok(())
     }

@@ -36,7 +36,7 @@ impl Daemon {
         {
             self.rejected();
             tracing::error!(
-                "reload rejected: daemon.pin_path and metrics.listen take effect on restart only"
+                "reload rejected: daemon.pin_path or metrics.listen changed, which take effect on restart only (systemctl restart leakguard); the running policy stays, and so does every other change in the file until then"
             );
             return;
         }
