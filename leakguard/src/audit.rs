@@ -46,7 +46,8 @@ use crate::{
 pub enum Format {
     /// A table for people, then a summary per header.
     Table,
-    /// One JSON document: findings, summary, counts.
+    /// One JSON document: findings, summary, packets, skipped, request_heads,
+    /// continuations, packets_per_second.
     Json,
 }
 

@@ -74,7 +74,8 @@ pub enum Command {
         format: Format,
     },
     /// Remove the guard: detach every pinned link and remove the pinned maps. The only way
-    /// the guard goes away; prints what it removed.
+    /// the guard goes away; prints what it removed. Stop the daemon first (`systemctl stop
+    /// leakguard`); taking an interface out of the policy file does not remove its guard.
     Detach {
         /// The policy file (for `daemon.pin_path`).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]

@@ -218,6 +218,19 @@ fn the_debian_package_installs_upgrades_restarts_removes_and_purges() {
     ] {
         assert!(exists(path), "{path} is not installed");
     }
+    // Every document the installed guides point to is installed beside them.
+    for guide in ["operations.md", "README.md"] {
+        let text = std::fs::read_to_string(format!("/usr/share/doc/leakguard/{guide}")).unwrap();
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.')) {
+            if let Some(stem) = word.strip_suffix(".md").filter(|s| !s.is_empty()) {
+                let path = format!("/usr/share/doc/leakguard/{stem}.md");
+                assert!(
+                    exists(&path),
+                    "{guide} names {stem}.md, which is not installed"
+                );
+            }
+        }
+    }
     let status = dpkg(&["-s", "leakguard"]);
     assert!(
         status.contains("/etc/leakguard/leakguard.toml"),
