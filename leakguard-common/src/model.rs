@@ -842,15 +842,21 @@ impl Scan<'_> {
                     f.tok = 0;
                     f.num_val = false;
                     f.pct = false;
+                } else if (b == b'\r' || b == b'\n') && f.tok == 0 {
+                    // Empty lines before a request line are skipped, as servers do.
                 } else {
                     self.stopped = true;
                 }
             }
+            // Leniency as servers': more SPs between the parts, any major version,
+            // anything after the version's digits up to the LF.
             S::Target => {
-                if b == b' ' && f.tok > 0 {
-                    f.st = S::Version;
-                    f.tok = 0;
-                } else if b != b' ' && class & C_CTL == 0 {
+                if b == b' ' {
+                    if f.tok > 0 {
+                        f.st = S::Version;
+                        f.tok = 0;
+                    }
+                } else if class & C_CTL == 0 {
                     f.tok += 1;
                 } else {
                     self.stopped = true;
@@ -858,8 +864,9 @@ impl Scan<'_> {
             }
             S::Version => {
                 const PREFIX: &[u8] = b"HTTP/1.";
-                if (f.tok as usize) < PREFIX.len() {
-                    if b == PREFIX[f.tok as usize] {
+                if f.tok == 0 && b == b' ' {
+                } else if (f.tok as usize) < PREFIX.len() {
+                    if b == PREFIX[f.tok as usize] || (f.tok == 5 && b.is_ascii_digit()) {
                         f.tok += 1;
                     } else {
                         self.stopped = true;
@@ -874,8 +881,6 @@ impl Scan<'_> {
                     self.out.heads += 1;
                     f.st = S::LineStart;
                     f.redacting = false;
-                } else if b != b'\r' {
-                    self.stopped = true;
                 }
             }
             S::LineStart => {
@@ -982,7 +987,8 @@ pub fn segment(
     let f = match flow.clone() {
         None => {
             // Without saved state a segment must start a request line.
-            if CLASS[usize::from(payload[0])] & C_TCHAR == 0 {
+            let b = payload[0];
+            if CLASS[usize::from(b)] & C_TCHAR == 0 && b != b'\r' && b != b'\n' {
                 out.kind = Kind::Body;
                 return out;
             }

@@ -92,7 +92,8 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
     let entry = if canary { None } else { flow::get(&key) };
     if entry.is_none() {
         // Without saved state a segment starts a request or is not scanned: a request
-        // line starts with a method token, so a segment whose first byte cannot (a body,
+        // line starts with a method token (after empty lines, which servers skip), so a
+        // segment whose first byte cannot (a body,
         // TLS on the wrong port) passes before any scan setup. Two bytes, not one: LLVM
         // turns a one-byte check `p + 1 > end` into `p >= end`, from which the verifier
         // learns no readable range.
@@ -106,7 +107,9 @@ pub fn guard<P: Packet>(p: &P, hook: u8) -> Verdict {
         };
         // During a handover such a segment is scanned instead, to be judged as a head
         // not seen whole (`in_handover`).
-        if first.is_some_and(|b| CLASS[usize::from(b)] & C_TCHAR == 0) && !in_handover(gen) {
+        if first.is_some_and(|b| CLASS[usize::from(b)] & C_TCHAR == 0 && b != b'\r' && b != b'\n')
+            && !in_handover(gen)
+        {
             stats.bodies += 1;
             return Verdict::Pass;
         }

@@ -24,7 +24,7 @@ use super::{
     line::end_head,
     number::{num_byte, num_run},
     redact::{ows_run, redact_byte, value_run},
-    request_line::{request_line_run, VERSION_DONE, VERSION_PREFIX},
+    request_line::{request_line_run, MAJOR, VERSION_DONE, VERSION_PREFIX},
     skip::{no_rule_starts, skip_line, skip_lines},
 };
 
@@ -190,16 +190,25 @@ fn step(s: &mut Scratch, i: usize) -> bool {
             } else if b == b' ' && st.f.tok > 0 {
                 st.f.state = S_TARGET;
                 st.f.tok = 0;
+            } else if (b == b'\r' || b == b'\n') && st.f.tok == 0 {
+                // Empty lines before a request line: servers skip them (RFC 9112 §2.2),
+                // and old clients sent one after a POST body, so the next request's
+                // segment may start with CR LF.
             } else {
                 // Not a request line: not HTTP, or a body after a head.
                 return false;
             }
         }
+        // What servers read past in a request line is read past here too, or a head they
+        // take would pass unscanned: more than one SP between its parts, any major
+        // version, and anything after the version's digits up to the line's end.
         S_TARGET => {
-            if b == b' ' && st.f.tok > 0 {
-                st.f.state = S_VERSION;
-                st.f.tok = 0;
-            } else if b != b' ' && class & C_CTL == 0 {
+            if b == b' ' {
+                if st.f.tok > 0 {
+                    st.f.state = S_VERSION;
+                    st.f.tok = 0;
+                }
+            } else if class & C_CTL == 0 {
                 st.f.tok += 1;
             } else {
                 return false;
@@ -208,8 +217,10 @@ fn step(s: &mut Scratch, i: usize) -> bool {
         _ => {
             // S_VERSION
             let t = st.f.tok;
-            if (t as usize) < VERSION_PREFIX.len() {
-                if b != VERSION_PREFIX[t as usize & 7] {
+            if t == 0 && b == b' ' {
+                // More SPs before the version.
+            } else if (t as usize) < VERSION_PREFIX.len() {
+                if b != VERSION_PREFIX[t as usize & 7] && !(t == MAJOR && b.is_ascii_digit()) {
                     return false;
                 }
                 st.f.tok += 1;
@@ -222,8 +233,6 @@ fn step(s: &mut Scratch, i: usize) -> bool {
                 st.heads += 1;
                 st.f.state = S_LINE_START;
                 st.f.flags = 0;
-            } else if b != b'\r' {
-                return false;
             }
         }
     }

@@ -16,7 +16,10 @@ use super::{
 
 pub(super) const VERSION_PREFIX: &[u8; 7] = b"HTTP/1.";
 
-/// `tok` value once the version digit was read: only [CR] LF may follow.
+/// Where in `VERSION_PREFIX` the major version is: any digit is taken there (`step`).
+pub(super) const MAJOR: u32 = 5;
+
+/// `tok` value once the version digit was read: the line ends at the next LF.
 pub(super) const VERSION_DONE: u32 = 8;
 
 /// The request line in one call where it fits: method, target and version runs in
