@@ -1007,7 +1007,10 @@ pub fn segment(
             } else if delta > 0 {
                 out.kind = Kind::Retransmission;
                 out.retransmission = true;
-                if f.spans.forgot != 0 && seq_lt(seq, f.spans.forgot_end) {
+                if f.spans.forgot != 0
+                    && seq_lt(seq, f.spans.forgot_end)
+                    && (open || seq != f.head_seq)
+                {
                     out.kind = Kind::Unordered;
                     out.drop = true;
                     return out;
@@ -1114,7 +1117,7 @@ pub fn segment(
         out.redacted = false;
         return out;
     }
-    if (!had_entry && !open) || rescan {
+    if (!had_entry && !open && f.spans.nspans == 0) || rescan {
         return out;
     }
     if !open {
@@ -1132,7 +1135,7 @@ pub fn segment(
     if seq_lt(f.next_seq, end) {
         f.next_seq = end;
     }
-    let keep = !out.truncated && (open || (had_entry && f.spans.nspans != 0));
+    let keep = !out.truncated && (open || f.spans.nspans != 0);
     *flow = if keep { Some(f) } else { None };
     out
 }

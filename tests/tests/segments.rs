@@ -251,6 +251,123 @@ fn random_cuts_retransmissions_and_losses() {
     assert!(tracked > 0, "the hint checks saw flow entries");
 }
 
+/// A head redacted within one segment (a GSO skb on TC egress, segments GRO merged on
+/// the way in), then a part of it resent alone, as TCP does when a wire segment is lost
+/// past the hook: the part leaves exactly as it did the first time, its redaction
+/// repeated. Resends of 1,448 bytes starting at every 7th offset, on both hooks, with and
+/// without the number check, against the model.
+#[test]
+fn a_part_of_a_head_redacted_in_one_segment_is_redacted_again_when_resent() {
+    let req = format!(
+        "GET /p HTTP/1.1\r\nHost: a\r\nCookie: s={}\r\nX-MSISDN: {MSISDN}\r\nAccept: */*\r\n\r\n",
+        "c".repeat(1_600)
+    );
+    let req = req.as_bytes();
+    let value = req.len() - 30;
+    for msisdn in [None, Some(Action::Redact)] {
+        let p = policy(msisdn);
+        let mut d = Differ::new(&p);
+        let pol = model_policy(&p, SERVER_V4.into());
+        for hook in [Hook::Xdp, Hook::TcEgress] {
+            for start in (1..req.len()).step_by(7).chain(value - 3..value + 3) {
+                let ctx = format!("msisdn {msisdn:?}, {hook:?}, resent from {start}");
+                let flow = Frame::http_v4(b"");
+                let mut model = None;
+                let seq0 = 7_000u32;
+                let mut whole = flow.clone().seq(seq0);
+                whole.payload = req.to_vec();
+                let first = d.segment(hook, &whole.build(), seq0, req, &mut model, &pol, &ctx);
+                assert!(
+                    !first.drop && first.payload != req,
+                    "{ctx}: redacted the first time"
+                );
+                let end = (start + 1_448).min(req.len());
+                let seq = seq0.wrapping_add(start as u32);
+                let mut part = flow.clone().seq(seq);
+                part.payload = req[start..end].to_vec();
+                let again = d.segment(
+                    hook,
+                    &part.build(),
+                    seq,
+                    &req[start..end],
+                    &mut model,
+                    &pol,
+                    &ctx,
+                );
+                assert!(!again.drop, "{ctx}: dropped");
+                // Not printed: the part may hold the value's digits.
+                assert!(
+                    again.payload == first.payload[start..end],
+                    "{ctx}: the resent part differs from what left the first time"
+                );
+            }
+        }
+    }
+}
+
+/// More redacted values in one head than a flow remembers (`MAX_SPANS`): resent whole,
+/// from its request line, the head is scanned afresh and leaves as it did (a connection
+/// whose head had six enrichment headers does not stall on its first retransmission);
+/// resent from inside, it is dropped unless every redaction it needs is remembered.
+#[test]
+fn a_head_with_more_redactions_than_remembered_is_resent_whole_or_dropped() {
+    let values: String = (0..leakguard_common::MAX_SPANS + 2)
+        .map(|_| format!("X-MSISDN: {MSISDN}\r\n"))
+        .collect();
+    let req = format!("GET /p HTTP/1.1\r\nHost: a\r\n{values}Accept: */*\r\n\r\n");
+    let req = req.as_bytes();
+    let p = policy(None);
+    let mut d = Differ::new(&p);
+    let pol = model_policy(&p, SERVER_V4.into());
+    let (mut whole_passed, mut dropped) = (0, 0);
+    for hook in [Hook::Xdp, Hook::TcEgress] {
+        for start in (0..req.len()).step_by(5) {
+            let ctx = format!("{hook:?}, resent from {start}");
+            let flow = Frame::http_v4(b"");
+            let mut model = None;
+            let seq0 = u32::MAX - 40;
+            let mut whole = flow.clone().seq(seq0);
+            whole.payload = req.to_vec();
+            let first = d.segment(hook, &whole.build(), seq0, req, &mut model, &pol, &ctx);
+            assert!(
+                !first.drop && first.payload != req,
+                "{ctx}: redacted the first time"
+            );
+            let seq = seq0.wrapping_add(start as u32);
+            let mut part = flow.clone().seq(seq);
+            part.payload = req[start..].to_vec();
+            let again = d.segment(
+                hook,
+                &part.build(),
+                seq,
+                &req[start..],
+                &mut model,
+                &pol,
+                &ctx,
+            );
+            if again.drop {
+                dropped += 1;
+                assert!(start > 0, "{ctx}: the whole head resent is dropped");
+            } else {
+                // Not printed: the part may hold the value's digits.
+                assert!(
+                    again.payload == first.payload[start..],
+                    "{ctx}: the resent part differs from what left the first time"
+                );
+                whole_passed += usize::from(start == 0);
+            }
+        }
+    }
+    assert_eq!(
+        whole_passed, 2,
+        "the whole head resent passes on both hooks"
+    );
+    assert!(
+        dropped > 0,
+        "resends needing forgotten redactions are dropped"
+    );
+}
+
 /// Regression (found by the random test): a segment that ends inside a skipped line, after
 /// a longer packet left line feeds in the per-CPU scratch buffer past this one's end. The
 /// word-at-a-time skip saw such a stale LF and moved the scan backwards.

@@ -53,9 +53,12 @@ pub fn resume(
     }
     if delta > 0 {
         stats.retransmissions += 1;
-        if s.st.f.forgot != 0 && seq_lt(seq, s.st.f.forgot_end) {
+        if s.st.f.forgot != 0 && seq_lt(seq, s.st.f.forgot_end) && (open || seq != s.st.f.head_seq)
+        {
             // Redactions of these bytes are no longer remembered: never resend them
-            // unredacted.
+            // unredacted. (A resend from the last head's request line, that head
+            // complete, is scanned afresh below and needs none: a head with more
+            // redacted values than the ring holds still gets through when resent whole.)
             stats.unordered_drops += 1;
             return false;
         }
@@ -95,13 +98,20 @@ fn copy_flow(dst: *mut FlowState, src: *const FlowState) {
 
 /// Keeps the flow's state for its next segment when it needs one: a head still open, or
 /// redactions a retransmission must repeat. Otherwise the entry (if any) goes.
+///
+/// A head redacted within one segment keeps an entry too: TCP may resend any part of it
+/// (a wire segment of a GSO skb lost after the hook, a GRO-merged segment resent alone),
+/// and a part that starts inside the head has no request line to be recognised by.
 #[inline(always)]
 pub fn save_flow(s: &mut Scratch, key: &FlowKey, end_seq: u32, open: bool, truncated: bool) {
     // SAFETY: a field of the per-CPU value.
     let kind = unsafe { core::ptr::read_volatile(&s.st.kind) };
     let had_entry = kind != KIND_NEW;
-    if s.st.pkt.canary != 0 || (!had_entry && !open) || kind == KIND_RESCAN {
-        // The common case: a head within one segment, no entry before or after.
+    // SAFETY: a field of the per-CPU value.
+    let spans = unsafe { core::ptr::read_volatile(&s.st.f.nspans) };
+    if s.st.pkt.canary != 0 || (!had_entry && !open && spans == 0) || kind == KIND_RESCAN {
+        // The common case: a head within one segment, nothing redacted, no entry before
+        // or after.
         return;
     }
     let entry = if had_entry {
@@ -127,7 +137,7 @@ pub fn save_flow(s: &mut Scratch, key: &FlowKey, end_seq: u32, open: bool, trunc
     }
     // A head passed unseen past its cap (`incomplete_heads = "pass"`) cannot be
     // continued: the rest of this segment was not read.
-    let keep = !truncated && (open || (had_entry && f.nspans != 0));
+    let keep = !truncated && (open || f.nspans != 0);
     match entry {
         Some(e) if keep => copy_flow(e, f),
         Some(_) => table::remove(key),
