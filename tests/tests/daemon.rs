@@ -707,3 +707,36 @@ fn a_network_namespace_named_in_the_policy_is_guarded_from_the_host() {
     send(&t, 5);
     assert!(last_leaked(&server), "detached from the host");
 }
+
+/// An interface whose frames are not Ethernet (a tun device here; WireGuard, GRE, PPP and
+/// raw-IP modems are alike) would be guarded in name only: the programs would see its
+/// packets and read no request. The daemon refuses it in one line naming it and its link
+/// type, and attaches nothing to it.
+#[test]
+fn an_interface_without_ethernet_frames_is_refused_in_one_line() {
+    let ns = leakguard_tests::netns::Netns::new("tun").unwrap();
+    ns.ip(&["tuntap", "add", "dev", "lgtun0", "mode", "tun"])
+        .unwrap();
+    ns.ip(&["link", "set", "lgtun0", "up"]).unwrap();
+    let mut d = Daemon::new(
+        &ns,
+        "[[attach]]\ninterface = \"lgtun0\"\nhook = \"tc-egress\"\n",
+    )
+    .unwrap();
+    let st = d.run_to_exit(Duration::from_secs(20)).unwrap();
+    assert_eq!(st.code(), Some(1), "{}", d.logs());
+    let logs = d.logs();
+    let errors: Vec<&str> = logs.lines().filter(|l| l.contains("\"ERROR\"")).collect();
+    assert_eq!(errors.len(), 1, "one line:\n{logs}");
+    for want in ["lgtun0", "link type 65534", "Ethernet"] {
+        assert!(errors[0].contains(want), "{want:?} in {}", errors[0]);
+    }
+    let tcx = ns
+        .enter(|| {
+            aya::programs::SchedClassifier::query_tcx("lgtun0", aya::programs::TcAttachType::Egress)
+                .map(|(_, p)| p.len())
+                .unwrap_or(0)
+        })
+        .unwrap();
+    assert_eq!(tcx, 0, "no TC program attached");
+}

@@ -48,6 +48,26 @@ pub enum Outcome {
 /// This is `if_nametoindex(3)` by hand because glibc's reports a failed socket as ENOENT
 /// (from its probing of /proc), which would hide EMFILE from the operator.
 pub fn interface_index(name: &str) -> std::io::Result<Option<u32>> {
+    let Some(req) = ask_interface(name, libc::SIOCGIFINDEX)? else {
+        return Ok(None);
+    };
+    // SAFETY: SIOCGIFINDEX succeeded: the union holds the index.
+    let i = unsafe { req.ifr_ifru.ifru_ifindex };
+    Ok(u32::try_from(i).ok().filter(|&i| i != 0))
+}
+
+/// The link type (`ARPHRD_*`) of interface `name` in this thread's network namespace;
+/// `Ok(None)` when there is no such interface.
+pub fn link_type(name: &str) -> std::io::Result<Option<u16>> {
+    let Some(req) = ask_interface(name, libc::SIOCGIFHWADDR)? else {
+        return Ok(None);
+    };
+    // SAFETY: SIOCGIFHWADDR succeeded: the union holds the hardware address.
+    Ok(Some(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family }))
+}
+
+/// An `ioctl` on interface `name` that fills an `ifreq`: `Ok(None)` for "no such device".
+fn ask_interface(name: &str, request: libc::Ioctl) -> std::io::Result<Option<libc::ifreq>> {
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
     // SAFETY: an all-zero ifreq is valid (an empty name, a zero union).
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -64,17 +84,43 @@ pub fn interface_index(name: &str) -> std::io::Result<Option<u32>> {
     }
     // SAFETY: a descriptor socket(2) just returned, owned here alone.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: SIOCGIFINDEX reads the NUL-terminated name and writes the index into `req`.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
+    // SAFETY: the request reads the NUL-terminated name and writes into `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut req) } < 0 {
         let e = std::io::Error::last_os_error();
         return match e.raw_os_error() {
             Some(libc::ENODEV | libc::ENXIO) => Ok(None),
             _ => Err(e),
         };
     }
-    // SAFETY: SIOCGIFINDEX succeeded: the union holds the index.
-    let i = unsafe { req.ifr_ifru.ifru_ifindex };
-    Ok(u32::try_from(i).ok().filter(|&i| i != 0))
+    Ok(Some(req))
+}
+
+/// Refuses an interface whose frames are not Ethernet (a tun, WireGuard, GRE or IPIP
+/// tunnel, PPP, a raw-IP modem, loopback): the programs parse Ethernet headers, so there
+/// they would see every packet and read no request, a guard in name only.
+fn require_ethernet(a: &Attach) -> Result<()> {
+    let Some(t) =
+        link_type(&a.interface).with_context(|| format!("looking up interface {}", a.interface))?
+    else {
+        return Ok(());
+    };
+    if t == libc::ARPHRD_ETHER {
+        return Ok(());
+    }
+    let kind = match t {
+        libc::ARPHRD_NONE => "none: a tun or WireGuard device",
+        libc::ARPHRD_LOOPBACK => "loopback",
+        libc::ARPHRD_PPP => "PPP",
+        libc::ARPHRD_IPGRE | 823 => "a GRE tunnel",
+        libc::ARPHRD_TUNNEL | libc::ARPHRD_TUNNEL6 | libc::ARPHRD_SIT => "an IP tunnel",
+        _ => "not Ethernet",
+    };
+    anyhow::bail!(
+        "{} ({}): link type {t} ({kind}): leakguard reads Ethernet frames and would read no \
+         request there; attach it to the Ethernet interface the traffic leaves by",
+        a.label(),
+        a.hook.name()
+    )
 }
 
 /// The index of `a`'s interface in its network namespace: `Ok(None)` when it (or its
@@ -97,6 +143,7 @@ pub fn attach(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
 }
 
 fn attach_here(ebpf: &mut Ebpf, pins: &Pins, a: &Attach) -> Result<Outcome> {
+    require_ethernet(a)?;
     if a.hook != Hook::Xdp && features::tc_mode() == TcMode::Netlink {
         return attach_filter(ebpf, pins, a);
     }
