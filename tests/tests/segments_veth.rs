@@ -242,3 +242,59 @@ fn retransmissions_are_redacted_again() {
         s.retransmissions, s.continuations, s.unordered_drops
     );
 }
+
+/// A head redacted whole in one GSO packet on TC egress, then its last wire segment lost
+/// after the guard (nftables drops it once): the client's kernel resends that segment
+/// alone, from its own unredacted buffer, starting inside the head. It must reach the
+/// server redacted. (The device's segmentation offloads are off, so the stack cuts the
+/// packet after the hook, as a NIC with TSO does.)
+#[test]
+fn a_lost_wire_segment_of_a_gso_packet_is_redacted_again() {
+    let t = topo();
+    t.cli
+        .ethtool(CLI_IF, &["tso", "off", "gso", "off"])
+        .unwrap();
+    let head = format!(
+        "GET /gso HTTP/1.1\r\nHost: www.example.com\r\nCookie: c={}\r\nX-MSISDN: {MSISDN}\r\nAccept: */*\r\n\r\n",
+        "a".repeat(2_600)
+    );
+    // The last wire segment: what follows the first 1,448 bytes (the MSS at MTU 1500 with
+    // timestamps), behind 20 bytes of IP and 32 of TCP header.
+    let tail_ip_len = head.len() - 1_448 + 52;
+    let nft = |args: &str| {
+        checked(t.srv.command("sh").args(["-c", &format!("nft {args}")]))
+            .expect("nft (Debian's nftables, installed by `cargo xtask setup`)")
+    };
+    nft("add table inet lg");
+    nft("'add chain inet lg pre { type filter hook prerouting priority -300; }'");
+    nft(&format!(
+        "add rule inet lg pre tcp dport 80 ip length {tail_ip_len} quota until {tail_ip_len} bytes counter drop"
+    ));
+    let server = HttpServer::start(&t.srv, SocketAddr::new(SRV_V4.parse().unwrap(), 80)).unwrap();
+    let mut g = Guard::load(&policy(None)).unwrap();
+    attach_tc_egress(&mut g, &t.cli, CLI_IF);
+    let to = SocketAddr::new(SRV_V4.parse().unwrap(), 80);
+    send_in_segments(&t.cli, to, head.as_bytes(), &[], Duration::from_secs(20)).unwrap();
+    let listing = nft("list table inet lg");
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).contains("counter packets 1 "),
+        "the tail segment was not lost once (nothing tested): {}",
+        String::from_utf8_lossy(&listing.stdout)
+    );
+    let heads = server.heads();
+    assert_eq!(heads.len(), 1);
+    assert!(
+        free_of_the_number(&heads[0]),
+        "the identity number reached the server"
+    );
+    let s = g.stats().unwrap();
+    assert!(
+        s.retransmissions >= 1,
+        "the resend did not meet the flow's state"
+    );
+}
+
+/// True when `head` holds no run of the test number's digits.
+fn free_of_the_number(head: &[u8]) -> bool {
+    !String::from_utf8_lossy(head).contains(&MSISDN[2..])
+}
