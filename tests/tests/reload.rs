@@ -48,11 +48,13 @@ fn no_packet_sees_a_half_applied_policy() {
     apply(&mut writer, &a).unwrap();
     let runner = load::load(&pins, EBPF_OBJECT).unwrap();
 
-    let frame = Frame::http_v4(&get(&[
+    // Each run is the next request of one flow (its sequence number past the last one's
+    // end): the same segment run again would be a resend, which gets the redactions it
+    // got when first sent, whatever the policy is by then.
+    let flow = Frame::http_v4(&get(&[
         &format!("X-MSISDN: {MSISDN}"),
         &format!("X-UIDH: {UIDH}"),
-    ]))
-    .build();
+    ]));
     let done = Arc::new(AtomicBool::new(false));
     let stop = done.clone();
     let reader = std::thread::spawn(move || {
@@ -61,6 +63,7 @@ fn no_packet_sees_a_half_applied_policy() {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut runs = 0u64;
         while !stop.load(Ordering::Relaxed) && runs < 2_000_000 && Instant::now() < deadline {
+            let frame = flow.clone().seq((runs as u32).wrapping_mul(4096)).build();
             let mut out = vec![0u8; frame.len() + 64];
             let r = p
                 .test_run(TestRunOptions {
