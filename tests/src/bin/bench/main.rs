@@ -6,7 +6,8 @@
 //!    program of the same hook; rounds alternate the two so drift hits both alike; medians.
 //!    Scaling with the number of rules and with request length; a head across segments.
 //!    The test-run interface has a counter slot, as a guarded interface has. A gateway's
-//!    traffic mix weighted into one figure per hook, on one core and on two at once (`mix`). A 16 KiB
+//!    traffic mix weighted into one figure per hook, on one core and on two at once (`mix`).
+//!    A redacted head's flow entry on new and keep-alive flows (`flows`). A 16 KiB
 //!    request as one GSO skb on TC (`gso`), by the kernel's accounting on real traffic:
 //!    a TC test run takes ~3.7 KB at most.
 //! 2. End to end (`e2e`): client → gateway → server namespaces, Debian's nginx as the
@@ -24,6 +25,7 @@
 mod accounting;
 mod audit;
 mod e2e;
+mod flows;
 mod gso;
 mod kernel;
 mod length;
@@ -132,6 +134,7 @@ type Part = fn(&Cfg) -> Result<Value>;
 const PARTS: &[(&str, Part)] = &[
     ("kernel", kernel::kernel),
     ("mix", mix::mix),
+    ("flows", flows::flows),
     ("rules", rules::rules),
     ("length", length::length),
     ("segments", segments::segments),
